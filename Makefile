@@ -1,0 +1,44 @@
+# Tripwire developer commands. On a fresh machine `make demo` and `make test` do all set-up themselves.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Dependencies reinstall only when the pins change; the project itself is re-linked per checkout path.
+PINS_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+PATH_HASH := $(shell pwd | sha256sum | cut -c1-8)
+DEPS_STAMP := $(VENV)/.deps-$(PINS_HASH)
+LINK_STAMP := $(VENV)/.link-$(PINS_HASH)-$(PATH_HASH)
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit test-integration bench clean
+
+setup: $(LINK_STAMP)
+
+$(DEPS_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3 setuptools==84.2.1 wheel==0.45.1
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[test]'
+	@rm -f $(VENV)/.deps-* $(VENV)/.link-*
+	@touch $@
+
+$(LINK_STAMP): $(DEPS_STAMP)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.link-*
+	@touch $@
+
+demo: setup  ## corpus -> Ray Train -> checkpoint -> Ray Serve -> HTTP requests, on local Ray
+	$(PY) -m pipelines.demo
+
+test: setup  ## unit + integration tests (under 10 minutes on 2 cores)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+bench: setup  ## benchmarks; figures printed and saved under bench/results/
+	$(PY) -m bench.bench_serving_batching
+
+clean:
+	rm -rf runs data .pytest_cache

@@ -1,0 +1,265 @@
+"""The Tripwire Serve application: HTTP ingress -> per-modality encoders (concurrently) -> fusion -> policy.
+
+Build it from a checkpoint with ``build_app({"checkpoint": "runs/demo/model"})`` or run a Serve config:
+``serve run deployments/configs/dev.yaml``. Each deployment loads only its own component from the
+checkpoint, so replicas of one encoder scale independently of the others (edit the YAML, not code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from tripwire.checkpoint import CheckpointManifest, checkpoint_uri, load_encoders, load_fusion, load_preprocessor
+from tripwire.config import ConfigError, from_dict, read_yaml
+from tripwire.media import MediaError
+from tripwire.policy import Policy
+from tripwire.sample import Sample
+from tripwire.scoring import LockedPreprocessor, decide, decode_base64, encode_batch, explain, fuse_batch
+
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_BATCH_WAIT_S = 0.005
+
+
+class ModerateRequest(BaseModel):
+    """One item to moderate; media fields carry base64 (or ``data:...;base64,`` URIs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(default=None, max_length=256, description="caller's item id, echoed back")
+    text: str | None = None
+    image: str | None = Field(default=None, description="base64-encoded image (PNG, JPEG, ...)")
+    audio: str | None = Field(default=None, description="base64-encoded audio (WAV, FLAC, OGG, ...)")
+    video: str | None = Field(default=None, description="base64-encoded video (MP4, WebM, ...)")
+    market: str | None = Field(default=None, min_length=2, max_length=2, description="ISO 3166 alpha-2 market")
+    language: str | None = None
+    content_type: str | None = None
+
+
+api = FastAPI(title="Tripwire", version="0.1.0",
+              description="Multimodal content moderation: scores per policy category and a policy decision.")
+
+
+def _error(status: int, field: str, reason: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"field": field, "reason": reason, "message": message}})
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    return _error(422, ".".join(loc) or "body", first.get("type", "invalid"), first.get("msg", "invalid request"))
+
+
+@api.exception_handler(MediaError)
+async def _media_error(request: Request, exc: MediaError) -> JSONResponse:
+    status = 413 if exc.reason in ("too_large", "too_long") else 422
+    return _error(status, exc.field, exc.reason, str(exc))
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=32)
+class ModalityEncoder:
+    """One modality's encoder; concurrent requests are batched with ``@serve.batch``.
+
+    Args:
+        checkpoint: checkpoint URI.
+        modality: ``text``, ``image`` or ``audio`` (image also embeds video frames, many rows per call).
+        max_batch_size: requests per forward pass.
+        batch_wait_timeout_s: how long a partial batch waits for company.
+    """
+
+    def __init__(self, checkpoint: str, modality: str, max_batch_size: int = DEFAULT_BATCH_SIZE,
+                 batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S):
+        torch.set_num_threads(1)
+        self.modality = modality
+        self.encoder = load_encoders(checkpoint, [modality])[modality]
+        self.embed.set_max_batch_size(max_batch_size)
+        self.embed.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
+    async def embed(self, items: list[Any]) -> list[np.ndarray]:
+        return encode_batch(self.encoder, self.modality, items)
+
+    async def __call__(self, item: Any) -> np.ndarray:
+        return await self.embed(item)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
+class VideoEncoder:
+    """Video: frames go to the image encoder deployment (batched with images), then temporal pooling here."""
+
+    def __init__(self, checkpoint: str, image_encoder: DeploymentHandle):
+        torch.set_num_threads(1)
+        self.video = load_encoders(checkpoint, ["video"])["video"]
+        self.video.frame_encoder = None  # frames are embedded by the image deployment; free the copy
+        self.image_encoder = image_encoder
+
+    async def __call__(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        frame_embeddings = await self.image_encoder.remote(frames)
+        with torch.no_grad():
+            pooled, weights = self.video.pool(torch.as_tensor(np.asarray(frame_embeddings))[None])
+        return {"embedding": pooled[0].numpy(), "frame_weights": weights[0].numpy()}
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
+class FusionHead:
+    """The fusion head over whichever modality embeddings a request has; batched across requests."""
+
+    def __init__(self, checkpoint: str, max_batch_size: int = DEFAULT_BATCH_SIZE,
+                 batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S):
+        torch.set_num_threads(1)
+        self.fusion = load_fusion(checkpoint)
+        self.fuse.set_max_batch_size(max_batch_size)
+        self.fuse.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
+    async def fuse(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+        return fuse_batch(self.fusion, requests)
+
+    async def __call__(self, embeddings: dict[str, np.ndarray]) -> dict[str, Any]:
+        return await self.fuse(embeddings)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
+class PolicyDecision:
+    """Applies the enforcement policy. Its ``user_config`` carries the policy, so editing thresholds and
+    redeploying the Serve config updates live replicas without a restart.
+
+    user_config keys (one of): ``policy`` (the policy YAML's content as a mapping) or ``policy_path``.
+    """
+
+    def __init__(self, checkpoint: str):
+        self.categories = CheckpointManifest.read(checkpoint).categories
+        self.taxonomy = CheckpointManifest.read(checkpoint).taxonomy
+        self.policy = Policy.load()
+        self.policy.check_taxonomy(self.taxonomy)
+
+    def reconfigure(self, user_config: dict) -> None:
+        if "policy" in user_config:
+            policy = from_dict(Policy, user_config["policy"], "policy")
+        elif "policy_path" in user_config:
+            path = _resolve(user_config["policy_path"])
+            policy = from_dict(Policy, read_yaml(path), path)
+        else:
+            raise ConfigError("user_config: give 'policy' (a mapping) or 'policy_path'")
+        policy.check_taxonomy(self.taxonomy)
+        self.policy = policy
+
+    async def __call__(self, scores: np.ndarray, market: str | None) -> dict[str, Any]:
+        return decide(self.policy, self.categories, scores, market)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64)
+@serve.ingress(api)
+class Ingress:
+    """HTTP front door: validates and preprocesses (bad input never reaches a model), fans out, answers."""
+
+    def __init__(self, checkpoint: str, fusion: DeploymentHandle, policy: DeploymentHandle,
+                 text: DeploymentHandle | None = None, image: DeploymentHandle | None = None,
+                 audio: DeploymentHandle | None = None, video: DeploymentHandle | None = None):
+        torch.set_num_threads(1)
+        self.manifest = CheckpointManifest.read(checkpoint)
+        self.preprocessor = LockedPreprocessor(load_preprocessor(checkpoint))
+        self.encoders = {m: h for m, h in {"text": text, "image": image, "audio": audio, "video": video}.items()
+                         if h is not None}
+        self.fusion = fusion
+        self.policy = policy
+
+    @api.get("/v1/health")
+    async def health(self) -> dict:
+        return {"status": "ok", "model_version": self.manifest.version}
+
+    @api.get("/v1/model")
+    async def model(self) -> dict:
+        data = self.manifest.data
+        return {"model_version": self.manifest.version, "modalities": self.manifest.modalities,
+                "taxonomy": data["taxonomy"], "preprocessing": data["preprocessing"], "metrics": data["metrics"]}
+
+    @api.post("/v1/moderate")
+    async def moderate(self, request: ModerateRequest) -> dict:
+        started = time.perf_counter()
+        media = {m: decode_base64(m, getattr(request, m)) for m in ("image", "audio", "video")
+                 if getattr(request, m) is not None}
+        sample = Sample(id=request.id or uuid.uuid4().hex, text=request.text, **media,
+                        meta={"market": request.market, "language": request.language,
+                              "content_type": request.content_type})
+        processed = await asyncio.to_thread(self.preprocessor.sample, sample)
+        preprocessed_at = time.perf_counter()
+
+        calls = {}
+        for modality in ("text", "image", "audio", "video"):
+            if modality in processed:
+                calls[modality] = self.encoders[modality].remote(processed[modality])
+        results = dict(zip(calls, await asyncio.gather(*calls.values())))
+        embeddings = {m: (r["embedding"] if m == "video" else r) for m, r in results.items()}
+        encoded_at = time.perf_counter()
+
+        fused = await self.fusion.remote(embeddings)
+        decision = await self.policy.remote(fused["scores"], request.market)
+        done = time.perf_counter()
+
+        categories = self.manifest.categories
+        scores = {c: float(s) for c, s in zip(categories, fused["scores"])}
+        evidence = {}
+        if "video" in results:
+            weights = results["video"]["frame_weights"]
+            top = np.argsort(-weights)[:3]
+            evidence["video_top_frames"] = [{"timestamp_s": round(float(processed["video_timestamps"][i]), 3),
+                                             "weight": round(float(weights[i]), 4)} for i in top]
+        return {
+            "id": sample.id,
+            "scores": scores,
+            "flagged": decision["flagged"],
+            "decision": decision,
+            "attribution": explain(categories, fused["scores"], fused["attribution"]),
+            "evidence": evidence,
+            "modalities": list(embeddings),
+            "model_version": self.manifest.version,
+            "policy_version": decision["policy_version"],
+            "latency_ms": {"preprocess": round(1000 * (preprocessed_at - started), 2),
+                           "encoders": round(1000 * (encoded_at - preprocessed_at), 2),
+                           "fusion_policy": round(1000 * (done - encoded_at), 2),
+                           "total": round(1000 * (done - started), 2)},
+        }
+
+
+def _resolve(path: str) -> str:
+    """Relative checkpoint paths are taken from TRIPWIRE_HOME (default: the current directory)."""
+    if "://" in path or os.path.isabs(path):
+        return path
+    return checkpoint_uri(os.path.join(os.environ.get("TRIPWIRE_HOME", os.getcwd()), path))
+
+
+def build_app(args: dict[str, Any]) -> serve.Application:
+    """Serve application builder (``import_path: deployments.app:build_app``).
+
+    Args:
+        args: ``checkpoint`` (required: path or fsspec URI of a Tripwire checkpoint); optional
+            ``max_batch_size`` and ``batch_wait_timeout_s`` for the encoders and fusion head.
+    """
+    if "checkpoint" not in args:
+        raise ConfigError("args.checkpoint: required (a Tripwire checkpoint path or URI)")
+    checkpoint = _resolve(str(args["checkpoint"]))
+    batching = {k: args[k] for k in ("max_batch_size", "batch_wait_timeout_s") if k in args}
+    modalities = CheckpointManifest.read(checkpoint).modalities
+    handles = {}
+    for modality in ("text", "image", "audio"):
+        if modality in modalities or (modality == "image" and "video" in modalities):
+            handles[modality] = ModalityEncoder.options(name=f"{modality.capitalize()}Encoder").bind(
+                checkpoint, modality, **batching)
+    if "video" in modalities:
+        handles["video"] = VideoEncoder.bind(checkpoint, handles["image"])
+    return Ingress.bind(checkpoint, fusion=FusionHead.bind(checkpoint, **batching),
+                        policy=PolicyDecision.bind(checkpoint), **handles)

@@ -1,0 +1,188 @@
+"""Training job: manifest -> Ray Data (decode + preprocess, streamed) -> Ray Train TorchTrainer -> checkpoint.
+
+Run locally with ``tripwire train --config pipelines/configs/demo.yaml``; the same entrypoint runs under
+``ray job submit`` against a cluster (it joins the running cluster when ``RAY_ADDRESS`` is set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tripwire.config import load_yaml, to_dict
+from tripwire.policy import Policy, Taxonomy
+from tripwire.sample import fingerprint_file, manifest_base, to_records
+from tripwire.training import PreprocessBatch, TrainConfig, label_pos_weight, read_quarantine, split_of, train_loop_per_worker
+
+
+def ensure_corpus(cfg: TrainConfig, taxonomy: Taxonomy) -> None:
+    """Generates the synthetic corpus at the configured manifest path when asked to and missing."""
+    if Path(cfg.data.manifest).exists() or cfg.data.synthetic is None:
+        return
+    from tripwire.synthetic import CorpusSpec, generate_corpus
+
+    started = time.perf_counter()
+    spec = CorpusSpec(num_items=cfg.data.synthetic.num_items, seed=cfg.data.synthetic.seed)
+    print(f"[corpus] generating {spec.num_items} synthetic items at {Path(cfg.data.manifest).parent}", flush=True)
+    generate_corpus(Path(cfg.data.manifest).parent, spec, taxonomy, manifest_name=Path(cfg.data.manifest).name,
+                    progress=True)
+    print(f"[corpus] done in {time.perf_counter() - started:.1f}s", flush=True)
+
+
+# Reading and filtering manifest rows is light work: fractional CPUs keep it from starving beside training.
+LIGHT_TASK_CPUS = 0.25
+
+
+def read_manifest_dataset(uri: str):
+    """A manifest as a stream of ``{"id", "record"}`` rows (see :func:`tripwire.sample.to_records`)."""
+    import ray.data
+
+    remote_args = {"num_cpus": LIGHT_TASK_CPUS}
+    if uri.endswith(".parquet"):
+        table = ray.data.read_parquet(uri, ray_remote_args=remote_args)
+        return table.map_batches(lambda t: to_records(t.to_pylist()), batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
+    lines = ray.data.read_text(uri, ray_remote_args=remote_args, drop_empty_lines=True)
+    return lines.map_batches(lambda b: to_records(list(b["text"])), batch_format="numpy", num_cpus=LIGHT_TASK_CPUS)
+
+
+def build_datasets(cfg: TrainConfig, taxonomy: Taxonomy, quarantine_dir: str):
+    """The train/validation datasets: split by id hash, then decode + preprocess in ``map_batches``."""
+    from ray.data import ActorPoolStrategy
+
+    raw = read_manifest_dataset(cfg.data.manifest)
+    fraction, seed = cfg.data.validation_fraction, cfg.data.split_seed
+    udf_kwargs = {"preprocessing": to_dict(cfg.model.preprocessing), "modalities": list(cfg.model.encoders),
+                  "categories": taxonomy.names, "base_uri": manifest_base(cfg.data.manifest),
+                  "quarantine_dir": quarantine_dir}
+
+    def split(name):
+        keep = raw.filter(lambda row: split_of(str(row["id"]), fraction, seed) == name, num_cpus=LIGHT_TASK_CPUS)
+        return keep.map_batches(
+            PreprocessBatch, fn_constructor_kwargs=udf_kwargs, batch_size=cfg.data.preprocess_batch_size,
+            batch_format="numpy", num_cpus=cfg.data.preprocess_cpus,
+            compute=ActorPoolStrategy(min_size=1, max_size=cfg.data.preprocess_actors))
+
+    return split("train"), split("val"), raw
+
+
+def quiet_data_progress() -> None:
+    """Ray Data's per-operator progress bars flood logs; the training loop prints its own progress."""
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    DataContext.get_current().print_on_execution_start = False
+
+
+def positive_weights(raw, taxonomy: Taxonomy, cfg: TrainConfig) -> list[float] | None:
+    """Per-category ``neg/pos`` from the labels column alone (no media is read)."""
+    if not cfg.fit.pos_weight:
+        return None
+    names = taxonomy.names
+
+    def label_matrix(batch):
+        matrix = []
+        for record in batch["record"]:
+            try:
+                labels = json.loads(record).get("labels") or {}
+            except (json.JSONDecodeError, AttributeError):
+                labels = {}  # quarantined later by the preprocessing step
+            matrix.append([(-1 if labels.get(c) not in (0, 1) else labels[c]) for c in names])
+        return {"labels": np.asarray(matrix, dtype=np.float32).reshape(len(matrix), len(names))}
+
+    labels = raw.map_batches(label_matrix, batch_format="numpy", num_cpus=LIGHT_TASK_CPUS).take_all()
+    return label_pos_weight(np.stack([row["labels"] for row in labels]))
+
+
+def run(cfg: TrainConfig) -> dict:
+    """Runs the job; returns the summary (also written as ``summary.json`` beside the exported model)."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    taxonomy = Taxonomy.load(cfg.taxonomy)
+    policy = Policy.load(cfg.policy)
+    policy.check_taxonomy(taxonomy)
+    ensure_corpus(cfg, taxonomy)
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
+    quiet_data_progress()
+    started = time.perf_counter()
+    quarantine_dir = f"{cfg.storage_path}/{cfg.run_name}/quarantine"
+    train_ds, val_ds, raw = build_datasets(cfg, taxonomy, quarantine_dir)
+    loop_config = {
+        "train": to_dict(cfg),
+        "taxonomy": to_dict(taxonomy),
+        "policy_version": policy.version,
+        "data_fingerprint": fingerprint_file(cfg.data.manifest),
+        "pos_weight": positive_weights(raw, taxonomy, cfg),
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=cfg.fit.num_workers, use_gpu=False,
+                                     resources_per_worker={"CPU": cfg.fit.cpus_per_worker}),
+        run_config=RunConfig(
+            name=cfg.run_name, storage_path=cfg.storage_path,
+            failure_config=FailureConfig(max_failures=cfg.fit.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.fit.num_to_keep,
+                                               checkpoint_score_attribute="val/macro/roc_auc",
+                                               checkpoint_score_order="max"),
+        ),
+        datasets={"train": train_ds, "val": val_ds},
+    )
+    result = trainer.fit()
+    if result.error:
+        raise result.error
+    best_checkpoint, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1].get("val/macro/roc_auc", -1))
+    export = Path(cfg.export_dir)
+    if export.exists():
+        shutil.rmtree(export)
+    with best_checkpoint.as_directory() as directory:
+        shutil.copytree(directory, export, ignore=shutil.ignore_patterns("train_state*"))
+    quarantined = read_quarantine(quarantine_dir)
+    reasons: dict[str, int] = {}
+    for row in quarantined:
+        reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
+    manifest = json.loads((export / "manifest.json").read_text())
+    summary = {
+        "run_name": cfg.run_name,
+        "model_dir": str(export),
+        "best_epoch": manifest["training"]["epoch"],
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "val_metrics": manifest["metrics"],
+        "quarantined": len(quarantined),
+        "quarantine_reasons": reasons,
+        "quarantine_dir": quarantine_dir,
+    }
+    (export / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary, taxonomy)
+    return summary
+
+
+def print_summary(summary: dict, taxonomy: Taxonomy) -> None:
+    metrics = summary["val_metrics"]
+    print(f"\n[train] best epoch {summary['best_epoch'] + 1}, {summary['wall_seconds']}s; model -> {summary['model_dir']}")
+    print(f"[train] quarantined rows: {summary['quarantined']} {summary['quarantine_reasons'] or ''}")
+    print(f"{'category':<26}{'ROC-AUC':>9}{'PR-AUC':>9}{'F1@0.5':>9}{'pos':>6}{'n':>6}")
+    for name in [*taxonomy.names, "macro"]:
+        row = metrics[name]
+        print(f"{name:<26}{row['roc_auc']:>9.4f}{row['pr_auc']:>9.4f}{row['f1']:>9.4f}"
+              f"{row.get('positives', ''):>6}{row.get('support', ''):>6}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True, help="training config YAML (pipelines/configs/*.yaml)")
+    args = parser.parse_args(argv)
+    cfg = load_yaml(TrainConfig, args.config).resolved(Path.cwd())
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()

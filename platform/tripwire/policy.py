@@ -1,0 +1,220 @@
+"""Policy taxonomy and enforcement policy: versioned YAML files turned into typed, validated objects.
+
+The taxonomy says *what* Tripwire scores (one model output per category); the policy says *what to do*
+with a score (allow / review / restrict / block, per category, with per-market overrides).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Mapping
+
+from tripwire.config import ConfigError, load_yaml
+
+DEFAULT_TAXONOMY = "taxonomy.yaml"
+DEFAULT_POLICY = "policy.yaml"
+
+
+def default_resource(name: str) -> str:
+    """Path of a YAML file bundled with the package (the default taxonomy and policy)."""
+    return str(resources.files("tripwire").joinpath("resources", name))
+
+
+class Action(enum.IntEnum):
+    """Enforcement actions, ordered by severity so ``max`` picks the strictest."""
+
+    ALLOW = 0
+    REVIEW = 1
+    RESTRICT = 2
+    BLOCK = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+SEVERE_ACTIONS = (Action.REVIEW, Action.RESTRICT, Action.BLOCK)
+
+
+@dataclass(frozen=True)
+class Category:
+    """One policy category; a subcategory is named ``parent/child``."""
+
+    name: str
+    description: str = ""
+
+    @property
+    def parent(self) -> str | None:
+        return self.name.rsplit("/", 1)[0] if "/" in self.name else None
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """The versioned list of categories the model scores, in output order."""
+
+    version: str
+    categories: list[Category]
+
+    def __post_init__(self):
+        if not self.version:
+            raise ConfigError("version: must not be empty")
+        names = [c.name for c in self.categories]
+        if not names:
+            raise ConfigError("categories: at least one category is required")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"categories: duplicate names {duplicates}")
+        for i, cat in enumerate(self.categories):
+            if not cat.name or cat.name != cat.name.strip() or " " in cat.name:
+                raise ConfigError(f"categories[{i}].name: {cat.name!r} must be a non-empty identifier")
+            if cat.parent is not None and cat.parent not in names:
+                raise ConfigError(f"categories[{i}].name: parent {cat.parent!r} of {cat.name!r} is not listed")
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.categories]
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"category {name!r} is not in taxonomy {self.version}") from None
+
+    @classmethod
+    def load(cls, uri: str | Path | None = None) -> "Taxonomy":
+        """Loads a taxonomy YAML (the bundled default when ``uri`` is None)."""
+        return load_yaml(cls, uri or default_resource(DEFAULT_TAXONOMY))
+
+
+@dataclass(frozen=True)
+class CategoryRule:
+    """Score thresholds for one category; an omitted action is never taken for it."""
+
+    review: float | None = None
+    restrict: float | None = None
+    block: float | None = None
+    ground: str = "terms_of_service"
+
+    def __post_init__(self):
+        previous = None
+        for action in SEVERE_ACTIONS:
+            value = getattr(self, action.label)
+            if value is None:
+                continue
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{action.label}: threshold {value} is outside [0, 1]")
+            if previous is not None and value < previous[1]:
+                raise ConfigError(
+                    f"{action.label}: threshold {value} is below {previous[0]} threshold {previous[1]}; "
+                    "thresholds must rise with severity"
+                )
+            previous = (action.label, value)
+        if self.ground not in ("terms_of_service", "illegal_content"):
+            raise ConfigError(f"ground: {self.ground!r} must be 'terms_of_service' or 'illegal_content'")
+
+    def action_for(self, score: float) -> tuple[Action, float | None]:
+        """The strictest action whose threshold ``score`` reaches, and that threshold."""
+        for action in reversed(SEVERE_ACTIONS):
+            threshold = getattr(self, action.label)
+            if threshold is not None and score >= threshold:
+                return action, threshold
+        return Action.ALLOW, None
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a category contributed to a decision."""
+
+    category: str
+    score: float
+    threshold: float
+    action: str
+    ground: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's verdict on one item."""
+
+    action: str
+    reasons: list[Reason]
+    flagged: list[str]
+    policy_version: str
+    market: str | None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Maps category scores to actions, with per-market threshold overrides."""
+
+    version: str
+    taxonomy_version: str
+    categories: dict[str, CategoryRule]
+    markets: dict[str, dict[str, CategoryRule]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.version:
+            raise ConfigError("version: must not be empty")
+        for market, overrides in self.markets.items():
+            if market != market.upper() or len(market) != 2:
+                raise ConfigError(f"markets.{market}: market codes are ISO 3166 alpha-2, upper case")
+            unknown = sorted(set(overrides) - set(self.categories))
+            if unknown:
+                raise ConfigError(f"markets.{market}: categories {unknown} have no base rule in categories")
+
+    @classmethod
+    def load(cls, uri: str | Path | None = None) -> "Policy":
+        """Loads a policy YAML (the bundled default when ``uri`` is None)."""
+        return load_yaml(cls, uri or default_resource(DEFAULT_POLICY))
+
+    def check_taxonomy(self, taxonomy: Taxonomy) -> None:
+        """Raises ConfigError unless every policy category exists in ``taxonomy`` (same version)."""
+        if self.taxonomy_version != taxonomy.version:
+            raise ConfigError(
+                f"taxonomy_version: policy {self.version} targets taxonomy {self.taxonomy_version}, "
+                f"but the model scores taxonomy {taxonomy.version}"
+            )
+        unknown = sorted(set(self.categories) - set(taxonomy.names))
+        if unknown:
+            raise ConfigError(f"categories: {unknown} are not in taxonomy {taxonomy.version}")
+
+    def rule(self, category: str, market: str | None = None) -> CategoryRule | None:
+        if market and category in self.markets.get(market.upper(), {}):
+            return self.markets[market.upper()][category]
+        return self.categories.get(category)
+
+    def decide(self, scores: Mapping[str, float], market: str | None = None) -> Decision:
+        """Applies the policy to per-category scores.
+
+        Args:
+            scores: category name -> calibrated score in [0, 1].
+            market: optional ISO market code selecting overrides.
+
+        Returns:
+            The strictest action over all categories, with one reason per category that acted,
+            strictest first.
+        """
+        reasons = []
+        for category, score in scores.items():
+            rule = self.rule(category, market)
+            if rule is None:
+                continue
+            action, threshold = rule.action_for(float(score))
+            if action is not Action.ALLOW:
+                reasons.append((action, Reason(category, float(score), threshold, action.label, rule.ground)))
+        reasons.sort(key=lambda pair: (-pair[0], -pair[1].score))
+        overall = reasons[0][0] if reasons else Action.ALLOW
+        return Decision(
+            action=overall.label,
+            reasons=[r for _, r in reasons],
+            flagged=[r.category for _, r in reasons],
+            policy_version=self.version,
+            market=market.upper() if market else None,
+        )

@@ -1,0 +1,386 @@
+"""Training logic: configs, the Ray Data preprocessing UDF, and the Ray Train per-worker loop.
+
+``pipelines/train.py`` wires these into a Ray Data + ``TorchTrainer`` job; everything testable lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tripwire.config import ConfigError, from_dict, to_dict
+from tripwire.media import MediaError
+from tripwire.metrics import category_metrics, flatten_metrics
+from tripwire.model.encoders import minilm_dir
+from tripwire.model.safety_model import ModelConfig, SafetyModel, build_model
+from tripwire.preprocess import PreprocessingConfig, Preprocessor, batch_to_model_inputs
+from tripwire.sample import Sample
+
+TRAIN_STATE = "train_state.safetensors"
+TRAIN_STATE_JSON = "train_state.json"
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Generate the synthetic corpus at ``DataConfig.manifest`` when it does not exist yet."""
+
+    num_items: int = 2400
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the corpus is and how it is split and preprocessed."""
+
+    manifest: str = "data/synthetic/manifest.jsonl"
+    synthetic: SyntheticSpec | None = None
+    validation_fraction: float = 0.2
+    split_seed: int = 0
+    preprocess_batch_size: int = 32
+    preprocess_actors: int = 1
+    preprocess_cpus: float = 0.5
+
+    def __post_init__(self):
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(f"validation_fraction: {self.validation_fraction} must be in (0, 1)")
+        if self.preprocess_actors < 1 or self.preprocess_batch_size < 1:
+            raise ConfigError("preprocess_actors and preprocess_batch_size must be at least 1")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Ray Train scaling and optimisation settings."""
+
+    num_workers: int = 2
+    cpus_per_worker: float = 0.5
+    torch_threads: int = 1
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    seed: int = 0
+    max_failures: int = 0
+    num_to_keep: int = 2
+    pos_weight: bool = True
+
+    def __post_init__(self):
+        if self.num_workers < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("num_workers, epochs and batch_size must be at least 1")
+        if self.lr <= 0:
+            raise ConfigError(f"lr: must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training job, loaded from ``pipelines/configs/<name>.yaml``."""
+
+    run_name: str = "tripwire"
+    storage_path: str = "runs/ray"
+    export_dir: str = "runs/tripwire/model"
+    taxonomy: str | None = None
+    policy: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+
+    def __post_init__(self):
+        if not self.run_name or "/" in self.run_name:
+            raise ConfigError(f"run_name: {self.run_name!r} must be a non-empty name without '/'")
+
+    def resolved(self, base_dir: str | Path = ".") -> "TrainConfig":
+        """Makes local paths absolute (Ray workers run elsewhere) and fills the default tokenizer."""
+
+        def absolute(path: str | None) -> str | None:
+            if path is None or "://" in path:
+                return path
+            return str((Path(base_dir) / path).resolve())
+
+        model = self.model
+        text = model.preprocessing.text
+        if "text" in model.encoders and not text.tokenizer:
+            source = model.encoders["text"].args.get("model_dir") or minilm_dir()
+            model = dataclasses.replace(model, preprocessing=dataclasses.replace(
+                model.preprocessing, text=dataclasses.replace(text, tokenizer=source)))
+        return dataclasses.replace(
+            self, storage_path=absolute(self.storage_path), export_dir=absolute(self.export_dir),
+            taxonomy=absolute(self.taxonomy), policy=absolute(self.policy), model=model,
+            data=dataclasses.replace(self.data, manifest=absolute(self.data.manifest)))
+
+
+def split_of(sample_id: str, validation_fraction: float, seed: int) -> str:
+    """Deterministic train/validation assignment by a hash of the id (stable across runs and machines)."""
+    digest = hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
+    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < validation_fraction else "train"
+
+
+class PreprocessBatch:
+    """Ray Data ``map_batches`` UDF: manifest rows -> model-ready columns.
+
+    Bad rows (unreadable, corrupt, over a limit, labels outside the taxonomy) never stop the job: they are
+    dropped from the stream and written with their reason to a Parquet file under ``quarantine_dir``.
+
+    Args:
+        preprocessing: a :class:`PreprocessingConfig` as a dict (plain data ships cheaply to actors).
+        modalities: the modalities the model has encoders for.
+        categories: taxonomy category names, in label-column order.
+        base_uri: the manifest's folder, for relative media URIs.
+        quarantine_dir: where bad rows go; None to only drop them.
+    """
+
+    def __init__(self, preprocessing: dict, modalities: list[str], categories: list[str], base_uri: str,
+                 quarantine_dir: str | None = None):
+        torch.set_num_threads(1)
+        self.preprocessor = Preprocessor(from_dict(PreprocessingConfig, preprocessing), modalities)
+        self.categories = list(categories)
+        self.base_uri = base_uri
+        self.quarantine_dir = quarantine_dir
+
+    def labels_vector(self, labels: dict[str, int]) -> np.ndarray:
+        unknown = sorted(set(labels) - set(self.categories))
+        if unknown:
+            raise ValueError(f"labels: categories {unknown} are not in the taxonomy")
+        return np.asarray([labels.get(c, -1) for c in self.categories], dtype=np.float32)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        items, ids, labels, bad = [], [], [], []
+        for row_id, record in zip(batch["id"], batch["record"]):
+            try:
+                try:
+                    row = json.loads(record)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"record: not valid JSON: {exc}") from exc
+                sample = Sample.from_row(row)
+                label_vec = self.labels_vector(sample.labels)
+                items.append(self.preprocessor.sample(sample, self.base_uri))
+                ids.append(sample.id)
+                labels.append(label_vec)
+            except (MediaError, ValueError) as exc:
+                reason = exc.reason if isinstance(exc, MediaError) else "invalid_row"
+                bad.append({"id": str(row_id), "reason": reason, "detail": str(exc)})
+        if bad:
+            self._quarantine(bad)
+        batch_out = self.preprocessor.collate(items) if items else {
+            k: np.zeros((0, *v.shape[1:]), v.dtype) for k, v in self.preprocessor.collate([{}]).items()}
+        batch_out["id"] = np.asarray(ids, dtype=object)
+        batch_out["labels"] = np.stack(labels) if labels else np.zeros((0, len(self.categories)), np.float32)
+        return batch_out
+
+    def _quarantine(self, bad: list[dict]) -> None:
+        if not self.quarantine_dir:
+            return
+        import fsspec
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fs, path = fsspec.core.url_to_fs(self.quarantine_dir)
+        fs.makedirs(path, exist_ok=True)
+        with fs.open(f"{path}/part-{uuid.uuid4().hex}.parquet", "wb") as handle:
+            pq.write_table(pa.Table.from_pylist(bad), handle)
+
+
+def read_quarantine(quarantine_dir: str) -> list[dict]:
+    """All quarantined rows, one per id (streaming re-reads each epoch, so duplicates are dropped)."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    fs, path = fsspec.core.url_to_fs(quarantine_dir)
+    if not fs.exists(path):
+        return []
+    seen = {}
+    for file in sorted(fs.glob(f"{path}/*.parquet")):
+        with fs.open(file, "rb") as handle:
+            for row in pq.read_table(handle).to_pylist():
+                seen.setdefault(row["id"], row)
+    return list(seen.values())
+
+
+# -- checkpoint I/O for resuming (safetensors + JSON, never pickle) -------------------------------
+def save_train_state(directory: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in _unique_state(model).items()}
+    opt = optimizer.state_dict()
+    for index, values in opt["state"].items():
+        for name, value in values.items():
+            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    save_file(tensors, os.path.join(directory, TRAIN_STATE))
+    Path(directory, TRAIN_STATE_JSON).write_text(json.dumps({**state, "param_groups": opt["param_groups"]}))
+
+
+def load_train_state(directory: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    from safetensors.torch import load_file
+
+    tensors = load_file(os.path.join(directory, TRAIN_STATE))
+    state = json.loads(Path(directory, TRAIN_STATE_JSON).read_text())
+    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(model_state, strict=False)
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            opt_state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
+    return state
+
+
+def _unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without second names for shared tensors (the video encoder shares the image encoder)."""
+    seen, out = set(), {}
+    for key, value in model.state_dict().items():
+        if value.data_ptr() in seen and value.numel() > 0:
+            continue
+        seen.add(value.data_ptr())
+        out[key] = value
+    return out
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
+    """Binary cross-entropy over known labels only (label -1 = unknown contributes nothing)."""
+    known = labels >= 0
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, labels.clamp(min=0), pos_weight=pos_weight, reduction="none")
+    return (loss * known).sum() / known.sum().clamp(min=1)
+
+
+def _unwrap(model: torch.nn.Module) -> SafetyModel:
+    return model.module if hasattr(model, "module") else model
+
+
+def predict(model: torch.nn.Module, batches) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Runs ``model`` over preprocessed batches; returns ids, labels (N, C) and sigmoid scores (N, C)."""
+    ids, labels, scores = [], [], []
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            inputs, present = batch_to_model_inputs(batch)
+            scores.append(torch.sigmoid(model(inputs, present)).cpu().numpy())
+            labels.append(np.asarray(batch["labels"]))
+            ids.extend(str(i) for i in batch["id"])
+    categories = _unwrap(model).categories
+    empty = np.zeros((0, len(categories)), np.float32)
+    return ids, np.concatenate(labels) if labels else empty, np.concatenate(scores) if scores else empty
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """The Ray Train loop: fit, validate each epoch, report metrics and a Tripwire checkpoint.
+
+    ``loop_config`` holds ``train`` (a :class:`TrainConfig` as a dict), ``categories``, ``taxonomy``
+    (dict), ``data_fingerprint`` and ``pos_weight`` (list or None).
+    """
+    import ray.train
+    import ray.train.torch
+    from ray.train import Checkpoint
+
+    from tripwire.checkpoint import save_checkpoint
+    from tripwire.policy import Category, Taxonomy
+
+    cfg = from_dict(TrainConfig, loop_config["train"])
+    fit = cfg.fit
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(fit.torch_threads)
+    torch.manual_seed(fit.seed)
+    np.random.seed(fit.seed)
+    taxonomy = Taxonomy(loop_config["taxonomy"]["version"], [Category(**c) for c in loop_config["taxonomy"]["categories"]])
+
+    model = build_model(cfg.model, taxonomy.names)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=fit.lr,
+                                  weight_decay=fit.weight_decay)
+    start_epoch, best = 0, None
+    resume = ray.train.get_checkpoint()
+    if resume:
+        with resume.as_directory() as directory:
+            state = load_train_state(directory, model, optimizer)
+        start_epoch, best = state["epoch"] + 1, state.get("best")
+        if rank == 0:
+            print(f"[train] resuming from epoch {state['epoch']} checkpoint", flush=True)
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+    device = ray.train.torch.get_device()
+    pos_weight = torch.tensor(loop_config["pos_weight"], device=device) if loop_config.get("pos_weight") else None
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    tokenizer = None
+
+    for epoch in range(start_epoch, fit.epochs):
+        model.train()
+        started, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
+        for batch in train_shard.iter_batches(batch_size=fit.batch_size, batch_format="numpy"):
+            inputs, present = batch_to_model_inputs(batch)
+            inputs = _to_device(inputs, device)
+            present = {k: v.to(device) for k, v in present.items()}
+            labels = torch.as_tensor(batch["labels"], device=device)
+            loss = masked_bce(model(inputs, present), labels, pos_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(labels)
+            loss_sum += loss.detach().item()
+            steps += 1
+        elapsed = time.perf_counter() - started
+        ids, labels, scores = predict(model, val_shard.iter_batches(batch_size=64, batch_format="numpy"))
+        gathered = _all_gather((ids, labels, scores), world)
+        all_labels = np.concatenate([g[1] for g in gathered])
+        all_scores = np.concatenate([g[2] for g in gathered])
+        metrics = category_metrics(all_labels, all_scores, taxonomy.names)
+        report = {"epoch": epoch, "train_loss": loss_sum / max(steps, 1), "samples_per_s": seen * world / max(elapsed, 1e-9),
+                  "val_size": int(len(all_labels)), **flatten_metrics(metrics)}
+        score = metrics["macro"]["roc_auc"]
+        best = score if best is None or score > best else best
+        if rank == 0:
+            print(f"[train] epoch {epoch + 1}/{fit.epochs} steps={steps} loss={report['train_loss']:.4f} "
+                  f"samples/s={report['samples_per_s']:.1f} val macro ROC-AUC={score:.4f} "
+                  f"PR-AUC={metrics['macro']['pr_auc']:.4f} F1={metrics['macro']['f1']:.4f}", flush=True)
+            if tokenizer is None and "text" in cfg.model.encoders:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(cfg.model.preprocessing.text.tokenizer)
+            with tempfile.TemporaryDirectory() as directory:
+                save_checkpoint(_unwrap(model), directory, cfg.model.preprocessing, taxonomy, tokenizer=tokenizer,
+                                policy_version=loop_config.get("policy_version"),
+                                training={"run_name": cfg.run_name, "epoch": epoch, "seed": fit.seed,
+                                          "data_fingerprint": loop_config["data_fingerprint"],
+                                          "num_workers": world, "config": loop_config["train"]},
+                                metrics=metrics)
+                save_train_state(directory, _unwrap(model), optimizer, {"epoch": epoch, "best": best})
+                ray.train.report(report, checkpoint=Checkpoint.from_directory(directory))
+        else:
+            ray.train.report(report)
+
+
+def _to_device(inputs: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: ({kk: vv.to(device) for kk, vv in v.items()} if isinstance(v, dict) else v.to(device))
+            for k, v in inputs.items()}
+
+
+def _all_gather(obj: Any, world: int) -> list[Any]:
+    if world == 1 or not torch.distributed.is_initialized():
+        return [obj]
+    out = [None] * world
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def label_pos_weight(labels: np.ndarray, cap: float = 10.0) -> list[float]:
+    """``negatives / positives`` per category (known labels only), capped: BCE's answer to class imbalance."""
+    weights = []
+    for j in range(labels.shape[1]):
+        known = labels[:, j] >= 0
+        pos = float((labels[known, j] == 1).sum())
+        neg = float((labels[known, j] == 0).sum())
+        weights.append(float(min(cap, neg / pos)) if pos else 1.0)
+    return weights
+
+
+def train_config_dict(cfg: TrainConfig) -> dict:
+    return to_dict(cfg)

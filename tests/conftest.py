@@ -1,0 +1,41 @@
+"""Shared fixtures. Small synthetic corpora and tiny models keep the unit tests fast and offline."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_TEXT = {"hf_config": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
+                           "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64}}
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A 48-item synthetic corpus with every modality (real PNG/JPEG, WAV/FLAC, MP4/WebM files)."""
+    from tripwire.synthetic import CorpusSpec, generate_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    return generate_corpus(out, CorpusSpec(num_items=48, seed=11, image_size=32))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_config():
+    from tripwire.model.encoders import minilm_dir
+    from tripwire.model.safety_model import ComponentConfig, ModelConfig
+    from tripwire.preprocess import (AudioPreprocessing, ImagePreprocessing, PreprocessingConfig, TextPreprocessing,
+                                     VideoPreprocessing)
+
+    return ModelConfig(
+        encoders={"text": ComponentConfig("hf_text", TINY_TEXT),
+                  "image": ComponentConfig("timm", {"model_name": "test_resnet"}),
+                  "audio": ComponentConfig("audio_cnn", {"channels": [4, 8], "out_dim": 16}),
+                  "video": ComponentConfig("frame_pool")},
+        fusion=ComponentConfig("attention", {"d_model": 16, "num_heads": 2, "dropout": 0.0}),
+        preprocessing=PreprocessingConfig(text=TextPreprocessing(tokenizer=minilm_dir(), max_length=16),
+                                          image=ImagePreprocessing(size=32), audio=AudioPreprocessing(n_mels=16),
+                                          video=VideoPreprocessing(num_frames=4)),
+    )

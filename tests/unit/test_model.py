@@ -1,0 +1,159 @@
+"""Encoders (contract over every registry entry), the fusion head over every modality subset, the model."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from tripwire import MODALITIES
+from tripwire.model import ENCODERS, FUSION_HEADS, build_model
+from tripwire.model.safety_model import build_encoder
+from tripwire.policy import Taxonomy
+
+from conftest import TINY_TEXT
+
+# Small constructor arguments and an input builder for each registered encoder. A new registry entry
+# without an entry here fails test_every_encoder_has_contract_args.
+ENCODER_ARGS = {
+    "hf_text": TINY_TEXT,
+    "timm": {"model_name": "test_resnet"},
+    "audio_cnn": {"channels": [4, 8], "out_dim": 16},
+    "frame_pool": {},
+}
+
+
+def example_input(modality: str, n: int = 3):
+    torch.manual_seed(0)
+    if modality == "text":
+        ids = torch.randint(1000, 2000, (n, 12))
+        mask = torch.ones_like(ids)
+        mask[0, 6:] = 0
+        return {"input_ids": ids, "attention_mask": mask}
+    return {"image": torch.randn(n, 3, 32, 32), "audio": torch.randn(n, 1, 16, 50),
+            "video": torch.randn(n, 4, 3, 32, 32)}[modality]
+
+
+def make(name: str):
+    image = build_encoder("timm", ENCODER_ARGS["timm"], {})
+    return build_encoder(name, ENCODER_ARGS[name], {"image": image})
+
+
+def test_every_encoder_has_contract_args():
+    assert set(ENCODERS.names()) == set(ENCODER_ARGS)
+
+
+@pytest.mark.parametrize("name", sorted(ENCODER_ARGS))
+def test_encoder_contract(name):
+    encoder = make(name).eval()
+    assert encoder.modality in MODALITIES and encoder.out_dim > 0
+    with torch.no_grad():
+        out = encoder(example_input(encoder.modality))
+    assert out.shape == (3, encoder.out_dim) and torch.isfinite(out).all()
+    # export_args rebuilds the same architecture: weights load strictly and outputs match.
+    rebuilt = build_encoder(name, encoder.export_args(), {"image": getattr(encoder, "frame_encoder", None)}).eval()
+    rebuilt.load_state_dict(encoder.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt(example_input(encoder.modality)), out)
+
+
+@pytest.mark.parametrize("name", sorted(ENCODER_ARGS))
+def test_frozen_encoder_has_no_trainable_params(name):
+    args = {**ENCODER_ARGS[name], "trainable": False}
+    image = build_encoder("timm", ENCODER_ARGS["timm"], {})
+    encoder = build_encoder(name, args, {"image": image})
+    own = encoder.own_state_dict() if hasattr(encoder, "own_state_dict") else dict(encoder.named_parameters())
+    params = [p for n, p in encoder.named_parameters() if n in own]
+    assert params and not any(p.requires_grad for p in params)
+
+
+def test_text_pooling_ignores_padding():
+    encoder = make("hf_text").eval()
+    x = example_input("text", 1)
+    x["attention_mask"][0, 6:] = 0
+    changed = {"input_ids": x["input_ids"].clone(), "attention_mask": x["attention_mask"]}
+    changed["input_ids"][0, 8:] = 5
+    with torch.no_grad():
+        assert torch.allclose(encoder(x), encoder(changed), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def fusion():
+    head = FUSION_HEADS.get("attention")({"text": 8, "image": 6, "audio": 4, "video": 6}, num_categories=5,
+                                         d_model=16, num_heads=2, dropout=0.0)
+    return head.eval()
+
+
+def embeddings(n=4):
+    torch.manual_seed(1)
+    return {"text": torch.randn(n, 8), "image": torch.randn(n, 6), "audio": torch.randn(n, 4), "video": torch.randn(n, 6)}
+
+
+@pytest.mark.parametrize("subset", [s for r in range(1, 5) for s in itertools.combinations(MODALITIES, r)])
+def test_fusion_every_subset(fusion, subset):
+    emb = {m: e for m, e in embeddings().items() if m in subset}
+    with torch.no_grad():
+        logits = fusion(emb)
+    assert logits.shape == (4, 5) and torch.isfinite(logits).all()
+
+
+def test_fusion_masks_absent_modalities_instead_of_zero_filling(fusion):
+    emb = embeddings()
+    present = {m: torch.tensor([True, True, False, False]) if m == "image" else torch.ones(4, dtype=torch.bool)
+               for m in emb}
+    noisy = dict(emb, image=emb["image"].clone())
+    noisy["image"][2:] = 1e3  # garbage in absent rows must not matter
+    with torch.no_grad():
+        a, b = fusion(emb, present), fusion(noisy, present)
+        without = fusion({m: e for m, e in emb.items() if m != "image"})
+    assert torch.allclose(a[2:], b[2:]) and not torch.allclose(a[:2], without[:2])
+    assert torch.allclose(a[2:], without[2:], atol=1e-6)
+
+
+def test_fusion_checks_keys_and_shapes(fusion):
+    with pytest.raises(KeyError, match="unknown modalities"):
+        fusion({"smell": torch.randn(2, 3)})
+    with pytest.raises(ValueError, match="expected"):
+        fusion({"text": torch.randn(2, 7)})
+    with pytest.raises(ValueError, match="batch size"):
+        fusion({"text": torch.randn(2, 8), "image": torch.randn(3, 6)})
+
+
+def test_fusion_attribution_is_zero_for_absent_rows(fusion):
+    emb = embeddings()
+    present = {m: torch.ones(4, dtype=torch.bool) for m in emb}
+    present["audio"] = torch.tensor([True, False, True, False])
+    attribution = fusion.modality_attribution(emb, present)
+    assert set(attribution) == set(emb)
+    assert torch.all(attribution["audio"][[1, 3]] == 0)
+
+
+def test_model_runs_encoders_only_on_present_rows(tiny_model_config):
+    model = build_model(tiny_model_config, Taxonomy.load().names).eval()
+    calls = {}
+    for modality, encoder in model.encoders.items():
+        encoder.register_forward_hook(lambda mod, inp, out, m=modality: calls.setdefault(m, []).append(out.shape[0]))
+    n = 3
+    inputs = {m: example_input(m, n) for m in MODALITIES}
+    present = {"text": torch.tensor([True, False, True]), "image": torch.tensor([False, False, True]),
+               "audio": torch.zeros(n, dtype=torch.bool), "video": torch.tensor([False, True, False])}
+    with torch.no_grad():
+        logits = model(inputs, present)
+    assert logits.shape == (n, len(Taxonomy.load().names))
+    assert calls["text"] == [2] and "audio" not in calls and calls["video"] == [1]
+    assert sorted(calls["image"]) == [1, 4]  # one image + the video's 4 frames through the shared encoder
+
+
+def test_model_config_validation(tiny_model_config):
+    import dataclasses
+
+    from tripwire.config import ConfigError, from_dict
+    from tripwire.model import ModelConfig
+
+    with pytest.raises(ConfigError, match="encoders: unknown modalities"):
+        dataclasses.replace(tiny_model_config, encoders={"smell": tiny_model_config.encoders["text"]})
+    with pytest.raises(ConfigError, match="encodes image, not text"):
+        from_dict(ModelConfig, {"encoders": {"text": {"name": "timm"}}})
+    with pytest.raises(ConfigError, match="configure encoders.image"):
+        from_dict(ModelConfig, {"encoders": {"video": {"name": "frame_pool"}}})
