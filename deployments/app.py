@@ -5,7 +5,6 @@ Build it from a checkpoint with ``build_app({"checkpoint": "runs/demo/model"})``
 checkpoint, so replicas of one encoder scale independently of the others (edit the YAML, not code).
 """
 
-from __future__ import annotations
 
 import asyncio
 import os

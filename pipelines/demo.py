@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     cfg = load_yaml(TrainConfig, args.config).resolved(Path.cwd())
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+    ray.init(num_cpus=os.cpu_count(), log_to_driver=True)
     try:
         summary = run_training(cfg)
         trained_at = time.perf_counter()

@@ -43,11 +43,10 @@ def read_manifest_dataset(uri: str):
     """A manifest as a stream of ``{"id", "record"}`` rows (see :func:`tripwire.sample.to_records`)."""
     import ray.data
 
-    remote_args = {"num_cpus": LIGHT_TASK_CPUS}
     if uri.endswith(".parquet"):
-        table = ray.data.read_parquet(uri, ray_remote_args=remote_args)
+        table = ray.data.read_parquet(uri, num_cpus=LIGHT_TASK_CPUS)
         return table.map_batches(lambda t: to_records(t.to_pylist()), batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
-    lines = ray.data.read_text(uri, ray_remote_args=remote_args, drop_empty_lines=True)
+    lines = ray.data.read_text(uri, drop_empty_lines=True, num_cpus=LIGHT_TASK_CPUS)
     return lines.map_batches(lambda b: to_records(list(b["text"])), batch_format="numpy", num_cpus=LIGHT_TASK_CPUS)
 
 

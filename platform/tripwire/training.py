@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -285,6 +286,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from tripwire.checkpoint import save_checkpoint
     from tripwire.policy import Category, Taxonomy
 
+    # Ray Train logs every report's full metrics dict at INFO; our own one-line progress replaces it.
+    logging.getLogger("ray.train.v2._internal.execution").setLevel(logging.WARNING)
     cfg = from_dict(TrainConfig, loop_config["train"])
     fit = cfg.fit
     context = ray.train.get_context()

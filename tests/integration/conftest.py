@@ -17,7 +17,7 @@ def pytest_collection_modifyitems(items):
 def ray_session():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True)
+    ray.init(num_cpus=2, log_to_driver=True)
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False

@@ -1,0 +1,168 @@
+"""Serving benchmark: the Serve graph over HTTP vs. the same model in-process with the same batching.
+
+Side by side in one run on the same machine: (a) in-process, requests grouped into batches of
+``min(concurrency, max_batch_size)`` through the identical preprocessing and model (the limit), and
+(b) the Serve graph over loopback HTTP with ``concurrency`` clients, with batching on and off.
+Prints a table and writes ``bench/results/serving.json``.
+
+    .venv/bin/python -m bench.bench_serving [--requests 192] [--concurrency 1 8 32]
+
+The model has the demo architecture with untrained weights: latency and throughput do not depend on
+what the weights are. Items are text + image (the most common mix in the demo corpus).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def build_checkpoint(directory: Path) -> str:
+    from pipelines.train import TrainConfig
+    from tripwire.checkpoint import save_checkpoint
+    from tripwire.config import load_yaml
+    from tripwire.model import build_model
+    from tripwire.policy import Taxonomy
+    from tripwire.preprocess import Preprocessor
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_yaml(TrainConfig, repo / "pipelines/configs/demo.yaml").resolved(repo)
+    taxonomy = Taxonomy.load()
+    model = build_model(cfg.model, taxonomy.names).eval()
+    pre = Preprocessor(cfg.model.preprocessing)
+    return str(save_checkpoint(model, directory / "model", cfg.model.preprocessing, taxonomy, tokenizer=pre.tokenizer,
+                               training={"run_name": "bench"}))
+
+
+def make_items(n: int, directory: Path) -> list[dict]:
+    from tripwire.sample import read_manifest, read_media
+    from tripwire.synthetic import CorpusSpec, generate_corpus
+
+    manifest = generate_corpus(directory / "corpus", CorpusSpec(num_items=max(4 * n, 200), seed=99))
+    items = []
+    for sample in read_manifest(str(manifest)):
+        if sample.modalities == ["text", "image"]:
+            items.append({"id": sample.id, "text": sample.text,
+                          "image": base64.b64encode(read_media("image", sample.image, str(manifest.parent))).decode()})
+    return (items * (n // max(len(items), 1) + 1))[:n]
+
+
+def summarize(latencies: list[float], wall: float) -> dict:
+    ordered = sorted(latencies)
+    return {"requests": len(latencies), "throughput_rps": round(len(latencies) / wall, 2),
+            "p50_ms": round(1000 * statistics.median(ordered), 2),
+            "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2)}
+
+
+def bench_in_process(checkpoint: str, items: list[dict], concurrency: int, max_batch: int) -> dict:
+    import torch
+
+    from tripwire.sample import Sample
+    from tripwire.scoring import InProcessScorer, decode_base64
+
+    torch.set_num_threads(1)
+    scorer = InProcessScorer(checkpoint)
+    batch_size = min(concurrency, max_batch)
+    latencies = []
+    started = time.perf_counter()
+    for start in range(0, len(items), batch_size):
+        t0 = time.perf_counter()
+        chunk = items[start:start + batch_size]
+        processed = [scorer.preprocessor.sample(Sample(id=i["id"], text=i["text"], image=decode_base64("image", i["image"])))
+                     for i in chunk]
+        scorer.score_processed(processed)
+        latencies += [time.perf_counter() - t0] * len(chunk)
+    return summarize(latencies, time.perf_counter() - started)
+
+
+async def _http_load(url: str, items: list[dict], concurrency: int) -> dict:
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+    latencies, errors = [], 0
+
+    async def client_loop(client):
+        nonlocal errors
+        while not queue.empty():
+            item = queue.get_nowait()
+            t0 = time.perf_counter()
+            response = await client.post(f"{url}/v1/moderate", json=item)
+            latencies.append(time.perf_counter() - t0)
+            errors += response.status_code != 200
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return {**summarize(latencies, wall), "errors": errors}
+
+
+def bench_http(checkpoint: str, items: list[dict], levels: list[int], max_batch: int, port: int) -> dict:
+    from ray import serve
+
+    from deployments.app import build_app
+
+    serve.run(build_app({"checkpoint": checkpoint, "max_batch_size": max_batch}), name="bench", route_prefix="/")
+    url = f"http://127.0.0.1:{port}"
+    asyncio.run(_http_load(url, items[: min(16, len(items))], 4))  # warm-up
+    results = {c: asyncio.run(_http_load(url, items, c)) for c in levels}
+    serve.delete("bench")
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=192)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--port", type=int, default=8123)
+    args = parser.parse_args(argv)
+
+    import ray
+    from ray import serve
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = build_checkpoint(Path(tmp))
+        items = make_items(args.requests, Path(tmp))
+        in_process = {c: bench_in_process(checkpoint, items, c, args.max_batch_size) for c in args.concurrency}
+        ray.init(num_cpus=2, log_to_driver=False)
+        serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+        batched = bench_http(checkpoint, items, args.concurrency, args.max_batch_size, args.port)
+        unbatched = bench_http(checkpoint, items, [max(args.concurrency)], 1, args.port)
+        serve.shutdown()
+        ray.shutdown()
+
+    report = {"machine": "2 CPU cores (CI kind)", "requests": args.requests, "mix": "text+image",
+              "in_process": in_process, "serve_http_batched": batched,
+              "serve_http_unbatched": unbatched}
+    print(f"\n{'path':<28}{'conc':>5}{'rps':>9}{'p50 ms':>10}{'p99 ms':>10}")
+    for name in ("in_process", "serve_http_batched", "serve_http_unbatched"):
+        for c, row in report[name].items():
+            print(f"{name:<28}{c:>5}{row['throughput_rps']:>9}{row['p50_ms']:>10}{row['p99_ms']:>10}")
+    top = max(args.concurrency)
+    ratio = batched[top]["throughput_rps"] / in_process[top]["throughput_rps"]
+    added = batched[1]["p50_ms"] - in_process[1]["p50_ms"] if 1 in batched else float("nan")
+    batching_gain = batched[top]["throughput_rps"] / unbatched[top]["throughput_rps"]
+    report["summary"] = {f"graph_vs_in_process_throughput_at_{top}": round(ratio, 3),
+                         "added_p50_ms_at_1": round(added, 2),
+                         f"batching_on_vs_off_throughput_at_{top}": round(batching_gain, 3)}
+    print(json.dumps(report["summary"], indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "serving.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Serve and KubeRay config files: valid against their schemas and consistent with the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SERVE_CONFIGS = sorted((REPO / "deployments" / "configs").glob("*.yaml"))
+DEPLOYMENT_NAMES = {"Ingress", "TextEncoder", "ImageEncoder", "AudioEncoder", "VideoEncoder", "FusionHead",
+                    "PolicyDecision"}
+
+
+@pytest.mark.parametrize("path", SERVE_CONFIGS, ids=lambda p: p.name)
+def test_serve_config_validates_against_serve_schema(path):
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
+    app = schema.applications[0]
+    assert app.import_path == "deployments.app:build_app" and "checkpoint" in app.args
+    assert {d.name for d in app.deployments} <= DEPLOYMENT_NAMES
+
+
+def test_policy_user_config_in_serve_config_is_a_valid_policy():
+    from tripwire.policy import Policy, Taxonomy
+
+    config = yaml.safe_load((REPO / "deployments/configs/dev.yaml").read_text())
+    [policy_deployment] = [d for d in config["applications"][0]["deployments"] if d["name"] == "PolicyDecision"]
+    policy = Policy.load(REPO / policy_deployment["user_config"]["policy_path"])
+    policy.check_taxonomy(Taxonomy.load())
+
+
+@pytest.mark.parametrize("name, kind", [("raycluster.yaml", "RayCluster"), ("rayjob.yaml", "RayJob")])
+def test_kuberay_manifests_parse(name, kind):
+    doc = yaml.safe_load((REPO / "cluster" / name).read_text())
+    assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == kind
+    spec = doc["spec"].get("rayClusterSpec", doc["spec"])
+    assert spec["rayVersion"] == "2.60.0"
+    for group in spec["workerGroupSpecs"]:
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
