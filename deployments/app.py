@@ -16,20 +16,26 @@ import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from tripwire.checkpoint import CheckpointManifest, checkpoint_uri, load_encoders, load_fusion, load_preprocessor
 from tripwire.config import ConfigError, from_dict, read_yaml
 from tripwire.media import MediaError
 from tripwire.policy import Policy
+from tripwire.openai_compat import OpenAICategoryMap, parse_input, to_openai_response
 from tripwire.sample import Sample
+from tripwire.serving_metrics import ApiMetrics
 from tripwire.scoring import LockedPreprocessor, decide, decode_base64, encode_batch, explain, fuse_batch
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_BATCH_WAIT_S = 0.005
+
+
+MAX_BATCH_ITEMS = 32
 
 
 class ModerateRequest(BaseModel):
@@ -47,6 +53,21 @@ class ModerateRequest(BaseModel):
     content_type: str | None = None
 
 
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ModerateRequest] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class OpenAIModerationRequest(BaseModel):
+    """The OpenAI moderation request body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | list[str] | list[dict[str, Any]]
+    model: str | None = None
+
+
 api = FastAPI(title="Tripwire", version="0.1.0",
               description="Multimodal content moderation: scores per policy category and a policy decision.")
 
@@ -62,13 +83,20 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return _error(422, ".".join(loc) or "body", first.get("type", "invalid"), first.get("msg", "invalid request"))
 
 
+@api.exception_handler(BackPressureError)
+async def _overloaded(request: Request, exc: BackPressureError) -> JSONResponse:
+    response = _error(503, "service", "overloaded", "too many requests queued; retry later")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 @api.exception_handler(MediaError)
 async def _media_error(request: Request, exc: MediaError) -> JSONResponse:
     status = 413 if exc.reason in ("too_large", "too_long") else 422
     return _error(status, exc.field, exc.reason, str(exc))
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=32)
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=32, max_queued_requests=256)
 class ModalityEncoder:
     """One modality's encoder; concurrent requests are batched with ``@serve.batch``.
 
@@ -160,14 +188,15 @@ class PolicyDecision:
         return decide(self.policy, self.categories, scores, market)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64)
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64, max_queued_requests=256)
 @serve.ingress(api)
 class Ingress:
     """HTTP front door: validates and preprocesses (bad input never reaches a model), fans out, answers."""
 
     def __init__(self, checkpoint: str, fusion: DeploymentHandle, policy: DeploymentHandle,
                  text: DeploymentHandle | None = None, image: DeploymentHandle | None = None,
-                 audio: DeploymentHandle | None = None, video: DeploymentHandle | None = None):
+                 audio: DeploymentHandle | None = None, video: DeploymentHandle | None = None,
+                 openai_categories: str | None = None):
         torch.set_num_threads(1)
         self.manifest = CheckpointManifest.read(checkpoint)
         self.preprocessor = LockedPreprocessor(load_preprocessor(checkpoint))
@@ -175,6 +204,9 @@ class Ingress:
                          if h is not None}
         self.fusion = fusion
         self.policy = policy
+        self.openai_map = OpenAICategoryMap.load(openai_categories)
+        self.openai_map.check_taxonomy(self.manifest.taxonomy)
+        self.metrics = ApiMetrics()
 
     @api.get("/v1/health")
     async def health(self) -> dict:
@@ -186,14 +218,61 @@ class Ingress:
         return {"model_version": self.manifest.version, "modalities": self.manifest.modalities,
                 "taxonomy": data["taxonomy"], "preprocessing": data["preprocessing"], "metrics": data["metrics"]}
 
+    @api.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus(self) -> PlainTextResponse:
+        return PlainTextResponse(self.metrics.render().decode(), media_type="text/plain; version=0.0.4")
+
     @api.post("/v1/moderate")
     async def moderate(self, request: ModerateRequest) -> dict:
-        started = time.perf_counter()
+        return await self._counted("moderate", self._moderate_request(request))
+
+    @api.post("/v1/moderate/batch")
+    async def moderate_batch(self, request: BatchRequest) -> dict:
+        """Up to ``MAX_BATCH_ITEMS`` items, scored concurrently; a bad item gets its own error entry."""
+
+        async def one(item: ModerateRequest) -> dict:
+            try:
+                return await self._moderate_request(item)
+            except MediaError as exc:
+                self.metrics.errors.labels("moderate_batch", exc.reason).inc()
+                return {"id": item.id, "error": {"field": exc.field, "reason": exc.reason, "message": str(exc)}}
+
+        self.metrics.requests.labels("moderate_batch").inc()
+        return {"results": list(await asyncio.gather(*(one(item) for item in request.items)))}
+
+    @api.post("/v1/moderations")
+    async def openai_moderations(self, request: OpenAIModerationRequest) -> dict:
+        """OpenAI-compatible moderation: ``input`` is a string, strings, or text/image_url parts."""
+
+        async def run() -> dict:
+            items = parse_input(request.input)
+            results = await asyncio.gather(*(self._moderate(Sample(id=uuid.uuid4().hex, text=i["text"], image=i["image"]), None)
+                                             for i in items))
+            return to_openai_response(results, self.openai_map, request.model or self.manifest.version)
+
+        return await self._counted("moderations", run())
+
+    async def _counted(self, endpoint: str, work) -> dict:
+        self.metrics.requests.labels(endpoint).inc()
+        try:
+            return await work
+        except MediaError as exc:
+            self.metrics.errors.labels(endpoint, exc.reason).inc()
+            raise
+        except BackPressureError:
+            self.metrics.errors.labels(endpoint, "overloaded").inc()
+            raise
+
+    async def _moderate_request(self, request: ModerateRequest) -> dict:
         media = {m: decode_base64(m, getattr(request, m)) for m in ("image", "audio", "video")
                  if getattr(request, m) is not None}
         sample = Sample(id=request.id or uuid.uuid4().hex, text=request.text, **media,
                         meta={"market": request.market, "language": request.language,
                               "content_type": request.content_type})
+        return await self._moderate(sample, request.market)
+
+    async def _moderate(self, sample: Sample, market: str | None) -> dict:
+        started = time.perf_counter()
         processed = await asyncio.to_thread(self.preprocessor.sample, sample)
         preprocessed_at = time.perf_counter()
 
@@ -206,20 +285,19 @@ class Ingress:
         encoded_at = time.perf_counter()
 
         fused = await self.fusion.remote(embeddings)
-        decision = await self.policy.remote(fused["scores"], request.market)
+        decision = await self.policy.remote(fused["scores"], market)
         done = time.perf_counter()
 
         categories = self.manifest.categories
-        scores = {c: float(s) for c, s in zip(categories, fused["scores"])}
         evidence = {}
         if "video" in results:
             weights = results["video"]["frame_weights"]
             top = np.argsort(-weights)[:3]
             evidence["video_top_frames"] = [{"timestamp_s": round(float(processed["video_timestamps"][i]), 3),
                                              "weight": round(float(weights[i]), 4)} for i in top]
-        return {
+        result = {
             "id": sample.id,
-            "scores": scores,
+            "scores": {c: float(s) for c, s in zip(categories, fused["scores"])},
             "flagged": decision["flagged"],
             "decision": decision,
             "attribution": explain(categories, fused["scores"], fused["attribution"]),
@@ -232,6 +310,8 @@ class Ingress:
                            "fusion_policy": round(1000 * (done - encoded_at), 2),
                            "total": round(1000 * (done - started), 2)},
         }
+        self.metrics.observe_result(result)
+        return result
 
 
 def _resolve(path: str) -> str:
@@ -246,12 +326,20 @@ def build_app(args: dict[str, Any]) -> serve.Application:
 
     Args:
         args: ``checkpoint`` (required: path or fsspec URI of a Tripwire checkpoint); optional
-            ``max_batch_size`` and ``batch_wait_timeout_s`` for the encoders and fusion head.
+            ``max_batch_size`` and ``batch_wait_timeout_s`` for the encoders and fusion head, ``policy``
+            (a policy mapping, applied as the PolicyDecision user_config) and ``openai_categories``
+            (the OpenAI category mapping file).
     """
     if "checkpoint" not in args:
         raise ConfigError("args.checkpoint: required (a Tripwire checkpoint path or URI)")
+    unknown = sorted(set(args) - {"checkpoint", "max_batch_size", "batch_wait_timeout_s", "policy", "openai_categories"})
+    if unknown:
+        raise ConfigError(f"args: unknown field(s) {unknown}")
     checkpoint = _resolve(str(args["checkpoint"]))
     batching = {k: args[k] for k in ("max_batch_size", "batch_wait_timeout_s") if k in args}
+    policy = PolicyDecision.bind(checkpoint)
+    if "policy" in args:  # a policy given here becomes the PolicyDecision user_config (live-updatable)
+        policy = PolicyDecision.options(user_config={"policy": args["policy"]}).bind(checkpoint)
     modalities = CheckpointManifest.read(checkpoint).modalities
     handles = {}
     for modality in ("text", "image", "audio"):
@@ -260,5 +348,6 @@ def build_app(args: dict[str, Any]) -> serve.Application:
                 checkpoint, modality, **batching)
     if "video" in modalities:
         handles["video"] = VideoEncoder.bind(checkpoint, handles["image"])
-    return Ingress.bind(checkpoint, fusion=FusionHead.bind(checkpoint, **batching),
-                        policy=PolicyDecision.bind(checkpoint), **handles)
+    openai_categories = _resolve(args["openai_categories"]) if "openai_categories" in args else None
+    return Ingress.bind(checkpoint, fusion=FusionHead.bind(checkpoint, **batching), policy=policy,
+                        openai_categories=openai_categories, **handles)

@@ -6,11 +6,10 @@ import os
 
 import pytest
 
+from helpers import TINY_TEXT
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-TINY_TEXT = {"hf_config": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
-                           "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64}}
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,18 @@
-"""Ray starts once per test session (2 logical CPUs, as on the CI machine)."""
+"""Ray starts once per test session (2 logical CPUs, as on the CI machine); one tiny model is trained
+and served per session and shared by the integration tests."""
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 
 import pytest
+
+from tripwire.config import load_yaml
+from tripwire.training import TrainConfig
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def pytest_collection_modifyitems(items):
@@ -35,3 +43,35 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def trained(ray_session, tmp_path_factory):
+    from pipelines.train import ensure_corpus, run
+    from tripwire.policy import Taxonomy
+
+    root = tmp_path_factory.mktemp("e2e")
+    cfg = load_yaml(TrainConfig, REPO / "pipelines/configs/tiny.yaml").resolved(root)
+    ensure_corpus(cfg, Taxonomy.load())
+    # One broken row and one corrupt file: quarantined with reasons, the job still finishes.
+    manifest = Path(cfg.data.manifest)
+    (manifest.parent / "image" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with manifest.open("a") as handle:
+        handle.write(json.dumps({"id": "bad-image", "image": "image/broken.png", "labels": {"hate": 1}}) + "\n")
+        handle.write(json.dumps({"id": "bad-label", "text": "hello", "labels": {"not_a_category": 1}}) + "\n")
+        handle.write("{this is not json\n")
+    summary = run(cfg)
+    return cfg, summary
+
+
+@pytest.fixture(scope="session")
+def served(trained, free_port):
+    from ray import serve
+
+    from deployments.app import build_app
+
+    cfg, summary = trained
+    serve.start(http_options={"host": "127.0.0.1", "port": free_port})
+    serve.run(build_app({"checkpoint": summary["model_dir"]}), name="tripwire", route_prefix="/")
+    yield f"http://127.0.0.1:{free_port}", summary["model_dir"]
+    serve.delete("tripwire")

@@ -15,31 +15,11 @@ import httpx
 import numpy as np
 import pytest
 
-from tripwire.config import load_yaml
 from tripwire.sample import manifest_base
 from tripwire.scoring import InProcessScorer
-from tripwire.training import TrainConfig
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers import body_for, good_samples
 
-
-@pytest.fixture(scope="module")
-def trained(ray_session, tmp_path_factory):
-    from pipelines.train import ensure_corpus, run
-    from tripwire.policy import Taxonomy
-
-    root = tmp_path_factory.mktemp("e2e")
-    cfg = load_yaml(TrainConfig, REPO / "pipelines/configs/tiny.yaml").resolved(root)
-    ensure_corpus(cfg, Taxonomy.load())
-    # One broken row and one corrupt file: quarantined with reasons, the job still finishes.
-    manifest = Path(cfg.data.manifest)
-    (manifest.parent / "image" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with manifest.open("a") as handle:
-        handle.write(json.dumps({"id": "bad-image", "image": "image/broken.png", "labels": {"hate": 1}}) + "\n")
-        handle.write(json.dumps({"id": "bad-label", "text": "hello", "labels": {"not_a_category": 1}}) + "\n")
-        handle.write("{this is not json\n")
-    summary = run(cfg)
-    return cfg, summary
 
 
 def test_training_reports_metrics_checkpoint_and_quarantine(trained):
@@ -54,38 +34,12 @@ def test_training_reports_metrics_checkpoint_and_quarantine(trained):
     assert summary["quarantine_reasons"] == {"corrupt": 1, "invalid_row": 2}
 
 
-@pytest.fixture(scope="module")
-def served(trained, free_port):
-    from ray import serve
-
-    from deployments.app import build_app
-
-    cfg, summary = trained
-    serve.start(http_options={"host": "127.0.0.1", "port": free_port})
-    serve.run(build_app({"checkpoint": summary["model_dir"]}), name="tripwire", route_prefix="/")
-    yield f"http://127.0.0.1:{free_port}", summary["model_dir"]
-    serve.delete("tripwire")
-
-
-def body_for(sample, base):
-    from tripwire.sample import read_media
-
-    body = {"id": sample.id}
-    if sample.text is not None:
-        body["text"] = sample.text
-    for modality in ("image", "audio", "video"):
-        ref = getattr(sample, modality)
-        if ref is not None:
-            body[modality] = base64.b64encode(read_media(modality, ref, base)).decode()
-    return body
-
-
 def test_http_scores_match_in_process_model_for_every_mix(trained, served):
     cfg, _ = trained
     url, model_dir = served
     base = manifest_base(cfg.data.manifest)
     samples, mixes = [], set()
-    for sample in _good_samples(cfg):
+    for sample in good_samples(cfg):
         if tuple(sample.modalities) not in mixes:
             mixes.add(tuple(sample.modalities))
             samples.append(sample)
@@ -108,19 +62,6 @@ def test_http_scores_match_in_process_model_for_every_mix(trained, served):
                 assert body["attribution"][category]["driven_by"] in body["modalities"]
             if "video" in sample.modalities:
                 assert len(body["evidence"]["video_top_frames"]) >= 1
-
-
-def _good_samples(cfg):
-    """The manifest's valid rows (the fixture appended broken ones, which training quarantined)."""
-    from tripwire.sample import Sample
-
-    for line in Path(cfg.data.manifest).read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not str(row.get("id", "")).startswith("bad-"):
-            yield Sample.from_row(row)
 
 
 @pytest.mark.parametrize("payload, status, field", [

@@ -12,7 +12,7 @@ from tripwire.model import ENCODERS, FUSION_HEADS, build_model
 from tripwire.model.safety_model import build_encoder
 from tripwire.policy import Taxonomy
 
-from conftest import TINY_TEXT
+from helpers import TINY_TEXT
 
 # Small constructor arguments and an input builder for each registered encoder. A new registry entry
 # without an entry here fails test_every_encoder_has_contract_args.

@@ -1,0 +1,98 @@
+"""The OpenAI-compatible moderation API (``POST /v1/moderations``): request parsing and response shape.
+
+A service that calls a hosted moderation API through the ``openai`` SDK switches to Tripwire by changing
+``base_url``. Categories are mapped from the Tripwire taxonomy through ``openai_categories.yaml``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from tripwire.config import ConfigError, load_yaml
+from tripwire.media import MediaError
+from tripwire.policy import Taxonomy, default_resource
+from tripwire.scoring import decode_base64
+
+MAX_INPUTS = 32
+
+
+@dataclass(frozen=True)
+class OpenAICategoryMap:
+    """OpenAI category name -> Tripwire category (None: not scored by Tripwire)."""
+
+    taxonomy_version: str
+    categories: dict[str, str | None]
+
+    @classmethod
+    def load(cls, uri: str | Path | None = None) -> "OpenAICategoryMap":
+        return load_yaml(cls, uri or default_resource("openai_categories.yaml"))
+
+    def check_taxonomy(self, taxonomy: Taxonomy) -> None:
+        unknown = sorted({t for t in self.categories.values() if t is not None} - set(taxonomy.names))
+        if unknown:
+            raise ConfigError(f"categories: targets {unknown} are not in taxonomy {taxonomy.version}")
+
+
+def parse_input(payload: Any) -> list[dict[str, Any]]:
+    """OpenAI ``input`` -> a list of items, each ``{"text": str | None, "image": bytes | None}``.
+
+    A string is one item; an array of strings is one item each; an array of typed parts
+    (``{"type": "text", "text"}`` / ``{"type": "image_url", "image_url": {"url": "data:..."}}``) is one
+    multimodal item. Only ``data:`` image URLs are accepted: Tripwire never fetches arbitrary URLs.
+
+    Raises:
+        MediaError: naming the offending part of ``input``.
+    """
+    if isinstance(payload, str):
+        return [{"text": payload, "image": None}]
+    if not isinstance(payload, list) or not payload:
+        raise MediaError("input", "wrong_type", "expected a string, an array of strings, or an array of parts")
+    if len(payload) > MAX_INPUTS:
+        raise MediaError("input", "too_large", f"{len(payload)} inputs > limit {MAX_INPUTS}")
+    if all(isinstance(p, str) for p in payload):
+        return [{"text": p, "image": None} for p in payload]
+    texts, image = [], None
+    for i, part in enumerate(payload):
+        where = f"input[{i}]"
+        if not isinstance(part, dict) or part.get("type") not in ("text", "image_url"):
+            raise MediaError(where, "wrong_type", "expected {type: text} or {type: image_url} parts")
+        if part["type"] == "text":
+            if not isinstance(part.get("text"), str):
+                raise MediaError(f"{where}.text", "wrong_type", "expected a string")
+            texts.append(part["text"])
+        else:
+            url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
+            if not isinstance(url, str):
+                raise MediaError(f"{where}.image_url.url", "wrong_type", "expected a string")
+            if not url.startswith("data:"):
+                raise MediaError(f"{where}.image_url.url", "disallowed_uri",
+                                 "only data: URLs are accepted; remote URLs are never fetched")
+            if image is not None:
+                raise MediaError(where, "too_many_images", "one image per item")
+            image = decode_base64(f"{where}.image_url.url", url)
+    return [{"text": "\n".join(texts) if texts else None, "image": image}]
+
+
+def to_openai_result(result: Mapping[str, Any], mapping: OpenAICategoryMap) -> dict[str, Any]:
+    """One Tripwire moderation result -> one OpenAI ``results[]`` entry."""
+    scores, flagged = result["scores"], set(result["flagged"])
+    categories, category_scores, applied = {}, {}, {}
+    for name, target in mapping.categories.items():
+        if target is None:
+            categories[name], category_scores[name], applied[name] = False, 0.0, []
+            continue
+        categories[name] = target in flagged
+        category_scores[name] = float(scores[target])
+        contributions = result["attribution"][target]["contributions"]
+        applied[name] = sorted(m for m, c in contributions.items() if m in ("text", "image")
+                               and (c > 0.0 or m == result["attribution"][target]["driven_by"]))
+    return {"flagged": bool(flagged), "categories": categories, "category_scores": category_scores,
+            "category_applied_input_types": applied}
+
+
+def to_openai_response(results: Sequence[Mapping[str, Any]], mapping: OpenAICategoryMap, model: str) -> dict:
+    return {"id": f"modr-{uuid.uuid4().hex}", "model": model,
+            "results": [to_openai_result(r, mapping) for r in results]}
