@@ -2,8 +2,9 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Dependencies reinstall only when the pins change; the project itself is re-linked per checkout path.
-PINS_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+# Dependencies reinstall only when the pins change (the hash covers the dependency lists only); the
+# project itself is re-linked when pyproject.toml changes or the checkout moves.
+PINS_HASH := $(shell sh .ci/pins-hash)
 PATH_HASH := $(shell pwd | sha256sum | cut -c1-8)
 DEPS_STAMP := $(VENV)/.deps-$(PINS_HASH)
 LINK_STAMP := $(VENV)/.link-$(PINS_HASH)-$(PATH_HASH)
@@ -13,14 +14,14 @@ PYTEST_ARGS ?=
 
 setup: $(LINK_STAMP)
 
-$(DEPS_STAMP): pyproject.toml
+$(DEPS_STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3 setuptools==84.2.1 wheel==0.45.1
 	$(PY) -m pip install --quiet --no-build-isolation -e '.[test]'
 	@rm -f $(VENV)/.deps-* $(VENV)/.link-*
 	@touch $@
 
-$(LINK_STAMP): $(DEPS_STAMP)
+$(LINK_STAMP): $(DEPS_STAMP) pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.link-*
 	@touch $@
@@ -38,7 +39,7 @@ test-integration: setup
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 bench: setup  ## benchmarks; figures printed and saved under bench/results/
-	$(PY) -m bench.bench_serving_batching
+	$(PY) -m bench.bench_serving
 
 clean:
 	rm -rf runs data .pytest_cache

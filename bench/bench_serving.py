@@ -5,7 +5,10 @@ Side by side in one run on the same machine: (a) in-process, requests grouped in
 (b) the Serve graph over loopback HTTP with ``concurrency`` clients, with batching on and off.
 Prints a table and writes ``bench/results/serving.json``.
 
-    .venv/bin/python -m bench.bench_serving [--requests 192] [--concurrency 1 8 32]
+    .venv/bin/python -m bench.bench_serving [--requests 192] [--concurrency 1 8 32] [--soak-seconds 60]
+
+A sustained load run (concurrency 8, loopback only, bounded by time and count) follows, recording
+errors and each replica's resident memory before and after.
 
 The model has the demo architecture with untrained weights: latency and throughput do not depend on
 what the weights are. Items are text + image (the most common mix in the demo corpus).
@@ -109,7 +112,50 @@ async def _http_load(url: str, items: list[dict], concurrency: int) -> dict:
     return {**summarize(latencies, wall), "errors": errors}
 
 
-def bench_http(checkpoint: str, items: list[dict], levels: list[int], max_batch: int, port: int) -> dict:
+def replica_rss_mb() -> dict[str, float]:
+    """Resident memory of each Serve replica process on this machine, from /proc."""
+    out = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            cmdline = (status.parent / "cmdline").read_bytes().decode(errors="replace")
+            if "ServeReplica" not in cmdline:
+                continue
+            name = cmdline.split("ServeReplica:", 1)[1].split("\x00")[0].strip()
+            rss_kb = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmRSS"))
+            out[f"{name}[{status.parent.name}]"] = round(rss_kb / 1024, 1)
+        except (OSError, IndexError, StopIteration):
+            continue
+    return out
+
+
+async def _soak(url: str, items: list[dict], concurrency: int, seconds: float, max_requests: int) -> dict:
+    """Constant load for ``seconds`` (or ``max_requests``), memory sampled at the start and the end."""
+    deadline = time.monotonic() + seconds
+    sent, errors, latencies = 0, 0, []
+
+    async def client_loop(client):
+        nonlocal sent, errors
+        while time.monotonic() < deadline and sent < max_requests:
+            item = items[sent % len(items)]
+            sent += 1
+            t0 = time.perf_counter()
+            response = await client.post(f"{url}/v1/moderate", json=item)
+            latencies.append(time.perf_counter() - t0)
+            errors += response.status_code != 200
+
+    before = replica_rss_mb()
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    after = replica_rss_mb()
+    growth = {k: round(after[k] - before[k], 1) for k in before if k in after}
+    return {**summarize(latencies, wall), "errors": errors, "seconds": round(wall, 1),
+            "rss_mb_before": before, "rss_mb_growth": growth}
+
+
+def bench_http(checkpoint: str, items: list[dict], levels: list[int], max_batch: int, port: int,
+               soak_seconds: float = 0.0) -> dict:
     from ray import serve
 
     from deployments.app import build_app
@@ -118,6 +164,8 @@ def bench_http(checkpoint: str, items: list[dict], levels: list[int], max_batch:
     url = f"http://127.0.0.1:{port}"
     asyncio.run(_http_load(url, items[: min(16, len(items))], 4))  # warm-up
     results = {c: asyncio.run(_http_load(url, items, c)) for c in levels}
+    if soak_seconds:
+        results["soak"] = asyncio.run(_soak(url, items, 8, soak_seconds, max_requests=20_000))
     serve.delete("bench")
     return results
 
@@ -128,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--soak-seconds", type=float, default=60.0, help="sustained load at concurrency 8")
     args = parser.parse_args(argv)
 
     import ray
@@ -139,14 +188,15 @@ def main(argv: list[str] | None = None) -> dict:
         in_process = {c: bench_in_process(checkpoint, items, c, args.max_batch_size) for c in args.concurrency}
         ray.init(num_cpus=2, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-        batched = bench_http(checkpoint, items, args.concurrency, args.max_batch_size, args.port)
+        batched = bench_http(checkpoint, items, args.concurrency, args.max_batch_size, args.port, args.soak_seconds)
+        soak = batched.pop("soak", None)
         unbatched = bench_http(checkpoint, items, [max(args.concurrency)], 1, args.port)
         serve.shutdown()
         ray.shutdown()
 
     report = {"machine": "2 CPU cores (CI kind)", "requests": args.requests, "mix": "text+image",
               "in_process": in_process, "serve_http_batched": batched,
-              "serve_http_unbatched": unbatched}
+              "serve_http_unbatched": unbatched, "soak": soak}
     print(f"\n{'path':<28}{'conc':>5}{'rps':>9}{'p50 ms':>10}{'p99 ms':>10}")
     for name in ("in_process", "serve_http_batched", "serve_http_unbatched"):
         for c, row in report[name].items():
@@ -158,6 +208,9 @@ def main(argv: list[str] | None = None) -> dict:
     report["summary"] = {f"graph_vs_in_process_throughput_at_{top}": round(ratio, 3),
                          "added_p50_ms_at_1": round(added, 2),
                          f"batching_on_vs_off_throughput_at_{top}": round(batching_gain, 3)}
+    if soak:
+        report["summary"]["soak"] = {k: soak[k] for k in ("requests", "errors", "seconds", "throughput_rps", "p99_ms")}
+        report["summary"]["soak"]["max_replica_rss_growth_mb"] = max(soak["rss_mb_growth"].values(), default=0.0)
     print(json.dumps(report["summary"], indent=2))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "serving.json").write_text(json.dumps(report, indent=2))

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
@@ -90,6 +91,15 @@ async def _overloaded(request: Request, exc: BackPressureError) -> JSONResponse:
     return response
 
 
+@api.exception_handler(RayActorError)
+@api.exception_handler(ActorUnavailableError)
+async def _replica_lost(request: Request, exc: Exception) -> JSONResponse:
+    # A replica died mid-request (Serve is replacing it): tell the caller to retry, never a bare 500.
+    response = _error(503, "service", "replica_unavailable", f"a model replica was lost: {type(exc).__name__}")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 @api.exception_handler(MediaError)
 async def _media_error(request: Request, exc: MediaError) -> JSONResponse:
     status = 413 if exc.reason in ("too_large", "too_long") else 422
@@ -111,13 +121,15 @@ class ModalityEncoder:
                  batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S):
         torch.set_num_threads(1)
         self.modality = modality
-        self.encoder = load_encoders(checkpoint, [modality])[modality]
+        # A replica given a GPU (ray_actor_options.num_gpus in the Serve config) runs its encoder there.
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.encoder = load_encoders(checkpoint, [modality])[modality].to(self.device)
         self.embed.set_max_batch_size(max_batch_size)
         self.embed.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
     async def embed(self, items: list[Any]) -> list[np.ndarray]:
-        return encode_batch(self.encoder, self.modality, items)
+        return encode_batch(self.encoder, self.modality, items, self.device)
 
     async def __call__(self, item: Any) -> np.ndarray:
         return await self.embed(item)
@@ -261,6 +273,9 @@ class Ingress:
             raise
         except BackPressureError:
             self.metrics.errors.labels(endpoint, "overloaded").inc()
+            raise
+        except (RayActorError, ActorUnavailableError):
+            self.metrics.errors.labels(endpoint, "replica_unavailable").inc()
             raise
 
     async def _moderate_request(self, request: ModerateRequest) -> dict:

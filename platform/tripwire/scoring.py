@@ -62,10 +62,12 @@ def stack_inputs(modality: str, items: Sequence[Any]) -> tuple[Any, list[int]]:
 
 
 @torch.no_grad()
-def encode_batch(encoder: torch.nn.Module, modality: str, items: Sequence[Any]) -> list[np.ndarray]:
+def encode_batch(encoder: torch.nn.Module, modality: str, items: Sequence[Any],
+                 device: torch.device | str = "cpu") -> list[np.ndarray]:
     """Runs one encoder over many requests' inputs at once and splits the embeddings back per request."""
     batch, counts = stack_inputs(modality, items)
-    out = encoder(batch).cpu().numpy()
+    batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
+    out = encoder(batch).float().cpu().numpy()
     pieces, start = [], 0
     for count in counts:
         pieces.append(out[start:start + count] if modality == "image" and count > 1 else out[start])

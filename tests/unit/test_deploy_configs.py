@@ -40,3 +40,21 @@ def test_kuberay_manifests_parse(name, kind):
     assert spec["rayVersion"] == "2.60.0"
     for group in spec["workerGroupSpecs"]:
         assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+
+
+def test_rayservice_embeds_the_production_serve_config():
+    from ray.serve.schema import ServeDeploySchema
+
+    doc = yaml.safe_load((REPO / "cluster/rayservice.yaml").read_text())
+    assert doc["kind"] == "RayService"
+    embedded = yaml.safe_load(doc["spec"]["serveConfigV2"])
+    assert embedded == yaml.safe_load((REPO / "deployments/configs/prod.yaml").read_text())
+    ServeDeploySchema.model_validate(embedded)
+
+
+def test_production_config_autoscales_and_puts_encoders_on_gpus():
+    config = yaml.safe_load((REPO / "deployments/configs/prod.yaml").read_text())
+    deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
+    assert all("autoscaling_config" in d for d in deployments.values())
+    assert all(deployments[n]["ray_actor_options"].get("num_gpus", 0) > 0 for n in ("TextEncoder", "ImageEncoder"))
+    assert all(d.get("max_queued_requests", -1) > 0 for n, d in deployments.items() if n != "PolicyDecision")
