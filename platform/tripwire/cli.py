@@ -19,6 +19,24 @@ def _generate(argv: list[str]) -> int:
     return 0
 
 
+def _ingest(argv: list[str]) -> int:
+    import json
+
+    from tripwire.adapters import ADAPTERS, ingest
+
+    parser = argparse.ArgumentParser(prog="tripwire ingest", description="convert a public dataset to a manifest")
+    parser.add_argument("--adapter", required=True, choices=ADAPTERS.names())
+    parser.add_argument("--source", required=True, help="dataset file (any fsspec URI)")
+    parser.add_argument("--out", required=True, help="manifest to write (.jsonl)")
+    parser.add_argument("--mapping", help="label mapping YAML (default: the adapter's bundled one)")
+    parser.add_argument("--labels-file", help="separate gold labels (OLID test sets)")
+    parser.add_argument("--keep-duplicates", action="store_true", help="keep exact duplicates (official test sets)")
+    args = parser.parse_args(argv)
+    print(json.dumps(ingest(args.adapter, args.source, args.out, args.mapping, args.labels_file,
+                            dedupe=not args.keep_duplicates), indent=2))
+    return 0
+
+
 def _train(argv: list[str]) -> int:
     from pipelines.train import main
 
@@ -55,7 +73,7 @@ def _demo(argv: list[str]) -> int:
     return main(argv)
 
 
-COMMANDS = {"generate": _generate, "train": _train, "serve": _serve, "demo": _demo}
+COMMANDS = {"generate": _generate, "ingest": _ingest, "train": _train, "serve": _serve, "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:
