@@ -73,3 +73,25 @@ def category_metrics(labels: np.ndarray, scores: np.ndarray, categories: list[st
 def flatten_metrics(metrics: dict[str, dict[str, float]], prefix: str = "val") -> dict[str, float]:
     """``{"val/macro/roc_auc": ..., "val/hate/roc_auc": ...}`` for reporting to Ray Train."""
     return {f"{prefix}/{cat}/{k}": v for cat, values in metrics.items() for k, v in values.items()}
+
+
+def binary_macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean of the F1 of the positive and of the negative class (OffensEval's official metric)."""
+    labels, predicted = np.asarray(labels).astype(bool), np.asarray(predicted).astype(bool)
+    scores = []
+    for positive in (True, False):
+        y, p = labels == positive, predicted == positive
+        denominator = y.sum() + p.sum()
+        scores.append(2.0 * (y & p).sum() / denominator if denominator else 0.0)
+    return float(np.mean(scores))
+
+
+def best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """The score threshold that maximises binary macro-F1 on (validation) data, and that F1."""
+    candidates = np.unique(np.round(np.asarray(scores, dtype=np.float64), 4))
+    best = (0.5, binary_macro_f1(labels, np.asarray(scores) >= 0.5))
+    for threshold in candidates:
+        f1 = binary_macro_f1(labels, np.asarray(scores) >= threshold)
+        if f1 > best[1]:
+            best = (float(threshold), f1)
+    return best

@@ -29,6 +29,7 @@ from tripwire.preprocess import PreprocessingConfig, Preprocessor, batch_to_mode
 from tripwire.sample import Sample
 
 TRAIN_STATE = "train_state.safetensors"
+PROGRESS_EVERY_S = 30.0  # long epochs print a progress line this often
 TRAIN_STATE_JSON = "train_state.json"
 
 
@@ -74,12 +75,32 @@ class FitConfig:
     max_failures: int = 0
     num_to_keep: int = 2
     pos_weight: bool = True
+    encoder_lr: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.num_workers < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("num_workers, epochs and batch_size must be at least 1")
-        if self.lr <= 0:
-            raise ConfigError(f"lr: must be positive, got {self.lr}")
+        if self.lr <= 0 or any(v <= 0 for v in self.encoder_lr.values()):
+            raise ConfigError(f"lr and encoder_lr: must be positive, got {self.lr}, {self.encoder_lr}")
+
+
+def param_groups(model: SafetyModel, fit: FitConfig) -> list[dict]:
+    """Optimizer groups: each encoder named in ``fit.encoder_lr`` gets its own learning rate (e.g. a small
+    one to fine-tune a pretrained text encoder), everything else ``fit.lr``. Frozen parameters are left out;
+    a parameter shared by two components (the image encoder inside the video encoder) appears once."""
+    unknown = sorted(set(fit.encoder_lr) - set(model.encoders))
+    if unknown:
+        raise ConfigError(f"fit.encoder_lr: no encoders for {unknown}")
+    seen: set[int] = set()
+    groups = []
+    for modality, lr in fit.encoder_lr.items():
+        params = [p for p in model.encoders[modality].parameters() if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in params)
+        if params:
+            groups.append({"params": params, "lr": lr, "name": modality})
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]
+    groups.append({"params": rest, "lr": fit.lr, "name": "default"})
+    return [g for g in groups if g["params"]]
 
 
 @dataclass(frozen=True)
@@ -298,8 +319,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     taxonomy = Taxonomy(loop_config["taxonomy"]["version"], [Category(**c) for c in loop_config["taxonomy"]["categories"]])
 
     model = build_model(cfg.model, taxonomy.names)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=fit.lr,
-                                  weight_decay=fit.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups(model, fit), lr=fit.lr, weight_decay=fit.weight_decay)
     start_epoch, best = 0, None
     resume = ray.train.get_checkpoint()
     if resume:
@@ -318,6 +338,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, fit.epochs):
         model.train()
         started, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
+        last_progress = started
         for batch in train_shard.iter_batches(batch_size=fit.batch_size, batch_format="numpy"):
             inputs, present = batch_to_model_inputs(batch)
             inputs = _to_device(inputs, device)
@@ -330,6 +351,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             seen += len(labels)
             loss_sum += loss.detach().item()
             steps += 1
+            if rank == 0 and time.perf_counter() - last_progress > PROGRESS_EVERY_S:
+                last_progress = time.perf_counter()
+                print(f"[train] epoch {epoch + 1}/{fit.epochs} step {steps} loss={loss_sum / steps:.4f} "
+                      f"samples/s={seen * world / (last_progress - started):.1f}", flush=True)
         elapsed = time.perf_counter() - started
         ids, labels, scores = predict(model, val_shard.iter_batches(batch_size=64, batch_format="numpy"))
         gathered = _all_gather((ids, labels, scores), world)

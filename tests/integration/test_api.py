@@ -114,3 +114,35 @@ def test_fuzzed_payloads_never_break_the_service(served, payload, mutate):
     if response.status_code != 200:
         assert "error" in response.json()
     assert httpx.post(f"{url}/v1/moderate", json={"text": "ok"}, timeout=60).status_code == 200
+
+
+def test_uris_are_refused_unless_allow_listed(trained, served):
+    from ray import serve
+
+    from deployments.app import build_app
+
+    cfg, _ = trained
+    url, model_dir = served
+    refused = httpx.post(f"{url}/v1/moderate", json={"image": "file:///etc/passwd"}, timeout=30)
+    assert refused.status_code == 422 and refused.json()["error"]["reason"] == "disallowed_uri"
+
+    sample = next(s for s in good_samples(cfg) if s.image)
+    base = manifest_base(cfg.data.manifest)
+    uri = f"file://{base}/{sample.image}"
+    serve.run(build_app({"checkpoint": model_dir, "uri_allow_list": [f"file://{base}/image/"]}),
+              name="tripwire", route_prefix="/")
+    try:
+        by_uri = httpx.post(f"{url}/v1/moderate", json={"image": uri}, timeout=30)
+        by_bytes = httpx.post(f"{url}/v1/moderate", json={"image": body_for(sample, base)["image"]}, timeout=30)
+        assert by_uri.status_code == 200 and by_uri.json()["scores"] == by_bytes.json()["scores"]
+        outside = httpx.post(f"{url}/v1/moderate", json={"image": f"file://{base}/manifest.jsonl"}, timeout=30)
+        assert outside.status_code == 422
+    finally:
+        serve.run(build_app({"checkpoint": model_dir}), name="tripwire", route_prefix="/")
+
+
+def test_request_id_is_idempotent(served):
+    url, _ = served
+    first = httpx.post(f"{url}/v1/moderate", json={"text": "first text", "request_id": "req-1"}, timeout=30).json()
+    again = httpx.post(f"{url}/v1/moderate", json={"text": "something else", "request_id": "req-1"}, timeout=30).json()
+    assert again == first and first["request_id"] == "req-1"

@@ -157,3 +157,16 @@ def test_model_config_validation(tiny_model_config):
         from_dict(ModelConfig, {"encoders": {"text": {"name": "timm"}}})
     with pytest.raises(ConfigError, match="configure encoders.image"):
         from_dict(ModelConfig, {"encoders": {"video": {"name": "frame_pool"}}})
+
+
+def test_param_groups_give_encoders_their_own_learning_rate(tiny_model_config):
+    from tripwire.config import ConfigError
+    from tripwire.training import FitConfig, param_groups
+
+    model = build_model(tiny_model_config, Taxonomy.load().names)
+    groups = {g["name"]: g for g in param_groups(model, FitConfig(lr=1e-3, encoder_lr={"text": 3e-5}))}
+    assert groups["text"]["lr"] == 3e-5 and groups["default"]["lr"] == 1e-3
+    ids = [id(p) for g in groups.values() for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len([p for p in model.parameters() if p.requires_grad])
+    with pytest.raises(ConfigError, match="no encoders"):
+        param_groups(model, FitConfig(encoder_lr={"smell": 1e-4}))
