@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -71,8 +70,8 @@ def summarize(latencies: list[float], wall: float) -> dict:
 def bench_in_process(checkpoint: str, items: list[dict], concurrency: int, max_batch: int) -> dict:
     import torch
 
-    from tripwire.sample import Sample
-    from tripwire.scoring import InProcessScorer, decode_base64
+    from tripwire.sample import Sample, decode_base64
+    from tripwire.scoring import InProcessScorer
 
     torch.set_num_threads(1)
     scorer = InProcessScorer(checkpoint)

@@ -29,9 +29,9 @@ from tripwire.config import ConfigError, from_dict, read_yaml
 from tripwire.media import MediaError
 from tripwire.policy import Policy
 from tripwire.openai_compat import OpenAICategoryMap, parse_input, to_openai_response
-from tripwire.sample import Sample, read_media
+from tripwire.sample import Sample, decode_base64, read_media
 from tripwire.serving_metrics import ApiMetrics
-from tripwire.scoring import LockedPreprocessor, decide, decode_base64, encode_batch, explain, fuse_batch
+from tripwire.scoring import LockedPreprocessor, decide, encode_batch, explain, fuse_batch
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_BATCH_WAIT_S = 0.002  # measured: 2 ms keeps batching under load and costs little at low load
@@ -183,8 +183,8 @@ class PolicyDecision:
     """
 
     def __init__(self, checkpoint: str):
-        self.categories = CheckpointManifest.read(checkpoint).categories
-        self.taxonomy = CheckpointManifest.read(checkpoint).taxonomy
+        manifest = CheckpointManifest.read(checkpoint)
+        self.categories, self.taxonomy = manifest.categories, manifest.taxonomy
         self.policy = Policy.load()
         self.policy.check_taxonomy(self.taxonomy)
 

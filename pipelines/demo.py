@@ -7,7 +7,6 @@ checkpoints under ``runs/``, and the Serve HTTP proxy on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import sys
 import time
@@ -18,7 +17,7 @@ import numpy as np
 
 from tripwire.config import load_yaml
 from tripwire.policy import Taxonomy
-from tripwire.sample import manifest_base, read_manifest, read_media
+from tripwire.sample import manifest_base, read_manifest, request_body
 from tripwire.scoring import InProcessScorer
 from tripwire.training import TrainConfig, split_of
 
@@ -35,17 +34,6 @@ def pick_items(cfg: TrainConfig, per_mix: int = 2, limit: int = 16):
         items = sorted(by_mix[mix], key=lambda s: -sum(s.labels.values()))
         chosen += items[:1] + [s for s in items if not any(s.labels.values())][:per_mix - 1]
     return chosen[:limit]
-
-
-def request_body(sample, base_uri: str) -> dict:
-    body = {"id": sample.id, "market": sample.meta.get("market")}
-    if sample.text is not None:
-        body["text"] = sample.text
-    for modality in ("image", "audio", "video"):
-        ref = getattr(sample, modality)
-        if ref is not None:
-            body[modality] = base64.b64encode(read_media(modality, ref, base_uri)).decode()
-    return body
 
 
 def wait_healthy(url: str, timeout_s: float = 120.0) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from tripwire.config import ConfigError, load_yaml
 from tripwire.media import MediaError
 from tripwire.policy import Taxonomy, default_resource
-from tripwire.scoring import decode_base64
+from tripwire.sample import decode_base64
 
 MAX_INPUTS = 32
 

@@ -96,6 +96,32 @@ def resolve_uri(ref: str, base_uri: str | None) -> str:
     return posixpath.normpath(posixpath.join(base_uri, ref))
 
 
+def decode_base64(field_name: str, value: str) -> bytes:
+    """Base64 text, optionally a ``data:...;base64,`` URI, -> bytes; a MediaError naming the field otherwise."""
+    if value.startswith("data:"):
+        header, _, value = value.partition(",")
+        if not header.endswith(";base64"):
+            raise MediaError(field_name, "bad_data_uri", "data: URIs must be base64 encoded")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MediaError(field_name, "invalid_base64", f"not valid base64: {exc}") from exc
+
+
+def request_body(sample: Sample, base_uri: str | None) -> dict[str, Any]:
+    """The ``POST /v1/moderate`` JSON for a sample, media inlined as base64 (demo, tests, benchmarks)."""
+    body: dict[str, Any] = {"id": sample.id}
+    if sample.text is not None:
+        body["text"] = sample.text
+    if sample.meta.get("market"):
+        body["market"] = sample.meta["market"]
+    for name in MEDIA_FIELDS:
+        ref = getattr(sample, name)
+        if ref is not None:
+            body[name] = base64.b64encode(read_media(name, ref, base_uri)).decode()
+    return body
+
+
 def read_media(field_name: str, ref: MediaRef, base_uri: str | None) -> bytes:
     """Returns the bytes of a media reference: inline bytes, a ``data:`` URI, or an fsspec URI.
 
@@ -105,13 +131,7 @@ def read_media(field_name: str, ref: MediaRef, base_uri: str | None) -> bytes:
     if isinstance(ref, bytes):
         return ref
     if ref.startswith("data:"):
-        header, _, payload = ref.partition(",")
-        if not header.endswith(";base64"):
-            raise MediaError(field_name, "bad_data_uri", "data: URIs must be base64 encoded")
-        try:
-            return base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise MediaError(field_name, "invalid_base64", str(exc)) from exc
+        return decode_base64(field_name, ref)
     uri = resolve_uri(ref, base_uri)
     try:
         with fsspec.open(uri, "rb") as handle:

@@ -6,33 +6,16 @@ run the exact code that serves traffic, in-process, and compare it with the HTTP
 
 from __future__ import annotations
 
-import base64
-import binascii
 import threading
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from tripwire import MODALITIES
-from tripwire.media import MediaError
 from tripwire.policy import Policy
 from tripwire.preprocess import Preprocessor
 from tripwire.sample import Sample
 
-ENCODED_MODALITIES = ("image", "audio", "video")
-
-
-def decode_base64(field: str, value: str) -> bytes:
-    """Base64 (optionally a ``data:...;base64,`` URI) -> bytes; a MediaError naming the field otherwise."""
-    if value.startswith("data:"):
-        header, _, value = value.partition(",")
-        if not header.endswith(";base64"):
-            raise MediaError(field, "bad_data_uri", "data: URIs must be base64 encoded")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MediaError(field, "invalid_base64", f"not valid base64: {exc}") from exc
 
 
 class LockedPreprocessor:
@@ -112,9 +95,6 @@ def decide(policy: Policy, categories: Sequence[str], scores: np.ndarray, market
     decision = policy.decide({c: float(s) for c, s in zip(categories, scores)}, market)
     return decision.to_dict()
 
-
-def modalities_of(processed: Mapping[str, Any]) -> list[str]:
-    return [m for m in MODALITIES if m in processed]
 
 
 class InProcessScorer:

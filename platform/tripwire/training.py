@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tripwire.config import ConfigError, from_dict, to_dict
+from tripwire.config import ConfigError, from_dict
 from tripwire.media import MediaError
 from tripwire.metrics import category_metrics, flatten_metrics
 from tripwire.model.encoders import minilm_dir
@@ -409,6 +409,3 @@ def label_pos_weight(labels: np.ndarray, cap: float = 10.0) -> list[float]:
         weights.append(float(min(cap, neg / pos)) if pos else 1.0)
     return weights
 
-
-def train_config_dict(cfg: TrainConfig) -> dict:
-    return to_dict(cfg)

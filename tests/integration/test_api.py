@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import httpx
 import openai
@@ -13,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import body_for, good_samples
-from tripwire.sample import manifest_base, read_media
+from helpers import good_samples
+from tripwire.sample import manifest_base, request_body, read_media
 
 
 def test_openai_sdk_switches_by_base_url(trained, served):
@@ -52,7 +51,7 @@ def test_batch_endpoint_scores_items_and_isolates_bad_ones(trained, served):
     cfg, _ = trained
     url, _ = served
     base = manifest_base(cfg.data.manifest)
-    items = [body_for(s, base) for s in list(good_samples(cfg))[:3]] + [{"id": "broken", "image": "@@@"}]
+    items = [request_body(s, base) for s in list(good_samples(cfg))[:3]] + [{"id": "broken", "image": "@@@"}]
     response = httpx.post(f"{url}/v1/moderate/batch", json={"items": items}, timeout=60)
     assert response.status_code == 200
     results = response.json()["results"]
@@ -133,7 +132,7 @@ def test_uris_are_refused_unless_allow_listed(trained, served):
               name="tripwire", route_prefix="/")
     try:
         by_uri = httpx.post(f"{url}/v1/moderate", json={"image": uri}, timeout=30)
-        by_bytes = httpx.post(f"{url}/v1/moderate", json={"image": body_for(sample, base)["image"]}, timeout=30)
+        by_bytes = httpx.post(f"{url}/v1/moderate", json={"image": request_body(sample, base)["image"]}, timeout=30)
         assert by_uri.status_code == 200 and by_uri.json()["scores"] == by_bytes.json()["scores"]
         outside = httpx.post(f"{url}/v1/moderate", json={"image": f"file://{base}/manifest.jsonl"}, timeout=30)
         assert outside.status_code == 422

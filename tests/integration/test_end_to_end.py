@@ -7,7 +7,6 @@ of every modality mix; bad input gets a 4xx JSON error and the replicas keep ser
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tripwire.sample import manifest_base
+from tripwire.sample import manifest_base, request_body
 from tripwire.scoring import InProcessScorer
 
-from helpers import body_for, good_samples
+from helpers import good_samples
 
 
 
@@ -49,7 +48,7 @@ def test_http_scores_match_in_process_model_for_every_mix(trained, served):
     names = [c["name"] for c in categories]
     with httpx.Client(timeout=60) as client:
         for sample, expected in zip(samples, reference):
-            response = client.post(f"{url}/v1/moderate", json=body_for(sample, base))
+            response = client.post(f"{url}/v1/moderate", json=request_body(sample, base))
             assert response.status_code == 200, response.text
             body = response.json()
             got = np.array([body["scores"][c] for c in names])
