@@ -64,7 +64,7 @@ def build_datasets(cfg: TrainConfig, taxonomy: Taxonomy, quarantine_dir: str):
         keep = raw.filter(lambda row: split_of(str(row["id"]), fraction, seed) == name, num_cpus=LIGHT_TASK_CPUS)
         return keep.map_batches(
             PreprocessBatch, fn_constructor_kwargs=udf_kwargs, batch_size=cfg.data.preprocess_batch_size,
-            batch_format="numpy", num_cpus=cfg.data.preprocess_cpus,
+            batch_format="numpy", num_cpus=cfg.data.preprocess_cpus, memory=cfg.data.preprocess_memory_mb * 2**20,
             compute=ActorPoolStrategy(min_size=1, max_size=cfg.data.preprocess_actors))
 
     return split("train"), split("val"), raw

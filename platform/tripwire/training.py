@@ -52,6 +52,7 @@ class DataConfig:
     preprocess_batch_size: int = 32
     preprocess_actors: int = 1
     preprocess_cpus: float = 0.5
+    preprocess_memory_mb: int = 1024  # per actor (tokenizer + mel filters + decoders: ~700 MB measured)
 
     def __post_init__(self):
         if not 0.0 < self.validation_fraction < 1.0:
@@ -76,12 +77,29 @@ class FitConfig:
     num_to_keep: int = 2
     pos_weight: bool = True
     encoder_lr: dict[str, float] = field(default_factory=dict)
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
 
     def __post_init__(self):
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"lr_schedule: {self.lr_schedule!r} must be 'constant' or 'cosine'")
         if self.num_workers < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("num_workers, epochs and batch_size must be at least 1")
         if self.lr <= 0 or any(v <= 0 for v in self.encoder_lr.values()):
             raise ConfigError(f"lr and encoder_lr: must be positive, got {self.lr}, {self.encoder_lr}")
+
+
+def lr_factor(fit: FitConfig, epoch: int, step_in_run: int) -> float:
+    """Learning-rate multiplier: linear warm-up over ``warmup_steps``, then constant or cosine over epochs.
+
+    The cosine steps once per epoch: a streamed dataset's length is not known before its first pass.
+    """
+    warmup = min(1.0, (step_in_run + 1) / fit.warmup_steps) if fit.warmup_steps else 1.0
+    if fit.lr_schedule == "cosine":
+        import math
+
+        return warmup * 0.5 * (1.0 + math.cos(math.pi * epoch / fit.epochs))
+    return warmup
 
 
 def param_groups(model: SafetyModel, fit: FitConfig) -> list[dict]:
@@ -320,6 +338,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     model = build_model(cfg.model, taxonomy.names)
     optimizer = torch.optim.AdamW(param_groups(model, fit), lr=fit.lr, weight_decay=fit.weight_decay)
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
     start_epoch, best = 0, None
     resume = ray.train.get_checkpoint()
     if resume:
@@ -335,6 +355,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     val_shard = ray.train.get_dataset_shard("val")
     tokenizer = None
 
+    global_step = 0
     for epoch in range(start_epoch, fit.epochs):
         model.train()
         started, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
@@ -344,6 +365,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             inputs = _to_device(inputs, device)
             present = {k: v.to(device) for k, v in present.items()}
             labels = torch.as_tensor(batch["labels"], device=device)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * lr_factor(fit, epoch, global_step)
+            global_step += 1
             loss = masked_bce(model(inputs, present), labels, pos_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -170,3 +170,13 @@ def test_param_groups_give_encoders_their_own_learning_rate(tiny_model_config):
     assert len(ids) == len(set(ids)) == len([p for p in model.parameters() if p.requires_grad])
     with pytest.raises(ConfigError, match="no encoders"):
         param_groups(model, FitConfig(encoder_lr={"smell": 1e-4}))
+
+
+def test_lr_schedule_warms_up_then_decays():
+    from tripwire.training import FitConfig, lr_factor
+
+    fit = FitConfig(epochs=4, lr_schedule="cosine", warmup_steps=10)
+    assert lr_factor(fit, 0, 0) == pytest.approx(0.1)
+    assert lr_factor(fit, 0, 50) == pytest.approx(1.0)
+    assert lr_factor(fit, 2, 500) == pytest.approx(0.5)
+    assert lr_factor(FitConfig(), 3, 0) == 1.0
