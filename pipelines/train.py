@@ -153,6 +153,7 @@ def run(cfg: TrainConfig) -> dict:
         "run_name": cfg.run_name,
         "model_dir": str(export),
         "best_epoch": manifest["training"]["epoch"],
+        "resumed_from_epoch": manifest["training"].get("resumed_from_epoch"),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "val_metrics": manifest["metrics"],
         "quarantined": len(quarantined),

@@ -79,6 +79,7 @@ class FitConfig:
     encoder_lr: dict[str, float] = field(default_factory=dict)
     lr_schedule: str = "constant"
     warmup_steps: int = 0
+    early_stopping_patience: int = 0  # stop after this many epochs without a better val macro ROC-AUC; 0 = off
 
     def __post_init__(self):
         if self.lr_schedule not in ("constant", "cosine"):
@@ -87,6 +88,13 @@ class FitConfig:
             raise ConfigError("num_workers, epochs and batch_size must be at least 1")
         if self.lr <= 0 or any(v <= 0 for v in self.encoder_lr.values()):
             raise ConfigError(f"lr and encoder_lr: must be positive, got {self.lr}, {self.encoder_lr}")
+
+
+def should_stop(history: list[float], patience: int) -> bool:
+    """True when the last ``patience`` epochs brought no improvement over the best before them."""
+    if patience <= 0 or len(history) <= patience:
+        return False
+    return max(history[-patience:]) <= max(history[:-patience])
 
 
 def lr_factor(fit: FitConfig, epoch: int, step_in_run: int) -> float:
@@ -340,12 +348,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     optimizer = torch.optim.AdamW(param_groups(model, fit), lr=fit.lr, weight_decay=fit.weight_decay)
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]
-    start_epoch, best = 0, None
+    start_epoch, best, history, resumed_from = 0, None, [], None
     resume = ray.train.get_checkpoint()
     if resume:
         with resume.as_directory() as directory:
             state = load_train_state(directory, model, optimizer)
-        start_epoch, best = state["epoch"] + 1, state.get("best")
+        start_epoch, best, history = state["epoch"] + 1, state.get("best"), state.get("history", [])
+        resumed_from = state["epoch"]
         if rank == 0:
             print(f"[train] resuming from epoch {state['epoch']} checkpoint", flush=True)
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
@@ -389,6 +398,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                   "val_size": int(len(all_labels)), **flatten_metrics(metrics)}
         score = metrics["macro"]["roc_auc"]
         best = score if best is None or score > best else best
+        history.append(score)
         if rank == 0:
             print(f"[train] epoch {epoch + 1}/{fit.epochs} steps={steps} loss={report['train_loss']:.4f} "
                   f"samples/s={report['samples_per_s']:.1f} val macro ROC-AUC={score:.4f} "
@@ -401,13 +411,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 save_checkpoint(_unwrap(model), directory, cfg.model.preprocessing, taxonomy, tokenizer=tokenizer,
                                 policy_version=loop_config.get("policy_version"),
                                 training={"run_name": cfg.run_name, "epoch": epoch, "seed": fit.seed,
+                                          "resumed_from_epoch": resumed_from,
                                           "data_fingerprint": loop_config["data_fingerprint"],
                                           "num_workers": world, "config": loop_config["train"]},
                                 metrics=metrics)
-                save_train_state(directory, _unwrap(model), optimizer, {"epoch": epoch, "best": best})
+                save_train_state(directory, _unwrap(model), optimizer, {"epoch": epoch, "best": best, "history": history})
                 ray.train.report(report, checkpoint=Checkpoint.from_directory(directory))
         else:
             ray.train.report(report)
+        # Every rank sees the same gathered metrics, so all stop together (no rank left waiting in DDP).
+        if should_stop(history, fit.early_stopping_patience):
+            if rank == 0:
+                print(f"[train] early stop: no improvement for {fit.early_stopping_patience} epochs", flush=True)
+            break
 
 
 def _to_device(inputs: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -180,3 +180,12 @@ def test_lr_schedule_warms_up_then_decays():
     assert lr_factor(fit, 0, 50) == pytest.approx(1.0)
     assert lr_factor(fit, 2, 500) == pytest.approx(0.5)
     assert lr_factor(FitConfig(), 3, 0) == 1.0
+
+
+def test_early_stopping_rule():
+    from tripwire.training import should_stop
+
+    assert not should_stop([0.5, 0.6, 0.7], patience=2)
+    assert should_stop([0.5, 0.7, 0.69, 0.7], patience=2)
+    assert not should_stop([0.5, 0.7, 0.69, 0.71], patience=2)
+    assert not should_stop([0.5, 0.4, 0.3], patience=0)

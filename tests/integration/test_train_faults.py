@@ -1,0 +1,42 @@
+"""Training survives a killed worker: Ray Train restarts the group from the last checkpoint and finishes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+
+
+def test_killed_worker_resumes_from_last_checkpoint(ray_session, trained, tmp_path):
+    from ray.util.state import list_actors
+
+    from pipelines.train import run
+
+    cfg, _ = trained  # reuse the session's tiny corpus
+    cfg = dataclasses.replace(
+        cfg, run_name="faults", storage_path=str(tmp_path / "ray"), export_dir=str(tmp_path / "model"),
+        fit=dataclasses.replace(cfg.fit, epochs=3, max_failures=1))
+    outcome: dict = {}
+    worker = threading.Thread(target=lambda: outcome.setdefault("summary", run(cfg)), daemon=True)
+    worker.start()
+
+    run_dir = Path(cfg.storage_path) / cfg.run_name
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(run_dir.glob("checkpoint_*/train_state.json")):
+        time.sleep(0.5)
+    assert list(run_dir.glob("checkpoint_*/train_state.json")), "no checkpoint was written"
+    time.sleep(5)  # let the controller register epoch 1's checkpoint; epoch 2 is now under way
+    workers = list_actors(address=ray_session.get_runtime_context().gcs_address,
+                          filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    assert workers
+    os.kill(workers[0].pid, signal.SIGKILL)  # mid-run: after epoch 1's checkpoint, before the end
+
+    worker.join(timeout=600)
+    summary = outcome.get("summary")
+    assert summary is not None, "the run did not finish"
+    assert summary["resumed_from_epoch"] is not None
+    assert (Path(summary["model_dir"]) / "manifest.json").exists()
