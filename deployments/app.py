@@ -3,14 +3,15 @@
 Build it from a checkpoint with ``build_app({"checkpoint": "runs/demo/model"})`` or run a Serve config:
 ``serve run deployments/configs/dev.yaml``. Each deployment loads only its own component from the
 checkpoint, so replicas of one encoder scale independently of the others (edit the YAML, not code).
-"""
 
+(No ``from __future__ import annotations`` here: FastAPI must see the request models' real types.)
+"""
 
 import asyncio
 import os
-from collections import OrderedDict
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -27,16 +28,14 @@ from ray.serve.handle import DeploymentHandle
 from tripwire.checkpoint import CheckpointManifest, checkpoint_uri, load_encoders, load_fusion, load_preprocessor
 from tripwire.config import ConfigError, from_dict, read_yaml
 from tripwire.media import MediaError
-from tripwire.policy import Policy
 from tripwire.openai_compat import OpenAICategoryMap, parse_input, to_openai_response
+from tripwire.policy import Policy
 from tripwire.sample import Sample, decode_base64, read_media
-from tripwire.serving_metrics import ApiMetrics
 from tripwire.scoring import LockedPreprocessor, decide, encode_batch, explain, fuse_batch
+from tripwire.serving_metrics import ApiMetrics
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_BATCH_WAIT_S = 0.002  # measured: 2 ms keeps batching under load and costs little at low load
-
-
 MAX_BATCH_ITEMS = 32
 
 
