@@ -82,7 +82,7 @@ AUDIO_SIGNATURES = {
     "sexual": ((1200.0,), "tremolo"),
     "violence": ((), "bursts"),
     "violence/graphic": ((3600.0,), "bursts"),
-    "self_harm": ((800.0, 700.0), "chirp"),
+    "self_harm": ((1800.0, 1300.0), "chirp"),
     "illicit": ((4500.0, 5200.0), "steady"),
 }
 MODALITY_MIXES = [
