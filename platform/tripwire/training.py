@@ -348,12 +348,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     optimizer = torch.optim.AdamW(param_groups(model, fit), lr=fit.lr, weight_decay=fit.weight_decay)
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]
-    start_epoch, best, history, resumed_from = 0, None, [], None
+    start_epoch, history, resumed_from = 0, [], None
     resume = ray.train.get_checkpoint()
     if resume:
         with resume.as_directory() as directory:
             state = load_train_state(directory, model, optimizer)
-        start_epoch, best, history = state["epoch"] + 1, state.get("best"), state.get("history", [])
+        start_epoch, history = state["epoch"] + 1, state.get("history", [])
         resumed_from = state["epoch"]
         if rank == 0:
             print(f"[train] resuming from epoch {state['epoch']} checkpoint", flush=True)
@@ -397,7 +397,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         report = {"epoch": epoch, "train_loss": loss_sum / max(steps, 1), "samples_per_s": seen * world / max(elapsed, 1e-9),
                   "val_size": int(len(all_labels)), **flatten_metrics(metrics)}
         score = metrics["macro"]["roc_auc"]
-        best = score if best is None or score > best else best
         history.append(score)
         if rank == 0:
             print(f"[train] epoch {epoch + 1}/{fit.epochs} steps={steps} loss={report['train_loss']:.4f} "
@@ -415,7 +414,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                                           "data_fingerprint": loop_config["data_fingerprint"],
                                           "num_workers": world, "config": loop_config["train"]},
                                 metrics=metrics)
-                save_train_state(directory, _unwrap(model), optimizer, {"epoch": epoch, "best": best, "history": history})
+                save_train_state(directory, _unwrap(model), optimizer, {"epoch": epoch, "history": history})
                 ray.train.report(report, checkpoint=Checkpoint.from_directory(directory))
         else:
             ray.train.report(report)
