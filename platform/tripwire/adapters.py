@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -118,6 +119,18 @@ class DatasetAdapter:
         return str((Path(self.base) / relative).resolve())
 
 
+_MENTION_RUN = re.compile(r"@USER(?:\s+@USER)+")
+
+
+def collapse_mentions(tweet: str) -> str:
+    """Collapses runs of OLID's anonymised ``@USER`` placeholders into one.
+
+    OLID replaces every mention with ``@USER``; a reply thread starts with up to ~30 of them, which carry
+    no content and would use up the text encoder's token budget before the words that matter.
+    """
+    return _MENTION_RUN.sub("@USER", tweet)
+
+
 @ADAPTERS.register("olid")
 class OLIDAdapter(DatasetAdapter):
     """OLID / OffensEval 2019 TSV (``id, tweet, subtask_a, ...``); test sets take ``labels_file``
@@ -141,7 +154,7 @@ class OLIDAdapter(DatasetAdapter):
         row_id = row["id"]
         label = self.gold.get(row_id) if self.labels_file else row.get("subtask_a")
         labels = self.mapping.for_value(label, f"olid:{row_id}") if label not in (None, "", "NULL") else {}
-        return Sample(id=f"olid-{row_id}", text=row["tweet"], labels=labels,
+        return Sample(id=f"olid-{row_id}", text=collapse_mentions(row["tweet"]), labels=labels,
                       meta={"language": "en", "source": "olid", "content_type": "tweet"})
 
 

@@ -97,3 +97,10 @@ def test_real_olid_files_stream_through(tmp_path):
     assert test["written"] == 860 and test["duplicates"] == 0
     positives = sum(s.labels.get("harassment", 0) for s in read_manifest(test["out"]))
     assert positives == 240
+
+
+def test_olid_collapses_mention_runs():
+    from tripwire.adapters import collapse_mentions
+
+    assert collapse_mentions("@USER @USER  @USER you are a joke @USER") == "@USER you are a joke @USER"
+    assert collapse_mentions("no mentions") == "no mentions"

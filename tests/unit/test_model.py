@@ -189,3 +189,26 @@ def test_early_stopping_rule():
     assert should_stop([0.5, 0.7, 0.69, 0.7], patience=2)
     assert not should_stop([0.5, 0.7, 0.69, 0.71], patience=2)
     assert not should_stop([0.5, 0.4, 0.3], patience=0)
+
+
+def test_text_encoder_ignores_padding_columns():
+    """Trimming all-padding columns (speed) must not change the embedding beyond rounding."""
+    encoder = make("hf_text").eval()
+    x = example_input("text", n=3)
+    x["attention_mask"][:, 9:] = 0  # every row padded past column 9
+    padded = {"input_ids": torch.cat([x["input_ids"], torch.zeros(3, 20, dtype=torch.long)], 1),
+              "attention_mask": torch.cat([x["attention_mask"], torch.zeros(3, 20, dtype=torch.long)], 1)}
+    with torch.no_grad():
+        short, long = encoder(x), encoder(padded)
+    torch.testing.assert_close(short, long, atol=1e-5, rtol=1e-5)
+
+
+def test_trim_padding_keeps_the_longest_row_and_left_padding():
+    from tripwire.model.encoders import trim_padding
+
+    ids = torch.arange(12).reshape(2, 6)
+    right = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]])
+    assert trim_padding(ids, right)[0].shape == (2, 3)
+    left = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1]])
+    assert trim_padding(ids, left)[0].shape == (2, 6)  # left padding: nothing trailing to drop
+    assert trim_padding(ids, torch.zeros(2, 6, dtype=torch.long))[0].shape == (2, 1)

@@ -69,6 +69,18 @@ class Encoder(nn.Module):
         raise NotImplementedError
 
 
+def trim_padding(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drops the trailing columns that are padding in every row.
+
+    Preprocessing pads to a fixed ``max_length`` so a sample's tensors never depend on its batch; the
+    transformer need not spend time on columns no row uses (a tweet batch is mostly far shorter than the
+    limit). Masked keys get zero attention weight, so the result equals the untrimmed one to rounding.
+    """
+    used = mask.any(dim=0).nonzero()
+    width = int(used.max()) + 1 if used.numel() else 1
+    return input_ids[:, :width], mask[:, :width]
+
+
 @ENCODERS.register("hf_text")
 class HFTextEncoder(Encoder):
     """A transformers ``AutoModel`` with masked mean pooling.
@@ -96,9 +108,9 @@ class HFTextEncoder(Encoder):
         self.freeze_if_needed()
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
-        mask = x["attention_mask"]
+        input_ids, mask = trim_padding(x["input_ids"], x["attention_mask"])
         with self.grad_context():
-            hidden = self.backbone(input_ids=x["input_ids"], attention_mask=mask).last_hidden_state
+            hidden = self.backbone(input_ids=input_ids, attention_mask=mask).last_hidden_state
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
