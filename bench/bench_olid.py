@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> dict:
     from tripwire.metrics import best_threshold, binary_macro_f1, roc_auc
     from tripwire.sample import read_manifest
     from tripwire.scoring import InProcessScorer
-    from tripwire.training import TrainConfig, split_of
+    from tripwire.splits import read_splits
+    from tripwire.training import TrainConfig
 
     started = time.perf_counter()
     cfg = load_yaml(TrainConfig, args.config).resolved(REPO)
@@ -61,8 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     scorer = InProcessScorer(summary["model_dir"])
     category = "harassment"  # OLID's OFF maps here (resources/mappings/olid.yaml)
-    val = [s for s in read_manifest(cfg.data.manifest)
-           if split_of(s.id, cfg.data.validation_fraction, cfg.data.split_seed) == "val"]
+    splits = read_splits(f"{summary['model_dir']}/splits.parquet")
+    val = [s for s in read_manifest(cfg.data.manifest) if splits.get(s.id) == "val"]
     test = list(read_manifest(test_manifest))
     val_labels = np.array([s.labels[category] for s in val])
     test_labels = np.array([s.labels[category] for s in test])

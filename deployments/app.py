@@ -31,7 +31,7 @@ from tripwire.media import MediaError
 from tripwire.openai_compat import OpenAICategoryMap, parse_input, to_openai_response
 from tripwire.policy import Policy
 from tripwire.sample import Sample, decode_base64, read_media
-from tripwire.scoring import LockedPreprocessor, decide, encode_batch, explain, fuse_batch
+from tripwire.scoring import LockedPreprocessor, decide, encode_batch, explain, fuse_batch, top_time_window
 from tripwire.serving_metrics import ApiMetrics
 
 DEFAULT_BATCH_SIZE = 16
@@ -126,12 +126,14 @@ class ModalityEncoder:
         # A replica given a GPU (ray_actor_options.num_gpus in the Serve config) runs its encoder there.
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.encoder = load_encoders(checkpoint, [modality])[modality].to(self.device)
+        # Encoders that can say where in time they fired (audio) return that as evidence too.
+        self.time_profile = hasattr(self.encoder, "forward_with_time_profile")
         self.embed.set_max_batch_size(max_batch_size)
         self.embed.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
     async def embed(self, items: list[Any]) -> list[np.ndarray]:
-        return encode_batch(self.encoder, self.modality, items, self.device)
+        return encode_batch(self.encoder, self.modality, items, self.device, time_profile=self.time_profile)
 
     async def __call__(self, item: Any) -> np.ndarray:
         return await self.embed(item)
@@ -162,12 +164,13 @@ class FusionHead:
                  batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S):
         torch.set_num_threads(1)
         self.fusion = load_fusion(checkpoint)
+        self.calibration = CheckpointManifest.read(checkpoint).calibration
         self.fuse.set_max_batch_size(max_batch_size)
         self.fuse.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
     async def fuse(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
-        return fuse_batch(self.fusion, requests)
+        return fuse_batch(self.fusion, requests, self.calibration)
 
     async def __call__(self, embeddings: dict[str, np.ndarray]) -> dict[str, Any]:
         return await self.fuse(embeddings)
@@ -215,6 +218,7 @@ class Ingress:
         torch.set_num_threads(1)
         self.manifest = CheckpointManifest.read(checkpoint)
         self.preprocessor = LockedPreprocessor(load_preprocessor(checkpoint))
+        self.audio_config = self.manifest.preprocessing().audio  # maps audio evidence back to seconds
         self.encoders = {m: h for m, h in {"text": text, "image": image, "audio": audio, "video": video}.items()
                          if h is not None}
         self.fusion = fusion
@@ -319,7 +323,7 @@ class Ingress:
             if modality in processed:
                 calls[modality] = self.encoders[modality].remote(processed[modality])
         results = dict(zip(calls, await asyncio.gather(*calls.values())))
-        embeddings = {m: (r["embedding"] if m == "video" else r) for m, r in results.items()}
+        embeddings = {m: (r["embedding"] if isinstance(r, dict) else r) for m, r in results.items()}
         encoded_at = time.perf_counter()
 
         fused = await self.fusion.remote(embeddings)
@@ -333,6 +337,11 @@ class Ingress:
             top = np.argsort(-weights)[:3]
             evidence["video_top_frames"] = [{"timestamp_s": round(float(processed["video_timestamps"][i]), 3),
                                              "weight": round(float(weights[i]), 4)} for i in top]
+        if isinstance(results.get("audio"), dict):
+            audio = self.audio_config
+            evidence["audio_top_window"] = top_time_window(
+                results["audio"]["time_profile"], processed["audio"].shape[-1], audio.hop_length,
+                audio.sample_rate, audio.clip_seconds)
         result = {
             "id": sample.id,
             "scores": {c: float(s) for c, s in zip(categories, fused["scores"])},

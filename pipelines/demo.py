@@ -19,14 +19,16 @@ from tripwire.config import load_yaml
 from tripwire.policy import Taxonomy
 from tripwire.sample import manifest_base, read_manifest, request_body
 from tripwire.scoring import InProcessScorer
-from tripwire.training import TrainConfig, split_of
+from tripwire.splits import read_splits
+from tripwire.training import TrainConfig
 
 
-def pick_items(cfg: TrainConfig, per_mix: int = 2, limit: int = 16):
+def pick_items(cfg: TrainConfig, model_dir: str, per_mix: int = 2, limit: int = 16):
     """Validation items covering every modality mix, violating ones first within each mix."""
+    splits = read_splits(f"{model_dir}/splits.parquet")
     by_mix: dict[tuple, list] = {}
     for sample in read_manifest(cfg.data.manifest):
-        if split_of(sample.id, cfg.data.validation_fraction, cfg.data.split_seed) != "val":
+        if splits.get(sample.id) != "val":
             continue
         by_mix.setdefault(tuple(sample.modalities), []).append(sample)
     chosen = []
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         served_at = time.perf_counter()
 
         base = manifest_base(cfg.data.manifest)
-        samples = pick_items(cfg)
+        samples = pick_items(cfg, summary["model_dir"])
         reference = InProcessScorer(summary["model_dir"]).score(samples, base)
         worst = 0.0
         print(f"\n{'id':<11}{'modalities':<24}{'true labels':<34}{'top score':<32}{'decision':<10}driven by")

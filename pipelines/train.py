@@ -18,7 +18,9 @@ import numpy as np
 from tripwire.config import load_yaml, to_dict
 from tripwire.policy import Policy, Taxonomy
 from tripwire.sample import fingerprint_file, manifest_base, to_records
-from tripwire.training import PreprocessBatch, TrainConfig, label_pos_weight, read_quarantine, split_of, train_loop_per_worker
+from tripwire.splits import assign_splits, in_split, split_columns, split_keys, write_splits
+from tripwire.training import (PreprocessBatch, TrainConfig, check_quarantine, label_pos_weight,
+                               train_loop_per_worker)
 
 
 def ensure_corpus(cfg: TrainConfig, taxonomy: Taxonomy) -> None:
@@ -50,24 +52,50 @@ def read_manifest_dataset(uri: str):
     return lines.map_batches(lambda b: to_records(list(b["text"])), batch_format="numpy", num_cpus=LIGHT_TASK_CPUS)
 
 
-def build_datasets(cfg: TrainConfig, taxonomy: Taxonomy, quarantine_dir: str):
-    """The train/validation datasets: split by id hash, then decode + preprocess in ``map_batches``."""
+def plan_splits(raw, taxonomy: Taxonomy, cfg: TrainConfig) -> tuple[dict[str, str], np.ndarray, int]:
+    """One light pass over ids, group keys and labels (no media).
+
+    Returns:
+        The split of every row, the label matrix of the training rows (for ``pos_weight``) and the number
+        of manifest rows (unparseable ones included).
+    """
+    names, group_by = taxonomy.names, cfg.data.group_by
+    columns = raw.map_batches(lambda batch: split_columns(list(batch["record"]), names, group_by),
+                              batch_format="numpy", num_cpus=LIGHT_TASK_CPUS).take_all()
+    rows = [(str(r["id"]), str(r["group"]), np.asarray(r["labels"])) for r in columns if r["parsed"]]
+    assignment = assign_splits(rows, cfg.data.split_fractions(), cfg.data.split_seed)
+    train_labels = np.asarray([labels for row_id, _, labels in rows if assignment.get(row_id) == "train"],
+                              dtype=np.float32).reshape(-1, len(names))
+    return assignment, train_labels, len(columns)
+
+
+def build_datasets(raw, cfg: TrainConfig, taxonomy: Taxonomy, assignment: dict[str, str], quarantine_dir: str):
+    """The train/validation datasets: rows filtered by their planned split, then decoded + preprocessed in
+    ``map_batches`` (bounded actor pool)."""
+    import ray
     from ray.data import ActorPoolStrategy
 
-    raw = read_manifest_dataset(cfg.data.manifest)
-    fraction, seed = cfg.data.validation_fraction, cfg.data.split_seed
+    # Membership tables go through the object store once, not inside every task's closure.
+    val_keys, test_keys = ray.put(split_keys(assignment, "val")), ray.put(split_keys(assignment, "test"))
     udf_kwargs = {"preprocessing": to_dict(cfg.model.preprocessing), "modalities": list(cfg.model.encoders),
                   "categories": taxonomy.names, "base_uri": manifest_base(cfg.data.manifest),
                   "quarantine_dir": quarantine_dir}
 
+    def keep(batch, name, val_ref, test_ref):
+        ids = list(batch["id"])
+        in_val, in_test = in_split(ids, ray.get(val_ref)), in_split(ids, ray.get(test_ref))
+        mask = {"val": in_val, "test": in_test, "train": ~(in_val | in_test)}[name]
+        return {column: values[mask] for column, values in batch.items()}
+
     def split(name):
-        keep = raw.filter(lambda row: split_of(str(row["id"]), fraction, seed) == name, num_cpus=LIGHT_TASK_CPUS)
-        return keep.map_batches(
+        rows = raw.map_batches(keep, fn_kwargs={"name": name, "val_ref": val_keys, "test_ref": test_keys},
+                               batch_format="numpy", num_cpus=LIGHT_TASK_CPUS)
+        return rows.map_batches(
             PreprocessBatch, fn_constructor_kwargs=udf_kwargs, batch_size=cfg.data.preprocess_batch_size,
             batch_format="numpy", num_cpus=cfg.data.preprocess_cpus, memory=cfg.data.preprocess_memory_mb * 2**20,
             compute=ActorPoolStrategy(min_size=1, max_size=cfg.data.preprocess_actors))
 
-    return split("train"), split("val"), raw
+    return split("train"), split("val")
 
 
 def quiet_data_progress() -> None:
@@ -78,30 +106,19 @@ def quiet_data_progress() -> None:
     DataContext.get_current().print_on_execution_start = False
 
 
-def positive_weights(raw, taxonomy: Taxonomy, cfg: TrainConfig) -> list[float] | None:
-    """Per-category ``neg/pos`` from the labels column alone (no media is read)."""
-    if not cfg.fit.pos_weight:
-        return None
-    names = taxonomy.names
+def deterministic_ingest_options():
+    """Ray Train's ingest defaults with ordered execution (no locality reordering between workers)."""
+    from ray.train import DataConfig
 
-    def label_matrix(batch):
-        matrix = []
-        for record in batch["record"]:
-            try:
-                labels = json.loads(record).get("labels") or {}
-            except (json.JSONDecodeError, AttributeError):
-                labels = {}  # quarantined later by the preprocessing step
-            matrix.append([(-1 if labels.get(c) not in (0, 1) else labels[c]) for c in names])
-        return {"labels": np.asarray(matrix, dtype=np.float32).reshape(len(matrix), len(names))}
-
-    labels = raw.map_batches(label_matrix, batch_format="numpy", num_cpus=LIGHT_TASK_CPUS).take_all()
-    return label_pos_weight(np.stack([row["labels"] for row in labels]))
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options
 
 
 def run(cfg: TrainConfig) -> dict:
     """Runs the job; returns the summary (also written as ``summary.json`` beside the exported model)."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     taxonomy = Taxonomy.load(cfg.taxonomy)
@@ -113,18 +130,27 @@ def run(cfg: TrainConfig) -> dict:
     quiet_data_progress()
     started = time.perf_counter()
     quarantine_dir = f"{cfg.storage_path}/{cfg.run_name}/quarantine"
-    train_ds, val_ds, raw = build_datasets(cfg, taxonomy, quarantine_dir)
+    raw = read_manifest_dataset(cfg.data.manifest)
+    assignment, train_labels, num_rows = plan_splits(raw, taxonomy, cfg)
+    splits_uri = f"{cfg.storage_path}/{cfg.run_name}/splits.parquet"
+    write_splits(assignment, splits_uri)
+    counts = {name: sum(1 for s in assignment.values() if s == name) for name in ("train", "val", "test")}
+    print(f"[data] {num_rows} rows -> {counts} (group_by={cfg.data.group_by}); split -> {splits_uri}",
+          flush=True)
+    train_ds, val_ds = build_datasets(raw, cfg, taxonomy, assignment, quarantine_dir)
     loop_config = {
         "train": to_dict(cfg),
         "taxonomy": to_dict(taxonomy),
         "policy_version": policy.version,
         "data_fingerprint": fingerprint_file(cfg.data.manifest),
-        "pos_weight": positive_weights(raw, taxonomy, cfg),
+        "pos_weight": label_pos_weight(train_labels) if cfg.fit.pos_weight else None,
+        "quarantine_dir": quarantine_dir,
+        "num_rows": num_rows,
     }
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=cfg.fit.num_workers, use_gpu=False,
+        scaling_config=ScalingConfig(num_workers=cfg.fit.num_workers, use_gpu=cfg.fit.use_gpu,
                                      resources_per_worker={"CPU": cfg.fit.cpus_per_worker}),
         run_config=RunConfig(
             name=cfg.run_name, storage_path=cfg.storage_path,
@@ -134,17 +160,21 @@ def run(cfg: TrainConfig) -> dict:
                                                checkpoint_score_order="max"),
         ),
         datasets={"train": train_ds, "val": val_ds},
+        # Ordered execution makes each worker's shard and batch order a function of the data alone, so
+        # two runs with the same seed give the same metrics.
+        dataset_config=DataConfig(execution_options=deterministic_ingest_options()),
     )
     result = trainer.fit()
     if result.error:
         raise result.error
+    quarantined = check_quarantine(quarantine_dir, num_rows, cfg.data.max_quarantine_fraction)
     best_checkpoint, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1].get("val/macro/roc_auc", -1))
     export = Path(cfg.export_dir)
     if export.exists():
         shutil.rmtree(export)
     with best_checkpoint.as_directory() as directory:
         shutil.copytree(directory, export, ignore=shutil.ignore_patterns("train_state*"))
-    quarantined = read_quarantine(quarantine_dir)
+    write_splits(assignment, str(export / "splits.parquet"))
     reasons: dict[str, int] = {}
     for row in quarantined:
         reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
@@ -155,6 +185,7 @@ def run(cfg: TrainConfig) -> dict:
         "best_epoch": manifest["training"]["epoch"],
         "resumed_from_epoch": manifest["training"].get("resumed_from_epoch"),
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "train_samples_per_s": round(float((result.metrics or {}).get("samples_per_s", 0.0)), 2),  # last epoch
         "val_metrics": manifest["metrics"],
         "quarantined": len(quarantined),
         "quarantine_reasons": reasons,

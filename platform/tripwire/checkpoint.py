@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tripwire import MODALITIES
+from tripwire.calibration import PlattCalibration
 from tripwire.config import from_dict, to_dict
 from tripwire.model.encoders import ENCODERS, Encoder, local_path
 from tripwire.model.fusion import FUSION_HEADS
@@ -52,7 +53,8 @@ def _component_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(model: SafetyModel, out_dir: str | Path, preprocessing: PreprocessingConfig,
                     taxonomy: Taxonomy, tokenizer=None, policy_version: str | None = None,
-                    training: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Path:
+                    training: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
+                    calibration: dict[str, Any] | None = None) -> Path:
     """Writes ``model`` as a checkpoint directory (local path).
 
     Args:
@@ -64,6 +66,8 @@ def save_checkpoint(model: SafetyModel, out_dir: str | Path, preprocessing: Prep
         policy_version: the policy in force when trained (informational; serving may use another).
         training: run facts (config, data fingerprint, epochs, seed).
         metrics: validation metrics.
+        calibration: :meth:`PlattCalibration.to_dict` (plus its report), applied to the head's logits by
+            every scorer; None means raw sigmoids.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,6 +95,7 @@ def save_checkpoint(model: SafetyModel, out_dir: str | Path, preprocessing: Prep
         "preprocessing": to_dict(preprocessing),
         "training": training or {},
         "metrics": metrics or {},
+        "calibration": calibration,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return out
@@ -142,6 +147,11 @@ class CheckpointManifest:
             tokenizer = local_path(f"{self.uri}/{config.text.tokenizer}")
             config = dataclasses.replace(config, text=dataclasses.replace(config.text, tokenizer=tokenizer))
         return config
+
+    @property
+    def calibration(self) -> PlattCalibration:
+        """The score calibration saved with the model (identity when it has none)."""
+        return PlattCalibration.from_dict(self.data.get("calibration"), len(self.categories))
 
     def file(self, name: str) -> str:
         return local_path(f"{self.uri}/{name}")

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from tripwire.calibration import PlattCalibration
 from tripwire.policy import Policy
 from tripwire.preprocess import Preprocessor
 from tripwire.sample import Sample
@@ -46,10 +47,18 @@ def stack_inputs(modality: str, items: Sequence[Any]) -> tuple[Any, list[int]]:
 
 @torch.no_grad()
 def encode_batch(encoder: torch.nn.Module, modality: str, items: Sequence[Any],
-                 device: torch.device | str = "cpu") -> list[np.ndarray]:
-    """Runs one encoder over many requests' inputs at once and splits the embeddings back per request."""
+                 device: torch.device | str = "cpu", time_profile: bool = False) -> list[Any]:
+    """Runs one encoder over many requests' inputs at once and splits the embeddings back per request.
+
+    With ``time_profile`` (encoders that have ``forward_with_time_profile``, e.g. audio), each request gets
+    ``{"embedding", "time_profile"}`` instead of its embedding alone.
+    """
     batch, counts = stack_inputs(modality, items)
     batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
+    if time_profile:
+        embeddings, profiles = encoder.forward_with_time_profile(batch)
+        embeddings, profiles = embeddings.float().cpu().numpy(), profiles.float().cpu().numpy()
+        return [{"embedding": e, "time_profile": p} for e, p in zip(embeddings, profiles)]
     out = encoder(batch).float().cpu().numpy()
     pieces, start = [], 0
     for count in counts:
@@ -59,12 +68,14 @@ def encode_batch(encoder: torch.nn.Module, modality: str, items: Sequence[Any],
 
 
 @torch.no_grad()
-def fuse_batch(fusion: torch.nn.Module, requests: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+def fuse_batch(fusion: torch.nn.Module, requests: Sequence[Mapping[str, np.ndarray]],
+               calibration: PlattCalibration | None = None) -> list[dict[str, np.ndarray]]:
     """Fusion head over many requests, each a dict of the embeddings it has.
 
-    Returns per request its sigmoid ``scores`` (C,) and ``attribution`` (modality -> (C,)), the
+    Returns per request its calibrated ``scores`` (C,) and ``attribution`` (modality -> (C,)), the
     leave-one-modality-out contribution of each present modality.
     """
+    probabilities = (calibration or PlattCalibration.identity(fusion.num_categories)).probabilities
     n = len(requests)
     embeddings, present = {}, {}
     for modality in fusion.modalities:
@@ -75,10 +86,20 @@ def fuse_batch(fusion: torch.nn.Module, requests: Sequence[Mapping[str, np.ndarr
         embeddings[modality] = torch.as_tensor(np.stack([
             np.asarray(r, dtype=np.float32) if r is not None else np.zeros(dim, np.float32) for r in rows]))
         present[modality] = torch.tensor([r is not None for r in rows])
-    scores = torch.sigmoid(fusion(embeddings, present)).numpy()
-    attribution = {m: a.numpy() for m, a in fusion.modality_attribution(embeddings, present).items()}
+    scores = probabilities(fusion(embeddings, present)).numpy()
+    attribution = {m: a.numpy() for m, a in fusion.modality_attribution(embeddings, present, probabilities).items()}
     return [{"scores": scores[i], "attribution": {m: attribution[m][i] for m in requests[i] if m in attribution}}
             for i in range(n)]
+
+
+def top_time_window(profile: np.ndarray, num_frames: int, hop_length: int, sample_rate: int,
+                    clip_seconds: float) -> dict[str, float]:
+    """The stretch of an audio clip whose features were strongest, in seconds from its start."""
+    step = int(np.argmax(profile))
+    seconds_per_step = num_frames / len(profile) * hop_length / sample_rate
+    return {"start_s": round(step * seconds_per_step, 3),
+            "end_s": round(min(clip_seconds, (step + 1) * seconds_per_step), 3),
+            "weight": round(float(profile[step]), 4)}
 
 
 def explain(categories: Sequence[str], scores: np.ndarray, attribution: Mapping[str, np.ndarray]) -> dict[str, dict]:
@@ -107,6 +128,7 @@ class InProcessScorer:
         self.manifest = CheckpointManifest.read(checkpoint)
         self.model = load_model(checkpoint)
         self.preprocessor = Preprocessor(self.manifest.preprocessing(), self.manifest.modalities)
+        self.calibration = self.manifest.calibration
 
     @torch.no_grad()
     def score_processed(self, processed: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -114,7 +136,7 @@ class InProcessScorer:
         from tripwire.preprocess import batch_to_model_inputs
 
         inputs, present = batch_to_model_inputs(self.preprocessor.collate(processed))
-        return torch.sigmoid(self.model(inputs, present)).numpy()
+        return self.calibration.probabilities(self.model(inputs, present)).numpy()
 
     def score(self, samples: Sequence[Sample], base_uri: str | None = None) -> np.ndarray:
         return self.score_processed([self.preprocessor.sample(s, base_uri) for s in samples])

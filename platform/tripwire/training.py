@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tripwire.calibration import PlattCalibration, calibration_report
 from tripwire.config import ConfigError, from_dict
 from tripwire.media import MediaError
 from tripwire.metrics import category_metrics, flatten_metrics
@@ -48,7 +49,10 @@ class DataConfig:
     manifest: str = "data/synthetic/manifest.jsonl"
     synthetic: SyntheticSpec | None = None
     validation_fraction: float = 0.2
+    test_fraction: float = 0.0  # held out: never trained or validated on; ids in splits.parquet
     split_seed: int = 0
+    group_by: str | None = None  # None, "text" (near-duplicates) or "meta.<field>" (author, source, ...)
+    max_quarantine_fraction: float = 0.1  # fail the job when more of the rows than this are bad
     preprocess_batch_size: int = 32
     preprocess_actors: int = 1
     preprocess_cpus: float = 0.5
@@ -57,6 +61,17 @@ class DataConfig:
     def __post_init__(self):
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"validation_fraction: {self.validation_fraction} must be in (0, 1)")
+        if not 0.0 <= self.test_fraction < 1.0 - self.validation_fraction:
+            raise ConfigError(f"test_fraction: {self.test_fraction} must be in [0, 1 - validation_fraction)")
+        if self.group_by not in (None, "text") and not str(self.group_by).startswith("meta."):
+            raise ConfigError(f"group_by: {self.group_by!r} must be null, 'text' or 'meta.<field>'")
+        if not 0.0 <= self.max_quarantine_fraction <= 1.0:
+            raise ConfigError(f"max_quarantine_fraction: {self.max_quarantine_fraction} must be in [0, 1]")
+
+    def split_fractions(self) -> dict[str, float]:
+        """Split name -> fraction of rows."""
+        return {"train": 1.0 - self.validation_fraction - self.test_fraction,
+                "val": self.validation_fraction, "test": self.test_fraction}
         if self.preprocess_actors < 1 or self.preprocess_batch_size < 1:
             raise ConfigError("preprocess_actors and preprocess_batch_size must be at least 1")
 
@@ -80,14 +95,26 @@ class FitConfig:
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     early_stopping_patience: int = 0  # stop after this many epochs without a better val macro ROC-AUC; 0 = off
+    calibrate: bool = True  # fit per-category Platt scaling on validation, saved with each checkpoint
+    use_gpu: bool = False  # one GPU per worker; DDP over NCCL instead of gloo
+    mixed_precision: str = "no"  # "bf16" or "fp16" autocast on GPU (fp16 adds a gradient scaler); CPU ignores it
 
     def __post_init__(self):
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ConfigError(f"mixed_precision: {self.mixed_precision!r} must be 'no', 'bf16' or 'fp16'")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"lr_schedule: {self.lr_schedule!r} must be 'constant' or 'cosine'")
         if self.num_workers < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("num_workers, epochs and batch_size must be at least 1")
         if self.lr <= 0 or any(v <= 0 for v in self.encoder_lr.values()):
             raise ConfigError(f"lr and encoder_lr: must be positive, got {self.lr}, {self.encoder_lr}")
+
+
+def autocast_dtype(fit: FitConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for this device, or None to train in float32 (always on CPU)."""
+    if device.type != "cuda" or fit.mixed_precision == "no":
+        return None
+    return torch.bfloat16 if fit.mixed_precision == "bf16" else torch.float16
 
 
 def should_stop(history: list[float], patience: int) -> bool:
@@ -166,12 +193,6 @@ class TrainConfig:
             data=dataclasses.replace(self.data, manifest=absolute(self.data.manifest)))
 
 
-def split_of(sample_id: str, validation_fraction: float, seed: int) -> str:
-    """Deterministic train/validation assignment by a hash of the id (stable across runs and machines)."""
-    digest = hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
-    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < validation_fraction else "train"
-
-
 class PreprocessBatch:
     """Ray Data ``map_batches`` UDF: manifest rows -> model-ready columns.
 
@@ -215,7 +236,9 @@ class PreprocessBatch:
                 labels.append(label_vec)
             except (MediaError, ValueError) as exc:
                 reason = exc.reason if isinstance(exc, MediaError) else "invalid_row"
-                bad.append({"id": str(row_id), "reason": reason, "detail": str(exc)})
+                # A line that is not JSON has no id: name it by its content so each one counts once.
+                row_id = str(row_id) or "line-sha256:" + hashlib.sha256(str(record).encode()).hexdigest()[:16]
+                bad.append({"id": row_id, "reason": reason, "detail": str(exc)})
         if bad:
             self._quarantine(bad)
         batch_out = self.preprocessor.collate(items) if items else {
@@ -235,6 +258,28 @@ class PreprocessBatch:
         fs.makedirs(path, exist_ok=True)
         with fs.open(f"{path}/part-{uuid.uuid4().hex}.parquet", "wb") as handle:
             pq.write_table(pa.Table.from_pylist(bad), handle)
+
+
+class QuarantineLimitExceeded(RuntimeError):
+    """More of a job's rows were bad than ``data.max_quarantine_fraction`` allows."""
+
+
+def check_quarantine(quarantine_dir: str, num_rows: int, max_fraction: float) -> list[dict]:
+    """The quarantined rows; raises :class:`QuarantineLimitExceeded` when they are too many.
+
+    Raises:
+        QuarantineLimitExceeded: the message gives the count, the limit, the reasons and where the rows are.
+    """
+    rows = read_quarantine(quarantine_dir)
+    if num_rows and len(rows) / num_rows > max_fraction:
+        reasons: dict[str, int] = {}
+        for row in rows:
+            reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
+        raise QuarantineLimitExceeded(
+            f"{len(rows)} of {num_rows} rows ({len(rows) / num_rows:.1%}) were quarantined, over "
+            f"data.max_quarantine_fraction={max_fraction:.1%}; reasons {dict(sorted(reasons.items()))}; "
+            f"rows and details in {quarantine_dir}")
+    return rows
 
 
 def read_quarantine(quarantine_dir: str) -> list[dict]:
@@ -306,13 +351,13 @@ def _unwrap(model: torch.nn.Module) -> SafetyModel:
 
 
 def predict(model: torch.nn.Module, batches) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Runs ``model`` over preprocessed batches; returns ids, labels (N, C) and sigmoid scores (N, C)."""
+    """Runs ``model`` over preprocessed batches; returns ids, labels (N, C) and logits (N, C)."""
     ids, labels, scores = [], [], []
     model.eval()
     with torch.no_grad():
         for batch in batches:
             inputs, present = batch_to_model_inputs(batch)
-            scores.append(torch.sigmoid(model(inputs, present)).cpu().numpy())
+            scores.append(model(inputs, present).float().cpu().numpy())
             labels.append(np.asarray(batch["labels"]))
             ids.extend(str(i) for i in batch["id"])
     categories = _unwrap(model).categories
@@ -333,8 +378,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from tripwire.checkpoint import save_checkpoint
     from tripwire.policy import Category, Taxonomy
 
-    # Ray Train logs every report's full metrics dict at INFO; our own one-line progress replaces it.
-    logging.getLogger("ray.train.v2._internal.execution").setLevel(logging.WARNING)
+    _quiet_report_logs()
     cfg = from_dict(TrainConfig, loop_config["train"])
     fit = cfg.fit
     context = ray.train.get_context()
@@ -360,6 +404,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
     device = ray.train.torch.get_device()
     pos_weight = torch.tensor(loop_config["pos_weight"], device=device) if loop_config.get("pos_weight") else None
+    amp_dtype = autocast_dtype(fit, device)
+    # fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none.
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     tokenizer = None
@@ -377,10 +424,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * lr_factor(fit, epoch, global_step)
             global_step += 1
-            loss = masked_bce(model(inputs, present), labels, pos_weight)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(inputs, present)
+            loss = masked_bce(logits.float(), labels, pos_weight)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             seen += len(labels)
             loss_sum += loss.detach().item()
             steps += 1
@@ -389,10 +439,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 print(f"[train] epoch {epoch + 1}/{fit.epochs} step {steps} loss={loss_sum / steps:.4f} "
                       f"samples/s={seen * world / (last_progress - started):.1f}", flush=True)
         elapsed = time.perf_counter() - started
-        ids, labels, scores = predict(model, val_shard.iter_batches(batch_size=64, batch_format="numpy"))
-        gathered = _all_gather((ids, labels, scores), world)
+        ids, labels, logits = predict(model, val_shard.iter_batches(batch_size=64, batch_format="numpy"))
+        gathered = _all_gather((ids, labels, logits), world)
         all_labels = np.concatenate([g[1] for g in gathered])
-        all_scores = np.concatenate([g[2] for g in gathered])
+        all_logits = np.concatenate([g[2] for g in gathered])
+        # Calibration is fitted on validation and saved with the checkpoint; metrics are those of the
+        # calibrated scores every scorer will serve (ranking metrics are the same either way).
+        calibration = PlattCalibration.fit(all_logits, all_labels) if fit.calibrate else \
+            PlattCalibration.identity(len(taxonomy.names))
+        all_scores = calibration.probabilities(torch.as_tensor(all_logits)).numpy()
         metrics = category_metrics(all_labels, all_scores, taxonomy.names)
         report = {"epoch": epoch, "train_loss": loss_sum / max(steps, 1), "samples_per_s": seen * world / max(elapsed, 1e-9),
                   "val_size": int(len(all_labels)), **flatten_metrics(metrics)}
@@ -413,16 +468,46 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                                           "resumed_from_epoch": resumed_from,
                                           "data_fingerprint": loop_config["data_fingerprint"],
                                           "num_workers": world, "config": loop_config["train"]},
-                                metrics=metrics)
+                                metrics=metrics,
+                                calibration={**calibration.to_dict(), "fitted_on": "validation",
+                                             "ece": calibration_report(all_labels, all_logits, calibration,
+                                                                       taxonomy.names)})
                 save_train_state(directory, _unwrap(model), optimizer, {"epoch": epoch, "history": history})
                 ray.train.report(report, checkpoint=Checkpoint.from_directory(directory))
         else:
             ray.train.report(report)
+        # Too many bad rows: stop now rather than after every epoch; the driver raises with the reasons.
+        over_limit = rank == 0 and _over_quarantine_limit(loop_config, cfg.data.max_quarantine_fraction)
+        if _all_gather(over_limit, world)[0]:
+            if rank == 0:
+                print("[train] stopping: too many quarantined rows (see the job's error)", flush=True)
+            break
         # Every rank sees the same gathered metrics, so all stop together (no rank left waiting in DDP).
         if should_stop(history, fit.early_stopping_patience):
             if rank == 0:
                 print(f"[train] early stop: no improvement for {fit.early_stopping_patience} epochs", flush=True)
             break
+
+
+def _quiet_report_logs() -> None:
+    """Ray Train logs every report's full metrics dict at INFO (dozens of lines per epoch per worker); our
+    one-line progress replaces it. Its logger is named after its file path, hence the module lookup."""
+    logging.getLogger("ray.train.v2._internal.execution").setLevel(logging.WARNING)
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return
+    getattr(context, "logger", logging.getLogger(context.__file__)).setLevel(logging.WARNING)
+
+
+def _over_quarantine_limit(loop_config: dict[str, Any], max_fraction: float) -> bool:
+    if not loop_config.get("quarantine_dir") or not loop_config.get("num_rows"):
+        return False
+    try:
+        check_quarantine(loop_config["quarantine_dir"], loop_config["num_rows"], max_fraction)
+    except QuarantineLimitExceeded:
+        return True
+    return False
 
 
 def _to_device(inputs: dict[str, Any], device: torch.device) -> dict[str, Any]:

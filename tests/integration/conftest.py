@@ -75,3 +75,16 @@ def served(trained, free_port):
     serve.run(build_app({"checkpoint": summary["model_dir"]}), name="tripwire", route_prefix="/")
     yield f"http://127.0.0.1:{free_port}", summary["model_dir"]
     serve.delete("tripwire")
+
+
+@pytest.fixture
+def cores_for_training(served):
+    """Two cores cannot hold the session's Serve app and a 2-worker training run at once: the app yields
+    its CPUs for the test and is redeployed afterwards for any test that follows."""
+    from ray import serve
+
+    from deployments.app import build_app
+
+    serve.delete("tripwire")
+    yield
+    serve.run(build_app({"checkpoint": served[1]}), name="tripwire", route_prefix="/")

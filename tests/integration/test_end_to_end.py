@@ -31,6 +31,14 @@ def test_training_reports_metrics_checkpoint_and_quarantine(trained):
     assert 0.0 <= summary["val_metrics"]["macro"]["roc_auc"] <= 1.0
     assert summary["quarantined"] == 3
     assert summary["quarantine_reasons"] == {"corrupt": 1, "invalid_row": 2}
+    # Calibration fitted on validation travels with the weights; the split travels too.
+    calibration = manifest["calibration"]
+    assert calibration["method"] == "platt" and len(calibration["scale"]) == len(manifest["taxonomy"]["categories"])
+    assert all(s > 0 for s in calibration["scale"]) and "macro" in calibration["ece"]
+    from tripwire.splits import read_splits
+
+    splits = read_splits(str(model_dir / "splits.parquet"))
+    assert set(splits.values()) == {"train", "val"} and "bad-image" in splits
 
 
 def test_http_scores_match_in_process_model_for_every_mix(trained, served):
@@ -61,6 +69,9 @@ def test_http_scores_match_in_process_model_for_every_mix(trained, served):
                 assert body["attribution"][category]["driven_by"] in body["modalities"]
             if "video" in sample.modalities:
                 assert len(body["evidence"]["video_top_frames"]) >= 1
+            if "audio" in body["modalities"]:
+                window = body["evidence"]["audio_top_window"]
+                assert 0 <= window["start_s"] < window["end_s"] and 0 < window["weight"] <= 1
 
 
 @pytest.mark.parametrize("payload, status, field", [

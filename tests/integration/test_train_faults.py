@@ -12,16 +12,10 @@ from pathlib import Path
 
 
 
-def test_killed_worker_resumes_from_last_checkpoint(ray_session, trained, served, tmp_path):
-    from ray import serve
+def test_killed_worker_resumes_from_last_checkpoint(ray_session, trained, cores_for_training, tmp_path):
     from ray.util.state import list_actors
 
-    from deployments.app import build_app
     from pipelines.train import run
-
-    # Two cores cannot hold the session's Serve app and a 2-worker training run at once: the app yields
-    # its CPUs for this test and is redeployed afterwards for any test that follows.
-    serve.delete("tripwire")
 
     cfg, _ = trained  # reuse the session's tiny corpus
     cfg = dataclasses.replace(
@@ -43,7 +37,6 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_session, trained, served
     os.kill(workers[0].pid, signal.SIGKILL)  # mid-run: after epoch 1's checkpoint, before the end
 
     worker.join(timeout=600)
-    serve.run(build_app({"checkpoint": served[1]}), name="tripwire", route_prefix="/")
     summary = outcome.get("summary")
     assert summary is not None, "the run did not finish"
     assert (Path(summary["model_dir"]) / "manifest.json").exists()

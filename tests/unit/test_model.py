@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -212,3 +214,32 @@ def test_trim_padding_keeps_the_longest_row_and_left_padding():
     left = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1]])
     assert trim_padding(ids, left)[0].shape == (2, 6)  # left padding: nothing trailing to drop
     assert trim_padding(ids, torch.zeros(2, 6, dtype=torch.long))[0].shape == (2, 1)
+
+
+def test_mixed_precision_only_on_gpu_and_validated():
+    from tripwire.config import ConfigError
+    from tripwire.training import FitConfig, autocast_dtype
+
+    assert autocast_dtype(FitConfig(mixed_precision="bf16"), torch.device("cpu")) is None
+    assert autocast_dtype(FitConfig(mixed_precision="bf16"), torch.device("cuda")) is torch.bfloat16
+    assert autocast_dtype(FitConfig(mixed_precision="fp16"), torch.device("cuda")) is torch.float16
+    assert autocast_dtype(FitConfig(), torch.device("cuda")) is None
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        FitConfig(mixed_precision="fp8")
+
+
+def test_audio_time_profile_points_at_the_loud_stretch():
+    """The audio evidence: a burst late in the clip moves the top window there; embeddings are unchanged."""
+    from tripwire.scoring import encode_batch, top_time_window
+
+    encoder = make("audio_cnn").eval()
+    quiet = torch.full((2, 1, 16, 64), -4.0)
+    quiet[1, :, :, 48:56] = 4.0  # a burst in frames 48-55 of the second clip
+    with torch.no_grad():
+        embedding, profile = encoder.forward_with_time_profile(quiet)
+        torch.testing.assert_close(embedding, encoder(quiet))
+    assert profile.shape == (2, 64 // 4) and torch.allclose(profile.sum(1), torch.ones(2))
+    both = encode_batch(encoder, "audio", list(quiet.numpy()), time_profile=True)
+    window = top_time_window(both[1]["time_profile"], 64, hop_length=160, sample_rate=16000, clip_seconds=0.64)
+    assert 0.44 <= window["start_s"] <= 0.52 and window["end_s"] - window["start_s"] == pytest.approx(0.04)
+    np.testing.assert_allclose(both[1]["embedding"], embedding[1].numpy(), atol=1e-6)

@@ -180,12 +180,23 @@ class AudioCNNEncoder(Encoder):
         self.freeze_if_needed()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_time_profile(x)[0]
+
+    def forward_with_time_profile(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embedding and, as cheap evidence, how strongly each stretch of time activated the features.
+
+        Returns:
+            (N, out_dim) embeddings and (N, T') non-negative weights summing to 1 over the T' time steps the
+            convolutions leave (each covers ``frames / T'`` spectrogram frames).
+        """
         with self.grad_context():
-            h = self.features(x)
-            # Mean over time keeps per-band energy (frequency signatures); max catches short events.
-            h = h.mean(dim=3)
+            h = self.features(x)  # (N, C, F', T')
+            # Mean over frequency keeps per-band energy (frequency signatures); max over time catches short events.
+            h = h.mean(dim=2)
             pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
-            return self.proj(pooled)
+            activity = h.mean(dim=1)  # ReLU features: non-negative
+            profile = activity / activity.sum(dim=1, keepdim=True).clamp(min=1e-12)
+            return self.proj(pooled), profile
 
     def export_args(self) -> dict[str, Any]:
         return {"channels": self.channels, "out_dim": self.out_dim, "trainable": self.trainable}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -125,20 +125,26 @@ class AttentionFusionHead(nn.Module):
         return {"encoder_dims": self.encoder_dims, "num_categories": self.num_categories, **self.hparams}
 
     @torch.no_grad()
-    def modality_attribution(self, embeddings: Mapping[str, torch.Tensor],
-                             present: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def modality_attribution(self, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
+                             probabilities: Callable[[torch.Tensor], torch.Tensor] = torch.sigmoid,
+                             ) -> dict[str, torch.Tensor]:
         """Leave-one-modality-out: how much each present modality raises each category's score.
+
+        Args:
+            embeddings: modality -> (N, dim).
+            present: modality -> (N,) bool.
+            probabilities: logits -> scores (the model's calibration; raw sigmoid by default).
 
         Returns:
             modality -> (N, num_categories) of ``score(all) - score(all but this modality)``; rows where the
             modality is absent get 0. When the modality is the only one present, the reference is the head's
             output with no modality at all.
         """
-        base = torch.sigmoid(self.forward(embeddings, present))
+        base = probabilities(self.forward(embeddings, present))
         result = {}
         for modality in embeddings:
             without = dict(present)
             without[modality] = torch.zeros_like(present[modality])
-            delta = base - torch.sigmoid(self.forward(embeddings, without))
+            delta = base - probabilities(self.forward(embeddings, without))
             result[modality] = delta * present[modality].unsqueeze(1).to(delta.dtype)
         return result
