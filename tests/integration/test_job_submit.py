@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
@@ -31,19 +32,23 @@ def free_ports(count: int) -> list[int]:
 
 @pytest.fixture
 def head_node(tmp_path):
-    """A head node in its own process group on its own ports, beside the test session's Ray.
+    """A head node in its own process group, on its own ports and temp dir, beside the test session's Ray.
 
     ``ray stop`` would stop every Ray instance on the machine (the session's too), so the node runs with
-    ``--block`` and is stopped by signalling its process group.
+    ``--block`` and is stopped by signalling its process group. Its own ``--temp-dir`` keeps it from
+    rewriting ``/tmp/ray/ray_current_cluster``, which every later ``ray.init()`` on this machine would
+    otherwise follow to this (by then stopped) node.
     """
     gcs, dashboard, agent, client, metrics = free_ports(5)
+    temp_dir = tempfile.mkdtemp(prefix="tw-ray-", dir="/tmp")  # short: Ray's socket paths live under it
     # Ray 2.59+ local clusters require a token: both sides use the one in ~/.ray/auth_token.
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
     node = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}",
-         f"--ray-client-server-port={client}", f"--metrics-export-port={metrics}", "--disable-usage-stats"],
+         f"--ray-client-server-port={client}", f"--metrics-export-port={metrics}", f"--temp-dir={temp_dir}",
+         "--disable-usage-stats"],
         env=env, start_new_session=True, stdout=open(tmp_path / "head.log", "wb"), stderr=subprocess.STDOUT)
     address = f"http://127.0.0.1:{dashboard}"
     try:
@@ -63,6 +68,7 @@ def head_node(tmp_path):
             node.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(node.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_train_entrypoint_under_ray_job_submit(head_node, tmp_path):
