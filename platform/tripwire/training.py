@@ -67,13 +67,13 @@ class DataConfig:
             raise ConfigError(f"group_by: {self.group_by!r} must be null, 'text' or 'meta.<field>'")
         if not 0.0 <= self.max_quarantine_fraction <= 1.0:
             raise ConfigError(f"max_quarantine_fraction: {self.max_quarantine_fraction} must be in [0, 1]")
+        if self.preprocess_actors < 1 or self.preprocess_batch_size < 1:
+            raise ConfigError("preprocess_actors and preprocess_batch_size must be at least 1")
 
     def split_fractions(self) -> dict[str, float]:
         """Split name -> fraction of rows."""
         return {"train": 1.0 - self.validation_fraction - self.test_fraction,
                 "val": self.validation_fraction, "test": self.test_fraction}
-        if self.preprocess_actors < 1 or self.preprocess_batch_size < 1:
-            raise ConfigError("preprocess_actors and preprocess_batch_size must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,7 @@ def test_membership_table_and_parquet_round_trip(tmp_path):
     ({"test_fraction": 0.9}, "test_fraction"),
     ({"group_by": "author"}, "group_by"),
     ({"max_quarantine_fraction": 1.5}, "max_quarantine_fraction"),
+    ({"preprocess_actors": 0}, "preprocess_actors"),
 ])
 def test_data_config_rejects_bad_split_settings(kwargs, field):
     with pytest.raises(ConfigError, match=field):
