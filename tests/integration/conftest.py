@@ -65,26 +65,38 @@ def trained(ray_session, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def served(trained, free_port):
+def serve_endpoint(trained, free_port):
+    """Serve's HTTP proxy for the session; the app itself is (re)deployed on demand by ``served``."""
     from ray import serve
 
-    from deployments.app import build_app
-
-    cfg, summary = trained
+    _, summary = trained
     serve.start(http_options={"host": "127.0.0.1", "port": free_port})
-    serve.run(build_app({"checkpoint": summary["model_dir"]}), name="tripwire", route_prefix="/")
-    yield f"http://127.0.0.1:{free_port}", summary["model_dir"]
-    serve.delete("tripwire")
+    state = {"url": f"http://127.0.0.1:{free_port}", "model_dir": summary["model_dir"], "deployed": False}
+    yield state
+    if state["deployed"]:
+        serve.delete("tripwire")
 
 
 @pytest.fixture
-def cores_for_training(served):
-    """Two cores cannot hold the session's Serve app and a 2-worker training run at once: the app yields
-    its CPUs for the test and is redeployed afterwards for any test that follows."""
+def served(serve_endpoint):
+    """The session's tiny model behind the Serve graph over HTTP: ``(url, model_dir)``."""
     from ray import serve
 
     from deployments.app import build_app
 
-    serve.delete("tripwire")
+    if not serve_endpoint["deployed"]:
+        serve.run(build_app({"checkpoint": serve_endpoint["model_dir"]}), name="tripwire", route_prefix="/")
+        serve_endpoint["deployed"] = True
+    return serve_endpoint["url"], serve_endpoint["model_dir"]
+
+
+@pytest.fixture
+def cores_for_training(serve_endpoint):
+    """Two cores cannot hold the session's Serve app and a 2-worker training run at once: the app yields
+    its CPUs; the next test that needs it redeploys it (training tests run back to back, so once)."""
+    from ray import serve
+
+    if serve_endpoint["deployed"]:
+        serve.delete("tripwire")
+        serve_endpoint["deployed"] = False
     yield
-    serve.run(build_app({"checkpoint": served[1]}), name="tripwire", route_prefix="/")

@@ -50,8 +50,7 @@ def test_too_many_bad_rows_fail_the_job_with_reasons(trained, cores_for_training
     cfg, _ = trained  # the session corpus has 3 bad rows in ~160
     strict = dataclasses.replace(cfg, run_name="strict", storage_path=str(tmp_path / "ray"),
                                  export_dir=str(tmp_path / "model"),
-                                 data=dataclasses.replace(cfg.data, max_quarantine_fraction=0.01),
-                                 fit=dataclasses.replace(cfg.fit, epochs=3))
+                                 data=dataclasses.replace(cfg.data, max_quarantine_fraction=0.01))
     with pytest.raises(QuarantineLimitExceeded, match=r"3 of \d+ rows .*corrupt.*invalid_row"):
         run(strict)
     trained_epochs = [r["epoch"] for r in epochs_in(Path(strict.storage_path) / strict.run_name)]
