@@ -106,12 +106,12 @@ def quiet_data_progress() -> None:
     DataContext.get_current().print_on_execution_start = False
 
 
-def deterministic_ingest_options():
-    """Ray Train's ingest defaults with ordered execution (no locality reordering between workers)."""
+def ingest_options(ordered: bool):
+    """Ray Train's ingest defaults, with ordered execution when asked (no reordering between workers)."""
     from ray.train import DataConfig
 
     options = DataConfig.default_ingest_options()
-    options.preserve_order = True
+    options.preserve_order = ordered
     return options
 
 
@@ -162,7 +162,7 @@ def run(cfg: TrainConfig) -> dict:
         datasets={"train": train_ds, "val": val_ds},
         # Ordered execution makes each worker's shard and batch order a function of the data alone, so
         # two runs with the same seed give the same metrics.
-        dataset_config=DataConfig(execution_options=deterministic_ingest_options()),
+        dataset_config=DataConfig(execution_options=ingest_options(cfg.data.ordered)),
     )
     result = trainer.fit()
     if result.error:

@@ -53,6 +53,7 @@ class DataConfig:
     split_seed: int = 0
     group_by: str | None = None  # None, "text" (near-duplicates) or "meta.<field>" (author, source, ...)
     max_quarantine_fraction: float = 0.1  # fail the job when more of the rows than this are bad
+    ordered: bool = True  # ordered ingest: reproducible batches (same seed + data -> same metrics)
     preprocess_batch_size: int = 32
     preprocess_actors: int = 1
     preprocess_cpus: float = 0.5
