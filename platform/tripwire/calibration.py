@@ -88,6 +88,10 @@ class PlattCalibration:
 
 
 def _fit_one(z: np.ndarray, y: np.ndarray, iterations: int) -> tuple[float, float]:
+    # Platt's smoothed targets: a validation set the head separates perfectly would otherwise drive the
+    # slope to infinity (every score 0 or 1); these keep it finite and shrink with more data.
+    positives, negatives = float(y.sum()), float(len(y) - y.sum())
+    y = np.where(y == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
     z_t, y_t = torch.as_tensor(z), torch.as_tensor(y)
     log_scale = torch.zeros((), dtype=torch.float64, requires_grad=True)  # scale = exp(.) stays positive
     bias = torch.zeros((), dtype=torch.float64, requires_grad=True)

@@ -57,3 +57,11 @@ def test_too_few_labels_keep_identity_and_round_trip():
 def test_bad_calibration_is_refused(data, match):
     with pytest.raises(ValueError, match=match):
         PlattCalibration.from_dict(data, 1)
+
+
+def test_perfectly_separated_validation_keeps_a_finite_slope():
+    logits = np.concatenate([np.linspace(-6, -2, 100), np.linspace(2, 6, 20)])[:, None]
+    labels = np.concatenate([np.zeros(100), np.ones(20)])[:, None].astype(np.int64)
+    calibration = PlattCalibration.fit(logits, labels)
+    scores = calibration.probabilities(torch.as_tensor(logits)).numpy()
+    assert calibration.scale[0] < 5 and 0.0 < scores.min() and scores.max() < 1.0
