@@ -65,7 +65,7 @@ def head_node(tmp_path):
     finally:
         os.killpg(node.pid, signal.SIGTERM)
         try:
-            node.wait(timeout=15)  # a graceful stop can take half a minute; nothing here needs it
+            node.wait(timeout=60)  # a graceful stop takes about half a minute
         except subprocess.TimeoutExpired:
             os.killpg(node.pid, signal.SIGKILL)
         shutil.rmtree(temp_dir, ignore_errors=True)
