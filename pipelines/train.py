@@ -20,7 +20,7 @@ from tripwire.policy import Policy, Taxonomy
 from tripwire.sample import fingerprint_file, manifest_base, to_records
 from tripwire.splits import assign_splits, in_split, split_columns, split_keys, write_splits
 from tripwire.training import (PreprocessBatch, TrainConfig, check_quarantine, label_pos_weight,
-                               train_loop_per_worker)
+                               quarantine_reasons, train_loop_per_worker)
 
 
 def ensure_corpus(cfg: TrainConfig, taxonomy: Taxonomy) -> None:
@@ -175,9 +175,6 @@ def run(cfg: TrainConfig) -> dict:
     with best_checkpoint.as_directory() as directory:
         shutil.copytree(directory, export, ignore=shutil.ignore_patterns("train_state*"))
     write_splits(assignment, str(export / "splits.parquet"))
-    reasons: dict[str, int] = {}
-    for row in quarantined:
-        reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
     manifest = json.loads((export / "manifest.json").read_text())
     summary = {
         "run_name": cfg.run_name,
@@ -188,7 +185,7 @@ def run(cfg: TrainConfig) -> dict:
         "train_samples_per_s": round(float((result.metrics or {}).get("samples_per_s", 0.0)), 2),  # last epoch
         "val_metrics": manifest["metrics"],
         "quarantined": len(quarantined),
-        "quarantine_reasons": reasons,
+        "quarantine_reasons": quarantine_reasons(quarantined),
         "quarantine_dir": quarantine_dir,
     }
     (export / "summary.json").write_text(json.dumps(summary, indent=2))

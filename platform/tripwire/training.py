@@ -273,14 +273,19 @@ def check_quarantine(quarantine_dir: str, num_rows: int, max_fraction: float) ->
     """
     rows = read_quarantine(quarantine_dir)
     if num_rows and len(rows) / num_rows > max_fraction:
-        reasons: dict[str, int] = {}
-        for row in rows:
-            reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
         raise QuarantineLimitExceeded(
             f"{len(rows)} of {num_rows} rows ({len(rows) / num_rows:.1%}) were quarantined, over "
-            f"data.max_quarantine_fraction={max_fraction:.1%}; reasons {dict(sorted(reasons.items()))}; "
+            f"data.max_quarantine_fraction={max_fraction:.1%}; reasons {quarantine_reasons(rows)}; "
             f"rows and details in {quarantine_dir}")
     return rows
+
+
+def quarantine_reasons(rows: list[dict]) -> dict[str, int]:
+    """Quarantined rows counted by reason, reasons in name order."""
+    reasons: dict[str, int] = {}
+    for row in rows:
+        reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
+    return dict(sorted(reasons.items()))
 
 
 def read_quarantine(quarantine_dir: str) -> list[dict]:
