@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -77,7 +78,7 @@ def bench_in_process(checkpoint: str, items: list[dict], concurrency: int, max_b
     scorer = InProcessScorer(checkpoint)
     batch_size = min(concurrency, max_batch)
     latencies = []
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for start in range(0, len(items), batch_size):
         t0 = time.perf_counter()
         chunk = items[start:start + batch_size]
@@ -85,14 +86,15 @@ def bench_in_process(checkpoint: str, items: list[dict], concurrency: int, max_b
                      for i in chunk]
         scorer.score_processed(processed)
         latencies += [time.perf_counter() - t0] * len(chunk)
-    return summarize(latencies, time.perf_counter() - started)
+    cpu_ms = 1000 * (time.process_time() - cpu_started) / len(items)
+    return {**summarize(latencies, time.perf_counter() - started), "cpu": {"total_cpu_ms_per_request": round(cpu_ms, 2)}}
 
 
 async def _http_load(url: str, items: list[dict], concurrency: int) -> dict:
     queue: asyncio.Queue = asyncio.Queue()
     for item in items:
         queue.put_nowait(item)
-    latencies, errors = [], 0
+    latencies, errors, stages = [], 0, []
 
     async def client_loop(client):
         nonlocal errors
@@ -102,13 +104,18 @@ async def _http_load(url: str, items: list[dict], concurrency: int) -> dict:
             response = await client.post(f"{url}/v1/moderate", json=item)
             latencies.append(time.perf_counter() - t0)
             errors += response.status_code != 200
+            if response.status_code == 200:
+                stages.append(response.json()["latency_ms"])
 
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
         wall = time.perf_counter() - started
-    return {**summarize(latencies, wall), "errors": errors}
+    # Where the time goes, as the ingress saw it (median per stage); the client's p50 minus the
+    # ingress total is HTTP, JSON and the proxy path.
+    stage_p50 = {k: round(statistics.median(s[k] for s in stages), 2) for k in stages[0]} if stages else {}
+    return {**summarize(latencies, wall), "errors": errors, "ingress_stage_p50_ms": stage_p50}
 
 
 def replica_rss_mb() -> dict[str, float]:
@@ -125,6 +132,33 @@ def replica_rss_mb() -> dict[str, float]:
         except (OSError, IndexError, StopIteration):
             continue
     return out
+
+
+def process_cpu_seconds() -> dict[str, float]:
+    """User+system CPU seconds of every process on this machine, from /proc, keyed by a readable name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().decode(errors="replace").split("\x00")
+        except (OSError, IndexError):
+            continue
+        name = cmdline[0].rsplit("/", 1)[-1] or "?"
+        if "ServeReplica:" in cmdline[0]:
+            name = cmdline[0].split("ServeReplica:", 1)[1].strip()
+        elif name.startswith("python") and len(cmdline) > 1:
+            name = " ".join(c.rsplit("/", 1)[-1] for c in cmdline[1:3])
+        out[f"{name}[{stat.parent.name}]"] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_breakdown(before: dict[str, float], after: dict[str, float], requests: int, top: int = 10) -> dict:
+    """CPU milliseconds per request for the processes that used the most during a load run."""
+    used = {k: after[k] - before.get(k, 0.0) for k in after}
+    busiest = sorted(used.items(), key=lambda kv: -kv[1])[:top]
+    return {"total_cpu_ms_per_request": round(1000 * sum(used.values()) / requests, 2),
+            "by_process": {k: round(1000 * v / requests, 2) for k, v in busiest if v > 0}}
 
 
 async def _soak(url: str, items: list[dict], concurrency: int, seconds: float, max_requests: int) -> dict:
@@ -163,7 +197,12 @@ def bench_http(checkpoint: str, items: list[dict], levels: list[int], max_batch:
               name="bench", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
     asyncio.run(_http_load(url, items[: min(16, len(items))], 4))  # warm-up
-    results = {c: asyncio.run(_http_load(url, items, c)) for c in levels}
+    results = {}
+    for c in levels:
+        cpu_before = process_cpu_seconds()
+        results[c] = asyncio.run(_http_load(url, items, c))
+        # Whole-machine CPU per request (client, ingress, encoders, Ray's own processes): where it goes.
+        results[c]["cpu"] = cpu_breakdown(cpu_before, process_cpu_seconds(), len(items))
     if soak_seconds:
         results["soak"] = asyncio.run(_soak(url, items, 8, soak_seconds, max_requests=20_000))
     serve.delete("bench")
@@ -180,8 +219,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--soak-seconds", type=float, default=60.0, help="sustained load at concurrency 8")
     args = parser.parse_args(argv)
-
-    import os
 
     # Serve's throughput-optimized mode (Ray >= 2.55) must be set before Ray starts; measured here it
     # cut the added latency and raised graph throughput (see RESULTS.md). Export =0 to compare.

@@ -1,4 +1,5 @@
-"""The Tripwire Serve application: HTTP ingress -> per-modality encoders (concurrently) -> fusion -> policy.
+"""The Tripwire Serve application: HTTP ingress -> per-modality encoders (concurrently) -> fusion -> policy
+(applied in the ingress).
 
 Build it from a checkpoint with ``build_app({"checkpoint": "runs/demo/model"})`` or run a Serve config:
 ``serve run deployments/configs/dev.yaml``. Each deployment loads only its own component from the
@@ -108,6 +109,15 @@ async def _media_error(request: Request, exc: MediaError) -> JSONResponse:
     return _error(status, exc.field, exc.reason, str(exc))
 
 
+# Defined before the deployment classes on purpose: Serve serializes a decorated class when the
+# decorator runs, and a module-level helper defined below it would be missing in the replica.
+def _resolve(path: str) -> str:
+    """Relative checkpoint paths are taken from TRIPWIRE_HOME (default: the current directory)."""
+    if "://" in path or os.path.isabs(path):
+        return path
+    return checkpoint_uri(os.path.join(os.environ.get("TRIPWIRE_HOME", os.getcwd()), path))
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=32, max_queued_requests=256)
 class ModalityEncoder:
     """One modality's encoder; concurrent requests are batched with ``@serve.batch``.
@@ -133,7 +143,10 @@ class ModalityEncoder:
 
     @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
     async def embed(self, items: list[Any]) -> list[np.ndarray]:
-        return encode_batch(self.encoder, self.modality, items, self.device, time_profile=self.time_profile)
+        # The forward pass runs off the event loop (torch releases the GIL), so the replica keeps
+        # accepting requests while it computes and the next batch fills during this one.
+        return await asyncio.to_thread(encode_batch, self.encoder, self.modality, items, self.device,
+                                       time_profile=self.time_profile)
 
     async def __call__(self, item: Any) -> np.ndarray:
         return await self.embed(item)
@@ -176,19 +189,40 @@ class FusionHead:
         return await self.fuse(embeddings)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
-class PolicyDecision:
-    """Applies the enforcement policy. Its ``user_config`` carries the policy, so editing thresholds and
-    redeploying the Serve config updates live replicas without a restart.
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64, max_queued_requests=256)
+@serve.ingress(api)
+class Ingress:
+    """HTTP front door: validates and preprocesses (bad input never reaches a model), fans out to the
+    encoders, fuses, applies the enforcement policy and answers.
 
-    user_config keys (one of): ``policy`` (the policy YAML's content as a mapping) or ``policy_path``.
+    The policy is applied here, in-process, rather than in a deployment of its own: it is a few
+    comparisons per category, and a separate deployment cost a sequential hop on every request
+    (bench/RESULTS.md). Its ``user_config`` carries the policy, so editing thresholds and redeploying
+    the Serve config updates live replicas without a restart. user_config keys (one of): ``policy``
+    (the policy YAML's content as a mapping) or ``policy_path``.
     """
 
-    def __init__(self, checkpoint: str):
-        manifest = CheckpointManifest.read(checkpoint)
-        self.categories, self.taxonomy = manifest.categories, manifest.taxonomy
-        self.policy = Policy.load()
-        self.policy.check_taxonomy(self.taxonomy)
+    def __init__(self, checkpoint: str, fusion: DeploymentHandle,
+                 text: DeploymentHandle | None = None, image: DeploymentHandle | None = None,
+                 audio: DeploymentHandle | None = None, video: DeploymentHandle | None = None,
+                 openai_categories: str | None = None, uri_allow_list: list[str] | None = None,
+                 idempotency_cache_size: int = 10_000, ray_metrics: bool = False):
+        torch.set_num_threads(1)
+        self.manifest = CheckpointManifest.read(checkpoint)
+        self.preprocessor = LockedPreprocessor(load_preprocessor(checkpoint))
+        self.audio_config = self.manifest.preprocessing().audio  # maps audio evidence back to seconds
+        self.encoders = {m: h for m, h in {"text": text, "image": image, "audio": audio, "video": video}.items()
+                         if h is not None}
+        self.fusion = fusion
+        self.policy = Policy.load()  # the bundled policy until a user_config names another
+        self.policy.check_taxonomy(self.manifest.taxonomy)
+        self.openai_map = OpenAICategoryMap.load(openai_categories)
+        self.openai_map.check_taxonomy(self.manifest.taxonomy)
+        self.metrics = ApiMetrics(export_to_ray=ray_metrics)
+        # fsspec URIs in requests are off unless their prefix (scheme + bucket/path) is allow-listed.
+        self.uri_allow_list = tuple(uri_allow_list or ())
+        self.answers: OrderedDict[str, dict] = OrderedDict()  # request_id -> answer (LRU, per replica)
+        self.idempotency_cache_size = idempotency_cache_size
 
     def reconfigure(self, user_config: dict) -> None:
         if "policy" in user_config:
@@ -198,38 +232,8 @@ class PolicyDecision:
             policy = from_dict(Policy, read_yaml(path), path)
         else:
             raise ConfigError("user_config: give 'policy' (a mapping) or 'policy_path'")
-        policy.check_taxonomy(self.taxonomy)
+        policy.check_taxonomy(self.manifest.taxonomy)
         self.policy = policy
-
-    async def __call__(self, scores: np.ndarray, market: str | None) -> dict[str, Any]:
-        return decide(self.policy, self.categories, scores, market)
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64, max_queued_requests=256)
-@serve.ingress(api)
-class Ingress:
-    """HTTP front door: validates and preprocesses (bad input never reaches a model), fans out, answers."""
-
-    def __init__(self, checkpoint: str, fusion: DeploymentHandle, policy: DeploymentHandle,
-                 text: DeploymentHandle | None = None, image: DeploymentHandle | None = None,
-                 audio: DeploymentHandle | None = None, video: DeploymentHandle | None = None,
-                 openai_categories: str | None = None, uri_allow_list: list[str] | None = None,
-                 idempotency_cache_size: int = 10_000):
-        torch.set_num_threads(1)
-        self.manifest = CheckpointManifest.read(checkpoint)
-        self.preprocessor = LockedPreprocessor(load_preprocessor(checkpoint))
-        self.audio_config = self.manifest.preprocessing().audio  # maps audio evidence back to seconds
-        self.encoders = {m: h for m, h in {"text": text, "image": image, "audio": audio, "video": video}.items()
-                         if h is not None}
-        self.fusion = fusion
-        self.policy = policy
-        self.openai_map = OpenAICategoryMap.load(openai_categories)
-        self.openai_map.check_taxonomy(self.manifest.taxonomy)
-        self.metrics = ApiMetrics()
-        # fsspec URIs in requests are off unless their prefix (scheme + bucket/path) is allow-listed.
-        self.uri_allow_list = tuple(uri_allow_list or ())
-        self.answers: OrderedDict[str, dict] = OrderedDict()  # request_id -> answer (LRU, per replica)
-        self.idempotency_cache_size = idempotency_cache_size
 
     @api.get("/v1/health")
     async def health(self) -> dict:
@@ -257,10 +261,10 @@ class Ingress:
             try:
                 return await self._moderate_request(item)
             except MediaError as exc:
-                self.metrics.errors.labels("moderate_batch", exc.reason).inc()
+                self.metrics.error("moderate_batch", exc.reason)
                 return {"id": item.id, "error": {"field": exc.field, "reason": exc.reason, "message": str(exc)}}
 
-        self.metrics.requests.labels("moderate_batch").inc()
+        self.metrics.request("moderate_batch")
         return {"results": list(await asyncio.gather(*(one(item) for item in request.items)))}
 
     @api.post("/v1/moderations")
@@ -276,17 +280,17 @@ class Ingress:
         return await self._counted("moderations", run())
 
     async def _counted(self, endpoint: str, work) -> dict:
-        self.metrics.requests.labels(endpoint).inc()
+        self.metrics.request(endpoint)
         try:
             return await work
         except MediaError as exc:
-            self.metrics.errors.labels(endpoint, exc.reason).inc()
+            self.metrics.error(endpoint, exc.reason)
             raise
         except BackPressureError:
-            self.metrics.errors.labels(endpoint, "overloaded").inc()
+            self.metrics.error(endpoint, "overloaded")
             raise
         except (RayActorError, ActorUnavailableError):
-            self.metrics.errors.labels(endpoint, "replica_unavailable").inc()
+            self.metrics.error(endpoint, "replica_unavailable")
             raise
 
     async def _media(self, field: str, value: str) -> bytes:
@@ -327,7 +331,7 @@ class Ingress:
         encoded_at = time.perf_counter()
 
         fused = await self.fusion.remote(embeddings)
-        decision = await self.policy.remote(fused["scores"], market)
+        decision = decide(self.policy, self.manifest.categories, fused["scores"], market)
         done = time.perf_counter()
 
         categories = self.manifest.categories
@@ -361,34 +365,29 @@ class Ingress:
         return result
 
 
-def _resolve(path: str) -> str:
-    """Relative checkpoint paths are taken from TRIPWIRE_HOME (default: the current directory)."""
-    if "://" in path or os.path.isabs(path):
-        return path
-    return checkpoint_uri(os.path.join(os.environ.get("TRIPWIRE_HOME", os.getcwd()), path))
-
-
 def build_app(args: dict[str, Any]) -> serve.Application:
     """Serve application builder (``import_path: deployments.app:build_app``).
 
     Args:
         args: ``checkpoint`` (required: path or fsspec URI of a Tripwire checkpoint); optional
             ``max_batch_size`` and ``batch_wait_timeout_s`` for the encoders and fusion head, ``policy``
-            (a policy mapping, applied as the PolicyDecision user_config) and ``openai_categories``
+            (a policy mapping, applied as the Ingress user_config) and ``openai_categories``
             (the OpenAI category mapping file), ``uri_allow_list`` (URI prefixes requests may reference;
-            empty by default, so only inline base64 media is accepted).
+            empty by default, so only inline base64 media is accepted), ``ray_metrics`` (also export
+            the API metrics through Ray's metrics pipeline, summed across ingress replicas; off by
+            default, on in the production config).
     """
     if "checkpoint" not in args:
         raise ConfigError("args.checkpoint: required (a Tripwire checkpoint path or URI)")
     unknown = sorted(set(args) - {"checkpoint", "max_batch_size", "batch_wait_timeout_s", "policy", "openai_categories",
-                                  "uri_allow_list"})
+                                  "uri_allow_list", "ray_metrics"})
     if unknown:
         raise ConfigError(f"args: unknown field(s) {unknown}")
     checkpoint = _resolve(str(args["checkpoint"]))
     batching = {k: args[k] for k in ("max_batch_size", "batch_wait_timeout_s") if k in args}
-    policy = PolicyDecision.bind(checkpoint)
-    if "policy" in args:  # a policy given here becomes the PolicyDecision user_config (live-updatable)
-        policy = PolicyDecision.options(user_config={"policy": args["policy"]}).bind(checkpoint)
+    ingress = Ingress
+    if "policy" in args:  # a policy given here becomes the Ingress user_config (live-updatable)
+        ingress = Ingress.options(user_config={"policy": args["policy"]})
     modalities = CheckpointManifest.read(checkpoint).modalities
     handles = {}
     for modality in ("text", "image", "audio"):
@@ -398,5 +397,6 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     if "video" in modalities:
         handles["video"] = VideoEncoder.bind(checkpoint, handles["image"])
     openai_categories = _resolve(args["openai_categories"]) if "openai_categories" in args else None
-    return Ingress.bind(checkpoint, fusion=FusionHead.bind(checkpoint, **batching), policy=policy,
-                        openai_categories=openai_categories, uri_allow_list=args.get("uri_allow_list"), **handles)
+    return ingress.bind(checkpoint, fusion=FusionHead.bind(checkpoint, **batching),
+                        openai_categories=openai_categories, uri_allow_list=args.get("uri_allow_list"),
+                        ray_metrics=bool(args.get("ray_metrics", False)), **handles)

@@ -18,18 +18,28 @@ from tripwire import MODALITIES
 from tripwire.config import ConfigError
 from tripwire.media import MediaError, MediaLimits, check_text, decode_audio, decode_image, decode_video
 from tripwire.sample import Sample, read_media
+from tripwire.textnorm import check_normalizers, normalize
 
 
 @dataclass(frozen=True)
 class TextPreprocessing:
-    """Tokenisation. ``tokenizer`` is a local directory (in a checkpoint: ``tokenizer``, inside it)."""
+    """Tokenisation. ``tokenizer`` is a local directory (in a checkpoint: ``tokenizer``, inside it).
+
+    ``normalize`` names :mod:`tripwire.textnorm` steps applied before tokenising (e.g. ``emoji_names``,
+    ``hashtag_words``); empty keeps the text as given.
+    """
 
     tokenizer: str = ""
     max_length: int = 32
+    normalize: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.max_length < 4:
             raise ConfigError(f"max_length: {self.max_length} is too short (at least 4)")
+        try:
+            check_normalizers(self.normalize)
+        except ValueError as exc:
+            raise ConfigError(f"normalize: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,9 @@ class Preprocessor:
     # -- one modality at a time -------------------------------------------------------------------
     def text(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Tokenises to fixed ``max_length`` (padding never depends on the batch, for parity)."""
+        steps = self.config.text.normalize
+        if steps:
+            texts = [normalize(t, steps) for t in texts]
         enc = self.tokenizer(list(texts), padding="max_length", truncation=True,
                              max_length=self.config.text.max_length, return_tensors="np")
         return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}

@@ -1,4 +1,11 @@
-"""Prometheus metrics of the HTTP API (served at ``/metrics`` by each ingress replica)."""
+"""Prometheus metrics of the HTTP API.
+
+Each ingress replica serves its own counts at ``/metrics`` (complete when there is one replica). With
+several replicas behind a load balancer, a scrape of ``/metrics`` sees one random replica, so the same
+metrics can also be recorded through Ray's metrics pipeline (``export_to_ray``): every Ray node exports
+them on its metrics port, tagged with deployment, replica and application, and Prometheus sums them
+across replicas (Ray prefixes the names with ``ray_``).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +14,66 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
 
+# name, description, label names, histogram buckets (None: a counter). Written once for both exporters.
+_METRICS = {
+    "requests": ("tripwire_requests", "HTTP requests by endpoint", ("endpoint",), None),
+    "errors": ("tripwire_errors", "Rejected or failed requests", ("endpoint", "reason"), None),
+    "latency": ("tripwire_stage_latency_seconds", "Latency per stage", ("stage",), LATENCY_BUCKETS),
+    "scores": ("tripwire_category_score", "Scores per category", ("category",), SCORE_BUCKETS),
+    "decisions": ("tripwire_decisions", "Decisions per action", ("action",), None),
+}
+
 
 class ApiMetrics:
-    """Requests, errors by type, per-stage latency, per-category score and per-action decision counts."""
+    """Requests, errors by type, per-stage latency, per-category score and per-action decision counts.
 
-    def __init__(self):
+    Args:
+        export_to_ray: also record every value through Ray's metrics (``ray.serve.metrics``), for
+            cluster-wide aggregation. Needs to run inside a Serve replica.
+    """
+
+    def __init__(self, export_to_ray: bool = False):
         self.registry = CollectorRegistry()
-        self.requests = Counter("tripwire_requests", "HTTP requests by endpoint", ["endpoint"], registry=self.registry)
-        self.errors = Counter("tripwire_errors", "Rejected or failed requests", ["endpoint", "reason"],
-                              registry=self.registry)
-        self.latency = Histogram("tripwire_stage_latency_seconds", "Latency per stage", ["stage"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.scores = Histogram("tripwire_category_score", "Scores per category", ["category"],
-                                buckets=SCORE_BUCKETS, registry=self.registry)
-        self.decisions = Counter("tripwire_decisions", "Decisions per action", ["action"], registry=self.registry)
+        self._local = {}
+        for key, (name, description, labels, buckets) in _METRICS.items():
+            if buckets is None:
+                self._local[key] = Counter(name, description, labels, registry=self.registry)
+            else:
+                self._local[key] = Histogram(name, description, labels, buckets=buckets, registry=self.registry)
+        self._ray = _ray_metrics() if export_to_ray else None
+
+    def _record(self, key: str, label_values: tuple[str, ...], value: float = 1.0) -> None:
+        local = self._local[key].labels(*label_values)
+        local.inc(value) if _METRICS[key][3] is None else local.observe(value)
+        if self._ray is not None:
+            remote = self._ray[key]
+            tags = dict(zip(_METRICS[key][2], label_values))
+            remote.inc(value, tags=tags) if _METRICS[key][3] is None else remote.observe(value, tags=tags)
+
+    def request(self, endpoint: str) -> None:
+        self._record("requests", (endpoint,))
+
+    def error(self, endpoint: str, reason: str) -> None:
+        self._record("errors", (endpoint, reason))
 
     def observe_result(self, result: dict) -> None:
         for stage, ms in result["latency_ms"].items():
-            self.latency.labels(stage).observe(ms / 1000.0)
+            self._record("latency", (stage,), ms / 1000.0)
         for category, score in result["scores"].items():
-            self.scores.labels(category).observe(score)
-        self.decisions.labels(result["decision"]["action"]).inc()
+            self._record("scores", (category,), score)
+        self._record("decisions", (result["decision"]["action"],))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _ray_metrics() -> dict:
+    from ray.serve import metrics
+
+    out = {}
+    for key, (name, description, labels, buckets) in _METRICS.items():
+        if buckets is None:
+            out[key] = metrics.Counter(name, description=description, tag_keys=labels)
+        else:
+            out[key] = metrics.Histogram(name, description=description, boundaries=list(buckets), tag_keys=labels)
+    return out

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import QUIET_SERVE, deploy
 from tripwire.config import load_yaml
 from tripwire.training import TrainConfig
 
@@ -36,6 +37,14 @@ def ray_session():
         serve.shutdown()
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def dashboard(ray_session):
+    """The session's Ray dashboard address (``serve deploy`` and ``ray job submit`` talk to it)."""
+    url = ray_session._private.worker.global_worker.node.address_info.get("webui_url")
+    assert url, "the Ray dashboard did not start (is ray[default] installed?)"
+    return f"http://{url}"
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +79,7 @@ def serve_endpoint(trained, free_port):
     from ray import serve
 
     _, summary = trained
-    serve.start(http_options={"host": "127.0.0.1", "port": free_port})
+    serve.start(http_options={"host": "127.0.0.1", "port": free_port}, logging_config=QUIET_SERVE)
     state = {"url": f"http://127.0.0.1:{free_port}", "model_dir": summary["model_dir"], "deployed": False}
     yield state
     if state["deployed"]:
@@ -80,12 +89,8 @@ def serve_endpoint(trained, free_port):
 @pytest.fixture
 def served(serve_endpoint):
     """The session's tiny model behind the Serve graph over HTTP: ``(url, model_dir)``."""
-    from ray import serve
-
-    from deployments.app import build_app
-
     if not serve_endpoint["deployed"]:
-        serve.run(build_app({"checkpoint": serve_endpoint["model_dir"]}), name="tripwire", route_prefix="/")
+        deploy({"checkpoint": serve_endpoint["model_dir"]})
         serve_endpoint["deployed"] = True
     return serve_endpoint["url"], serve_endpoint["model_dir"]
 

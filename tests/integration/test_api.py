@@ -1,5 +1,5 @@
 """The HTTP API beyond single-item scoring: OpenAI-compatible endpoint (real openai SDK), batch,
-Prometheus metrics, live policy updates through user_config, and fuzzed bad input."""
+Prometheus metrics, live policy updates through the Serve config (``serve deploy``), and fuzzed bad input."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import good_samples
+from helpers import deploy, good_samples
 from tripwire.sample import manifest_base, request_body, read_media
 
 
@@ -73,25 +73,113 @@ def test_prometheus_metrics(served):
     assert "tripwire_decisions_total" in text
 
 
-def test_policy_update_through_user_config_changes_live_decisions(trained, served):
+def requests_counted(url: str) -> float:
+    """The ingress replica's own request counter (resets if the replica restarts)."""
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith('tripwire_requests_total{endpoint="moderate"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def serve_deploy(config: dict, path, dashboard: str) -> None:
+    """What a platform owner runs: ``serve deploy <config.yaml>`` against the cluster's dashboard."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config))
+    serve_cli = Path(sys.executable).with_name("serve")
+    done = subprocess.run([str(serve_cli), "deploy", str(path), "--address", dashboard], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def wait_for(predicate, timeout_s: float = 180.0):
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"not true within {timeout_s} s")
+
+
+def test_policy_edit_and_serve_deploy_reconfigures_live_replicas(ray_session, trained, cores_for_training,
+                                                                 serve_endpoint, dashboard, tmp_path):
+    """The Serve config (deployments/configs/dev.yaml) deployed with ``serve deploy``; the platform owner
+    publishes a new policy file, points the Ingress user_config at it and deploys again: live replicas
+    reconfigure without a restart, no request in flight fails, responses carry the new policy_version."""
+    import threading
+
+    import yaml
     from ray import serve
 
-    from deployments.app import build_app
+    from helpers import REPO
     from tripwire.config import read_yaml
     from tripwire.policy import default_resource
 
-    url, model_dir = served
-    before = httpx.post(f"{url}/v1/moderate", json={"text": "hello"}, timeout=30).json()
-    policy = read_yaml(default_resource("policy.yaml"))
-    policy["version"] = "strict-test"
-    policy["categories"] = {c: {"review": 0.0} for c in policy["categories"]}  # everything goes to review
-    policy["markets"] = {}
-    serve.run(build_app({"checkpoint": model_dir, "policy": policy}), name="tripwire", route_prefix="/")
-    after = httpx.post(f"{url}/v1/moderate", json={"text": "hello"}, timeout=30).json()
-    assert before["policy_version"] == "2026.11.0" and after["policy_version"] == "strict-test"
-    assert after["decision"]["action"] == "review"
-    assert after["scores"] == pytest.approx(before["scores"], abs=1e-6)  # same model, new policy
-    serve.run(build_app({"checkpoint": model_dir}), name="tripwire", route_prefix="/")
+    url, model_dir = serve_endpoint["url"], serve_endpoint["model_dir"]
+    port = int(url.rsplit(":", 1)[1])
+    config = yaml.safe_load((REPO / "deployments/configs/dev.yaml").read_text())
+    config["http_options"] = {"host": "127.0.0.1", "port": port}  # the session's running Serve
+    app = config["applications"][0]
+    app["name"] = "policy-live"
+    app["args"]["checkpoint"] = model_dir
+    app["args"]["ray_metrics"] = True  # as in the production config
+    [ingress] = [d for d in app["deployments"] if d["name"] == "Ingress"]
+    ingress["user_config"]["policy_path"] = str(default_resource("policy.yaml"))
+    serve_deploy(config, tmp_path / "serve.yaml", dashboard)
+    try:
+        wait_for(lambda: httpx.get(f"{url}/v1/health", timeout=5).status_code == 200)
+        before = httpx.post(f"{url}/v1/moderate", json={"text": "hello"}, timeout=30).json()
+        counted_before = requests_counted(url)
+
+        policy = read_yaml(default_resource("policy.yaml"))
+        policy["version"] = "strict-test"
+        policy["categories"] = {c: {"review": 0.0} for c in policy["categories"]}  # everything goes to review
+        policy["markets"] = {}
+        (tmp_path / "policy-strict-test.yaml").write_text(yaml.safe_dump(policy))
+        ingress["user_config"]["policy_path"] = str(tmp_path / "policy-strict-test.yaml")
+
+        statuses, stop = [], threading.Event()
+
+        def traffic():  # requests in flight while the config changes: none may fail
+            with httpx.Client(timeout=30) as client:
+                while not stop.is_set():
+                    statuses.append(client.post(f"{url}/v1/moderate", json={"text": "during update"}).status_code)
+
+        sender = threading.Thread(target=traffic)
+        sender.start()
+        try:
+            serve_deploy(config, tmp_path / "serve.yaml", dashboard)
+            after = wait_for(lambda: (r := httpx.post(f"{url}/v1/moderate", json={"text": "hello"}, timeout=30).json())
+                             and r["policy_version"] == "strict-test" and r)
+        finally:
+            stop.set()
+            sender.join()
+        assert before["policy_version"] == "2026.11.0"
+        assert after["decision"]["action"] == "review"
+        assert after["scores"] == pytest.approx(before["scores"], abs=1e-6)  # same model, new policy
+        assert statuses and set(statuses) == {200}, statuses
+        # Reconfigured in place: the same replica kept counting (a restart would have reset its counter).
+        assert requests_counted(url) >= counted_before + len(statuses) + 1
+
+        # The same counts reach Ray's metrics pipeline (what Prometheus scrapes on every node), tagged by app.
+        node_metrics = f"http://127.0.0.1:{ray_session._private.worker.global_worker.node.metrics_export_port}/metrics"
+        exported = wait_for(lambda: [line for line in httpx.get(node_metrics, timeout=10).text.splitlines()
+                                     if line.startswith("ray_tripwire_requests")
+                                     and 'application="policy-live"' in line and 'endpoint="moderate"' in line],
+                            timeout_s=60)
+        assert float(exported[0].split()[-1]) > 0
+    finally:
+        serve.delete("policy-live")
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -116,10 +204,6 @@ def test_fuzzed_payloads_never_break_the_service(served, payload, mutate):
 
 
 def test_uris_are_refused_unless_allow_listed(trained, served):
-    from ray import serve
-
-    from deployments.app import build_app
-
     cfg, _ = trained
     url, model_dir = served
     refused = httpx.post(f"{url}/v1/moderate", json={"image": "file:///etc/passwd"}, timeout=30)
@@ -128,8 +212,7 @@ def test_uris_are_refused_unless_allow_listed(trained, served):
     sample = next(s for s in good_samples(cfg) if s.image)
     base = manifest_base(cfg.data.manifest)
     uri = f"file://{base}/{sample.image}"
-    serve.run(build_app({"checkpoint": model_dir, "uri_allow_list": [f"file://{base}/image/"]}),
-              name="tripwire", route_prefix="/")
+    deploy({"checkpoint": model_dir, "uri_allow_list": [f"file://{base}/image/"]})
     try:
         by_uri = httpx.post(f"{url}/v1/moderate", json={"image": uri}, timeout=30)
         by_bytes = httpx.post(f"{url}/v1/moderate", json={"image": request_body(sample, base)["image"]}, timeout=30)
@@ -137,7 +220,7 @@ def test_uris_are_refused_unless_allow_listed(trained, served):
         outside = httpx.post(f"{url}/v1/moderate", json={"image": f"file://{base}/manifest.jsonl"}, timeout=30)
         assert outside.status_code == 422
     finally:
-        serve.run(build_app({"checkpoint": model_dir}), name="tripwire", route_prefix="/")
+        deploy({"checkpoint": model_dir})
 
 
 def test_request_id_is_idempotent(served):

@@ -9,8 +9,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SERVE_CONFIGS = sorted((REPO / "deployments" / "configs").glob("*.yaml"))
-DEPLOYMENT_NAMES = {"Ingress", "TextEncoder", "ImageEncoder", "AudioEncoder", "VideoEncoder", "FusionHead",
-                    "PolicyDecision"}
+DEPLOYMENT_NAMES = {"Ingress", "TextEncoder", "ImageEncoder", "AudioEncoder", "VideoEncoder", "FusionHead"}
 
 
 @pytest.mark.parametrize("path", SERVE_CONFIGS, ids=lambda p: p.name)
@@ -23,12 +22,13 @@ def test_serve_config_validates_against_serve_schema(path):
     assert {d.name for d in app.deployments} <= DEPLOYMENT_NAMES
 
 
-def test_policy_user_config_in_serve_config_is_a_valid_policy():
+@pytest.mark.parametrize("path", SERVE_CONFIGS, ids=lambda p: p.name)
+def test_policy_user_config_in_serve_config_is_a_valid_policy(path):
     from tripwire.policy import Policy, Taxonomy
 
-    config = yaml.safe_load((REPO / "deployments/configs/dev.yaml").read_text())
-    [policy_deployment] = [d for d in config["applications"][0]["deployments"] if d["name"] == "PolicyDecision"]
-    policy = Policy.load(REPO / policy_deployment["user_config"]["policy_path"])
+    config = yaml.safe_load(path.read_text())
+    [ingress] = [d for d in config["applications"][0]["deployments"] if d["name"] == "Ingress"]
+    policy = Policy.load(REPO / ingress["user_config"]["policy_path"])
     policy.check_taxonomy(Taxonomy.load())
 
 
@@ -57,4 +57,4 @@ def test_production_config_autoscales_and_puts_encoders_on_gpus():
     deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
     assert all("autoscaling_config" in d for d in deployments.values())
     assert all(deployments[n]["ray_actor_options"].get("num_gpus", 0) > 0 for n in ("TextEncoder", "ImageEncoder"))
-    assert all(d.get("max_queued_requests", -1) > 0 for n, d in deployments.items() if n != "PolicyDecision")
+    assert all(d.get("max_queued_requests", -1) > 0 for d in deployments.values())

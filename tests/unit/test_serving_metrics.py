@@ -1,0 +1,35 @@
+"""The API's Prometheus metrics as a replica renders them at /metrics."""
+
+from __future__ import annotations
+
+from tripwire.serving_metrics import ApiMetrics
+
+
+def sample_value(text: str, prefix: str) -> float:
+    [line] = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(line.split()[-1])
+
+
+def test_requests_errors_latency_scores_and_decisions_are_counted():
+    metrics = ApiMetrics()
+    result = {"latency_ms": {"preprocess": 2.0, "total": 30.0}, "scores": {"hate": 0.93, "sexual": 0.05},
+              "decision": {"action": "block"}}
+    for _ in range(3):
+        metrics.request("moderate")
+        metrics.observe_result(result)
+    metrics.error("moderate", "invalid_base64")
+    text = metrics.render().decode()
+    assert sample_value(text, 'tripwire_requests_total{endpoint="moderate"}') == 3
+    assert sample_value(text, 'tripwire_errors_total{endpoint="moderate",reason="invalid_base64"}') == 1
+    assert sample_value(text, 'tripwire_decisions_total{action="block"}') == 3
+    # 30 ms falls in the 0.05 s bucket, not the 0.025 s one.
+    assert sample_value(text, 'tripwire_stage_latency_seconds_bucket{le="0.025",stage="total"}') == 0
+    assert sample_value(text, 'tripwire_stage_latency_seconds_bucket{le="0.05",stage="total"}') == 3
+    assert sample_value(text, 'tripwire_category_score_bucket{category="hate",le="0.9"}') == 0
+    assert sample_value(text, 'tripwire_category_score_bucket{category="hate",le="1.0"}') == 3
+
+
+def test_each_replica_has_its_own_registry():
+    first, second = ApiMetrics(), ApiMetrics()
+    first.request("moderate")
+    assert 'tripwire_requests_total{endpoint="moderate"}' not in second.render().decode()
