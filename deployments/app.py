@@ -26,6 +26,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
+from tripwire.batching import BusyAwareBatchWait
 from tripwire.checkpoint import CheckpointManifest, checkpoint_uri, load_encoders, load_fusion, load_preprocessor
 from tripwire.config import ConfigError, from_dict, read_yaml
 from tripwire.media import MediaError
@@ -36,7 +37,8 @@ from tripwire.scoring import LockedPreprocessor, decide, encode_batch, explain, 
 from tripwire.serving_metrics import ApiMetrics
 
 DEFAULT_BATCH_SIZE = 16
-DEFAULT_BATCH_WAIT_S = 0.002  # measured: 2 ms keeps batching under load and costs little at low load
+# The wait when a replica is idle: 0, since batches fill while a replica is busy (tripwire/batching.py).
+DEFAULT_BATCH_WAIT_S = 0.0
 MAX_BATCH_ITEMS = 32
 
 
@@ -118,13 +120,29 @@ def _resolve(path: str) -> str:
     return checkpoint_uri(os.path.join(os.environ.get("TRIPWIRE_HOME", os.getcwd()), path))
 
 
+def _count_items(calls: list[list[Any]]) -> int:
+    """``@serve.batch`` size of a batch of calls that each carry several requests' inputs."""
+    return sum(len(call) for call in calls)
+
+
+def _split_back(results: list[Any], calls: list[list[Any]]) -> list[list[Any]]:
+    """The inverse of flattening ``calls``: one list of results per call."""
+    out, start = [], 0
+    for call in calls:
+        out.append(results[start:start + len(call)])
+        start += len(call)
+    return out
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=32, max_queued_requests=256)
 class ModalityEncoder:
-    """One modality's encoder; concurrent requests are batched with ``@serve.batch``.
+    """One modality's encoder. Each call carries the inputs of one or more requests (the ingress sends
+    a batch of concurrent requests in one call), and calls are batched again with ``@serve.batch``,
+    so one forward pass serves up to ``max_batch_size`` requests from any number of ingress replicas.
 
     Args:
         checkpoint: checkpoint URI.
-        modality: ``text``, ``image`` or ``audio`` (image also embeds video frames, many rows per call).
+        modality: ``text``, ``image`` or ``audio`` (image also embeds video frames, many rows per request).
         max_batch_size: requests per forward pass.
         batch_wait_timeout_s: how long a partial batch waits for company.
     """
@@ -139,17 +157,22 @@ class ModalityEncoder:
         # Encoders that can say where in time they fired (audio) return that as evidence too.
         self.time_profile = hasattr(self.encoder, "forward_with_time_profile")
         self.embed.set_max_batch_size(max_batch_size)
-        self.embed.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.batch_wait = BusyAwareBatchWait(self.embed, batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
-    async def embed(self, items: list[Any]) -> list[np.ndarray]:
+    @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S,
+                 batch_size_fn=_count_items)
+    async def embed(self, calls: list[list[Any]]) -> list[list[Any]]:
+        items = [item for call in calls for item in call]
         # The forward pass runs off the event loop (torch releases the GIL), so the replica keeps
-        # accepting requests while it computes and the next batch fills during this one.
-        return await asyncio.to_thread(encode_batch, self.encoder, self.modality, items, self.device,
-                                       time_profile=self.time_profile)
+        # accepting calls while it computes, and the next batch gathers them meanwhile.
+        with self.batch_wait.running():
+            embeddings = await asyncio.to_thread(encode_batch, self.encoder, self.modality, items, self.device,
+                                                 time_profile=self.time_profile)
+        return _split_back(embeddings, calls)
 
-    async def __call__(self, item: Any) -> np.ndarray:
-        return await self.embed(item)
+    async def __call__(self, items: list[Any]) -> list[Any]:
+        """Embeds several requests' inputs (one list entry per request)."""
+        return await self.embed(items)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
@@ -162,16 +185,20 @@ class VideoEncoder:
         self.video.frame_encoder = None  # frames are embedded by the image deployment; free the copy
         self.image_encoder = image_encoder
 
-    async def __call__(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-        frame_embeddings = await self.image_encoder.remote(frames)
+    async def __call__(self, clips: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Several requests' sampled frames (K, 3, H, W) each -> their pooled embeddings and frame weights."""
+        frame_embeddings = await self.image_encoder.remote(clips)
+        out = []
         with torch.no_grad():
-            pooled, weights = self.video.pool(torch.as_tensor(np.asarray(frame_embeddings))[None])
-        return {"embedding": pooled[0].numpy(), "frame_weights": weights[0].numpy()}
+            for frames in frame_embeddings:
+                pooled, weights = self.video.pool(torch.as_tensor(np.atleast_2d(frames))[None])
+                out.append({"embedding": pooled[0].numpy(), "frame_weights": weights[0].numpy()})
+        return out
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
 class FusionHead:
-    """The fusion head over whichever modality embeddings a request has; batched across requests."""
+    """The fusion head over whichever modality embeddings each request has; batched across requests."""
 
     def __init__(self, checkpoint: str, max_batch_size: int = DEFAULT_BATCH_SIZE,
                  batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S):
@@ -179,13 +206,18 @@ class FusionHead:
         self.fusion = load_fusion(checkpoint)
         self.calibration = CheckpointManifest.read(checkpoint).calibration
         self.fuse.set_max_batch_size(max_batch_size)
-        self.fuse.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.batch_wait = BusyAwareBatchWait(self.fuse, batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
-    async def fuse(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
-        return fuse_batch(self.fusion, requests, self.calibration)
+    @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S,
+                 batch_size_fn=_count_items)
+    async def fuse(self, calls: list[list[dict[str, np.ndarray]]]) -> list[list[dict[str, Any]]]:
+        requests = [request for call in calls for request in call]
+        with self.batch_wait.running():
+            fused = await asyncio.to_thread(fuse_batch, self.fusion, requests, self.calibration)
+        return _split_back(fused, calls)
 
-    async def __call__(self, embeddings: dict[str, np.ndarray]) -> dict[str, Any]:
+    async def __call__(self, embeddings: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+        """Several requests' embeddings (modality -> vector each) -> their scores and attribution."""
         return await self.fuse(embeddings)
 
 
@@ -194,6 +226,10 @@ class FusionHead:
 class Ingress:
     """HTTP front door: validates and preprocesses (bad input never reaches a model), fans out to the
     encoders, fuses, applies the enforcement policy and answers.
+
+    Concurrent requests are scored together: one call per encoder and one to the fusion head carry
+    a whole batch (``max_batch_size``, ``batch_wait_timeout_s``), because on a small machine each
+    Serve call costs milliseconds of CPU on both sides, more than the fusion head's own work.
 
     The policy is applied here, in-process, rather than in a deployment of its own: it is a few
     comparisons per category, and a separate deployment cost a sequential hop on every request
@@ -206,8 +242,12 @@ class Ingress:
                  text: DeploymentHandle | None = None, image: DeploymentHandle | None = None,
                  audio: DeploymentHandle | None = None, video: DeploymentHandle | None = None,
                  openai_categories: str | None = None, uri_allow_list: list[str] | None = None,
-                 idempotency_cache_size: int = 10_000, ray_metrics: bool = False):
+                 idempotency_cache_size: int = 10_000, ray_metrics: bool = False,
+                 max_batch_size: int = DEFAULT_BATCH_SIZE, batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S):
         torch.set_num_threads(1)
+        # The same bound as the encoders' and fusion head's batches, so one call never exceeds theirs.
+        self._score.set_max_batch_size(max_batch_size)
+        self.batch_wait = BusyAwareBatchWait(self._score, batch_wait_timeout_s)
         self.manifest = CheckpointManifest.read(checkpoint)
         self.preprocessor = LockedPreprocessor(load_preprocessor(checkpoint))
         self.audio_config = self.manifest.preprocessing().audio  # maps audio evidence back to seconds
@@ -317,21 +357,40 @@ class Ingress:
                 self.answers.popitem(last=False)
         return result
 
+    # Two batches in flight: while one is in the fusion head, the encoders already have the next.
+    @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S, max_concurrent_batches=2)
+    async def _score(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Encoders (only those some request needs, concurrently) and fusion for a batch of requests."""
+        with self.batch_wait.running():
+            return await self._score_now(batch)
+
+    async def _score_now(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        calls, members = [], []
+        for modality in ("text", "image", "audio", "video"):
+            rows = [i for i, processed in enumerate(batch) if modality in processed]
+            if rows:
+                calls.append(self.encoders[modality].remote([batch[i][modality] for i in rows]))
+                members.append((modality, rows))
+        outputs = [{} for _ in batch]
+        for (modality, rows), results in zip(members, await asyncio.gather(*calls)):
+            for i, result in zip(rows, results):
+                outputs[i][modality] = result
+        encoded_at = time.perf_counter()
+        embeddings = [{m: (r["embedding"] if isinstance(r, dict) else r) for m, r in out.items()} for out in outputs]
+        fused = await self.fusion.remote(embeddings)
+        encoders_ms, fusion_ms = 1000 * (encoded_at - started), 1000 * (time.perf_counter() - encoded_at)
+        return [{"encoded": out, **f, "encoders_ms": encoders_ms, "fusion_ms": fusion_ms}
+                for out, f in zip(outputs, fused)]
+
     async def _moderate(self, sample: Sample, market: str | None) -> dict:
         started = time.perf_counter()
         processed = await asyncio.to_thread(self.preprocessor.sample, sample)
         preprocessed_at = time.perf_counter()
-
-        calls = {}
-        for modality in ("text", "image", "audio", "video"):
-            if modality in processed:
-                calls[modality] = self.encoders[modality].remote(processed[modality])
-        results = dict(zip(calls, await asyncio.gather(*calls.values())))
-        embeddings = {m: (r["embedding"] if isinstance(r, dict) else r) for m, r in results.items()}
-        encoded_at = time.perf_counter()
-
-        fused = await self.fusion.remote(embeddings)
-        decision = decide(self.policy, self.manifest.categories, fused["scores"], market)
+        scored = await self._score(processed)
+        scored_at = time.perf_counter()
+        results = scored["encoded"]
+        decision = decide(self.policy, self.manifest.categories, scored["scores"], market)
         done = time.perf_counter()
 
         categories = self.manifest.categories
@@ -348,17 +407,20 @@ class Ingress:
                 audio.sample_rate, audio.clip_seconds)
         result = {
             "id": sample.id,
-            "scores": {c: float(s) for c, s in zip(categories, fused["scores"])},
+            "scores": {c: float(s) for c, s in zip(categories, scored["scores"])},
             "flagged": decision["flagged"],
             "decision": decision,
-            "attribution": explain(categories, fused["scores"], fused["attribution"]),
+            "attribution": explain(categories, scored["scores"], scored["attribution"]),
             "evidence": evidence,
-            "modalities": list(embeddings),
+            "modalities": list(results),
             "model_version": self.manifest.version,
             "policy_version": decision["policy_version"],
+            # Stages as this request saw them; "batching" is the wait for and return from its batch.
             "latency_ms": {"preprocess": round(1000 * (preprocessed_at - started), 2),
-                           "encoders": round(1000 * (encoded_at - preprocessed_at), 2),
-                           "fusion_policy": round(1000 * (done - encoded_at), 2),
+                           "encoders": round(scored["encoders_ms"], 2),
+                           "fusion_policy": round(scored["fusion_ms"] + 1000 * (done - scored_at), 2),
+                           "batching": round(max(0.0, 1000 * (scored_at - preprocessed_at)
+                                                 - scored["encoders_ms"] - scored["fusion_ms"]), 2),
                            "total": round(1000 * (done - started), 2)},
         }
         self.metrics.observe_result(result)
@@ -397,6 +459,6 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     if "video" in modalities:
         handles["video"] = VideoEncoder.bind(checkpoint, handles["image"])
     openai_categories = _resolve(args["openai_categories"]) if "openai_categories" in args else None
-    return ingress.bind(checkpoint, fusion=FusionHead.bind(checkpoint, **batching),
+    return ingress.bind(checkpoint, fusion=FusionHead.bind(checkpoint, **batching), **batching,
                         openai_categories=openai_categories, uri_allow_list=args.get("uri_allow_list"),
                         ray_metrics=bool(args.get("ray_metrics", False)), **handles)

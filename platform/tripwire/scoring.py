@@ -55,14 +55,17 @@ def encode_batch(encoder: torch.nn.Module, modality: str, items: Sequence[Any],
     """
     batch, counts = stack_inputs(modality, items)
     batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
+    profiles = None
     if time_profile:
         embeddings, profiles = encoder.forward_with_time_profile(batch)
-        embeddings, profiles = embeddings.float().cpu().numpy(), profiles.float().cpu().numpy()
-        return [{"embedding": e, "time_profile": p} for e, p in zip(embeddings, profiles)]
-    out = encoder(batch).float().cpu().numpy()
+        profiles = profiles.float().cpu().numpy()
+    else:
+        embeddings = encoder(batch)
+    out = embeddings.float().cpu().numpy()
     pieces, start = [], 0
-    for count in counts:
-        pieces.append(out[start:start + count] if modality == "image" and count > 1 else out[start])
+    for count in counts:  # a request with several rows (video frames) gets them stacked
+        rows = slice(start, start + count) if count > 1 else start
+        pieces.append(out[rows] if profiles is None else {"embedding": out[rows], "time_profile": profiles[rows]})
         start += count
     return pieces
 
