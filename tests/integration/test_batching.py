@@ -8,9 +8,7 @@ import asyncio
 import sys
 import time
 
-import pytest
-
-RUN_S = 0.03  # one "forward pass"
+RUN_S = 0.06  # one "forward pass"
 
 
 def probe_app(busy_aware: bool):
@@ -45,32 +43,41 @@ def probe_app(busy_aware: bool):
     return Probe.bind()
 
 
-async def steady_load(handle, clients: int = 16, per_client: int = 6) -> None:
-    async def client(c: int):
-        for k in range(per_client):
-            assert await handle.remote(c * 100 + k) == 2 * (c * 100 + k)
-            await asyncio.sleep(0.001 * (c % 4))  # clients out of step, as over a network
+async def burst_during_a_run(handle, burst: int = 8) -> None:
+    """One request starts a run; ``burst`` more arrive while it runs (after a warm-up call, so the
+    replica knows how long a run takes)."""
+    assert await handle.remote(0) == 0
+    first = handle.remote(1)
+    await asyncio.sleep(RUN_S / 4)
+    results = await asyncio.gather(first, *(handle.remote(i) for i in range(2, burst + 2)))
+    assert results == [2 * i for i in range(1, burst + 2)]
 
-    await asyncio.gather(*(client(c) for c in range(clients)))
 
-
-@pytest.mark.parametrize("busy_aware", [False, True], ids=["wait0", "busy_aware"])
-def test_batches_form_under_load_only_with_the_busy_aware_wait(ray_session, serve_endpoint, busy_aware):
+def run_probe(busy_aware: bool) -> tuple[list[int], object]:
     from ray import serve
 
-    name = f"batch-probe-{busy_aware}"
-    handle = serve.run(probe_app(busy_aware), name=name, route_prefix=None)
+    handle = serve.run(probe_app(busy_aware), name=f"batch-probe-{busy_aware}", route_prefix=None)
+    asyncio.run(burst_during_a_run(handle))
+    return handle.batch_sizes.remote().result()[1:], handle  # without the warm-up batch
+
+
+def test_requests_arriving_during_a_run_go_together_only_with_the_busy_aware_wait(ray_session, serve_endpoint):
+    from ray import serve
+
     try:
-        asyncio.run(steady_load(handle))
-        sizes = handle.batch_sizes.remote().result()
-        mean = sum(sizes) / len(sizes)
-        if busy_aware:
-            assert mean > 6, sizes
-            time.sleep(0.3)  # idle again: a lone request does not wait for company
-            started = time.perf_counter()
-            assert handle.remote(7).result() == 14
-            assert time.perf_counter() - started < RUN_S + 0.25  # a handle round trip, not a batch wait
-        else:
-            assert mean < 3, sizes  # Ray's loop takes whoever is first while the thread runs
+        plain, _ = run_probe(busy_aware=False)
+        aware, handle = run_probe(busy_aware=True)
+        print("batch sizes without, with the busy-aware wait:", plain, aware)
+        assert sum(plain) == sum(aware) == 9
+        # The burst waits for company while the first request runs: one batch (two if it straddles).
+        assert aware[0] == 1 and len(aware) <= 3 and max(aware) >= 6, aware
+        # Ray's loop alone forms batches from whoever is first while the thread runs.
+        assert len(plain) > len(aware), (plain, aware)
+
+        time.sleep(0.3)  # idle again: a lone request does not wait for company
+        started = time.perf_counter()
+        assert handle.remote(7).result() == 14
+        assert time.perf_counter() - started < RUN_S + 0.25  # a handle round trip, not a batch wait
     finally:
-        serve.delete(name)
+        for busy_aware in (False, True):
+            serve.delete(f"batch-probe-{busy_aware}")
