@@ -29,7 +29,8 @@ QUIET_SERVE = {"enable_access_log": False}
 
 
 def deploy(args: dict) -> None:
-    """(Re)deploys the Tripwire app under the name and route the tests call; only changed parts restart."""
+    """(Re)deploys the Tripwire app under the name and route the tests call. ``serve.run`` gives every
+    deployment a new code version, so all replicas restart; in-place updates need ``serve deploy``."""
     from ray import serve
 
     from deployments.app import build_app

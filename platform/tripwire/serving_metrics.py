@@ -43,12 +43,19 @@ class ApiMetrics:
         self._ray = _ray_metrics() if export_to_ray else None
 
     def _record(self, key: str, label_values: tuple[str, ...], value: float = 1.0) -> None:
+        _, _, labels, buckets = _METRICS[key]
         local = self._local[key].labels(*label_values)
-        local.inc(value) if _METRICS[key][3] is None else local.observe(value)
-        if self._ray is not None:
-            remote = self._ray[key]
-            tags = dict(zip(_METRICS[key][2], label_values))
-            remote.inc(value, tags=tags) if _METRICS[key][3] is None else remote.observe(value, tags=tags)
+        if buckets is None:
+            local.inc(value)
+        else:
+            local.observe(value)
+        if self._ray is None:
+            return
+        remote, tags = self._ray[key], dict(zip(labels, label_values))
+        if buckets is None:
+            remote.inc(value, tags=tags)
+        else:
+            remote.observe(value, tags=tags)
 
     def request(self, endpoint: str) -> None:
         self._record("requests", (endpoint,))
