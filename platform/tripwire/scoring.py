@@ -89,8 +89,10 @@ def fuse_batch(fusion: torch.nn.Module, requests: Sequence[Mapping[str, np.ndarr
         embeddings[modality] = torch.as_tensor(np.stack([
             np.asarray(r, dtype=np.float32) if r is not None else np.zeros(dim, np.float32) for r in rows]))
         present[modality] = torch.tensor([r is not None for r in rows])
-    scores = probabilities(fusion(embeddings, present)).numpy()
-    attribution = {m: a.numpy() for m, a in fusion.modality_attribution(embeddings, present, probabilities).items()}
+    scores = probabilities(fusion(embeddings, present))
+    attribution = {m: a.numpy() for m, a in
+                   fusion.modality_attribution(embeddings, present, probabilities, scores=scores).items()}
+    scores = scores.numpy()
     return [{"scores": scores[i], "attribution": {m: attribution[m][i] for m in requests[i] if m in attribution}}
             for i in range(n)]
 

@@ -131,6 +131,32 @@ def test_fusion_attribution_is_zero_for_absent_rows(fusion):
     assert torch.all(attribution["audio"][[1, 3]] == 0)
 
 
+def test_fused_scores_and_attribution_share_one_full_forward(fusion):
+    from tripwire.scoring import fuse_batch
+
+    emb = embeddings()
+    requests = [{m: e[i].numpy() for m, e in emb.items()} for i in range(4)]
+    requests[1].pop("audio")
+    forwards, forward = [], fusion.forward
+
+    def counted(*args, **kwargs):
+        forwards.append(1)
+        return forward(*args, **kwargs)
+
+    fusion.forward = counted  # the attribution calls self.forward directly, which hooks would not see
+    fused = fuse_batch(fusion, requests)
+    del fusion.forward
+    assert len(forwards) == 1 + len(emb)  # all modalities once, then each one left out; not the full pass twice
+    present = {m: torch.tensor([m in r for r in requests]) for m in emb}
+    stacked = {m: torch.stack([torch.as_tensor(r.get(m, np.zeros(e.shape[1], np.float32))) for r in requests])
+               for m, e in emb.items()}
+    reference = fusion.modality_attribution(stacked, present)  # computes its own full pass
+    for i, row in enumerate(fused):
+        assert np.allclose(row["scores"], torch.sigmoid(fusion(stacked, present))[i].detach().numpy(), atol=1e-6)
+        for m, a in row["attribution"].items():
+            assert np.allclose(a, reference[m][i].numpy(), atol=1e-6)
+
+
 def test_model_runs_encoders_only_on_present_rows(tiny_model_config):
     model = build_model(tiny_model_config, Taxonomy.load().names).eval()
     calls = {}

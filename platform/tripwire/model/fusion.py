@@ -127,20 +127,22 @@ class AttentionFusionHead(nn.Module):
     @torch.no_grad()
     def modality_attribution(self, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
                              probabilities: Callable[[torch.Tensor], torch.Tensor] = torch.sigmoid,
-                             ) -> dict[str, torch.Tensor]:
+                             scores: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Leave-one-modality-out: how much each present modality raises each category's score.
 
         Args:
             embeddings: modality -> (N, dim).
             present: modality -> (N,) bool.
             probabilities: logits -> scores (the model's calibration; raw sigmoid by default).
+            scores: ``probabilities`` of the head's output with every present modality, when the caller
+                already has them (the scorer does), so that forward pass is not run twice.
 
         Returns:
             modality -> (N, num_categories) of ``score(all) - score(all but this modality)``; rows where the
             modality is absent get 0. When the modality is the only one present, the reference is the head's
             output with no modality at all.
         """
-        base = probabilities(self.forward(embeddings, present))
+        base = probabilities(self.forward(embeddings, present)) if scores is None else scores
         result = {}
         for modality in embeddings:
             without = dict(present)
