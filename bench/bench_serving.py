@@ -202,7 +202,7 @@ async def _soak(url: str, items: list[dict], concurrency: int, seconds: float, m
 
 
 def bench_http(checkpoint: str, items: list[dict], levels: list[int], max_batch: int, port: int,
-               soak_seconds: float = 0.0, batch_wait_s: float = 0.005) -> dict:
+               soak_seconds: float = 0.0, batch_wait_s: float = 0.0) -> dict:
     from ray import serve
 
     from deployments.app import build_app
@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--requests", type=int, default=192)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max-batch-size", type=int, default=16)
-    parser.add_argument("--batch-wait-s", type=float, default=0.002, help="serve.batch batch_wait_timeout_s")
+    parser.add_argument("--batch-wait-s", type=float, default=None,
+                        help="the idle batch_wait_timeout_s (default: the app's, deployments.app.DEFAULT_BATCH_WAIT_S)")
     parser.add_argument("--out", default="serving.json", help="file name under bench/results/")
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--soak-seconds", type=float, default=60.0, help="sustained load at concurrency 8")
@@ -243,6 +244,10 @@ def main(argv: list[str] | None = None) -> dict:
     import ray
     from ray import serve
 
+    from deployments.app import DEFAULT_BATCH_WAIT_S
+
+    if args.batch_wait_s is None:
+        args.batch_wait_s = DEFAULT_BATCH_WAIT_S
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = build_checkpoint(Path(tmp))
         items = make_items(args.requests, Path(tmp))

@@ -78,9 +78,15 @@ def serve_endpoint(trained, free_port):
     """Serve's HTTP proxy for the session; the app itself is (re)deployed on demand by ``served``."""
     from ray import serve
 
-    _, summary = trained
+    from tripwire.sample import manifest_base
+
+    cfg, summary = trained
     serve.start(http_options={"host": "127.0.0.1", "port": free_port}, logging_config=QUIET_SERVE)
-    state = {"url": f"http://127.0.0.1:{free_port}", "model_dir": summary["model_dir"], "deployed": False}
+    # Requests may reference the corpus's images by file:// URI (URIs are off unless allow-listed; the
+    # default is tested on the Serve config's app in test_api).
+    args = {"checkpoint": summary["model_dir"], "uri_allow_list": [f"file://{manifest_base(cfg.data.manifest)}/image/"]}
+    state = {"url": f"http://127.0.0.1:{free_port}", "model_dir": summary["model_dir"], "app_args": args,
+             "deployed": False}
     yield state
     if state["deployed"]:
         serve.delete("tripwire")
@@ -90,7 +96,7 @@ def serve_endpoint(trained, free_port):
 def served(serve_endpoint):
     """The session's tiny model behind the Serve graph over HTTP: ``(url, model_dir)``."""
     if not serve_endpoint["deployed"]:
-        deploy({"checkpoint": serve_endpoint["model_dir"]})
+        deploy(serve_endpoint["app_args"])
         serve_endpoint["deployed"] = True
     return serve_endpoint["url"], serve_endpoint["model_dir"]
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import deploy, good_samples
+from helpers import good_samples
 from tripwire.sample import manifest_base, request_body, read_media
 
 
@@ -138,6 +138,13 @@ def test_policy_edit_and_serve_deploy_reconfigures_live_replicas(ray_session, tr
     serve_deploy(config, tmp_path / "serve.yaml", dashboard)
     try:
         wait_for(lambda: httpx.get(f"{url}/v1/health", timeout=5).status_code == 200)
+        # The Serve config names no URI allow-list: a file the session's app may read is refused here.
+        cfg, _ = trained
+        image = next(s for s in good_samples(cfg) if s.image).image
+        uri = f"file://{manifest_base(cfg.data.manifest)}/{image}"
+        refused = httpx.post(f"{url}/v1/moderate", json={"image": uri}, timeout=30)
+        assert refused.status_code == 422 and refused.json()["error"]["reason"] == "disallowed_uri"
+
         before = httpx.post(f"{url}/v1/moderate", json={"text": "hello"}, timeout=30).json()
         counted_before = requests_counted(url)
 
@@ -203,24 +210,21 @@ def test_fuzzed_payloads_never_break_the_service(served, payload, mutate):
     assert httpx.post(f"{url}/v1/moderate", json={"text": "ok"}, timeout=60).status_code == 200
 
 
-def test_uris_are_refused_unless_allow_listed(trained, served):
+def test_uris_are_read_only_under_an_allow_listed_prefix(trained, served):
+    """The session's app allow-lists the corpus's image folder (the default, nothing, is checked on the
+    Serve config's app in the live-policy test)."""
     cfg, _ = trained
-    url, model_dir = served
+    url, _ = served
     refused = httpx.post(f"{url}/v1/moderate", json={"image": "file:///etc/passwd"}, timeout=30)
     assert refused.status_code == 422 and refused.json()["error"]["reason"] == "disallowed_uri"
 
     sample = next(s for s in good_samples(cfg) if s.image)
     base = manifest_base(cfg.data.manifest)
-    uri = f"file://{base}/{sample.image}"
-    deploy({"checkpoint": model_dir, "uri_allow_list": [f"file://{base}/image/"]})
-    try:
-        by_uri = httpx.post(f"{url}/v1/moderate", json={"image": uri}, timeout=30)
-        by_bytes = httpx.post(f"{url}/v1/moderate", json={"image": request_body(sample, base)["image"]}, timeout=30)
-        assert by_uri.status_code == 200 and by_uri.json()["scores"] == by_bytes.json()["scores"]
-        outside = httpx.post(f"{url}/v1/moderate", json={"image": f"file://{base}/manifest.jsonl"}, timeout=30)
-        assert outside.status_code == 422
-    finally:
-        deploy({"checkpoint": model_dir})
+    by_uri = httpx.post(f"{url}/v1/moderate", json={"image": f"file://{base}/{sample.image}"}, timeout=30)
+    by_bytes = httpx.post(f"{url}/v1/moderate", json={"image": request_body(sample, base)["image"]}, timeout=30)
+    assert by_uri.status_code == 200 and by_uri.json()["scores"] == by_bytes.json()["scores"]
+    outside = httpx.post(f"{url}/v1/moderate", json={"image": f"file://{base}/manifest.jsonl"}, timeout=30)
+    assert outside.status_code == 422 and outside.json()["error"]["reason"] == "disallowed_uri"
 
 
 def test_request_id_is_idempotent(served):
