@@ -202,7 +202,7 @@ async def _soak(url: str, items: list[dict], concurrency: int, seconds: float, m
 
 
 def bench_http(checkpoint: str, items: list[dict], levels: list[int], max_batch: int, port: int,
-               soak_seconds: float = 0.0, batch_wait_s: float = 0.0) -> dict:
+               soak_seconds: float = 0.0, *, batch_wait_s: float) -> dict:
     from ray import serve
 
     from deployments.app import build_app
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
         ray.init(num_cpus=2, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         batched = bench_http(checkpoint, items, args.concurrency, args.max_batch_size, args.port, args.soak_seconds,
-                             args.batch_wait_s)
+                             batch_wait_s=args.batch_wait_s)
         soak = batched.pop("soak", None)
         unbatched = bench_http(checkpoint, items, [max(args.concurrency)], 1, args.port, batch_wait_s=args.batch_wait_s)
         serve.shutdown()

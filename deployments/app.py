@@ -32,7 +32,7 @@ from tripwire.config import ConfigError, from_dict, read_yaml
 from tripwire.media import MediaError
 from tripwire.openai_compat import OpenAICategoryMap, parse_input, to_openai_response
 from tripwire.policy import Policy
-from tripwire.sample import Sample, decode_base64, read_media
+from tripwire.sample import Sample, decode_base64, read_media, uri_allowed
 from tripwire.scoring import LockedPreprocessor, decide, encode_batch, explain, fuse_batch, top_time_window
 from tripwire.serving_metrics import ApiMetrics
 
@@ -336,7 +336,7 @@ class Ingress:
     async def _media(self, field: str, value: str) -> bytes:
         if "://" not in value[:64]:
             return decode_base64(field, value)
-        if not any(value.startswith(prefix) for prefix in self.uri_allow_list):
+        if not uri_allowed(value, self.uri_allow_list):
             raise MediaError(field, "disallowed_uri", "this URI is not on the configured allow-list (URIs are off by default)")
         return await asyncio.to_thread(read_media, field, value, None)
 

@@ -18,7 +18,8 @@ import hashlib
 import json
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import unquote
 
 import fsspec
 
@@ -94,6 +95,20 @@ def resolve_uri(ref: str, base_uri: str | None) -> str:
         scheme, rest = base_uri.split("://", 1)
         return f"{scheme}://{posixpath.normpath(posixpath.join(rest, ref))}"
     return posixpath.normpath(posixpath.join(base_uri, ref))
+
+
+def uri_allowed(uri: str, allow_list: Sequence[str]) -> bool:
+    """Whether a request may make the service read ``uri``: it starts with an allow-listed prefix (end
+    prefixes with ``/``) and has no ``.`` or ``..`` path segment, plain or percent-encoded, since
+    ``file:///srv/media/../secrets`` passes a prefix check for ``file:///srv/media/`` and then resolves
+    outside it."""
+    _, separator, path = uri.partition("://")
+    if not separator:
+        return False
+    for candidate in (path, unquote(path)):
+        if any(segment in (".", "..") for segment in candidate.split("/")):
+            return False
+    return any(uri.startswith(prefix) for prefix in allow_list)
 
 
 def decode_base64(field_name: str, value: str) -> bytes:

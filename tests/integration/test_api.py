@@ -223,8 +223,9 @@ def test_uris_are_read_only_under_an_allow_listed_prefix(trained, served):
     by_uri = httpx.post(f"{url}/v1/moderate", json={"image": f"file://{base}/{sample.image}"}, timeout=30)
     by_bytes = httpx.post(f"{url}/v1/moderate", json={"image": request_body(sample, base)["image"]}, timeout=30)
     assert by_uri.status_code == 200 and by_uri.json()["scores"] == by_bytes.json()["scores"]
-    outside = httpx.post(f"{url}/v1/moderate", json={"image": f"file://{base}/manifest.jsonl"}, timeout=30)
-    assert outside.status_code == 422 and outside.json()["error"]["reason"] == "disallowed_uri"
+    for outside in (f"file://{base}/manifest.jsonl", f"file://{base}/image/../manifest.jsonl"):
+        refused = httpx.post(f"{url}/v1/moderate", json={"image": outside}, timeout=30)
+        assert refused.status_code == 422 and refused.json()["error"]["reason"] == "disallowed_uri", outside
 
 
 def test_request_id_is_idempotent(served):

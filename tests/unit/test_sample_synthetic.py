@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tripwire.policy import Taxonomy
-from tripwire.sample import Sample, read_manifest, read_media, to_records, write_manifest
+from tripwire.sample import Sample, read_manifest, read_media, to_records, uri_allowed, write_manifest
 from tripwire.synthetic import CorpusSpec, generate_corpus
 
 
@@ -82,3 +82,18 @@ def test_full_size_corpus_has_every_category_and_combination_items(tmp_path):
 
     combos = [s for s in samples if s.text and any(p in s.text for p in COMBINATION_PHRASES) and s.labels["harassment/threatening"]]
     assert combos, "expected combination-only items"
+
+
+@pytest.mark.parametrize("uri, allowed", [
+    ("file:///srv/media/cat.png", True),
+    ("s3://bucket/media/a/b.png", True),
+    ("file:///srv/media/../secrets.txt", False),          # resolves outside the prefix
+    ("file:///srv/media/%2e%2e/secrets.txt", False),      # the same, percent-encoded
+    ("file:///srv/media/./cat.png", False),
+    ("file:///srv/other/cat.png", False),
+    ("s3://other-bucket/media/x.png", False),
+    ("/srv/media/cat.png", False),                        # not a URI
+])
+def test_uris_are_allowed_only_under_a_listed_prefix_without_dot_segments(uri, allowed):
+    assert uri_allowed(uri, ["file:///srv/media/", "s3://bucket/media/"]) is allowed
+    assert uri_allowed(uri, []) is False  # nothing listed: nothing allowed
