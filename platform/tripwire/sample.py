@@ -101,9 +101,9 @@ def uri_allowed(uri: str, allow_list: Sequence[str]) -> bool:
     """Whether a request may make the service read ``uri``: it starts with an allow-listed prefix (end
     prefixes with ``/``) and has no ``.`` or ``..`` path segment, plain or percent-encoded, since
     ``file:///srv/media/../secrets`` passes a prefix check for ``file:///srv/media/`` and then resolves
-    outside it."""
+    outside it. fsspec's chained URIs (``a::b``) are refused too: the part after ``::`` would be read."""
     _, separator, path = uri.partition("://")
-    if not separator:
+    if not separator or "::" in uri:
         return False
     for candidate in (path, unquote(path)):
         if any(segment in (".", "..") for segment in candidate.split("/")):

@@ -93,6 +93,7 @@ def test_full_size_corpus_has_every_category_and_combination_items(tmp_path):
     ("file:///srv/other/cat.png", False),
     ("s3://other-bucket/media/x.png", False),
     ("/srv/media/cat.png", False),                        # not a URI
+    ("file:///srv/media/a::http://example.com/x", False), # fsspec chaining would read the second URL
 ])
 def test_uris_are_allowed_only_under_a_listed_prefix_without_dot_segments(uri, allowed):
     assert uri_allowed(uri, ["file:///srv/media/", "s3://bucket/media/"]) is allowed
