@@ -73,6 +73,12 @@ def test_prometheus_metrics(served):
     assert "tripwire_decisions_total" in text
 
 
+def assert_uri_refused(url: str, uri: str) -> None:
+    """``POST /v1/moderate`` with ``uri`` as the image answers 422 ``disallowed_uri`` (nothing is read)."""
+    refused = httpx.post(f"{url}/v1/moderate", json={"image": uri}, timeout=30)
+    assert refused.status_code == 422 and refused.json()["error"]["reason"] == "disallowed_uri", uri
+
+
 def requests_counted(url: str) -> float:
     """The ingress replica's own request counter (resets if the replica restarts)."""
     for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
@@ -141,9 +147,7 @@ def test_policy_edit_and_serve_deploy_reconfigures_live_replicas(ray_session, tr
         # The Serve config names no URI allow-list: a file the session's app may read is refused here.
         cfg, _ = trained
         image = next(s for s in good_samples(cfg) if s.image).image
-        uri = f"file://{manifest_base(cfg.data.manifest)}/{image}"
-        refused = httpx.post(f"{url}/v1/moderate", json={"image": uri}, timeout=30)
-        assert refused.status_code == 422 and refused.json()["error"]["reason"] == "disallowed_uri"
+        assert_uri_refused(url, f"file://{manifest_base(cfg.data.manifest)}/{image}")
 
         before = httpx.post(f"{url}/v1/moderate", json={"text": "hello"}, timeout=30).json()
         counted_before = requests_counted(url)
@@ -215,8 +219,7 @@ def test_uris_are_read_only_under_an_allow_listed_prefix(trained, served):
     Serve config's app in the live-policy test)."""
     cfg, _ = trained
     url, _ = served
-    refused = httpx.post(f"{url}/v1/moderate", json={"image": "file:///etc/passwd"}, timeout=30)
-    assert refused.status_code == 422 and refused.json()["error"]["reason"] == "disallowed_uri"
+    assert_uri_refused(url, "file:///etc/passwd")
 
     sample = next(s for s in good_samples(cfg) if s.image)
     base = manifest_base(cfg.data.manifest)
@@ -224,8 +227,7 @@ def test_uris_are_read_only_under_an_allow_listed_prefix(trained, served):
     by_bytes = httpx.post(f"{url}/v1/moderate", json={"image": request_body(sample, base)["image"]}, timeout=30)
     assert by_uri.status_code == 200 and by_uri.json()["scores"] == by_bytes.json()["scores"]
     for outside in (f"file://{base}/manifest.jsonl", f"file://{base}/image/../manifest.jsonl"):
-        refused = httpx.post(f"{url}/v1/moderate", json={"image": outside}, timeout=30)
-        assert refused.status_code == 422 and refused.json()["error"]["reason"] == "disallowed_uri", outside
+        assert_uri_refused(url, outside)
 
 
 def test_request_id_is_idempotent(served):

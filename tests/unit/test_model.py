@@ -151,8 +151,9 @@ def test_fused_scores_and_attribution_share_one_full_forward(fusion):
     stacked = {m: torch.stack([torch.as_tensor(r.get(m, np.zeros(e.shape[1], np.float32))) for r in requests])
                for m, e in emb.items()}
     reference = fusion.modality_attribution(stacked, present)  # computes its own full pass
+    expected_scores = torch.sigmoid(fusion(stacked, present)).detach().numpy()
     for i, row in enumerate(fused):
-        assert np.allclose(row["scores"], torch.sigmoid(fusion(stacked, present))[i].detach().numpy(), atol=1e-6)
+        assert np.allclose(row["scores"], expected_scores[i], atol=1e-6)
         for m, a in row["attribution"].items():
             assert np.allclose(a, reference[m][i].numpy(), atol=1e-6)
 
