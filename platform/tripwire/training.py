@@ -58,6 +58,10 @@ class DataConfig:
     preprocess_actors: int = 1
     preprocess_cpus: float = 0.5
     preprocess_memory_mb: int = 1024  # per actor (tokenizer + mel filters + decoders: ~700 MB measured)
+    # Preprocess once and keep the result in Ray's object store for every epoch (spilled to disk when it
+    # does not fit) instead of decoding the corpus again each epoch. For corpora whose preprocessed form is
+    # small (text, small media); bad rows are then known, and over-limit jobs fail, before training starts.
+    cache_preprocessed: bool = False
 
     def __post_init__(self):
         if not 0.0 < self.validation_fraction < 1.0:

@@ -18,8 +18,11 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_session, trained, cores_
     from pipelines.train import run
 
     cfg, _ = trained  # reuse the session's tiny corpus
+    # Streaming ingest (the default path): the restarted group's data pipeline runs again, and epochs last
+    # long enough for the kill to land mid-run (with the tiny corpus cached they take about a second).
     cfg = dataclasses.replace(
         cfg, run_name="faults", storage_path=str(tmp_path / "ray"), export_dir=str(tmp_path / "model"),
+        data=dataclasses.replace(cfg.data, cache_preprocessed=False),
         fit=dataclasses.replace(cfg.fit, epochs=3, max_failures=1, num_to_keep=10))
     outcome: dict = {}
     worker = threading.Thread(target=lambda: outcome.setdefault("summary", run(cfg)), daemon=True)
