@@ -24,7 +24,12 @@ import numpy as np
 from bench.bench_serving import save_report, use_serve_settings
 
 
-def build_floor_app():
+def hop_payload() -> list[dict]:
+    """About what the graph sends per call: a text's token ids out, an embedding back."""
+    return [{"input_ids": np.arange(64), "embedding": np.zeros(384, np.float32)}]
+
+
+def build_floor_app(payload: list[dict]):
     from fastapi import FastAPI
     from ray import serve
 
@@ -39,10 +44,8 @@ def build_floor_app():
     @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
     @serve.ingress(api)
     class FloorIngress:
-        def __init__(self, first, second):
-            self.first, self.second = first, second
-            # About what the graph sends: a text's token ids out, an embedding back.
-            self.payload = [{"input_ids": np.arange(64), "embedding": np.zeros(384, np.float32)}]
+        def __init__(self, first, second, payload):
+            self.first, self.second, self.payload = first, second, payload
 
         @api.post("/hops/{count}")
         async def hops(self, count: int) -> dict:
@@ -53,10 +56,10 @@ def build_floor_app():
                 await self.second.remote(self.payload)
             return {"in_ingress_ms": 1000 * (time.perf_counter() - started)}
 
-    return FloorIngress.bind(Echo.options(name="First").bind(), Echo.options(name="Second").bind())
+    return FloorIngress.bind(Echo.options(name="First").bind(), Echo.options(name="Second").bind(), payload)
 
 
-def actor_round_trip_ms(requests: int) -> float:
+def actor_round_trip_ms(requests: int, payload: list[dict]) -> float:
     import ray
 
     @ray.remote(num_cpus=0.1)
@@ -66,8 +69,7 @@ def actor_round_trip_ms(requests: int) -> float:
 
     @ray.remote(num_cpus=0.1)
     class Caller:
-        async def run(self, target, n: int) -> list[float]:
-            payload = [{"input_ids": np.arange(64), "embedding": np.zeros(384, np.float32)}]
+        async def run(self, target, n: int, payload) -> list[float]:
             out = []
             for _ in range(n):
                 started = time.perf_counter()
@@ -76,8 +78,8 @@ def actor_round_trip_ms(requests: int) -> float:
             return out
 
     target, caller = EchoActor.remote(), Caller.remote()
-    ray.get(caller.run.remote(target, 20))
-    return round(1000 * statistics.median(ray.get(caller.run.remote(target, requests))), 3)
+    ray.get(caller.run.remote(target, 20, payload))
+    return round(1000 * statistics.median(ray.get(caller.run.remote(target, requests, payload))), 3)
 
 
 async def http_p50(url: str, requests: int) -> dict:
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     ray.init(num_cpus=2, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    serve.run(build_floor_app(), name="floor", route_prefix="/")
+    payload = hop_payload()
+    serve.run(build_floor_app(payload), name="floor", route_prefix="/")
     # Alternate the hop counts round by round so a noisy moment hits all of them alike.
     rounds = {count: [] for count in (0, 1, 2)}
     for _ in range(3):
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     http = {count: {key: round(statistics.median(r[key] for r in runs), 3) for key in runs[0]}
             for count, runs in rounds.items()}
     serve.delete("floor")
-    actor_ms = actor_round_trip_ms(args.requests)
+    actor_ms = actor_round_trip_ms(args.requests, payload)
     serve.shutdown()
     ray.shutdown()
 
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
               "serve_env": {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")},
               "http_no_op_by_hops": http, "ray_actor_round_trip_p50_ms": actor_ms,
               "summary": {"http_and_ingress_p50_ms": http[0]["p50_ms"],
-                          "serve_hop_p50_ms": round((http[2]["hops_p50_ms_in_ingress"]) / 2, 3),
+                          "serve_hop_p50_ms": round(http[2]["hops_p50_ms_in_ingress"] / 2, 3),
                           "floor_of_a_two_hop_graph_p50_ms": http[2]["p50_ms"],
                           "ray_actor_round_trip_p50_ms": actor_ms}}
     print(f"\n{'hops':>5}{'HTTP p50 ms':>14}{'hops in ingress ms':>20}")
