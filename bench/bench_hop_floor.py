@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import time
 
-import httpx
 import numpy as np
 
 from bench.bench_serving import save_report, use_serve_settings
+from bench.loadgen import KeepAliveConnection
 
 
 def hop_payload() -> list[dict]:
@@ -82,17 +83,19 @@ def actor_round_trip_ms(requests: int, payload: list[dict]) -> float:
     return round(1000 * statistics.median(ray.get(caller.run.remote(target, requests, payload))), 3)
 
 
-async def http_p50(url: str, requests: int) -> dict:
+async def http_p50(base_url: str, path: str, requests: int) -> dict:
     latencies, inside = [], []
-    async with httpx.AsyncClient(timeout=60) as client:
-        for _ in range(20):
-            await client.post(url)
-        for _ in range(requests):
-            started = time.perf_counter()
-            response = await client.post(url)
-            latencies.append(time.perf_counter() - started)
-            response.raise_for_status()
-            inside.append(response.json()["in_ingress_ms"])
+    connection = KeepAliveConnection(base_url)  # the serving benchmark's client (bench/loadgen.py)
+    for _ in range(20):
+        await connection.post(path, b"")
+    for _ in range(requests):
+        started = time.perf_counter()
+        status, body = await connection.post(path, b"")
+        latencies.append(time.perf_counter() - started)
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}: {body[:200]!r}")
+        inside.append(json.loads(body)["in_ingress_ms"])
+    await connection.close()
     return {"p50_ms": round(1000 * statistics.median(latencies), 3),
             "hops_p50_ms_in_ingress": round(statistics.median(inside), 3)}
 
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     rounds = {count: [] for count in (0, 1, 2)}
     for _ in range(3):
         for count in rounds:
-            rounds[count].append(asyncio.run(http_p50(f"http://127.0.0.1:{args.port}/hops/{count}",
+            rounds[count].append(asyncio.run(http_p50(f"http://127.0.0.1:{args.port}", f"/hops/{count}",
                                                       args.requests // 3)))
     http = {count: {key: round(statistics.median(r[key] for r in runs), 3) for key in runs[0]}
             for count, runs in rounds.items()}
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     serve.shutdown()
     ray.shutdown()
 
-    report = {"machine": "2 CPU cores (CI kind)", "requests": args.requests,
+    report = {"machine": "2 CPU cores (CI kind)", "requests": args.requests, "client": "lean (bench/loadgen.py)",
               "serve_env": {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")},
               "http_no_op_by_hops": http, "ray_actor_round_trip_p50_ms": actor_ms,
               "summary": {"http_and_ingress_p50_ms": http[0]["p50_ms"],

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import statistics
@@ -29,6 +30,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from bench.loadgen import KeepAliveConnection, encode_bodies
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -121,27 +124,58 @@ def bench_in_process(checkpoint: str, items: list[dict], concurrency: int, max_b
     return {**summarize(latencies, time.perf_counter() - started), "cpu": {"total_cpu_ms_per_request": round(cpu_ms, 2)}}
 
 
-async def _http_load(url: str, items: list[dict], concurrency: int) -> dict:
+@contextlib.asynccontextmanager
+async def http_callers(client: str, url: str, concurrency: int, items: list[dict]):
+    """Yields one ``post(i) -> (status, body)`` per concurrent caller, each posting ``items[i]`` to
+    ``/v1/moderate`` on its own keep-alive connection.
+
+    Args:
+        client: ``lean`` (bench/loadgen.py: bodies encoded once, minimal parsing; the default, as the client
+            shares the machine's cores with the graph) or ``httpx`` (the earlier runs' client).
+    """
+    if client == "httpx":
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency)) as session:
+            async def post(i: int) -> tuple[int, bytes]:
+                response = await session.post(f"{url}/v1/moderate", json=items[i])
+                return response.status_code, response.content
+            yield [post] * concurrency
+        return
+    bodies = encode_bodies(items)
+    connections = [KeepAliveConnection(url) for _ in range(concurrency)]
+
+    def caller(connection: KeepAliveConnection):
+        async def post(i: int) -> tuple[int, bytes]:
+            async with asyncio.timeout(120):
+                return await connection.post("/v1/moderate", bodies[i])
+        return post
+
+    try:
+        yield [caller(c) for c in connections]
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def _http_load(url: str, items: list[dict], concurrency: int, client: str) -> dict:
     queue: asyncio.Queue = asyncio.Queue()
-    for item in items:
-        queue.put_nowait(item)
+    for i in range(len(items)):
+        queue.put_nowait(i)
     latencies, errors, stages = [], 0, []
 
-    async def client_loop(client):
+    async def client_loop(post):
         nonlocal errors
         while not queue.empty():
-            item = queue.get_nowait()
+            i = queue.get_nowait()
             t0 = time.perf_counter()
-            response = await client.post(f"{url}/v1/moderate", json=item)
+            status, body = await post(i)
             latencies.append(time.perf_counter() - t0)
-            errors += response.status_code != 200
-            if response.status_code == 200:
-                stages.append(response.json()["latency_ms"])
+            errors += status != 200
+            if status == 200:
+                stages.append(json.loads(body)["latency_ms"])
 
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+    async with http_callers(client, url, concurrency, items) as callers:
         started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        await asyncio.gather(*(client_loop(post) for post in callers))
         wall = time.perf_counter() - started
     # Where the time goes, as the ingress saw it (median per stage); the client's p50 minus the
     # ingress total is HTTP, JSON and the proxy path.
@@ -192,25 +226,26 @@ def cpu_breakdown(before: dict[str, float], after: dict[str, float], requests: i
             "by_process": {k: round(1000 * v / requests, 2) for k, v in busiest if v > 0}}
 
 
-async def _soak(url: str, items: list[dict], concurrency: int, seconds: float, max_requests: int) -> dict:
+async def _soak(url: str, items: list[dict], concurrency: int, seconds: float, max_requests: int,
+                client: str) -> dict:
     """Constant load for ``seconds`` (or ``max_requests``), memory sampled at the start and the end."""
     deadline = time.monotonic() + seconds
     sent, errors, latencies = 0, 0, []
 
-    async def client_loop(client):
+    async def client_loop(post):
         nonlocal sent, errors
         while time.monotonic() < deadline and sent < max_requests:
-            item = items[sent % len(items)]
+            i = sent % len(items)
             sent += 1
             t0 = time.perf_counter()
-            response = await client.post(f"{url}/v1/moderate", json=item)
+            status, _ = await post(i)
             latencies.append(time.perf_counter() - t0)
-            errors += response.status_code != 200
+            errors += status != 200
 
     before = replica_rss_mb()
-    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with http_callers(client, url, concurrency, items) as callers:
         started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        await asyncio.gather(*(client_loop(post) for post in callers))
         wall = time.perf_counter() - started
     after = replica_rss_mb()
     growth = {k: round(after[k] - before[k], 1) for k in before if k in after}
@@ -219,7 +254,7 @@ async def _soak(url: str, items: list[dict], concurrency: int, seconds: float, m
 
 
 def bench_http(checkpoint: str, items: list[dict], levels: list[int], max_batch: int, port: int,
-               soak_seconds: float = 0.0, *, batch_wait_s: float) -> dict:
+               soak_seconds: float = 0.0, *, batch_wait_s: float, client: str = "lean") -> dict:
     from ray import serve
 
     from deployments.app import build_app
@@ -227,15 +262,15 @@ def bench_http(checkpoint: str, items: list[dict], levels: list[int], max_batch:
     serve.run(build_app({"checkpoint": checkpoint, "max_batch_size": max_batch, "batch_wait_timeout_s": batch_wait_s}),
               name="bench", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
-    asyncio.run(_http_load(url, items[: min(16, len(items))], 4))  # warm-up
+    asyncio.run(_http_load(url, items[: min(16, len(items))], 4, client))  # warm-up
     results = {}
     for c in levels:
         cpu_before = process_cpu_seconds()
-        results[c] = asyncio.run(_http_load(url, items, c))
+        results[c] = asyncio.run(_http_load(url, items, c, client))
         # Whole-machine CPU per request (client, ingress, encoders, Ray's own processes): where it goes.
         results[c]["cpu"] = cpu_breakdown(cpu_before, process_cpu_seconds(), len(items))
     if soak_seconds:
-        results["soak"] = asyncio.run(_soak(url, items, 8, soak_seconds, max_requests=20_000))
+        results["soak"] = asyncio.run(_soak(url, items, 8, soak_seconds, max_requests=20_000, client=client))
     serve.delete("bench")
     return results
 
@@ -249,6 +284,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the idle batch_wait_timeout_s (default: the app's, deployments.app.DEFAULT_BATCH_WAIT_S)")
     parser.add_argument("--out", default="serving.json", help="file name under bench/results/")
     parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--client", choices=["lean", "httpx"], default="lean",
+                        help="the load generator (bench/loadgen.py, or httpx as in runs before 2026-11-26)")
     parser.add_argument("--soak-seconds", type=float, default=60.0, help="sustained load at concurrency 8")
     args = parser.parse_args(argv)
 
@@ -270,13 +307,14 @@ def main(argv: list[str] | None = None) -> dict:
         ray.init(num_cpus=2, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         batched = bench_http(checkpoint, items, args.concurrency, args.max_batch_size, args.port, args.soak_seconds,
-                             batch_wait_s=args.batch_wait_s)
+                             batch_wait_s=args.batch_wait_s, client=args.client)
         soak = batched.pop("soak", None)
-        unbatched = bench_http(checkpoint, items, [max(args.concurrency)], 1, args.port, batch_wait_s=args.batch_wait_s)
+        unbatched = bench_http(checkpoint, items, [max(args.concurrency)], 1, args.port, batch_wait_s=args.batch_wait_s,
+                               client=args.client)
         serve.shutdown()
         ray.shutdown()
 
-    report = {"machine": "2 CPU cores (CI kind)", "requests": args.requests, "mix": "text+image",
+    report = {"machine": "2 CPU cores (CI kind)", "requests": args.requests, "mix": "text+image", "client": args.client,
               "batch_wait_s": args.batch_wait_s, "max_batch_size": args.max_batch_size,
               "serve_env": {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")},
               "in_process": in_process, "serve_http_batched": batched,

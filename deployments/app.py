@@ -44,6 +44,11 @@ MAX_BATCH_ITEMS = 32
 # counts it in /metrics, and a log line per internal call showed in the replicas' profiles (py-spy)
 # on every hop. A Serve config can turn it back on per deployment (logging_config.enable_access_log).
 INTERNAL_CALL_LOGGING = {"enable_access_log": False}
+# Every deployment's queue is bounded (never unbounded memory under overload). A request over the bound
+# is rejected at once with 503 and ``Retry-After``: by Serve's proxy when the ingress is full (plain-text
+# reason), by the ingress as a JSON error when a model deployment is (``_overloaded``).
+MAX_QUEUED_REQUESTS = 256
+OVERLOADED = {"status_code": 503, "retry_after_s": 1}
 
 
 class ModerateRequest(BaseModel):
@@ -180,7 +185,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 @api.exception_handler(BackPressureError)
 async def _overloaded(request: Request, exc: BackPressureError) -> JSONResponse:
     response = _error(503, "service", "overloaded", "too many requests queued; retry later")
-    response.headers["Retry-After"] = "1"
+    response.headers["Retry-After"] = str(OVERLOADED["retry_after_s"])
     return response
 
 
@@ -222,8 +227,8 @@ def _split_back(results: list[Any], calls: list[list[Any]]) -> list[list[Any]]:
     return out
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=32, max_queued_requests=256,
-                  logging_config=INTERNAL_CALL_LOGGING)
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=32, max_queued_requests=MAX_QUEUED_REQUESTS,
+                  backpressure_config=OVERLOADED, logging_config=INTERNAL_CALL_LOGGING)
 class ModalityEncoder:
     """One modality's encoder. Each call carries the inputs of one or more requests (the ingress sends
     a batch of concurrent requests in one call), and calls are batched again with ``@serve.batch``,
@@ -264,8 +269,8 @@ class ModalityEncoder:
         return await self.embed(items)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32,
-                  logging_config=INTERNAL_CALL_LOGGING)
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32, max_queued_requests=MAX_QUEUED_REQUESTS,
+                  backpressure_config=OVERLOADED, logging_config=INTERNAL_CALL_LOGGING)
 class VideoEncoder:
     """Video: frames go to the image encoder deployment (batched with images), then temporal pooling here."""
 
@@ -286,8 +291,8 @@ class VideoEncoder:
         return out
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64,
-                  logging_config=INTERNAL_CALL_LOGGING)
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64, max_queued_requests=MAX_QUEUED_REQUESTS,
+                  backpressure_config=OVERLOADED, logging_config=INTERNAL_CALL_LOGGING)
 class FusionHead:
     """The fusion head over whichever modality embeddings each request has; batched across requests."""
 
@@ -312,7 +317,8 @@ class FusionHead:
         return await self.fuse(embeddings)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64, max_queued_requests=256)
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64, max_queued_requests=MAX_QUEUED_REQUESTS,
+                  backpressure_config=OVERLOADED)
 @serve.ingress(api)
 class Ingress:
     """HTTP front door: validates and preprocesses (bad input never reaches a model), fans out to the

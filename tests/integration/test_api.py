@@ -1,5 +1,6 @@
 """The HTTP API beyond single-item scoring: OpenAI-compatible endpoint (real openai SDK), batch,
-Prometheus metrics, live policy updates through the Serve config (``serve deploy``), and fuzzed bad input."""
+Prometheus metrics, live policy updates and queue bounds through the Serve config (``serve deploy``), and
+fuzzed bad input."""
 
 from __future__ import annotations
 
@@ -127,6 +128,18 @@ def serve_deploy(config: dict, path, dashboard: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def burst(url: str, count: int) -> list[httpx.Response]:
+    """``count`` scoring requests sent at once."""
+    import asyncio
+
+    async def send():
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(client.post(f"{url}/v1/moderate", json={"text": f"burst {i}"})
+                                          for i in range(count)))
+
+    return asyncio.run(send())
+
+
 def wait_for(predicate, timeout_s: float = 180.0):
     import time
 
@@ -142,11 +155,13 @@ def wait_for(predicate, timeout_s: float = 180.0):
     raise AssertionError(f"not true within {timeout_s} s")
 
 
-def test_policy_edit_and_serve_deploy_reconfigures_live_replicas(ray_session, trained, cores_for_training,
-                                                                 serve_endpoint, dashboard, tmp_path):
+def test_serve_config_edits_reach_live_replicas(ray_session, trained, cores_for_training, serve_endpoint,
+                                                dashboard, tmp_path):
     """The Serve config (deployments/configs/dev.yaml) deployed with ``serve deploy``; the platform owner
     publishes a new policy file, points the Ingress user_config at it and deploys again: live replicas
-    reconfigure without a restart, no request in flight fails, responses carry the new policy_version."""
+    reconfigure without a restart, no request in flight fails, responses carry the new policy_version.
+    Then the owner bounds the ingress's queue in the same file: a burst over the bound is turned away at
+    once with 503 and Retry-After (no unbounded queue), the rest is served, and the service carries on."""
     import threading
 
     import yaml
@@ -214,6 +229,17 @@ def test_policy_edit_and_serve_deploy_reconfigures_live_replicas(ray_session, tr
                                      and 'application="policy-live"' in line and 'endpoint="moderate"' in line],
                             timeout_s=60)
         assert float(exported[0].split()[-1]) > 0
+
+        ingress.update(max_ongoing_requests=1, max_queued_requests=1)
+        serve_deploy(config, tmp_path / "serve.yaml", dashboard)
+        answers = wait_for(lambda: (sent := burst(url, 12)) and any(r.status_code == 503 for r in sent) and sent,
+                           timeout_s=90)
+        statuses = [r.status_code for r in answers]
+        assert set(statuses) == {200, 503}, statuses
+        rejected = [r for r in answers if r.status_code == 503]
+        assert all(r.headers.get("retry-after") == "1" for r in rejected)
+        assert "max_queued_requests=1" in rejected[0].text  # Serve's reason names the bound
+        assert httpx.post(f"{url}/v1/moderate", json={"text": "after the burst"}, timeout=30).status_code == 200
     finally:
         serve.delete("policy-live")
 

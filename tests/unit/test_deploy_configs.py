@@ -58,3 +58,15 @@ def test_production_config_autoscales_and_puts_encoders_on_gpus():
     assert all("autoscaling_config" in d for d in deployments.values())
     assert all(deployments[n]["ray_actor_options"].get("num_gpus", 0) > 0 for n in ("TextEncoder", "ImageEncoder"))
     assert all(d.get("max_queued_requests", -1) > 0 for d in deployments.values())
+
+
+def test_every_deployment_bounds_its_queue_and_asks_rejected_callers_to_retry():
+    """The code's defaults, which a Serve config only overrides: no deployment queues without bound, each
+    can hold a whole batch in flight, and a rejection is a 503 with ``Retry-After``."""
+    from deployments import app
+
+    for deployment in (app.ModalityEncoder, app.VideoEncoder, app.FusionHead, app.Ingress):
+        assert 0 < deployment.max_queued_requests, deployment.name
+        assert deployment.max_ongoing_requests >= app.DEFAULT_BATCH_SIZE, deployment.name
+        assert deployment.backpressure_config.status_code == 503, deployment.name
+        assert deployment.backpressure_config.retry_after_s, deployment.name
