@@ -29,7 +29,7 @@ $(LINK_STAMP): $(DEPS_STAMP) pyproject.toml
 demo: setup  ## corpus -> Ray Train -> checkpoint -> Ray Serve -> HTTP requests, on local Ray
 	$(PY) -m pipelines.demo
 
-test: setup  ## unit + integration tests (about 11 minutes on 2 cores; unit alone: 20 s)
+test: setup  ## unit + integration tests (about 10 minutes on 2 cores; unit alone: 20 s)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup

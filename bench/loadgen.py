@@ -36,6 +36,14 @@ class KeepAliveConnection:
 
     async def post(self, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
         """Sends one POST and returns its status code and body; reconnects when the server closed."""
+        try:
+            return await self._post(path, body, content_type)
+        except BaseException:
+            # A request cut short (timeout, reset, bad answer) leaves the stream mid-response: never reuse it.
+            await self.close()
+            raise
+
+    async def _post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
         if self.writer is None or self.writer.is_closing():
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: {content_type}\r\n"

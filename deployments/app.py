@@ -45,7 +45,7 @@ MAX_BATCH_ITEMS = 32
 # on every hop. A Serve config can turn it back on per deployment (logging_config.enable_access_log).
 INTERNAL_CALL_LOGGING = {"enable_access_log": False}
 # Every deployment's queue is bounded (never unbounded memory under overload). A request over the bound
-# is rejected at once with 503 and ``Retry-After``: by Serve's proxy when the ingress is full (plain-text
+# is rejected at once with 503 and ``Retry-After``: by Serve itself when the ingress is full (plain-text
 # reason), by the ingress as a JSON error when a model deployment is (``_overloaded``).
 MAX_QUEUED_REQUESTS = 256
 OVERLOADED = {"status_code": 503, "retry_after_s": 1}

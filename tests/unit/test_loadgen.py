@@ -90,10 +90,12 @@ def test_rejects_what_it_cannot_speak():
 
         garbage = await asyncio.start_server(answer_garbage, "127.0.0.1", 0)
         port = garbage.sockets[0].getsockname()[1]
+        connection = KeepAliveConnection(f"http://127.0.0.1:{port}")
         try:
-            await KeepAliveConnection(f"http://127.0.0.1:{port}").post("/", b"{}")
+            await connection.post("/", b"{}")
         finally:
             garbage.close()
+            assert connection.writer is None  # a failed request never leaves its stream for the next one
 
     with pytest.raises(HttpError, match="not an HTTP status line"):
         asyncio.run(not_http())
