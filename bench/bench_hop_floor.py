@@ -34,10 +34,12 @@ def build_floor_app(payload: list[dict]):
     from fastapi import FastAPI
     from ray import serve
 
+    from deployments.app import INTERNAL_CALL_LOGGING
+
     api = FastAPI()
 
     @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32,
-                      logging_config={"enable_access_log": False})
+                      logging_config=INTERNAL_CALL_LOGGING)
     class Echo:
         async def __call__(self, payload):
             return payload
