@@ -27,7 +27,7 @@ $(LINK_STAMP): $(DEPS_STAMP) pyproject.toml
 	@touch $@
 
 demo: setup  ## corpus -> Ray Train -> checkpoint -> Ray Serve -> HTTP requests, on local Ray
-	$(PY) -m pipelines.demo
+	$(PY) -m entrypoints.demo
 
 test: setup  ## unit + integration tests (about 10 minutes on 2 cores; unit alone: 20 s)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -76,7 +76,7 @@ def ray_data_epoch(manifest: Path, categories: list[str]) -> dict[str, float]:
 
     from pipelines.train import LIGHT_TASK_CPUS, read_manifest_dataset
     from tripwire.config import to_dict
-    from tripwire.training import PreprocessBatch
+    from tripwire.ingest_udf import PreprocessBatch
 
     dataset = read_manifest_dataset(str(manifest)).map_batches(
         PreprocessBatch, batch_size=BATCH, batch_format="numpy",
@@ -123,7 +123,7 @@ def dataloader_epoch(manifest: Path, categories: list[str]) -> dict[str, float]:
 def training_rate(root: Path, workers: int, ordered: bool = True) -> dict:
     from pipelines.train import run
     from tripwire.config import load_yaml
-    from tripwire.training import TrainConfig
+    from tripwire.train_config import TrainConfig
 
     cfg = load_yaml(TrainConfig, REPO / "pipelines/configs/demo.yaml").resolved(REPO)
     cfg = dataclasses.replace(

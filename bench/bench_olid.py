@@ -20,12 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 
 
-def score_column(scorer, samples, category: str, batch: int = 64) -> np.ndarray:
-    column = scorer.manifest.categories.index(category)
+def score_column(moderator, samples, category: str, batch: int = 64) -> np.ndarray:
+    """One category's calibrated scores, through the moderation core in this process."""
     out = []
     for start in range(0, len(samples), batch):
-        out.append(scorer.score(samples[start:start + batch])[:, column])
-    return np.concatenate(out)
+        out += [r["scores"][category] for r in moderator.moderate_sync(samples[start:start + batch])]
+    return np.asarray(out)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
     from tripwire.config import load_yaml
     from tripwire.metrics import best_threshold, binary_macro_f1, roc_auc
     from tripwire.sample import read_manifest
-    from tripwire.scoring import InProcessScorer
+    from tripwire.moderation import Moderator
     from tripwire.splits import read_splits
-    from tripwire.training import TrainConfig
+    from tripwire.train_config import TrainConfig
 
     started = time.perf_counter()
     cfg = load_yaml(TrainConfig, args.config).resolved(REPO)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         ray.shutdown()
 
-    scorer = InProcessScorer(summary["model_dir"])
+    scorer = Moderator.local(summary["model_dir"])
     category = "harassment"  # OLID's OFF maps here (resources/mappings/olid.yaml)
     splits = read_splits(f"{summary['model_dir']}/splits.parquet")
     val = [s for s in read_manifest(cfg.data.manifest) if splits.get(s.id) == "val"]

@@ -54,7 +54,7 @@ def save_report(report: dict, name: str) -> None:
 
 
 def build_checkpoint(directory: Path) -> str:
-    from pipelines.train import TrainConfig
+    from tripwire.train_config import TrainConfig
     from tripwire.checkpoint import save_checkpoint
     from tripwire.config import load_yaml
     from tripwire.model import build_model
@@ -91,34 +91,24 @@ def summarize(latencies: list[float], wall: float) -> dict:
 
 
 def bench_in_process(checkpoint: str, items: list[dict], concurrency: int, max_batch: int) -> dict:
-    """The same work as the graph in one process and one thread: preprocessing, each encoder over the
-    batch, the fusion head with calibration and leave-one-modality-out attribution, the policy decision
-    and the explanation, through the same library functions the deployments call."""
+    """The same work as the graph in one process and one thread: the moderation core (preprocessing, each
+    encoder over the batch, the fusion head with calibration and attribution, the policy decision,
+    evidence) with the model's modules in this process, in batches of ``min(concurrency, max_batch)``."""
     import torch
 
-    from tripwire.policy import Policy
+    from tripwire.moderation import Moderator
     from tripwire.sample import Sample, decode_base64
-    from tripwire.scoring import InProcessScorer, decide, encode_batch, explain, fuse_batch
 
     torch.set_num_threads(1)
-    scorer = InProcessScorer(checkpoint)
-    encoders, fusion = scorer.model.encoders, scorer.model.fusion
-    policy, categories = Policy.load(), scorer.manifest.categories
+    moderator = Moderator.local(checkpoint)
     batch_size = min(concurrency, max_batch)
     latencies = []
     started, cpu_started = time.perf_counter(), time.process_time()
     for start in range(0, len(items), batch_size):
         t0 = time.perf_counter()
         chunk = items[start:start + batch_size]
-        processed = [scorer.preprocessor.sample(Sample(id=i["id"], text=i["text"], image=decode_base64("image", i["image"])))
-                     for i in chunk]
-        embeddings = [{} for _ in processed]
-        for modality in ("text", "image"):
-            for row, embedding in zip(embeddings, encode_batch(encoders[modality], modality, [p[modality] for p in processed])):
-                row[modality] = embedding
-        for fused in fuse_batch(fusion, embeddings, scorer.calibration):
-            decide(policy, categories, fused["scores"], None)
-            explain(categories, fused["scores"], fused["attribution"])
+        samples = [Sample(id=i["id"], text=i["text"], image=decode_base64("image", i["image"])) for i in chunk]
+        moderator.moderate_sync(samples)
         latencies += [time.perf_counter() - t0] * len(chunk)
     cpu_ms = 1000 * (time.process_time() - cpu_started) / len(items)
     return {**summarize(latencies, time.perf_counter() - started), "cpu": {"total_cpu_ms_per_request": round(cpu_ms, 2)}}

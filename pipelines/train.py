@@ -1,6 +1,6 @@
 """Training job: manifest -> Ray Data (decode + preprocess, streamed) -> Ray Train TorchTrainer -> checkpoint.
 
-Run locally with ``tripwire train --config pipelines/configs/demo.yaml``; the same entrypoint runs under
+Run locally with ``tripwire train --config pipelines/configs/demo.yaml``; the same command runs under
 ``ray job submit`` against a cluster (it joins the running cluster when ``RAY_ADDRESS`` is set).
 """
 
@@ -15,12 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
+from tripwire.checkpoint import CheckpointManifest
 from tripwire.config import load_yaml, to_dict
+from tripwire.data_cache import bytes_per_row, decide_cache
+from tripwire.ingest_udf import PreprocessBatch
 from tripwire.policy import Policy, Taxonomy
+from tripwire.quarantine import check_quarantine, quarantine_reasons
 from tripwire.sample import fingerprint_file, manifest_base, to_records
 from tripwire.splits import assign_splits, in_split, split_columns, split_keys, write_splits
-from tripwire.training import (PreprocessBatch, TrainConfig, check_quarantine, label_pos_weight,
-                               quarantine_reasons, train_loop_per_worker)
+from tripwire.train_config import TrainConfig, TrainLoopConfig
+from tripwire.training import label_pos_weight, train_loop_per_worker
 
 
 def ensure_corpus(cfg: TrainConfig, taxonomy: Taxonomy) -> None:
@@ -99,11 +103,14 @@ def build_datasets(raw, cfg: TrainConfig, taxonomy: Taxonomy, assignment: dict[s
 
 
 def quiet_data_progress() -> None:
-    """Ray Data's per-operator progress bars flood logs; the training loop prints its own progress."""
+    """Ray Data's per-operator progress bars and INFO lines flood logs; the jobs print their own progress."""
+    import logging
+
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
     DataContext.get_current().print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def ingest_options(ordered: bool):
@@ -116,7 +123,7 @@ def ingest_options(ordered: bool):
 
 
 def materialize(dataset, ordered: bool):
-    """Preprocesses ``dataset`` once into Ray's object store (``data.cache_preprocessed``); in block order
+    """Preprocesses ``dataset`` once into Ray's object store (see :mod:`tripwire.data_cache`); in block order
     when ingest is ordered, so a cached run is as reproducible as a streaming one."""
     dataset.context.execution_options.preserve_order = ordered
     started = time.perf_counter()
@@ -149,21 +156,21 @@ def run(cfg: TrainConfig) -> dict:
     print(f"[data] {num_rows} rows -> {counts} (group_by={cfg.data.group_by}); split -> {splits_uri}",
           flush=True)
     train_ds, val_ds = build_datasets(raw, cfg, taxonomy, assignment, quarantine_dir)
-    if cfg.data.cache_preprocessed:
+    cache = decide_cache(cfg.data.cache_preprocessed, counts["train"] + counts["val"], bytes_per_row(cfg.model),
+                         cfg.data.cache_budget_mb)
+    print(f"[data] {'caching preprocessed rows in the object store' if cache.cache else 'streaming preprocessing'}"
+          f" ({cache.reason})", flush=True)
+    if cache.cache:
         train_ds, val_ds = materialize(train_ds, cfg.data.ordered), materialize(val_ds, cfg.data.ordered)
         check_quarantine(quarantine_dir, num_rows, cfg.data.max_quarantine_fraction)  # fail before training
-    loop_config = {
-        "train": to_dict(cfg),
-        "taxonomy": to_dict(taxonomy),
-        "policy_version": policy.version,
-        "data_fingerprint": fingerprint_file(cfg.data.manifest),
-        "pos_weight": label_pos_weight(train_labels) if cfg.fit.pos_weight else None,
-        "quarantine_dir": quarantine_dir,
-        "num_rows": num_rows,
-    }
+    loop_config = TrainLoopConfig(
+        train=cfg, taxonomy=taxonomy, policy_version=policy.version,
+        data_fingerprint=fingerprint_file(cfg.data.manifest),
+        pos_weight=label_pos_weight(train_labels) if cfg.fit.pos_weight else None,
+        quarantine_dir=quarantine_dir, num_rows=num_rows)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config,
+        train_loop_config=to_dict(loop_config),  # plain data to the workers; they parse it back (from_dict)
         scaling_config=ScalingConfig(num_workers=cfg.fit.num_workers, use_gpu=cfg.fit.use_gpu,
                                      resources_per_worker={"CPU": cfg.fit.cpus_per_worker}),
         run_config=RunConfig(
@@ -189,15 +196,15 @@ def run(cfg: TrainConfig) -> dict:
     with best_checkpoint.as_directory() as directory:
         shutil.copytree(directory, export, ignore=shutil.ignore_patterns("train_state*"))
     write_splits(assignment, str(export / "splits.parquet"))
-    manifest = json.loads((export / "manifest.json").read_text())
+    manifest = CheckpointManifest.read(export)
     summary = {
         "run_name": cfg.run_name,
         "model_dir": str(export),
-        "best_epoch": manifest["training"]["epoch"],
-        "resumed_from_epoch": manifest["training"].get("resumed_from_epoch"),
+        "best_epoch": manifest.training.epoch,
+        "resumed_from_epoch": manifest.training.resumed_from_epoch,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "train_samples_per_s": round(float((result.metrics or {}).get("samples_per_s", 0.0)), 2),  # last epoch
-        "val_metrics": manifest["metrics"],
+        "val_metrics": manifest.metrics,
         "quarantined": len(quarantined),
         "quarantine_reasons": quarantine_reasons(quarantined),
         "quarantine_dir": quarantine_dir,
@@ -219,6 +226,7 @@ def print_summary(summary: dict, taxonomy: Taxonomy) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """``python -m pipelines.train --config ...``; ``tripwire train`` is the same with one-line user errors."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", required=True, help="training config YAML (pipelines/configs/*.yaml)")
     args = parser.parse_args(argv)

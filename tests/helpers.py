@@ -24,6 +24,17 @@ def good_samples(cfg):
             yield Sample.from_row(row)
 
 
+def one_sample_per_mix(cfg) -> list:
+    """The first good sample of each modality mix in the session corpus (it has at least six mixes)."""
+    samples, mixes = [], set()
+    for sample in good_samples(cfg):
+        if tuple(sample.modalities) not in mixes:
+            mixes.add(tuple(sample.modalities))
+            samples.append(sample)
+    assert len(mixes) >= 6
+    return samples
+
+
 # One access-log line per call per deployment would bury the test output; errors are still logged.
 QUIET_SERVE = {"enable_access_log": False}
 
@@ -36,3 +47,27 @@ def deploy(args: dict) -> None:
     from deployments.app import build_app
 
     serve.run(build_app(args), name="tripwire", route_prefix="/", logging_config=QUIET_SERVE)
+
+
+
+def assert_same_result(got: dict, expected: dict, atol: float = 1e-5, where: str = "") -> None:
+    """Two complete moderation results of one item agree (:func:`tripwire.parity.result_differences`)."""
+    from tripwire.parity import result_differences
+
+    differences = result_differences(got, expected, atol)
+    assert not differences, f"{where}: {differences}"
+
+
+def save_tiny_checkpoint(model_config, directory) -> str:
+    """An untrained model of ``model_config`` saved as a checkpoint (speed and parity do not need training)."""
+    from transformers import AutoTokenizer
+
+    from tripwire.checkpoint import save_checkpoint
+    from tripwire.model import build_model
+    from tripwire.policy import Taxonomy
+
+    taxonomy = Taxonomy.load()
+    model = build_model(model_config, taxonomy.names).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_config.preprocessing.text.tokenizer)
+    return str(save_checkpoint(model, directory, model_config.preprocessing, taxonomy, tokenizer=tokenizer,
+                               training={"run_name": "contract"}))

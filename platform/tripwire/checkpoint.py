@@ -27,11 +27,11 @@ from safetensors.torch import load_file, save_file
 
 from tripwire import MODALITIES
 from tripwire.calibration import PlattCalibration
-from tripwire.config import from_dict, to_dict
+from tripwire.config import ConfigError, from_dict, to_dict
 from tripwire.model.encoders import ENCODERS, Encoder, local_path
 from tripwire.model.fusion import FUSION_HEADS
 from tripwire.model.safety_model import SafetyModel, build_encoders
-from tripwire.policy import Category, Taxonomy
+from tripwire.policy import Taxonomy
 from tripwire.preprocess import PreprocessingConfig, Preprocessor
 
 FORMAT = "tripwire-checkpoint/1"
@@ -44,6 +44,66 @@ def encoder_file(modality: str) -> str:
 
 
 FUSION_FILE = "fusion.safetensors"
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint's manifest is unreadable or does not match its schema; the message names the file
+    and the field (``runs/demo/model/manifest.json: encoders.text.file: required field is missing``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentSpec:
+    """One saved component: its registry name, flat constructor args and weights file."""
+
+    name: str
+    file: str
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    out_dim: int | None = None  # encoders record their embedding size; the fusion head has none
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingInfo:
+    """Facts about the run that produced the checkpoint (all optional: hand-built checkpoints have few)."""
+
+    run_name: str | None = None
+    epoch: int | None = None
+    seed: int | None = None
+    resumed_from_epoch: int | None = None
+    data_fingerprint: str | None = None
+    num_workers: int | None = None
+    config: dict[str, Any] | None = None  # the TrainConfig as plain data
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestSpec:
+    """The schema of ``manifest.json``."""
+
+    format: str
+    created: str
+    taxonomy: Taxonomy
+    encoders: dict[str, ComponentSpec]
+    fusion: ComponentSpec
+    preprocessing: PreprocessingConfig
+    policy_version: str | None = None
+    training: TrainingInfo = dataclasses.field(default_factory=TrainingInfo)
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)  # category -> metric -> value
+    calibration: dict[str, Any] | None = None  # PlattCalibration.to_dict() plus its report; None = raw sigmoids
+
+    def __post_init__(self):
+        if self.format != FORMAT:
+            raise ConfigError(f"format: unsupported checkpoint format {self.format!r}, expected {FORMAT}")
+        if not self.encoders:
+            raise ConfigError("encoders: the checkpoint has no encoders")
+        unknown = sorted(set(self.encoders) - set(MODALITIES))
+        if unknown:
+            raise ConfigError(f"encoders: unknown modalities {unknown}; allowed: {list(MODALITIES)}")
+        for modality, spec in self.encoders.items():
+            if spec.name not in ENCODERS:
+                raise ConfigError(f"encoders.{modality}.name: unknown encoder {spec.name!r}; registered: {ENCODERS.names()}")
+            if getattr(ENCODERS.get(spec.name), "needs_frame_encoder", False) and "image" not in self.encoders:
+                raise ConfigError(f"encoders.{modality}: {spec.name!r} needs the image encoder, which is missing")
+        if self.fusion.name not in FUSION_HEADS:
+            raise ConfigError(f"fusion.name: unknown fusion head {self.fusion.name!r}; registered: {FUSION_HEADS.names()}")
 
 
 def _component_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -64,7 +124,7 @@ def save_checkpoint(model: SafetyModel, out_dir: str | Path, preprocessing: Prep
         taxonomy: the taxonomy its outputs follow (order = ``model.categories``).
         tokenizer: the text tokenizer to save beside the weights (required when the model reads text).
         policy_version: the policy in force when trained (informational; serving may use another).
-        training: run facts (config, data fingerprint, epochs, seed).
+        training: run facts (config, data fingerprint, epochs, seed): the fields of :class:`TrainingInfo`.
         metrics: validation metrics.
         calibration: :meth:`PlattCalibration.to_dict` (plus its report), applied to the head's logits by
             every scorer; None means raw sigmoids.
@@ -97,33 +157,60 @@ def save_checkpoint(model: SafetyModel, out_dir: str | Path, preprocessing: Prep
         "metrics": metrics or {},
         "calibration": calibration,
     }
+    try:  # what read() will demand, checked now rather than when a server first loads it
+        from_dict(ManifestSpec, json.loads(json.dumps(manifest)), "")
+    except ConfigError as exc:
+        raise CheckpointError(f"{out / MANIFEST}: {exc}") from None
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return out
 
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointManifest:
-    """The parsed ``manifest.json`` of a checkpoint at ``uri``."""
+    """The parsed, validated ``manifest.json`` of a checkpoint at ``uri``.
+
+    ``spec`` holds the typed contents; :attr:`data` is the raw JSON for code not yet moved to ``spec``.
+    """
 
     uri: str
-    data: dict[str, Any]
+    spec: ManifestSpec
+    raw: dict[str, Any] = dataclasses.field(repr=False, compare=False)
 
     @classmethod
     def read(cls, uri: str | Path) -> "CheckpointManifest":
+        """Reads and validates ``<uri>/manifest.json``.
+
+        Raises:
+            FileNotFoundError: ``uri`` is not a checkpoint (no manifest there); the message has the path.
+            CheckpointError: the manifest is unreadable, not JSON, or does not match the schema.
+        """
         uri = str(uri).rstrip("/")
+        where = f"{uri}/{MANIFEST}"
         try:
-            with fsspec.open(f"{uri}/{MANIFEST}", "r") as handle:
+            with fsspec.open(where, "r", encoding="utf-8") as handle:
                 data = json.load(handle)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise FileNotFoundError(f"{uri}: not a Tripwire checkpoint (no {MANIFEST})") from None
-        if data.get("format") != FORMAT:
-            raise ValueError(f"{uri}: unsupported checkpoint format {data.get('format')!r}, expected {FORMAT}")
-        return cls(uri, data)
+        except (OSError, ImportError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise CheckpointError(f"{where}: cannot read a JSON manifest: {exc}") from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != FORMAT:  # before the schema: another format's fields would only confuse
+            raise CheckpointError(f"{where}: unsupported checkpoint format {data.get('format')!r}, expected {FORMAT}")
+        try:
+            spec = from_dict(ManifestSpec, data, "")
+        except ConfigError as exc:
+            raise CheckpointError(f"{where}: {exc}") from None
+        return cls(uri, spec, data)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The raw manifest JSON. Prefer :attr:`spec`; kept while serving code moves off raw keys."""
+        return self.raw
 
     @property
     def taxonomy(self) -> Taxonomy:
-        tax = self.data["taxonomy"]
-        return Taxonomy(tax["version"], [Category(**c) for c in tax["categories"]])
+        return self.spec.taxonomy
 
     @property
     def categories(self) -> list[str]:
@@ -132,17 +219,36 @@ class CheckpointManifest:
     @property
     def modalities(self) -> list[str]:
         """The model's modalities in canonical order (text, image, audio, video)."""
-        return [m for m in MODALITIES if m in self.data["encoders"]]
+        return [m for m in MODALITIES if m in self.spec.encoders]
+
+    @property
+    def encoders(self) -> dict[str, ComponentSpec]:
+        return self.spec.encoders
+
+    @property
+    def fusion(self) -> ComponentSpec:
+        return self.spec.fusion
+
+    @property
+    def training(self) -> TrainingInfo:
+        return self.spec.training
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.spec.metrics
+
+    @property
+    def policy_version(self) -> str | None:
+        return self.spec.policy_version
 
     @property
     def version(self) -> str:
         """A short model version: the run name and the checkpoint's creation time."""
-        run = self.data.get("training", {}).get("run_name", "model")
-        return f"{run}@{self.data['created']}"
+        return f"{self.spec.training.run_name or 'model'}@{self.spec.created}"
 
     def preprocessing(self) -> PreprocessingConfig:
         """The preprocessing config with the tokenizer path made local."""
-        config = from_dict(PreprocessingConfig, self.data["preprocessing"])
+        config = self.spec.preprocessing
         if "text" in self.modalities:
             tokenizer = local_path(f"{self.uri}/{config.text.tokenizer}")
             config = dataclasses.replace(config, text=dataclasses.replace(config.text, tokenizer=tokenizer))
@@ -151,10 +257,25 @@ class CheckpointManifest:
     @property
     def calibration(self) -> PlattCalibration:
         """The score calibration saved with the model (identity when it has none)."""
-        return PlattCalibration.from_dict(self.data.get("calibration"), len(self.categories))
+        return PlattCalibration.from_dict(self.spec.calibration, len(self.categories))
 
     def file(self, name: str) -> str:
         return local_path(f"{self.uri}/{name}")
+
+    def check_files(self) -> None:
+        """Checks that every file the manifest names exists, without downloading any.
+
+        Raises:
+            CheckpointError: naming the manifest field whose file is missing.
+        """
+        named = {f"encoders.{m}.file": spec.file for m, spec in self.spec.encoders.items()}
+        named["fusion.file"] = self.spec.fusion.file
+        if "text" in self.modalities:
+            named["preprocessing.text.tokenizer"] = self.spec.preprocessing.text.tokenizer
+        fs, root = fsspec.core.url_to_fs(self.uri)
+        for field_name, name in named.items():
+            if not fs.exists(f"{root}/{name}"):
+                raise CheckpointError(f"{self.uri}/{MANIFEST}: {field_name}: {name!r} is not in the checkpoint")
 
 
 def load_preprocessor(uri: str | Path) -> Preprocessor:
@@ -172,13 +293,13 @@ def load_encoders(uri: str | Path, modalities: list[str] | None = None) -> dict[
     unknown = sorted(set(wanted) - set(manifest.modalities))
     if unknown:
         raise KeyError(f"{manifest.uri}: no encoders for {unknown}; it has {manifest.modalities}")
-    specs = manifest.data["encoders"]
+    specs = manifest.encoders
     needed = set(wanted)
-    if any(getattr(ENCODERS.get(specs[m]["name"]), "needs_frame_encoder", False) for m in wanted):
+    if any(getattr(ENCODERS.get(specs[m].name), "needs_frame_encoder", False) for m in wanted):
         needed.add("image")
-    encoders = build_encoders({m: (specs[m]["name"], specs[m]["args"]) for m in needed})
+    encoders = build_encoders({m: (specs[m].name, specs[m].args) for m in needed})
     for modality, encoder in encoders.items():
-        state = load_file(manifest.file(specs[modality]["file"]))
+        state = load_file(manifest.file(specs[modality].file))
         if hasattr(encoder, "own_state_dict"):
             missing, unexpected = encoder.load_state_dict(state, strict=False)
             missing = [k for k in missing if not k.startswith(encoder.own_prefix_excluded)]
@@ -193,9 +314,9 @@ def load_encoders(uri: str | Path, modalities: list[str] | None = None) -> dict[
 def load_fusion(uri: str | Path) -> torch.nn.Module:
     """Loads the fusion head alone (what the fusion deployment needs)."""
     manifest = CheckpointManifest.read(uri)
-    spec = manifest.data["fusion"]
-    head = FUSION_HEADS.get(spec["name"])(**spec["args"])
-    head.load_state_dict(load_file(manifest.file(spec["file"])))
+    spec = manifest.fusion
+    head = FUSION_HEADS.get(spec.name)(**spec.args)
+    head.load_state_dict(load_file(manifest.file(spec.file)))
     return head.eval()
 
 

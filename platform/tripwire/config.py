@@ -86,13 +86,27 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def check_value(value: Any, annotation: Any, where: str) -> Any:
+    """Checks one value against a type annotation the way :func:`from_dict` checks fields.
+
+    Returns:
+        The value as :func:`from_dict` would store it (ints become floats for ``float``, lists tuples for
+        ``tuple``, mappings dataclasses).
+
+    Raises:
+        ConfigError: naming ``where``.
+    """
+    return _coerce(value, annotation, where)
+
+
 def from_dict(cls: type[T], data: Any, where: str | None = None) -> T:
     """Builds the dataclass ``cls`` from plain data, validating names and types.
 
     Args:
         cls: the dataclass to build.
         data: a mapping, typically parsed YAML.
-        where: the dotted path used in error messages; defaults to the class name.
+        where: the dotted path used in error messages; defaults to the class name. ``""`` names fields
+            without a prefix (``encoders.text.file``), for callers that put the file name in front.
 
     Returns:
         An instance of ``cls``; its ``__post_init__`` runs, so semantic checks live there.
@@ -100,27 +114,30 @@ def from_dict(cls: type[T], data: Any, where: str | None = None) -> T:
     Raises:
         ConfigError: on unknown or missing fields and wrong types, naming the field.
     """
-    where = where or cls.__name__
+    label = where or cls.__name__
+    prefix = f"{label}." if where is None or where else ""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+        raise ConfigError(f"{label}: expected a mapping, got {type(data).__name__} {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(fields)}")
+        raise ConfigError(f"{label}: unknown field(s) {unknown}; allowed: {sorted(fields)}")
     kwargs = {}
     for name, field in fields.items():
         if name not in data:
             if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{where}.{name}: required field is missing")
+                raise ConfigError(f"{prefix}{name}: required field is missing")
             continue
-        kwargs[name] = _coerce(data[name], hints[name], f"{where}.{name}")
+        kwargs[name] = _coerce(data[name], hints[name], f"{prefix}{name}")
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        # A __post_init__ names the field relative to its class (``epochs: ...``): put the path in front,
+        # so a nested config's error reads ``TrainConfig.fit.epochs: ...``.
+        raise type(exc)(f"{prefix}{exc}") from None
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        raise ConfigError(f"{label}: {exc}") from exc
 
 
 def to_dict(obj: Any) -> Any:

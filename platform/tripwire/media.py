@@ -6,12 +6,16 @@ batch jobs and HTTP requests.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from tripwire.config import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 class MediaError(ValueError):
@@ -62,6 +66,10 @@ def check_text(text: str, limits: MediaLimits) -> str:
         raise MediaError("text", "wrong_type", f"expected a string, got {type(text).__name__}")
     if len(text) > limits.max_text_chars:
         raise MediaError("text", "too_large", f"{len(text)} characters > limit {limits.max_text_chars}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate (JSON allows "\ud800"): tokenizers raise on it
+        raise MediaError("text", "invalid_unicode", f"not valid Unicode text: {exc.reason} at {exc.start}") from None
     return text
 
 
@@ -156,50 +164,143 @@ def _decode_audio_av(data: bytes, limits: MediaLimits, field: str, container=Non
     return np.concatenate(chunks).astype(np.float32), int(rate)
 
 
-def decode_video(data: bytes, num_frames: int, limits: MediaLimits) -> VideoClip:
-    """Decodes a video (MP4, WebM, ...) with PyAV into ``num_frames`` uniformly sampled RGB frames.
+def frame_picks(count: int, num_frames: int) -> np.ndarray:
+    """Indices of the frames at the centres of ``num_frames`` equal segments of ``count`` frames."""
+    return np.minimum(((np.arange(num_frames) + 0.5) * count / num_frames).astype(int), count - 1)
 
-    Frames are chosen at the centres of ``num_frames`` equal time segments, so short and long clips are
-    covered evenly. The soundtrack, when present, is decoded too (mono float32).
-    """
+
+def _open_video(data: bytes):
     import av
 
-    _check_size("video", data, limits.max_video_bytes)
     try:
-        container = av.open(io.BytesIO(data))
+        return av.open(io.BytesIO(data))
     except Exception as exc:
         raise MediaError("video", "corrupt", f"cannot open container: {exc}") from exc
+
+
+def _video_stream(container):
+    if not container.streams.video:
+        raise MediaError("video", "no_video_stream", "the container has no video stream")
+    return container.streams.video[0]
+
+
+@contextlib.contextmanager
+def _opened_video(data: bytes, action: str, need_video: bool = True):
+    """``(container, video stream)`` of ``data``, closed afterwards; any failure inside that is not a
+    MediaError becomes ``MediaError("video", "corrupt")`` saying what could not be done."""
+    container = _open_video(data)
     try:
-        if not container.streams.video:
-            raise MediaError("video", "no_video_stream", "the container has no video stream")
-        stream = container.streams.video[0]
-        frames, times = [], []
-        try:
-            for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else len(frames) / float(stream.average_rate or 25)
-                if t > limits.max_video_seconds:
-                    raise MediaError("video", "too_long", f"longer than limit {limits.max_video_seconds}s")
-                frames.append(frame)
-                times.append(t)
-        except MediaError:
-            raise
-        except Exception as exc:
-            if not frames:
-                raise MediaError("video", "corrupt", f"cannot decode video: {exc}") from exc
-            # A truncated tail still leaves usable frames; decoding stops at the damage.
-        if not frames:
-            raise MediaError("video", "empty", "no frames decoded")
-        picks = np.minimum(((np.arange(num_frames) + 0.5) * len(frames) / num_frames).astype(int), len(frames) - 1)
-        arrays = [frames[i].to_ndarray(format="rgb24") for i in picks]
-        timestamps = [times[i] for i in picks]
-        audio, rate = None, None
-        if container.streams.audio:
-            container.seek(0)
-            audio, rate = _decode_audio_av(data, limits, field="video", container=container)
-        return VideoClip(arrays, timestamps, audio, rate)
+        yield container, (_video_stream(container) if need_video else None)
     except MediaError:
         raise
     except Exception as exc:
-        raise MediaError("video", "corrupt", f"cannot decode video: {exc}") from exc
+        raise MediaError("video", "corrupt", f"cannot {action} video: {exc}") from exc
     finally:
         container.close()
+
+
+def _timestamp(pts, time_base, index: int, stream) -> float:
+    if pts is not None and time_base:
+        return float(pts * time_base)
+    return index / float(stream.average_rate or 25)
+
+
+def _count_video_frames(data: bytes, limits: MediaLimits) -> int:
+    """Demuxes (no decoding) to count the video stream's frames and enforce ``max_video_seconds``.
+
+    Knowing the count up front lets the decode pass keep only the sampled frames, so memory is bounded
+    by ``num_frames`` whatever the clip's length; and an over-long clip is refused before any decoding.
+    Damage stops the count where it is: the decode pass then finds out what is really usable.
+    """
+    with _opened_video(data, "read") as (container, stream):
+        count = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the demuxer's end-of-stream flush packet carries no frame
+                    continue
+                pts = packet.pts if packet.pts is not None else packet.dts
+                if _timestamp(pts, packet.time_base, count, stream) > limits.max_video_seconds:
+                    raise MediaError("video", "too_long", f"longer than limit {limits.max_video_seconds}s")
+                count += 1
+        except MediaError:
+            raise
+        except Exception as exc:
+            logger.debug("video demux stopped after %d packets: %s", count, exc)
+        return count
+
+
+def _decoded_frames(container, stream):
+    """The stream's frames in order, ending quietly at damage once at least one frame has decoded."""
+    count = 0
+    try:
+        for frame in container.decode(stream):
+            count += 1
+            yield frame
+    except Exception as exc:
+        if not count:
+            raise MediaError("video", "corrupt", f"cannot decode video: {exc}") from exc
+        # A truncated tail still leaves usable frames; decoding stops at the damage.
+
+
+def _decode_picked(data: bytes, picks: np.ndarray, limits: MediaLimits,
+                   stop_after: int | None = None) -> tuple[dict[int, tuple[np.ndarray, float]], int]:
+    """Decodes the video stream once, converting to RGB only the frames whose index is in ``picks``.
+
+    Every other frame is dropped as soon as it is decoded. Returns ``{index: (rgb, timestamp)}`` and
+    how many frames decoded (up to ``stop_after``, or to the end or the first damage).
+    """
+    wanted = {int(i) for i in picks}
+    kept: dict[int, tuple[np.ndarray, float]] = {}
+    with _opened_video(data, "decode") as (container, stream):
+        count = 0
+        for frame in _decoded_frames(container, stream):
+            t = _timestamp(frame.pts, frame.time_base, count, stream)
+            if t > limits.max_video_seconds:
+                raise MediaError("video", "too_long", f"longer than limit {limits.max_video_seconds}s")
+            if count in wanted:
+                kept[count] = (frame.to_ndarray(format="rgb24"), t)
+            count += 1
+            if stop_after is not None and count >= stop_after:
+                break
+        return kept, count
+
+
+def decode_video(data: bytes, num_frames: int, limits: MediaLimits) -> VideoClip:
+    """Decodes a video (MP4, WebM, ...) with PyAV into ``num_frames`` uniformly sampled RGB frames.
+
+    Frames are chosen at the centres of ``num_frames`` equal segments of the clip's frames, so short and
+    long clips are covered evenly. At most ``num_frames`` frames are held at a time: a demux-only pass
+    counts the frames, then one decode pass keeps just the picked ones. The soundtrack, when present,
+    is decoded too (mono float32).
+    """
+    _check_size("video", data, limits.max_video_bytes)
+    counted = _count_video_frames(data, limits)
+    picks = frame_picks(counted, num_frames) if counted else np.zeros(0, int)
+    kept, decoded = _decode_picked(data, picks, limits)
+    if not decoded:
+        raise MediaError("video", "empty", "no frames decoded")
+    if decoded != counted:
+        # Packets and frames disagree (a truncated or damaged file, or a codec with hidden frames):
+        # decode again and pick from the frames that really decode, as if their number had been known.
+        logger.debug("video: %d packets but %d frames decoded; decoding again", counted, decoded)
+        picks = frame_picks(decoded, num_frames)
+        kept, _ = _decode_picked(data, picks, limits, stop_after=decoded)
+        if not kept:
+            raise MediaError("video", "corrupt", "frames that decoded once did not decode again")
+        # Decoding is deterministic, so this pass reaches the same frames; never index past what it reached.
+        picks = np.minimum(picks, max(kept))
+    arrays = [kept[int(i)][0] for i in picks]
+    timestamps = [kept[int(i)][1] for i in picks]
+    audio, rate = _decode_soundtrack(data, limits)
+    return VideoClip(arrays, timestamps, audio, rate)
+
+
+def _decode_soundtrack(data: bytes, limits: MediaLimits) -> tuple[np.ndarray | None, int | None]:
+    with _opened_video(data, "decode", need_video=False) as (container, _):
+        if not container.streams.audio:
+            return None, None
+        # The soundtrack has always been decoded after a seek to 0, which starts the AAC/Opus decoders
+        # differently from a plain read (an Opus clip loses its first 20 ms frame). Kept, so soundtrack
+        # features, and the scores of checkpoints trained on them, stay as they were.
+        container.seek(0)
+        return _decode_audio_av(data, limits, field="video", container=container)

@@ -42,6 +42,8 @@ def parse_input(payload: Any) -> list[dict[str, Any]]:
     A string is one item; an array of strings is one item each; an array of typed parts
     (``{"type": "text", "text"}`` / ``{"type": "image_url", "image_url": {"url": "data:..."}}``) is one
     multimodal item. Only ``data:`` image URLs are accepted: Tripwire never fetches arbitrary URLs.
+    Parts may be mappings or the API's typed part models (anything with ``model_dump``): the HTTP API
+    has validated their shape already, this checks it again for callers that did not.
 
     Raises:
         MediaError: naming the offending part of ``input``.
@@ -57,6 +59,8 @@ def parse_input(payload: Any) -> list[dict[str, Any]]:
     texts, image = [], None
     for i, part in enumerate(payload):
         where = f"input[{i}]"
+        if hasattr(part, "model_dump"):  # a typed part (deployments.api); the library never imports the API
+            part = part.model_dump()
         if not isinstance(part, dict) or part.get("type") not in ("text", "image_url"):
             raise MediaError(where, "wrong_type", "expected {type: text} or {type: image_url} parts")
         if part["type"] == "text":

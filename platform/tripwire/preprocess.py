@@ -2,12 +2,14 @@
 
 The settings live in the checkpoint manifest, so training and serving apply the identical transform. A
 preprocessed item is a dict of numpy arrays; :func:`collate` stacks items into the flat, fixed-shape
-batch that Ray Data carries and the model consumes (absent modalities are zero placeholders with a
-``present_<modality>`` flag, and the model masks them out).
+batch that Ray Data carries and the model consumes. A batch has columns for the preprocessor's
+modalities only (a text-only model's batches carry no image, audio or video zeros); within it, a row
+lacking one of them holds a zero placeholder with ``present_<modality>`` False, and the model masks it.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -105,6 +107,9 @@ class PreprocessingConfig:
 class Preprocessor:
     """Turns samples into model-ready arrays. Build one per process (it holds the tokenizer and mel filters).
 
+    Safe to call from many threads: only the tokenizer call is serialised (a fast tokenizer must not be
+    used concurrently), so decoding media in one thread never holds up text in another.
+
     Args:
         config: the preprocessing settings (from the checkpoint or the training config).
         modalities: the modalities the model has encoders for; others are rejected.
@@ -117,6 +122,7 @@ class Preprocessor:
         self.config = config
         self.modalities = tuple(modalities)
         self.tokenizer = AutoTokenizer.from_pretrained(config.text.tokenizer) if "text" in self.modalities else None
+        self._tokenizer_lock = threading.Lock()
         audio = config.audio
         self._mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=audio.sample_rate, n_fft=audio.n_fft, hop_length=audio.hop_length, n_mels=audio.n_mels
@@ -125,14 +131,25 @@ class Preprocessor:
         self._mean = np.asarray(config.image.mean, dtype=np.float32)[:, None, None]
         self._std = np.asarray(config.image.std, dtype=np.float32)[:, None, None]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A lock cannot be pickled (DataLoader workers under spawn, Ray actors); each copy gets its own.
+        state = dict(self.__dict__)
+        del state["_tokenizer_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._tokenizer_lock = threading.Lock()
+
     # -- one modality at a time -------------------------------------------------------------------
     def text(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Tokenises to fixed ``max_length`` (padding never depends on the batch, for parity)."""
         steps = self.config.text.normalize
         if steps:
             texts = [normalize(t, steps) for t in texts]
-        enc = self.tokenizer(list(texts), padding="max_length", truncation=True,
-                             max_length=self.config.text.max_length, return_tensors="np")
+        with self._tokenizer_lock:
+            enc = self.tokenizer(list(texts), padding="max_length", truncation=True,
+                                 max_length=self.config.text.max_length, return_tensors="np")
         return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
 
     def image(self, rgb: np.ndarray) -> np.ndarray:
@@ -200,46 +217,77 @@ class Preprocessor:
         return out
 
     def empty_item(self) -> dict[str, np.ndarray]:
-        """Zero placeholders for every modality, the shapes :func:`collate` stacks."""
+        """Zero placeholders for this preprocessor's modalities, the shapes :func:`collate` stacks.
+
+        Only these modalities get columns: a model never reads the others, and their zeros would
+        dominate every batch (with the demo's settings a text-only row would carry 274 KB of them next to
+        1.5 KB of OLID-length tokens).
+        """
         cfg = self.config
         size = cfg.image.size
-        return {
-            "text_input_ids": np.zeros(cfg.text.max_length, np.int64),
-            "text_attention_mask": np.zeros(cfg.text.max_length, np.int64),
-            "image": np.zeros((3, size, size), np.float32),
-            "audio": np.zeros((1, cfg.audio.n_mels, cfg.audio.num_frames), np.float32),
-            "video": np.zeros((cfg.video.num_frames, 3, size, size), np.float32),
+        shapes = {
+            "text": {"text_input_ids": (cfg.text.max_length, np.int64),
+                     "text_attention_mask": (cfg.text.max_length, np.int64)},
+            "image": {"image": ((3, size, size), np.float32)},
+            "audio": {"audio": ((1, cfg.audio.n_mels, cfg.audio.num_frames), np.float32)},
+            "video": {"video": ((cfg.video.num_frames, 3, size, size), np.float32)},
         }
+        return {column: np.zeros(shape, dtype) for m in self.modalities for column, (shape, dtype) in shapes[m].items()}
 
     def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
-        """Stacks preprocessed items into one flat batch with ``present_<modality>`` flags."""
+        """Stacks preprocessed items into one flat batch with ``present_<modality>`` flags.
+
+        Columns exist for this preprocessor's modalities only (:meth:`sample` never yields others); a
+        row lacking one gets its zero placeholder, since Ray Data needs fixed shapes per column.
+        """
         empty = self.empty_item()
         columns: dict[str, list] = {k: [] for k in empty}
-        present: dict[str, list] = {m: [] for m in MODALITIES}
+        present: dict[str, list] = {m: [] for m in self.modalities}
         for item in items:
-            for modality in MODALITIES:
+            for modality in self.modalities:
                 present[modality].append(modality in item)
-            text = item.get("text")
-            columns["text_input_ids"].append(text["input_ids"] if text else empty["text_input_ids"])
-            columns["text_attention_mask"].append(text["attention_mask"] if text else empty["text_attention_mask"])
-            for modality in ("image", "audio", "video"):
-                columns[modality].append(item.get(modality, empty[modality]))
-        batch = {k: np.stack(v) for k, v in columns.items()}
+            for column, value in _item_columns(item, self.modalities, empty).items():
+                columns[column].append(value)
+        batch = {k: np.stack(v) if v else np.zeros((0, *empty[k].shape), empty[k].dtype) for k, v in columns.items()}
         batch.update({f"present_{m}": np.asarray(v, dtype=bool) for m, v in present.items()})
         return batch
 
 
+def _item_columns(item: dict[str, Any], modalities: Sequence[str], empty: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One item's value for each batch column, its placeholder where the item lacks the modality."""
+    out = {}
+    for modality in modalities:
+        if modality == "text":
+            text = item.get("text")
+            out["text_input_ids"] = text["input_ids"] if text else empty["text_input_ids"]
+            out["text_attention_mask"] = text["attention_mask"] if text else empty["text_attention_mask"]
+        else:
+            out[modality] = item.get(modality, empty[modality])
+    return out
+
+
+def batch_modalities(batch: dict[str, Any]) -> list[str]:
+    """The modalities a flat batch carries (those with a ``present_<modality>`` column), in canonical order."""
+    return [m for m in MODALITIES if f"present_{m}" in batch]
+
+
 def batch_to_model_inputs(batch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Splits a flat batch (numpy or torch) into per-modality model inputs and presence masks."""
+    """Splits a flat batch (numpy or torch) into per-modality model inputs and presence masks.
+
+    Only the modalities the batch carries are built; a model's batches carry all of its modalities
+    (its preprocessor makes them), which is what ``SafetyModel.forward`` reads.
+    """
 
     def tensor(x):
         return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
-    inputs = {
-        "text": {"input_ids": tensor(batch["text_input_ids"]), "attention_mask": tensor(batch["text_attention_mask"])},
-        "image": tensor(batch["image"]),
-        "audio": tensor(batch["audio"]),
-        "video": tensor(batch["video"]),
-    }
-    present = {m: tensor(batch[f"present_{m}"]).bool() for m in MODALITIES}
+    inputs: dict[str, Any] = {}
+    present: dict[str, torch.Tensor] = {}
+    for modality in batch_modalities(batch):
+        if modality == "text":
+            inputs["text"] = {"input_ids": tensor(batch["text_input_ids"]),
+                              "attention_mask": tensor(batch["text_attention_mask"])}
+        else:
+            inputs[modality] = tensor(batch[modality])
+        present[modality] = tensor(batch[f"present_{modality}"]).bool()
     return inputs, present

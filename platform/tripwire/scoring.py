@@ -1,73 +1,82 @@
-"""Online scoring logic shared by the Serve deployments and the in-process scorer.
+"""The compute kernels of scoring: encoders and the fusion head over many requests' inputs at once.
 
-Keeping batching, fusion and decision logic here (not in ``deployments/``) lets tests and benchmarks
-run the exact code that serves traffic, in-process, and compare it with the HTTP path.
+The same functions run in the Serve deployments (one deployment per part) and in this process
+(:class:`tripwire.moderation.LocalBackend`), so both paths compute identical numbers. Every encoder
+output is one dict per request: ``{"embedding": array, **evidence}`` (evidence as the encoder's
+``forward_with_evidence`` names it, e.g. ``time_profile`` or ``frame_weights``).
+
+An encoder either runs whole (:func:`encode_batch`) or, when it declares a ``serving_upstream``
+modality, in two parts: each input row through the upstream encoder (:func:`encode_batch` with
+``rows=True``), then its own :func:`head_batch` over those row embeddings.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from tripwire.calibration import PlattCalibration
-from tripwire.policy import Policy
-from tripwire.preprocess import Preprocessor
-from tripwire.sample import Sample
 
 
-
-class LockedPreprocessor:
-    """A Preprocessor safe to call from worker threads (fast tokenizers must not be used concurrently)."""
-
-    def __init__(self, preprocessor: Preprocessor):
-        self.preprocessor = preprocessor
-        self._lock = threading.Lock()
-
-    def sample(self, sample: Sample) -> dict[str, Any]:
-        with self._lock:
-            return self.preprocessor.sample(sample)
+def _row_flags(rows: bool | Sequence[bool], n: int) -> list[bool]:
+    return [rows] * n if isinstance(rows, bool) else [bool(r) for r in rows]
 
 
-def stack_inputs(modality: str, items: Sequence[Any]) -> tuple[Any, list[int]]:
+def stack_inputs(modality: str, items: Sequence[Any], rows: bool | Sequence[bool] = False) -> tuple[Any, list[int]]:
     """Stacks per-request encoder inputs into one batch; returns it and each request's row count.
 
-    Image requests may carry several rows (video frames sent to the image encoder); text inputs are dicts.
+    A request flagged in ``rows`` carries a stack of rows for this encoder (a video's K frames sent to
+    the image encoder); the others carry one input each, which counts as one row.
     """
     if modality == "text":
         return {k: torch.as_tensor(np.stack([item[k] for item in items])) for k in items[0]}, [1] * len(items)
+    flags = _row_flags(rows, len(items))
     arrays = [np.asarray(item, dtype=np.float32) for item in items]
-    if modality == "image":
-        arrays = [a[None] if a.ndim == 3 else a for a in arrays]
-        return torch.as_tensor(np.concatenate(arrays)), [len(a) for a in arrays]
-    return torch.as_tensor(np.stack(arrays)), [1] * len(arrays)
+    if not any(flags):
+        return torch.as_tensor(np.stack(arrays)), [1] * len(arrays)
+    arrays = [a if flag else a[None] for a, flag in zip(arrays, flags)]
+    return torch.as_tensor(np.concatenate(arrays)), [len(a) for a in arrays]
 
 
 @torch.no_grad()
 def encode_batch(encoder: torch.nn.Module, modality: str, items: Sequence[Any],
-                 device: torch.device | str = "cpu", time_profile: bool = False) -> list[Any]:
-    """Runs one encoder over many requests' inputs at once and splits the embeddings back per request.
+                 device: torch.device | str = "cpu", rows: bool | Sequence[bool] = False) -> list[dict[str, np.ndarray]]:
+    """Runs one encoder whole over many requests' inputs (one forward pass) and splits the outputs back.
 
-    With ``time_profile`` (encoders that have ``forward_with_time_profile``, e.g. audio), each request gets
-    ``{"embedding", "time_profile"}`` instead of its embedding alone.
+    Args:
+        encoder: a :class:`tripwire.model.encoders.Encoder`.
+        modality: the modality of the inputs (text inputs are dicts of token arrays).
+        items: one input per request, or (where ``rows`` flags it) a stack of rows.
+        rows: per request (or for all): it carries rows for this encoder, the frames of a split video
+            encoder; its output then holds one embedding per row, ``(rows, D)``, and no evidence.
     """
-    batch, counts = stack_inputs(modality, items)
+    flags = _row_flags(rows, len(items))
+    batch, counts = stack_inputs(modality, items, flags)
     batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
-    profiles = None
-    if time_profile:
-        embeddings, profiles = encoder.forward_with_time_profile(batch)
-        profiles = profiles.float().cpu().numpy()
-    else:
-        embeddings = encoder(batch)
-    out = embeddings.float().cpu().numpy()
+    embeddings, evidence = encoder.forward_with_evidence(batch)
+    embeddings = embeddings.float().cpu().numpy()
+    evidence = {k: v.float().cpu().numpy() for k, v in evidence.items()}
     pieces, start = [], 0
-    for count in counts:  # a request with several rows (video frames) gets them stacked
-        rows = slice(start, start + count) if count > 1 else start
-        pieces.append(out[rows] if profiles is None else {"embedding": out[rows], "time_profile": profiles[rows]})
+    for count, flag in zip(counts, flags):
+        if flag:
+            pieces.append({"embedding": embeddings[start:start + count]})
+        else:
+            pieces.append({"embedding": embeddings[start], **{k: v[start] for k, v in evidence.items()}})
         start += count
     return pieces
+
+
+@torch.no_grad()
+def head_batch(encoder: torch.nn.Module, upstream: Sequence[Mapping[str, np.ndarray]],
+               device: torch.device | str = "cpu") -> list[dict[str, np.ndarray]]:
+    """A split encoder's own part: its ``head`` over each request's upstream row embeddings ``(rows, D)``."""
+    stacked = torch.as_tensor(np.stack([np.atleast_2d(u["embedding"]) for u in upstream])).to(device)
+    embeddings, evidence = encoder.head(stacked)
+    embeddings = embeddings.float().cpu().numpy()
+    evidence = {k: v.float().cpu().numpy() for k, v in evidence.items()}
+    return [{"embedding": embeddings[i], **{k: v[i] for k, v in evidence.items()}} for i in range(len(upstream))]
 
 
 @torch.no_grad()
@@ -115,33 +124,3 @@ def explain(categories: Sequence[str], scores: np.ndarray, attribution: Mapping[
         driver = max(contributions, key=contributions.get) if contributions else None
         result[category] = {"driven_by": driver, "contributions": contributions}
     return result
-
-
-def decide(policy: Policy, categories: Sequence[str], scores: np.ndarray, market: str | None) -> dict[str, Any]:
-    decision = policy.decide({c: float(s) for c, s in zip(categories, scores)}, market)
-    return decision.to_dict()
-
-
-
-class InProcessScorer:
-    """The whole model in this process: the reference that the Serve graph must match (parity tests,
-    the demo's check, and the in-process baseline of the serving benchmark)."""
-
-    def __init__(self, checkpoint: str):
-        from tripwire.checkpoint import CheckpointManifest, load_model
-
-        self.manifest = CheckpointManifest.read(checkpoint)
-        self.model = load_model(checkpoint)
-        self.preprocessor = Preprocessor(self.manifest.preprocessing(), self.manifest.modalities)
-        self.calibration = self.manifest.calibration
-
-    @torch.no_grad()
-    def score_processed(self, processed: Sequence[dict[str, Any]]) -> np.ndarray:
-        """Scores preprocessed items as one batch; returns (N, C) probabilities."""
-        from tripwire.preprocess import batch_to_model_inputs
-
-        inputs, present = batch_to_model_inputs(self.preprocessor.collate(processed))
-        return self.calibration.probabilities(self.model(inputs, present)).numpy()
-
-    def score(self, samples: Sequence[Sample], base_uri: str | None = None) -> np.ndarray:
-        return self.score_processed([self.preprocessor.sample(s, base_uri) for s in samples])

@@ -11,7 +11,7 @@ import pytest
 
 from helpers import QUIET_SERVE, deploy
 from tripwire.config import load_yaml
-from tripwire.training import TrainConfig
+from tripwire.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -63,7 +63,7 @@ def test_batch_endpoint_scores_items_and_isolates_bad_ones(trained, served):
 
 
 def test_openapi_document_describes_the_real_answers(trained, served):
-    from deployments.app import BatchResponse, ErrorResponse, ModerateResponse, OpenAIModerationResponse
+    from deployments.api import BatchResponse, ErrorResponse, ModerateResponse, OpenAIModerationResponse
 
     cfg, _ = trained
     url, _ = served

@@ -11,13 +11,12 @@ import json
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
+from tripwire.moderation import Moderator
 from tripwire.sample import manifest_base, request_body
-from tripwire.scoring import InProcessScorer
 
-from helpers import good_samples
+from helpers import assert_same_result, one_sample_per_mix
 
 
 
@@ -41,31 +40,26 @@ def test_training_reports_metrics_checkpoint_and_quarantine(trained):
     assert set(splits.values()) == {"train", "val"} and "bad-image" in splits
 
 
-def test_http_scores_match_in_process_model_for_every_mix(trained, served):
+def test_http_results_match_the_in_process_core_for_every_mix(trained, served):
+    """Whole results, not only scores: the same decision, reasons, attribution and evidence over HTTP (the
+    Serve graph) as from the moderation core with the model in this process, for every modality mix."""
     cfg, _ = trained
     url, model_dir = served
     base = manifest_base(cfg.data.manifest)
-    samples, mixes = [], set()
-    for sample in good_samples(cfg):
-        if tuple(sample.modalities) not in mixes:
-            mixes.add(tuple(sample.modalities))
-            samples.append(sample)
-    assert len(mixes) >= 6
-    reference = InProcessScorer(model_dir).score(samples, base)
-    categories = json.loads((Path(model_dir) / "manifest.json").read_text())["taxonomy"]["categories"]
-    names = [c["name"] for c in categories]
+    samples = one_sample_per_mix(cfg)
+    reference = Moderator.local(model_dir).moderate_sync(samples, base)
     with httpx.Client(timeout=60) as client:
         for sample, expected in zip(samples, reference):
             response = client.post(f"{url}/v1/moderate", json=request_body(sample, base))
             assert response.status_code == 200, response.text
             body = response.json()
-            got = np.array([body["scores"][c] for c in names])
-            np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"{sample.id} {sample.modalities}")
+            assert_same_result(body, expected, where=f"{sample.id} {sample.modalities}")
             # A video's soundtrack adds the audio encoder to a video item.
             assert set(sample.modalities) <= set(body["modalities"]) <= set(sample.modalities) | {"audio"}
             assert body["decision"]["action"] in ("allow", "review", "restrict", "block")
             assert body["policy_version"] and body["model_version"]
-            for category in names:
+            assert set(body["latency_ms"]) == {"preprocess", "encoders", "fusion_policy", "batching", "total"}
+            for category in body["scores"]:
                 assert body["attribution"][category]["driven_by"] in body["modalities"]
             if "video" in sample.modalities:
                 assert len(body["evidence"]["video_top_frames"]) >= 1

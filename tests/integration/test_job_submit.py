@@ -3,75 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ray_nodes import RAY, local_cluster
+
 REPO = Path(__file__).resolve().parents[2]
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 @pytest.fixture
 def head_node(tmp_path):
-    """A head node in its own process group, on its own ports and temp dir, beside the test session's Ray.
-
-    ``ray stop`` would stop every Ray instance on the machine (the session's too), so the node runs with
-    ``--block`` and is stopped by signalling its process group. Its own ``--temp-dir`` keeps it from
-    rewriting ``/tmp/ray/ray_current_cluster``, which every later ``ray.init()`` on this machine would
-    otherwise follow to this (by then stopped) node.
-    """
-    gcs, dashboard, agent, client, metrics = free_ports(5)
-    temp_dir = tempfile.mkdtemp(prefix="tw-ray-", dir="/tmp")  # short: Ray's socket paths live under it
-    # Ray 2.59+ local clusters require a token: both sides use the one in ~/.ray/auth_token.
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
-    node = subprocess.Popen(
-        [RAY, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}",
-         f"--ray-client-server-port={client}", f"--metrics-export-port={metrics}", f"--temp-dir={temp_dir}",
-         "--disable-usage-stats"],
-        env=env, start_new_session=True, stdout=open(tmp_path / "head.log", "wb"), stderr=subprocess.STDOUT)
-    address = f"http://127.0.0.1:{dashboard}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            listed = subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True)
-            if listed.returncode == 0:
-                break
-            assert node.poll() is None, (tmp_path / "head.log").read_text()[-2000:]
-            time.sleep(2)
-        else:
-            pytest.fail(f"the head node's job API did not come up: {(tmp_path / 'head.log').read_text()[-2000:]}")
+    """A head node on its own ports and temp dir, beside the test session's Ray (tests/ray_nodes.py)."""
+    with local_cluster(tmp_path) as (address, _, env):
         yield address, env
-    finally:
-        # The job has finished and its results are on disk, so the node need not stop gracefully (that
-        # takes about half a minute): a few seconds' grace, then its whole process group is killed.
-        os.killpg(node.pid, signal.SIGTERM)
-        try:
-            node.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(node.pid, signal.SIGKILL)
-            node.wait(timeout=30)
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_train_entrypoint_under_ray_job_submit(head_node, tmp_path):
@@ -84,7 +32,7 @@ def test_train_entrypoint_under_ray_job_submit(head_node, tmp_path):
 
     submitted = subprocess.run(
         [RAY, "job", "submit", "--address", address, "--runtime-env", "cluster/runtime_env.yaml", "--",
-         sys.executable, "-m", "tripwire.cli", "train", "--config", str(tmp_path / "job.yaml")],
+         sys.executable, "-m", "entrypoints.cli", "train", "--config", str(tmp_path / "job.yaml")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
     logs = submitted.stdout + submitted.stderr
     assert submitted.returncode == 0, logs[-4000:]

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from tripwire.checkpoint import CheckpointManifest, load_encoders, load_fusion, load_model, save_checkpoint
+from tripwire.checkpoint import (CheckpointError, CheckpointManifest, ComponentSpec, load_encoders, load_fusion,
+                                 load_model, save_checkpoint)
+from tripwire.config import ConfigError
 from tripwire.metrics import average_precision, category_metrics, roc_auc
 from tripwire.model import build_model
 from tripwire.policy import Taxonomy
@@ -80,6 +82,78 @@ def test_loads_from_an_fsspec_uri(saved):
 def test_not_a_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a Tripwire checkpoint"):
         CheckpointManifest.read(str(tmp_path))
+    a_file = tmp_path / "weights.bin"
+    a_file.write_bytes(b"\0")
+    with pytest.raises(FileNotFoundError, match=f"{a_file}: not a Tripwire checkpoint"):
+        CheckpointManifest.read(str(a_file))
+
+
+def test_manifest_is_parsed_into_typed_fields(saved):
+    out, _, _ = saved
+    manifest = CheckpointManifest.read(str(out))
+    text = manifest.encoders["text"]
+    assert isinstance(text, ComponentSpec) and text.file == "encoder-text.safetensors" and text.out_dim == 32
+    assert manifest.fusion.file == "fusion.safetensors" and manifest.fusion.out_dim is None
+    assert manifest.training.run_name == "t" and manifest.version.startswith("t@")
+    assert manifest.policy_version == "p1" and manifest.metrics == {"macro": {"roc_auc": 0.5}}
+    assert manifest.spec.preprocessing.text.tokenizer == "tokenizer"  # as saved; preprocessing() makes it local
+    assert manifest.preprocessing().text.tokenizer == str(out / "tokenizer")
+    # The raw JSON stays available while serving code moves to the typed fields.
+    assert manifest.data == json.loads((out / "manifest.json").read_text())
+    manifest.check_files()
+
+
+def broken_copy(saved, tmp_path, edit):
+    """A copy of the saved checkpoint whose manifest ``edit`` changed in place."""
+    import shutil
+
+    out, _, _ = saved
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    edit(data)
+    (copy / "manifest.json").write_text(json.dumps(data))
+    return copy
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["encoders"]["text"].pop("file"), "encoders.text.file: required field is missing"),
+    (lambda d: d["encoders"]["audio"].update(out_dim="big"), "encoders.audio.out_dim: expected an integer, got 'big'"),
+    (lambda d: d["fusion"].update(name="mlp"), "fusion.name: unknown fusion head 'mlp'"),
+    (lambda d: d["encoders"].pop("image"), "encoders.video: 'frame_pool' needs the image encoder"),
+    (lambda d: d["preprocessing"]["image"].update(size="big"), "preprocessing.image.size: expected an integer"),
+    (lambda d: d.pop("taxonomy"), "taxonomy: required field is missing"),
+    (lambda d: d.update(format="other/2"), "unsupported checkpoint format 'other/2'"),
+], ids=["missing-file", "out-dim-type", "fusion-name", "frame-encoder", "preprocessing", "taxonomy", "format"])
+def test_a_bad_manifest_names_the_file_and_field(saved, tmp_path, edit, message):
+    copy = broken_copy(saved, tmp_path, edit)
+    with pytest.raises(CheckpointError) as raised:
+        CheckpointManifest.read(str(copy))
+    assert str(raised.value).startswith(f"{copy}/manifest.json: {message}"), str(raised.value)
+    assert isinstance(raised.value, ConfigError)
+
+
+def test_a_manifest_that_is_not_json(tmp_path):
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=f"{tmp_path}/manifest.json: cannot read a JSON manifest"):
+        CheckpointManifest.read(str(tmp_path))
+
+
+def test_check_files_names_a_missing_component(saved, tmp_path):
+    copy = broken_copy(saved, tmp_path, lambda d: None)
+    (copy / "encoder-audio.safetensors").unlink()
+    manifest = CheckpointManifest.read(str(copy))  # the manifest itself is fine
+    with pytest.raises(CheckpointError, match=r"encoders\.audio\.file: 'encoder-audio\.safetensors' is not in"):
+        manifest.check_files()
+
+
+def test_save_rejects_unknown_training_facts(tmp_path, tiny_model_config):
+    taxonomy = Taxonomy.load()
+    model = build_model(tiny_model_config, taxonomy.names)
+    pre = Preprocessor(tiny_model_config.preprocessing)
+    with pytest.raises(CheckpointError, match=r"training: unknown field\(s\) \['epochs'\]"):
+        save_checkpoint(model, tmp_path / "m", tiny_model_config.preprocessing, taxonomy, tokenizer=pre.tokenizer,
+                        training={"epochs": 3})
 
 
 def test_roc_auc_and_ap_known_values():

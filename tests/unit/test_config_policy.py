@@ -91,3 +91,98 @@ def test_market_override_changes_threshold():
 def test_omitted_action_is_never_taken():
     rule = Policy.load().categories["harassment"]  # review + restrict only
     assert rule.action_for(0.99) == (Action.RESTRICT, 0.80)
+
+
+# -- training configs ---------------------------------------------------------------------------------
+def test_every_shipped_training_config_loads():
+    from tripwire.config import load_yaml
+    from tripwire.train_config import TrainConfig
+
+    from helpers import REPO
+
+    for name in ("demo", "tiny", "olid"):  # the training configs (others in the folder are for other jobs)
+        assert load_yaml(TrainConfig, REPO / "pipelines" / "configs" / f"{name}.yaml").run_name == name
+
+
+def test_a_semantic_error_in_a_nested_config_names_its_path():
+    from tripwire.config import from_dict
+    from tripwire.train_config import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"^TrainConfig\.fit\.mixed_precision: 'fp8' must be"):
+        from_dict(TrainConfig, {"fit": {"mixed_precision": "fp8"}})
+    with pytest.raises(ConfigError, match=r"^TrainConfig\.data\.cache_preprocessed: no allowed type matches 'yes'"):
+        from_dict(TrainConfig, {"data": {"cache_preprocessed": "yes"}})
+
+
+def test_train_loop_config_round_trips_through_plain_data():
+    from tripwire.config import from_dict, to_dict
+    from tripwire.train_config import TrainConfig, TrainLoopConfig
+
+    taxonomy = Taxonomy.load()
+    loop = TrainLoopConfig(train=TrainConfig(run_name="r"), taxonomy=taxonomy, data_fingerprint="abc",
+                           policy_version="p", pos_weight=[1.0] * len(taxonomy.names), quarantine_dir="/q",
+                           num_rows=10)
+    plain = to_dict(loop)
+    assert from_dict(TrainLoopConfig, plain) == loop
+    with pytest.raises(ConfigError, match=r"TrainLoopConfig\.data_fingerprint: required field is missing"):
+        from_dict(TrainLoopConfig, {k: v for k, v in plain.items() if k != "data_fingerprint"})
+    with pytest.raises(ConfigError, match="pos_weight: 1 values for"):
+        from_dict(TrainLoopConfig, {**plain, "pos_weight": [1.0]})
+
+
+# -- data.cache_preprocessed ----------------------------------------------------------------------------
+def test_bytes_per_row_counts_the_models_modalities_only():
+    from tripwire.data_cache import bytes_per_row
+    from tripwire.model.safety_model import ComponentConfig, ModelConfig
+    from tripwire.preprocess import (AudioPreprocessing, ImagePreprocessing, PreprocessingConfig, TextPreprocessing,
+                                     VideoPreprocessing)
+
+    pre = PreprocessingConfig(text=TextPreprocessing(max_length=32), image=ImagePreprocessing(size=48),
+                              audio=AudioPreprocessing(n_mels=64), video=VideoPreprocessing(num_frames=8))
+    text = 2 * 32 * 8
+    image = 3 * 48 * 48 * 4
+    audio = 64 * pre.audio.num_frames * 4
+    video = 8 * image
+    full = ModelConfig(preprocessing=pre)
+    assert bytes_per_row(full) == text + image + audio + video
+    text_only = ModelConfig(encoders={"text": ComponentConfig("hf_text")}, preprocessing=pre)
+    assert bytes_per_row(text_only) == text
+
+
+def test_the_demo_config_is_cached_automatically():
+    from tripwire.config import load_yaml
+    from tripwire.data_cache import bytes_per_row, decide_cache
+    from tripwire.train_config import TrainConfig
+
+    from helpers import REPO
+
+    cfg = load_yaml(TrainConfig, REPO / "pipelines" / "configs" / "demo.yaml")
+    assert cfg.data.cache_preprocessed == "auto"
+    row = bytes_per_row(cfg.model)
+    assert 270_000 < row < 280_000  # about 275 KB a row
+    decision = decide_cache(cfg.data.cache_preprocessed, 2400, row, cfg.data.cache_budget_mb)
+    assert decision.cache and "fits data.cache_budget_mb=4096" in decision.reason
+
+
+@pytest.mark.parametrize("setting, rows, row_bytes, budget_mb, cache, reason", [
+    ("auto", 1000, 2**20, 1000, True, "auto: 1000 rows x 1024 KiB = 1000 MiB fits data.cache_budget_mb=1000"),
+    ("auto", 1001, 2**20, 1000, False, "auto: 1001 rows x 1024 KiB = 1001 MiB exceeds data.cache_budget_mb=1000"),
+    ("auto", 0, 2**20, 0, True, "fits"),
+    (True, 10**9, 2**20, 1, True, "data.cache_preprocessed=true"),
+    (False, 1, 1, 4096, False, "data.cache_preprocessed=false"),
+])
+def test_cache_decision(setting, rows, row_bytes, budget_mb, cache, reason):
+    from tripwire.data_cache import decide_cache
+
+    decision = decide_cache(setting, rows, row_bytes, budget_mb)
+    assert decision.cache is cache and reason in decision.reason
+
+
+def test_cache_setting_is_validated():
+    from tripwire.data_cache import decide_cache
+    from tripwire.train_config import DataConfig
+
+    with pytest.raises(ValueError, match="cache_preprocessed"):
+        decide_cache("sometimes", 1, 1, 1)
+    with pytest.raises(ConfigError, match="cache_budget_mb"):
+        DataConfig(cache_budget_mb=-1)

@@ -32,7 +32,8 @@ def test_policy_user_config_in_serve_config_is_a_valid_policy(path):
     policy.check_taxonomy(Taxonomy.load())
 
 
-@pytest.mark.parametrize("name, kind", [("raycluster.yaml", "RayCluster"), ("rayjob.yaml", "RayJob")])
+@pytest.mark.parametrize("name, kind", [("raycluster.yaml", "RayCluster"), ("rayjob.yaml", "RayJob"),
+                                        ("rayjob-scan.yaml", "RayJob")])
 def test_kuberay_manifests_parse(name, kind):
     doc = yaml.safe_load((REPO / "cluster" / name).read_text())
     assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == kind
@@ -65,8 +66,37 @@ def test_every_deployment_bounds_its_queue_and_asks_rejected_callers_to_retry():
     can hold a whole batch in flight, and a rejection is a 503 with ``Retry-After``."""
     from deployments import app
 
-    for deployment in (app.ModalityEncoder, app.VideoEncoder, app.FusionHead, app.Ingress):
+    for deployment in (app.ModalityEncoder, app.SplitEncoder, app.FusionHead, app.Ingress):
         assert 0 < deployment.max_queued_requests, deployment.name
         assert deployment.max_ongoing_requests >= app.DEFAULT_BATCH_SIZE, deployment.name
         assert deployment.backpressure_config.status_code == 503, deployment.name
         assert deployment.backpressure_config.retry_after_s, deployment.name
+
+
+@pytest.mark.parametrize("name", ["scan.yaml", "scan-gpu.yaml"])
+def test_scan_configs_validate(name):
+    from tripwire.config import load_yaml
+    from tripwire.scan_config import ScanConfig
+
+    config = load_yaml(ScanConfig, REPO / "pipelines" / "configs" / name)
+    assert config.actors >= 1 and config.batch_size >= 1
+
+
+def test_scan_rayjob_runs_the_scan_command_with_a_committed_config():
+    """The RayJob's entrypoint parses as a ``tripwire scan`` command line whose config file exists and validates."""
+    import shlex
+
+    from entrypoints.cli import build_parser
+    from tripwire.config import load_yaml
+    from tripwire.scan_config import ScanConfig
+
+    doc = yaml.safe_load((REPO / "cluster" / "rayjob-scan.yaml").read_text())
+    command = shlex.split(doc["spec"]["entrypoint"])
+    assert command[:2] == ["tripwire", "scan"]
+    parser, _ = build_parser()
+    args = parser.parse_args(command[1:])
+    load_yaml(ScanConfig, REPO / args.config)
+    assert args.out.startswith("s3://") and args.manifest.startswith("s3://")
+    gpu_groups = [g for g in doc["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+                  if "nvidia.com/gpu" in g["template"]["spec"]["containers"][0]["resources"]["limits"]]
+    assert sum(g["replicas"] for g in gpu_groups) == load_yaml(ScanConfig, REPO / args.config).actors

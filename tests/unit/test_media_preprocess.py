@@ -126,3 +126,146 @@ def test_read_media_sources(tmp_path):
         read_media("image", "nope.png", str(tmp_path))
     with pytest.raises(MediaError, match="invalid_base64"):
         read_media("audio", "data:audio/wav;base64,@@@", None)
+
+
+def _h264_with_b_frames(path, n=40):
+    import av
+
+    rng = np.random.default_rng(3)
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(n):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path.read_bytes()
+
+
+def _decode_all_frames(data):
+    """Reference: every frame that decodes, up to the damage (what decode_video once kept in memory)."""
+    import io
+
+    import av
+
+    frames = []
+    with av.open(io.BytesIO(data)) as container:
+        try:
+            for frame in container.decode(container.streams.video[0]):
+                frames.append((frame.to_ndarray(format="rgb24"), float(frame.time)))
+        except Exception:
+            pass
+    return frames
+
+
+def test_damaged_video_picks_from_the_frames_that_decode(tmp_path):
+    # Zeroed bytes mid-file: the container still lists 40 packets, but decoding stops at the damage
+    # (and x264's B-frames held in the decoder are lost), so fewer frames decode than were counted.
+    data = bytearray(_h264_with_b_frames(tmp_path / "clip.mp4"))
+    data[len(data) // 2:len(data) // 2 + 2000] = bytes(2000)
+    reference = _decode_all_frames(bytes(data))
+    assert 0 < len(reference) < 40
+    for k in (1, 4, 8):
+        clip = decode_video(bytes(data), k, LIMITS)
+        picks = np.minimum(((np.arange(k) + 0.5) * len(reference) / k).astype(int), len(reference) - 1)
+        assert clip.timestamps == [reference[i][1] for i in picks]
+        assert all(np.array_equal(f, reference[i][0]) for f, i in zip(clip.frames, picks))
+
+
+def _long_1080p_clip(seconds=30, fps=5) -> bytes:
+    """A gradient with a moving block, x264's fastest preset: ~2.5 s to encode, ~0.15 s to decode."""
+    import io
+
+    import av
+
+    base = np.zeros((1080, 1920, 3), np.uint8)
+    base[..., 0] = np.linspace(0, 255, 1920, dtype=np.uint8)[None, :]
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for i in range(seconds * fps):
+            frame = base.copy()
+            frame[300:500, (i * 37) % 1700:(i * 37) % 1700 + 200] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def test_text_is_not_held_up_by_a_video_decode(tiny_model_config):
+    import threading
+    import time
+
+    pre = Preprocessor(tiny_model_config.preprocessing)
+    video = Sample(id="long", video=_long_1080p_clip())
+    texts = [Sample(id=f"t{i}", text=f"a short post, number {i}") for i in range(20)]
+    started, done = threading.Event(), {}
+
+    def decode_video_item():
+        started.set()
+        pre.sample(video)
+        done["video"] = time.perf_counter()
+
+    def preprocess_texts():
+        started.wait()
+        for sample in texts:
+            assert pre.sample(sample)["text"]["input_ids"].shape == (16,)
+        done["text"] = time.perf_counter()
+
+    threads = [threading.Thread(target=decode_video_item), threading.Thread(target=preprocess_texts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    # 20 texts take ~3 ms, the video ~150 ms: a lock around whole samples would put every text after it.
+    assert set(done) == {"video", "text"}
+    assert done["text"] < done["video"], f"texts done {1000 * (done['text'] - done['video']):.0f} ms after the video"
+
+
+class _OverlapSpy:
+    """Passes calls through to the real tokenizer, recording how many were in it at once."""
+
+    def __init__(self, tokenizer):
+        import threading
+
+        self.tokenizer, self.active, self.most, self.guard = tokenizer, 0, 0, threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        import time
+
+        with self.guard:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        try:
+            time.sleep(0.005)  # widens the window in which an unguarded second caller would overlap
+            return self.tokenizer(*args, **kwargs)
+        finally:
+            with self.guard:
+                self.active -= 1
+
+
+def test_tokenizer_is_never_called_concurrently(tiny_model_config):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pre = Preprocessor(tiny_model_config.preprocessing, modalities=["text"])
+    samples = [Sample(id=f"t{i}", text=f"post {i} " * (i % 7 + 1)) for i in range(64)]
+    expected = [pre.sample(s)["text"]["input_ids"] for s in samples]
+    spy = pre.tokenizer = _OverlapSpy(pre.tokenizer)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda s: pre.sample(s)["text"]["input_ids"], samples))
+    # Fast tokenizers are not safe to call concurrently ("Already borrowed"): calls must be serialised.
+    assert spy.most == 1
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
+def test_text_with_a_lone_surrogate_is_a_media_error_not_a_crash():
+    from tripwire.media import check_text
+
+    with pytest.raises(MediaError) as info:
+        check_text("fine until \ud800 here", LIMITS)
+    assert info.value.field == "text" and info.value.reason == "invalid_unicode"

@@ -23,6 +23,7 @@ ENCODER_ARGS = {
     "timm": {"model_name": "test_resnet"},
     "audio_cnn": {"channels": [4, 8], "out_dim": 16},
     "frame_pool": {},
+    "video_cnn": {"channels": [4, 8], "out_dim": 16},
 }
 
 
@@ -190,7 +191,8 @@ def test_model_config_validation(tiny_model_config):
 
 def test_param_groups_give_encoders_their_own_learning_rate(tiny_model_config):
     from tripwire.config import ConfigError
-    from tripwire.training import FitConfig, param_groups
+    from tripwire.train_config import FitConfig
+    from tripwire.training import param_groups
 
     model = build_model(tiny_model_config, Taxonomy.load().names)
     groups = {g["name"]: g for g in param_groups(model, FitConfig(lr=1e-3, encoder_lr={"text": 3e-5}))}
@@ -202,7 +204,8 @@ def test_param_groups_give_encoders_their_own_learning_rate(tiny_model_config):
 
 
 def test_lr_schedule_warms_up_then_decays():
-    from tripwire.training import FitConfig, lr_factor
+    from tripwire.train_config import FitConfig
+    from tripwire.training import lr_factor
 
     fit = FitConfig(epochs=4, lr_schedule="cosine", warmup_steps=10)
     assert lr_factor(fit, 0, 0) == pytest.approx(0.1)
@@ -245,7 +248,8 @@ def test_trim_padding_keeps_the_longest_row_and_left_padding():
 
 def test_mixed_precision_only_on_gpu_and_validated():
     from tripwire.config import ConfigError
-    from tripwire.training import FitConfig, autocast_dtype
+    from tripwire.train_config import FitConfig
+    from tripwire.training import autocast_dtype
 
     assert autocast_dtype(FitConfig(mixed_precision="bf16"), torch.device("cpu")) is None
     assert autocast_dtype(FitConfig(mixed_precision="bf16"), torch.device("cuda")) is torch.bfloat16
@@ -266,7 +270,7 @@ def test_audio_time_profile_points_at_the_loud_stretch():
         embedding, profile = encoder.forward_with_time_profile(quiet)
         torch.testing.assert_close(embedding, encoder(quiet))
     assert profile.shape == (2, 64 // 4) and torch.allclose(profile.sum(1), torch.ones(2))
-    both = encode_batch(encoder, "audio", list(quiet.numpy()), time_profile=True)
+    both = encode_batch(encoder, "audio", list(quiet.numpy()))
     window = top_time_window(both[1]["time_profile"], 64, hop_length=160, sample_rate=16000, clip_seconds=0.64)
     assert 0.44 <= window["start_s"] <= 0.52 and window["end_s"] - window["start_s"] == pytest.approx(0.04)
     np.testing.assert_allclose(both[1]["embedding"], embedding[1].numpy(), atol=1e-6)

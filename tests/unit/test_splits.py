@@ -11,7 +11,7 @@ import pytest
 from tripwire.config import ConfigError
 from tripwire.splits import (assign_splits, group_key, in_split, near_duplicate_key, read_splits, split_columns,
                              split_keys, write_splits)
-from tripwire.training import DataConfig
+from tripwire.train_config import DataConfig
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 

@@ -6,14 +6,20 @@ Every encoder is an ``nn.Module`` with:
 * ``out_dim``: the size of the embedding it returns;
 * ``forward(x) -> Tensor[N, out_dim]`` where ``x`` is the preprocessed modality input (a dict of
   ``input_ids``/``attention_mask`` for text, a float tensor otherwise);
-* ``export_args()``: flat constructor arguments that rebuild it from a checkpoint with no outside files.
+* ``export_args()``: flat constructor arguments that rebuild it from a checkpoint with no outside files;
+* ``forward_with_evidence(x) -> (Tensor[N, out_dim], {name: Tensor[N, ...]})``: the embedding plus what
+  the encoder can say about *where* it fired (audio: a time profile; video: frame weights);
+* how it splits for serving (``serving_upstream``, ``head``, ``drop_upstream``): by default the whole
+  encoder runs in its own deployment; an encoder that embeds its input's rows with another modality's
+  encoder (video frames through the image encoder) names that modality, and only its :meth:`head` runs
+  in its own deployment. :mod:`tripwire.scoring` runs both shapes, in-process and behind Serve.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -51,6 +57,11 @@ class Encoder(nn.Module):
 
     modality: str = ""
     out_dim: int = 0
+    # None: serving runs the whole encoder in one deployment. A modality: each input row (a video frame)
+    # is embedded by that modality's encoder deployment and only ``head`` runs in this one's.
+    serving_upstream: ClassVar[str | None] = None
+    # The builder passes the already-built encoder of ``serving_upstream`` as ``frame_encoder``.
+    needs_frame_encoder: ClassVar[bool] = False
 
     def __init__(self, trainable: bool = True):
         super().__init__()
@@ -67,6 +78,17 @@ class Encoder(nn.Module):
 
     def export_args(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def forward_with_evidence(self, x: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The embedding and per-row evidence tensors (none by default)."""
+        return self(x), {}
+
+    def head(self, upstream: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """For split encoders: (N, rows, D) upstream row embeddings -> the embedding and evidence."""
+        raise NotImplementedError(f"{type(self).__name__} runs whole in serving (serving_upstream is None)")
+
+    def drop_upstream(self) -> None:
+        """A serving replica that runs only :meth:`head` frees its copy of the upstream encoder."""
 
 
 def trim_padding(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,6 +204,10 @@ class AudioCNNEncoder(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_time_profile(x)[0]
 
+    def forward_with_evidence(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        embedding, profile = self.forward_with_time_profile(x)
+        return embedding, {"time_profile": profile}
+
     def forward_with_time_profile(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The embedding and, as cheap evidence, how strongly each stretch of time activated the features.
 
@@ -214,6 +240,7 @@ class FramePoolingVideoEncoder(Encoder):
     """
 
     modality = "video"
+    serving_upstream = "image"
     needs_frame_encoder = True
     own_prefix_excluded = "frame_encoder."
 
@@ -235,12 +262,64 @@ class FramePoolingVideoEncoder(Encoder):
         return (weights.unsqueeze(-1) * frame_embeddings).sum(1), weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_evidence(x)[0]
+
+    def forward_with_evidence(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n, k = x.shape[:2]
-        frames = self.frame_encoder(x.reshape(n * k, *x.shape[2:])).reshape(n, k, -1)
-        return self.pool(frames)[0]
+        return self.head(self.frame_encoder(x.reshape(n * k, *x.shape[2:])).reshape(n, k, -1))
+
+    def head(self, upstream: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        pooled, weights = self.pool(upstream)
+        return pooled, {"frame_weights": weights}
+
+    def drop_upstream(self) -> None:
+        self.frame_encoder = None
 
     def own_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if not k.startswith(self.own_prefix_excluded)}
 
     def export_args(self) -> dict[str, Any]:
         return {"trainable": self.trainable}
+
+
+@ENCODERS.register("video_cnn")
+class VideoCNNEncoder(Encoder):
+    """A small 3-D CNN over the K sampled frames, with its own weights (no image encoder involved).
+
+    Time keeps its resolution through the network (spatial pooling only), so each frame's activation is
+    evidence of where in the clip the encoder fired. Serving runs it whole in the video deployment.
+
+    Args:
+        channels: output channels of the conv blocks (each halves height and width).
+        out_dim: embedding size.
+    """
+
+    modality = "video"
+
+    def __init__(self, channels: list[int] = (8, 16), out_dim: int = 64, trainable: bool = True):
+        super().__init__(trainable)
+        self.channels = [int(c) for c in channels]
+        layers, previous = [], 3
+        for ch in self.channels:
+            layers += [nn.Conv3d(previous, ch, 3, padding=1), nn.BatchNorm3d(ch), nn.ReLU(inplace=True),
+                       nn.MaxPool3d((1, 2, 2))]
+            previous = ch
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(previous, out_dim)
+        self.out_dim = int(out_dim)
+        self.freeze_if_needed()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_evidence(x)[0]
+
+    def forward_with_evidence(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(N, K, 3, H, W) frames -> (N, out_dim) and per-frame weights (N, K) summing to 1."""
+        with self.grad_context():
+            h = self.features(x.transpose(1, 2))  # (N, C, K, H', W')
+            per_frame = h.mean(dim=(3, 4))  # (N, C, K)
+            activity = per_frame.mean(dim=1)
+            weights = activity / activity.sum(dim=1, keepdim=True).clamp(min=1e-12)
+            return self.proj(per_frame.mean(dim=2)), {"frame_weights": weights}
+
+    def export_args(self) -> dict[str, Any]:
+        return {"channels": self.channels, "out_dim": self.out_dim, "trainable": self.trainable}

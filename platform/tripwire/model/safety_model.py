@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -9,7 +12,7 @@ import torch
 from torch import nn
 
 from tripwire import MODALITIES
-from tripwire.config import ConfigError
+from tripwire.config import ConfigError, check_value
 from tripwire.model.encoders import ENCODERS, Encoder
 from tripwire.model.fusion import FUSION_HEADS
 from tripwire.preprocess import PreprocessingConfig
@@ -21,6 +24,70 @@ class ComponentConfig:
 
     name: str
     args: dict[str, Any] = field(default_factory=dict)
+
+
+# Constructor parameters the builders fill in, never the config: a frame-pooling video encoder gets the
+# built image encoder; a fusion head gets the encoders' sizes and the number of categories.
+FRAME_ENCODER_ARGS = ("frame_encoder",)
+FUSION_BUILDER_ARGS = ("encoder_dims", "num_categories")
+_SIMPLE_TYPES = (int, float, bool, str, list, tuple, dict, type(None))
+
+
+def injected_args(kind: str, cls: type) -> tuple[str, ...]:
+    """The constructor parameters of a component class that its builder supplies (``kind``: encoder/fusion)."""
+    if kind == "fusion":
+        return FUSION_BUILDER_ARGS
+    return FRAME_ENCODER_ARGS if getattr(cls, "needs_frame_encoder", False) else ()
+
+
+def accepted_args(cls: type, injected: tuple[str, ...] = ()) -> list[str] | None:
+    """The keyword arguments a config may give ``cls``; None when it takes ``**kwargs`` (anything goes)."""
+    params = inspect.signature(cls).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name not in injected
+            and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+
+
+def _is_simple(annotation: Any) -> bool:
+    """Whether an annotation is built from plain YAML types only (checked), not a module or class (skipped)."""
+    if annotation in _SIMPLE_TYPES or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, dict, typing.Union, types.UnionType):
+        return all(arg is Ellipsis or _is_simple(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def check_component_args(cls: type, args: Mapping[str, Any], where: str, injected: tuple[str, ...] = ()) -> None:
+    """Checks a component's config ``args`` against its constructor: names, and the types it annotates.
+
+    Args:
+        cls: the registered class.
+        args: the config's arguments for it.
+        where: the config path of ``args`` for messages (``fusion.args``).
+        injected: parameters the builder supplies; a config that sets one is an error too.
+
+    Raises:
+        ConfigError: ``<where>.<name>: unexpected argument; accepted: [...]`` or a type error naming it.
+    """
+    accepted = accepted_args(cls, injected)
+    for name in args:
+        if name in injected:
+            raise ConfigError(f"{where}.{name}: set by the model builder, not the config")
+        if accepted is not None and name not in accepted:
+            raise ConfigError(f"{where}.{name}: unexpected argument; accepted: {accepted}")
+    try:
+        inspect.signature(cls).bind_partial(**args)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):  # an annotation that does not resolve here: names are checked, not types
+        return
+    for name, value in args.items():
+        if name in hints and _is_simple(hints[name]):
+            check_value(value, hints[name], f"{where}.{name}")
 
 
 @dataclass(frozen=True)
@@ -47,10 +114,14 @@ class ModelConfig:
                 raise ConfigError(f"encoders.{modality}.name: unknown encoder {component.name!r}; registered: {ENCODERS.names()}")
             if ENCODERS.get(component.name).modality != modality:
                 raise ConfigError(f"encoders.{modality}.name: {component.name!r} encodes {ENCODERS.get(component.name).modality}, not {modality}")
-            if getattr(ENCODERS.get(component.name), "needs_frame_encoder", False) and "image" not in self.encoders:
+            cls = ENCODERS.get(component.name)
+            if getattr(cls, "needs_frame_encoder", False) and "image" not in self.encoders:
                 raise ConfigError(f"encoders.{modality}: {component.name!r} runs frames through the image encoder; configure encoders.image")
+            check_component_args(cls, component.args, f"encoders.{modality}.args", injected_args("encoder", cls))
         if self.fusion.name not in FUSION_HEADS:
             raise ConfigError(f"fusion.name: unknown fusion head {self.fusion.name!r}; registered: {FUSION_HEADS.names()}")
+        fusion_cls = FUSION_HEADS.get(self.fusion.name)
+        check_component_args(fusion_cls, self.fusion.args, "fusion.args", injected_args("fusion", fusion_cls))
 
 
 def build_encoder(name: str, args: Mapping[str, Any], built: Mapping[str, Encoder]) -> Encoder:

@@ -1,0 +1,171 @@
+"""Proactive catalogue scan: manifest -> Ray Data (decode + preprocess in CPU tasks) -> the moderation core in
+a model actor pool -> Parquet results partitioned by action, review candidates, quarantine and a summary.
+
+    tripwire scan --checkpoint runs/demo/model --manifest data/catalogue.jsonl --out runs/scan/catalogue \\
+                  [--policy policy.yaml] [--market DE] [--config pipelines/configs/scan.yaml]
+
+(``tripwire`` is :mod:`entrypoints.cli`; under ``ray job submit`` use ``python -m entrypoints.cli scan ...``.)
+
+Nothing is materialised whole: the manifest streams through both stages and the driver holds at most
+``rows_per_file`` results before writing them. A scan killed at any point and started again with the same
+``--out`` skips what it already wrote (see :mod:`tripwire.scan_output`). The same entrypoint runs under
+``ray job submit`` (it joins the cluster named by ``RAY_ADDRESS``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from pipelines.train import LIGHT_TASK_CPUS, quiet_data_progress, read_manifest_dataset
+from tripwire.checkpoint import CheckpointManifest
+from tripwire.config import ConfigError, from_dict, load_yaml, to_dict
+from tripwire.policy import Policy
+from tripwire.sample import manifest_base
+from tripwire.scan_config import ScanConfig, ScanJob
+from tripwire.scan_output import QUARANTINE, ScanSummary, ScanWriter, completed_ids, write_summary
+from tripwire.scan_udfs import ModerateBatch, prepare_batch
+from tripwire.splits import stable_hash
+
+
+def count_rows(manifest: str) -> int:
+    """The manifest's rows, read cheaply (Parquet metadata; JSONL lines streamed), for progress."""
+    import fsspec
+
+    if manifest.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        fs, path = fsspec.core.url_to_fs(manifest)
+        return sum(pq.ParquetFile(fs.open(f, "rb")).metadata.num_rows
+                   for f in (fs.glob(f"{path}/**/*.parquet") if fs.isdir(path) else [path]))
+    with fsspec.open(manifest, "r", encoding="utf-8") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def check_manifest(manifest: str) -> None:
+    """Fails fast, naming the problem, when ``manifest`` is missing or plainly not a manifest."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(manifest)
+    if not fs.exists(path):
+        raise ConfigError(f"manifest: {manifest} does not exist")
+    if manifest.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        files = fs.glob(f"{path}/**/*.parquet") if fs.isdir(path) else [path]
+        try:
+            names = pq.ParquetFile(fs.open(files[0], "rb")).schema_arrow.names if files else []
+        except Exception as exc:
+            raise ConfigError(f"manifest: {manifest} is not a Parquet manifest: {exc}") from None
+        if "id" not in names:
+            raise ConfigError(f"manifest: {manifest} has no 'id' column (columns: {names})")
+        return
+    with fsspec.open(manifest, "r", encoding="utf-8", errors="replace") as handle:
+        first = next((line for line in handle if line.strip()), None)
+    try:
+        row = json.loads(first) if first is not None else None
+    except json.JSONDecodeError:
+        row = None
+    if not isinstance(row, dict) or "id" not in row:
+        raise ConfigError(f"manifest: {manifest} is not a JSONL manifest (its first row is not an object with an 'id')")
+
+
+def validate(job: ScanJob) -> tuple[CheckpointManifest, Policy]:
+    """Everything that can be checked before Ray starts: the checkpoint, the manifest, the policy."""
+    checkpoint = CheckpointManifest.read(job.checkpoint)
+    check_manifest(job.manifest)
+    policy = Policy.load(job.policy)
+    policy.check_taxonomy(checkpoint.taxonomy)
+    return checkpoint, policy
+
+
+def drop_done(batch: dict[str, np.ndarray], done_ref) -> dict[str, np.ndarray]:
+    """Keeps the rows whose id a previous run of this scan did not finish."""
+    import ray
+
+    done = ray.get(done_ref)
+    if done.size == 0:
+        return batch
+    hashes = np.fromiter((stable_hash(str(i)) for i in batch["id"]), dtype=np.int64, count=len(batch["id"]))
+    positions = np.minimum(np.searchsorted(done, hashes), done.size - 1)
+    keep = done[positions] != hashes
+    return {column: values[keep] for column, values in batch.items()}
+
+
+def gpus_per_actor(config: ScanConfig) -> float:
+    """The configured GPUs per model actor, or one when the cluster has GPUs and the config leaves it open."""
+    import ray
+
+    if config.gpus_per_actor is not None:
+        return config.gpus_per_actor
+    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
+def build_dataset(job: ScanJob, checkpoint: CheckpointManifest, done: set[str]):
+    """The lazy pipeline: read -> skip done -> decode + preprocess (tasks) -> moderate (actor pool)."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    config = job.scan
+    done_ref = ray.put(np.sort(np.fromiter((stable_hash(i) for i in done), dtype=np.int64, count=len(done))))
+    rows = read_manifest_dataset(job.manifest).map_batches(
+        drop_done, fn_kwargs={"done_ref": done_ref}, batch_format="numpy", num_cpus=LIGHT_TASK_CPUS)
+    prepared = rows.map_batches(
+        prepare_batch, batch_size=config.preprocess_batch_size, batch_format="numpy", num_cpus=config.preprocess_cpus,
+        fn_kwargs={"preprocessing_json": json.dumps(to_dict(checkpoint.preprocessing())),
+                   "modalities": tuple(checkpoint.modalities), "base_uri": manifest_base(job.manifest),
+                   "quarantine_dir": f"{job.out.rstrip('/')}/{QUARANTINE}", "market": job.market})
+    return prepared.map_batches(
+        ModerateBatch, fn_constructor_kwargs={"checkpoint": checkpoint.uri, "policy": job.policy},
+        batch_size=config.batch_size, batch_format="numpy", compute=ActorPoolStrategy(size=config.actors),
+        num_cpus=config.cpus_per_actor, num_gpus=gpus_per_actor(config))
+
+
+def run(job: ScanJob) -> dict:
+    """Runs the scan; returns its summary (also written to ``<out>/summary.json``)."""
+    import ray
+
+    checkpoint, _ = validate(job)
+    started = time.perf_counter()
+    total = count_rows(job.manifest)
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, logging_level="WARNING")
+    quiet_data_progress()
+    done = completed_ids(job.out)
+    print(f"[scan] {total} items in {job.manifest}; {len(done)} already done in {job.out}; "
+          f"{job.scan.actors} model actor(s), batch {job.scan.batch_size}", flush=True)
+    writer = ScanWriter(job.out, checkpoint.categories, job.scan.rows_per_file)
+    summary = ScanSummary(checkpoint.categories)
+    last_progress = time.perf_counter()
+    for table in build_dataset(job, checkpoint, done).iter_batches(batch_size=None, batch_format="pyarrow"):
+        rows = table.to_pylist()
+        writer.add(rows)
+        summary.add(rows)
+        now = time.perf_counter()
+        if now - last_progress >= job.scan.progress_every_s:
+            last_progress = now
+            finished = len(done) + summary.items
+            print(f"[scan] {finished}/{total} items ({100 * finished / max(total, 1):.1f}%), "
+                  f"{summary.items / (now - started):.1f} items/s", flush=True)
+    writer.flush()
+    wall = time.perf_counter() - started
+    report = summary.report(job.out, total, len(done), wall, {
+        "model_version": checkpoint.version, "policy_version": Policy.load(job.policy).version,
+        "market": job.market, "out": job.out, "config": to_dict(job.scan)})
+    path = write_summary(job.out, report)
+    reasons = f" {report['quarantine_reasons']}" if report["quarantine_reasons"] else ""
+    print(f"[scan] done: {report['scored']} scored, {report['already_done']} already done, "
+          f"{report['quarantined']} quarantined{reasons} in {wall:.1f}s ({report['items_per_s']} items/s); "
+          f"actions {report['actions']}; summary -> {path}", flush=True)
+    return report
+
+
+def make_job(checkpoint: str, manifest: str, out: str, policy: str | None = None, market: str | None = None,
+             config: str | None = None) -> ScanJob:
+    """The job the command line describes, validated (``config``: a scan config YAML, default settings if None)."""
+    scan = load_yaml(ScanConfig, config) if config else ScanConfig()
+    return from_dict(ScanJob, {"checkpoint": checkpoint, "manifest": manifest, "out": out, "policy": policy,
+                               "market": market.upper() if market else None, "scan": to_dict(scan)}, "scan")

@@ -1,0 +1,85 @@
+"""Whole-result parity: do two moderation results of the same item, from different paths, agree?
+
+Serve, scan and the in-process core compute the same numbers in different processes and batches, so
+scores differ by float rounding only. Everything else must be equal: the decision and its reasons, the
+flags, the modality that drove each category (where more than rounding decides it), the evidence and
+the versions. The tests and the demo both check paths against each other with :func:`result_differences`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+# Fields of a result that legitimately differ between paths: the caller's ids and this request's timings.
+VOLATILE_FIELDS = ("latency_ms", "request_id")
+EVIDENCE_WEIGHT_ATOL = 2e-4  # results round evidence weights to 1e-4
+
+
+def _close(a: float, b: float, atol: float) -> bool:
+    return abs(float(a) - float(b)) <= atol
+
+
+def result_differences(got: Mapping[str, Any], expected: Mapping[str, Any], atol: float = 1e-5) -> list[str]:
+    """What differs between two results (empty when they agree); each entry names the field."""
+    got = {k: v for k, v in got.items() if k not in VOLATILE_FIELDS}
+    expected = {k: v for k, v in expected.items() if k not in VOLATILE_FIELDS}
+    if set(got) != set(expected):
+        return [f"fields: {sorted(got)} != {sorted(expected)}"]
+    out = []
+    if sorted(got["scores"]) != sorted(expected["scores"]):
+        return [f"scores: categories {sorted(got['scores'])} != {sorted(expected['scores'])}"]
+    out += [f"scores.{c}: {got['scores'][c]} != {v}" for c, v in expected["scores"].items()
+            if not _close(got["scores"][c], v, atol)]
+    out += [f"{key}: {got[key]!r} != {expected[key]!r}" for key in ("id", "flagged", "modalities", "model_version",
+                                                                    "policy_version") if got[key] != expected[key]]
+    out += _decision_differences(got["decision"], expected["decision"], atol)
+    out += _attribution_differences(got["attribution"], expected["attribution"], atol)
+    out += _evidence_differences(got["evidence"], expected["evidence"])
+    return out
+
+
+def _decision_differences(got: Mapping[str, Any], expected: Mapping[str, Any], atol: float) -> list[str]:
+    out = [f"decision.{k}: {got.get(k)!r} != {v!r}" for k, v in expected.items() if k != "reasons" and got.get(k) != v]
+    mine, theirs = got.get("reasons", []), expected["reasons"]
+    if [{k: v for k, v in r.items() if k != "score"} for r in mine] != \
+            [{k: v for k, v in r.items() if k != "score"} for r in theirs]:
+        out.append(f"decision.reasons: {mine} != {theirs}")
+    else:
+        out += [f"decision.reasons[{i}].score: {a['score']} != {b['score']}"
+                for i, (a, b) in enumerate(zip(mine, theirs)) if not _close(a["score"], b["score"], atol)]
+    return out
+
+
+def _attribution_differences(got: Mapping[str, Any], expected: Mapping[str, Any], atol: float) -> list[str]:
+    if sorted(got) != sorted(expected):
+        return [f"attribution: categories {sorted(got)} != {sorted(expected)}"]
+    out = []
+    for category, theirs in expected.items():
+        mine = got[category]
+        if sorted(mine["contributions"]) != sorted(theirs["contributions"]):
+            out.append(f"attribution.{category}: modalities {sorted(mine['contributions'])} != {sorted(theirs['contributions'])}")
+            continue
+        # Contributions are rounded to 1e-6 in results.
+        out += [f"attribution.{category}.{m}: {mine['contributions'][m]} != {v}"
+                for m, v in theirs["contributions"].items() if not _close(mine["contributions"][m], v, atol + 1e-6)]
+        ranked = sorted(theirs["contributions"].values(), reverse=True)
+        # The driver must agree wherever more than float noise decides it.
+        if (len(ranked) < 2 or ranked[0] - ranked[1] > 2 * atol) and mine["driven_by"] != theirs["driven_by"]:
+            out.append(f"attribution.{category}.driven_by: {mine['driven_by']} != {theirs['driven_by']}")
+    return out
+
+
+def _evidence_differences(got: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    if sorted(got) != sorted(expected):
+        return [f"evidence: {sorted(got)} != {sorted(expected)}"]
+    out = []
+    for kind, theirs in expected.items():
+        mine = got[kind]
+        if isinstance(theirs, list):  # top video frames: the same frames, weights within rounding
+            if [f["timestamp_s"] for f in mine] != [f["timestamp_s"] for f in theirs] or not all(
+                    _close(a["weight"], b["weight"], EVIDENCE_WEIGHT_ATOL) for a, b in zip(mine, theirs)):
+                out.append(f"evidence.{kind}: {mine} != {theirs}")
+        elif (mine["start_s"], mine["end_s"]) != (theirs["start_s"], theirs["end_s"]) or \
+                not _close(mine["weight"], theirs["weight"], EVIDENCE_WEIGHT_ATOL):
+            out.append(f"evidence.{kind}: {mine} != {theirs}")
+    return out

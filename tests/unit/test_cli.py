@@ -1,0 +1,100 @@
+"""The ``tripwire`` command, run for real in subprocesses: help, and user errors as one line before Ray starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import REPO
+
+# Ray prints these when it starts a local instance or Serve; none may appear before a user error.
+RAY_START_UP = ("Started a local Ray instance", "ray.init", "Serve", "Dashboard", "raylet")
+
+
+def tripwire(*args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "COLUMNS": "120", "RAY_ADDRESS": ""}  # never join a cluster by accident
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "entrypoints.cli", *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    return result, time.perf_counter() - started
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, command: str, *fragments: str) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"tripwire {command}: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def test_help_lists_every_command_with_a_description():
+    from entrypoints.cli import COMMANDS
+
+    result, _ = tripwire("--help")
+    assert result.returncode == 0, result.stderr
+    for name, command in COMMANDS.items():
+        assert any(line.split(None, 1) == [name, command.help] for line in
+                   (raw.strip() for raw in result.stdout.splitlines())), (name, result.stdout)
+    assert {"generate", "ingest", "train", "serve", "demo"} <= set(COMMANDS)
+
+
+def test_no_arguments_prints_the_commands_and_fails():
+    result, _ = tripwire()
+    assert result.returncode == 2
+    assert "generate" in result.stderr and "serve" in result.stderr
+
+
+def test_a_bad_config_value_is_one_line_naming_the_field(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text("run_name: t\nfit:\n  epochs: two\n")
+    result, _ = tripwire("train", "--config", str(config))
+    assert_one_line_error(result, "train", str(config), "fit.epochs", "'two'")
+
+
+def test_a_misspelt_component_argument_fails_at_load_time(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text("model:\n  fusion: {name: attention, args: {d_modle: 32}}\n")
+    result, _ = tripwire("train", "--config", str(config))
+    assert_one_line_error(result, "train", "model.fusion.args.d_modle: unexpected argument", "d_model")
+
+
+def test_a_missing_config_file(tmp_path):
+    result, _ = tripwire("train", "--config", str(tmp_path / "nope.yaml"))
+    assert_one_line_error(result, "train", "nope.yaml", "not found")
+
+
+def test_serve_with_a_wrong_checkpoint_fails_fast_without_starting_ray(tmp_path):
+    result, elapsed = tripwire("serve", "--checkpoint", str(tmp_path / "no-model"), timeout=60)
+    assert_one_line_error(result, "serve", str(tmp_path / "no-model"), "not a Tripwire checkpoint")
+    assert not any(marker in result.stdout + result.stderr for marker in RAY_START_UP)
+    assert elapsed < 30, elapsed  # Ray and Serve start in tens of seconds here; reading a manifest does not
+
+
+def test_serve_with_a_broken_manifest_names_the_field(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "tripwire-checkpoint/1", "created": "now"}))
+    result, _ = tripwire("serve", "--checkpoint", str(tmp_path), timeout=60)
+    assert_one_line_error(result, "serve", "manifest.json: taxonomy: required field is missing")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["serve"], "--checkpoint"),
+    (["serve", "--checkpoint", "x", "--port", "99999"], "not a TCP port"),
+    (["train", "--config", "x.yaml", "--epochs", "3"], "unrecognized arguments"),
+])
+def test_usage_errors_are_one_line_too(args, fragment):
+    result, _ = tripwire(*args)
+    assert_one_line_error(result, args[0], fragment)
+
+
+def test_an_unknown_command():
+    result, _ = tripwire("bogus")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,100 @@
+"""The moderation core: complete results, and every registered encoder through both of its paths (whole, as
+in training and the in-process scorer, and split as Serve runs it)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from helpers import assert_same_result, save_tiny_checkpoint
+from tripwire.model import ENCODERS
+from tripwire.model.safety_model import ComponentConfig
+from tripwire.moderation import Moderator
+from tripwire.policy import Policy, Taxonomy
+from tripwire.sample import read_manifest
+
+# The video encoders; the other modalities' encoders are in every contract model.
+VIDEO_ENCODERS = {"frame_pool": {}, "video_cnn": {"channels": [4, 8], "out_dim": 16}}
+
+
+@pytest.fixture(scope="module", params=sorted(VIDEO_ENCODERS))
+def checkpoint(request, tiny_model_config, tmp_path_factory):
+    encoders = dict(tiny_model_config.encoders, video=ComponentConfig(request.param, VIDEO_ENCODERS[request.param]))
+    config = dataclasses.replace(tiny_model_config, encoders=encoders)
+    return save_tiny_checkpoint(config, tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture(scope="module")
+def corpus(tiny_corpus):
+    samples = list(read_manifest(str(tiny_corpus)))
+    return samples, str(tiny_corpus.parent)
+
+
+def test_contract_models_cover_every_registered_encoder(tiny_model_config):
+    covered = {c.name for m, c in tiny_model_config.encoders.items() if m != "video"} | set(VIDEO_ENCODERS)
+    assert covered == set(ENCODERS.names())
+    for name, cls in ENCODERS:
+        assert cls.serving_upstream is None or cls.serving_upstream in ("text", "image", "audio"), name
+
+
+def test_every_encoder_gives_the_same_results_whole_and_split_for_serving(checkpoint, corpus):
+    samples, base = corpus
+    whole = Moderator.local(checkpoint).moderate_sync(samples, base)
+    split = Moderator.local(checkpoint, follow_serving_split=True).moderate_sync(samples, base)
+    assert len(whole) == len(samples)
+    for sample, a, b in zip(samples, whole, split):
+        assert_same_result(b, a, where=f"{sample.id} {sample.modalities}")
+
+
+def test_a_result_is_complete_and_follows_the_policy(checkpoint, corpus):
+    samples, base = corpus
+    moderator = Moderator.local(checkpoint)
+    categories = Taxonomy.load().names
+    mixes = set()
+    for sample, result in zip(samples, moderator.moderate_sync(samples, base)):
+        mixes.add(tuple(sample.modalities))
+        assert result["id"] == sample.id and sorted(result["scores"]) == sorted(categories)
+        assert all(0.0 <= s <= 1.0 for s in result["scores"].values())
+        expected = Policy.load().decide(result["scores"], sample.meta.get("market")).to_dict()
+        assert result["decision"] == expected and result["flagged"] == expected["flagged"]
+        assert set(sample.modalities) <= set(result["modalities"])
+        for category in categories:
+            assert result["attribution"][category]["driven_by"] in result["modalities"]
+        if "video" in sample.modalities:
+            frames = result["evidence"]["video_top_frames"]
+            assert 1 <= len(frames) <= 3 and all(f["timestamp_s"] >= 0 for f in frames)
+        assert result["model_version"].startswith("contract@") and result["policy_version"] == expected["policy_version"]
+        assert "latency_ms" not in result  # only a caller that timed the stages gets them
+    assert len(mixes) >= 6
+
+
+def test_policy_swaps_live_and_must_fit_the_taxonomy(checkpoint, corpus):
+    from tripwire.config import ConfigError, from_dict, read_yaml
+    from tripwire.policy import default_resource
+
+    samples, base = corpus
+    moderator = Moderator.local(checkpoint)
+    strict = read_yaml(default_resource("policy.yaml"))
+    strict.update(version="all-review", markets={},
+                  categories={c: {"review": 0.0} for c in strict["categories"]})
+    moderator.set_policy(from_dict(Policy, strict))
+    [result] = moderator.moderate_sync(samples[:1], base)
+    assert result["decision"]["action"] == "review" and result["policy_version"] == "all-review"
+    wrong = dict(strict, taxonomy_version="1999.1")
+    with pytest.raises(ConfigError, match="taxonomy"):
+        moderator.set_policy(from_dict(Policy, wrong))
+    assert moderator.policy.version == "all-review"
+
+
+def test_bad_media_is_a_media_error_naming_the_field(checkpoint):
+    from tripwire.media import MediaError
+    from tripwire.sample import Sample
+
+    moderator = Moderator.local(checkpoint)
+    with pytest.raises(MediaError) as info:
+        moderator.moderate_sync([Sample(id="x", image=b"not an image")])
+    assert info.value.field == "image" and info.value.reason == "corrupt"
+    with pytest.raises(MediaError, match="empty"):
+        moderator.prepare(Sample(id="nothing"))
+
