@@ -29,7 +29,7 @@ $(LINK_STAMP): $(DEPS_STAMP) pyproject.toml
 demo: setup  ## corpus -> Ray Train -> checkpoint -> Ray Serve -> HTTP requests, on local Ray
 	$(PY) -m entrypoints.demo
 
-test: setup  ## unit + integration tests (about 10 minutes on 2 cores; unit alone: 20 s)
+test: setup  ## unit + integration tests (about 18 minutes on 2 cores; unit alone: about 90 s)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
@@ -42,6 +42,7 @@ bench: setup  ## benchmarks; figures printed and saved under bench/results/
 	$(PY) -m bench.bench_serving
 	$(PY) -m bench.bench_hop_floor
 	$(PY) -m bench.bench_ingest
+	$(PY) -m bench.bench_scan
 
 clean:
 	rm -rf runs data .pytest_cache
