@@ -216,14 +216,14 @@ class Ingress:
     (the policy YAML's content as a mapping) or ``policy_path``.
 
     Args:
-        args: the application's arguments (:class:`AppArgs` as a mapping).
+        args: the application's arguments, as :func:`build_app` validated them.
         encoders: modality -> the deployment that encodes it.
         fusion: the fusion head's deployment.
     """
 
-    def __init__(self, args: dict[str, Any], encoders: dict[str, DeploymentHandle], fusion: DeploymentHandle):
+    def __init__(self, args: AppArgs, encoders: dict[str, DeploymentHandle], fusion: DeploymentHandle):
         torch.set_num_threads(1)
-        self.args = from_dict(AppArgs, args, "args")
+        self.args = args  # validated once, by build_app
         # The same bound as the encoders' and fusion head's batches, so one call never exceeds theirs.
         self._score.set_max_batch_size(self.args.max_batch_size)
         self.batch_wait = BusyAwareBatchWait(self._score, self.args.batch_wait_timeout_s)
@@ -381,4 +381,4 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     ingress = Ingress
     if app_args.policy is not None:  # a policy given here becomes the Ingress user_config (live-updatable)
         ingress = Ingress.options(user_config={"policy": app_args.policy})
-    return ingress.bind(to_dict(app_args), routed, FusionHead.bind(checkpoint, **batching))
+    return ingress.bind(app_args, routed, FusionHead.bind(checkpoint, **batching))

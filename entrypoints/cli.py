@@ -140,11 +140,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from pipelines.scan import make_job, run, validate
+    from pipelines.scan import make_job, run
 
-    job = make_job(args.checkpoint, args.manifest, args.out, args.policy, args.market, args.config)
-    validate(job)  # the checkpoint, the manifest and the policy, before Ray starts
-    run(job)
+    # run() checks the checkpoint, the manifest and the policy before Ray starts.
+    run(make_job(args.checkpoint, args.manifest, args.out, args.policy, args.market, args.config))
     return 0
 
 
@@ -184,7 +183,7 @@ COMMANDS: dict[str, Command] = {
         opt("--market", help="decide every item for this market (default: each item's meta.market)"),
         opt("--config", help="scan config YAML: actors, batch sizes, CPUs/GPUs (pipelines/configs/scan.yaml)"),
     ]),
-    "demo": Command(_demo, "corpus, train, serve and HTTP checks, end to end on local Ray", [
+    "demo": Command(_demo, "corpus, train, serve, HTTP checks and a scan, end to end on local Ray", [
         opt("--config", default="pipelines/configs/demo.yaml", help="training config (default: %(default)s)"),
         opt("--port", type=_port, default=8000, help="HTTP port (default: %(default)s)"),
         opt("--min-auc", type=float, default=0.95, help="fail unless every category reaches this ROC-AUC"),

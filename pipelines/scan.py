@@ -28,7 +28,7 @@ from tripwire.sample import manifest_base
 from tripwire.scan_config import ScanConfig, ScanJob
 from tripwire.scan_output import QUARANTINE, ScanSummary, ScanWriter, completed_ids, write_summary
 from tripwire.scan_udfs import ModerateBatch, prepare_batch
-from tripwire.splits import stable_hash
+from tripwire.splits import id_keys, in_split
 
 
 def count_rows(manifest: str) -> int:
@@ -83,15 +83,10 @@ def validate(job: ScanJob) -> tuple[CheckpointManifest, Policy]:
 
 
 def drop_done(batch: dict[str, np.ndarray], done_ref) -> dict[str, np.ndarray]:
-    """Keeps the rows whose id a previous run of this scan did not finish."""
+    """Keeps the rows whose id a previous run of this scan did not finish (``done_ref``: their :func:`id_keys`)."""
     import ray
 
-    done = ray.get(done_ref)
-    if done.size == 0:
-        return batch
-    hashes = np.fromiter((stable_hash(str(i)) for i in batch["id"]), dtype=np.int64, count=len(batch["id"]))
-    positions = np.minimum(np.searchsorted(done, hashes), done.size - 1)
-    keep = done[positions] != hashes
+    keep = ~in_split(batch["id"], ray.get(done_ref))
     return {column: values[keep] for column, values in batch.items()}
 
 
@@ -110,7 +105,7 @@ def build_dataset(job: ScanJob, checkpoint: CheckpointManifest, done: set[str]):
     from ray.data import ActorPoolStrategy
 
     config = job.scan
-    done_ref = ray.put(np.sort(np.fromiter((stable_hash(i) for i in done), dtype=np.int64, count=len(done))))
+    done_ref = ray.put(id_keys(done))
     rows = read_manifest_dataset(job.manifest).map_batches(
         drop_done, fn_kwargs={"done_ref": done_ref}, batch_format="numpy", num_cpus=LIGHT_TASK_CPUS)
     prepared = rows.map_batches(
@@ -128,7 +123,7 @@ def run(job: ScanJob) -> dict:
     """Runs the scan; returns its summary (also written to ``<out>/summary.json``)."""
     import ray
 
-    checkpoint, _ = validate(job)
+    checkpoint, policy = validate(job)
     started = time.perf_counter()
     total = count_rows(job.manifest)
     if not ray.is_initialized():
@@ -153,7 +148,7 @@ def run(job: ScanJob) -> dict:
     writer.flush()
     wall = time.perf_counter() - started
     report = summary.report(job.out, total, len(done), wall, {
-        "model_version": checkpoint.version, "policy_version": Policy.load(job.policy).version,
+        "model_version": checkpoint.version, "policy_version": policy.version,
         "market": job.market, "out": job.out, "config": to_dict(job.scan)})
     path = write_summary(job.out, report)
     reasons = f" {report['quarantine_reasons']}" if report["quarantine_reasons"] else ""

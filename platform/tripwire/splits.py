@@ -124,9 +124,14 @@ def assign_splits(rows: Iterable[tuple[str, str, Sequence[int]]], fractions: dic
     return assignment
 
 
+def id_keys(ids: Iterable[str]) -> np.ndarray:
+    """Sorted stable hashes of ``ids``: a compact membership table for batch filters (:func:`in_split`)."""
+    return np.sort(np.fromiter((stable_hash(str(i)) for i in ids), dtype=np.int64))
+
+
 def split_keys(assignment: dict[str, str], split: str) -> np.ndarray:
-    """Sorted stable hashes of the ids in ``split`` (a compact membership table for batch filters)."""
-    return np.sort(np.fromiter((stable_hash(i) for i, s in assignment.items() if s == split), dtype=np.int64))
+    """:func:`id_keys` of the ids in ``split``."""
+    return id_keys(i for i, s in assignment.items() if s == split)
 
 
 def in_split(ids: Sequence[str], keys: np.ndarray) -> np.ndarray:
