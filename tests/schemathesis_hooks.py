@@ -67,3 +67,27 @@ STRATEGIES = {
 
 for _name, _strategy in STRATEGIES.items():
     schemathesis.openapi.format(_name, _strategy)
+
+BATCH_PATH = "/v1/moderate/batch"
+
+
+@schemathesis.check
+def batch_rejects_bad_items(ctx, response, case):
+    """``negative_data_rejection`` for the batch endpoint (which tests/schemathesis.toml lets answer 200 here).
+
+    The batch answers per item by design: an item whose media does not decode gets its own error entry in
+    a 200 answer and the other items are scored (tests/integration/test_api.py). A schema-violating batch
+    must therefore be refused whole (4xx) or name at least one bad item; a 200 that scored every item of
+    a violating batch is the failure the built-in check would have caught.
+    """
+    meta = case.meta
+    if case.operation.path != BATCH_PATH or meta is None or not meta.generation.mode.is_negative:
+        return None
+    if 400 <= response.status_code < 500:
+        return True
+    if response.status_code == 200:
+        results = response.json().get("results", [])
+        if any("error" in result for result in results):
+            return True
+        raise AssertionError(f"a schema-violating batch was answered 200 with every item scored ({len(results)} items)")
+    return None

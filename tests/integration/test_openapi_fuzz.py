@@ -23,9 +23,13 @@ def test_schemathesis_finds_nothing(served, tmp_path):
     st = Path(sys.executable).with_name("st")
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")]))}
-    command = [str(st), "run", f"{url}/openapi.json", "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
+    command = [str(st), "--config-file", str(REPO / "tests" / "schemathesis.toml"), "run", f"{url}/openapi.json",
+               "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
                # One request at a time: the app shares the machine's 2 cores with the fuzzer.
                "--workers", "1", "--request-timeout", "60", "--generation-database", "none", "--no-color"]
+    # A failing run prints its seed; TRIPWIRE_FUZZ_SEED=<seed> replays that run's cases.
+    if os.environ.get("TRIPWIRE_FUZZ_SEED"):
+        command += ["--seed", os.environ["TRIPWIRE_FUZZ_SEED"]]
     done = subprocess.run(command, capture_output=True, text=True, timeout=420, cwd=tmp_path, env=env)
     # On failure the output names each finding with a curl line to reproduce it, and the run's seed.
     assert done.returncode == 0, done.stdout[-12_000:] + done.stderr[-4_000:]
