@@ -228,8 +228,8 @@ class Ingress:
         self._score.set_max_batch_size(self.args.max_batch_size)
         self.batch_wait = BusyAwareBatchWait(self._score, self.args.batch_wait_timeout_s)
         self.manifest = CheckpointManifest.read(self.args.checkpoint)
-        # The bundled policy until a user_config names another.
-        self.core = Moderator(self.manifest, ServeBackend(encoders, fusion), Policy.load())
+        # The checkpoint's policy (its recommended one, else the bundled one) until a user_config names another.
+        self.core = Moderator(self.manifest, ServeBackend(encoders, fusion), self.manifest.policy())
         openai_categories = self.args.openai_categories
         self.openai_map = OpenAICategoryMap.load(_resolve(openai_categories) if openai_categories else None)
         self.openai_map.check_taxonomy(self.manifest.taxonomy)

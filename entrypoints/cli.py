@@ -147,6 +147,79 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _golden(args: argparse.Namespace) -> int:
+    from tripwire.golden import catalogue_path, load_catalogue
+
+    catalogue = args.catalogue
+    if args.action == "list":
+        sets = load_catalogue(catalogue).sets
+        print(f"{len(sets)} golden set version(s) in {catalogue_path(catalogue)}")
+        for golden in sets:
+            print(f"  {golden.ref:28s} {golden.items:>7d} items  labels {','.join(golden.categories):30s} "
+                  f"sha256 {golden.sha256[:12]}  {golden.source}")
+        return 0
+    from pipelines import golden_sets
+
+    if args.action == "olid":
+        golden, new = golden_sets.register_olid(args.olid, catalogue)
+    elif args.action == "heldout":
+        if not args.checkpoint:
+            raise ConfigError("golden heldout: --checkpoint is required")
+        golden, new = golden_sets.register_heldout(_checkpoint_path(args.checkpoint), args.name, catalogue)
+    else:
+        from tripwire.golden import register
+        from tripwire.policy import Taxonomy
+
+        missing = [flag for flag, value in (("--name", args.name), ("--manifest", args.manifest),
+                                            ("--source", args.source), ("--licence", args.licence),
+                                            ("--provenance", args.provenance)) if not value]
+        if missing:
+            raise ConfigError(f"golden register: {', '.join(missing)} required")
+        golden, new = register(args.name, args.manifest, Taxonomy.load(args.taxonomy).names, args.source,
+                               args.licence, args.provenance, catalogue=catalogue)
+    state = "registered" if new else "already registered (same content)"
+    print(f"{golden.ref} {state}: {golden.items} items, labels {golden.categories}, sha256 {golden.sha256[:12]} "
+          f"-> {catalogue_path(catalogue)}")
+    return 0
+
+
+def _eval_config(path: str | None):
+    from tripwire.config import load_yaml
+    from tripwire.eval_config import EvalConfig
+
+    return load_yaml(EvalConfig, path) if path else EvalConfig()
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pipelines.evaluate import make_job, run
+
+    run(make_job(_checkpoint_path(args.checkpoint), args.golden, args.out, args.policy, args.catalogue, args.config))
+    return 0
+
+
+def _thresholds(args: argparse.Namespace) -> int:
+    from pipelines.thresholds import run
+
+    run(_checkpoint_path(args.checkpoint), args.golden, args.out, args.work or f"{args.out}.eval", args.policy,
+        args.target, args.per_market, args.version, args.min_positives, args.catalogue, _eval_config(args.config))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pipelines.compare import run
+
+    report = run(_checkpoint_path(args.baseline), _checkpoint_path(args.candidate), args.golden, args.out,
+                 args.baseline_policy, args.candidate_policy, args.gate, args.catalogue, _eval_config(args.config))
+    return FAILED_EXIT if report["gate"] is not None and not report["gate"]["passed"] else 0
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from pipelines.monitor import run
+
+    # run() loads the bars and reads both windows before computing; a bad path or file is a user error.
+    return 0 if run(args.reference, args.current, args.out, args.bars)["ok"] else FAILED_EXIT
+
+
 def _demo(args: argparse.Namespace) -> int:
     from entrypoints.demo import run
 
@@ -179,9 +252,61 @@ COMMANDS: dict[str, Command] = {
         opt("--checkpoint", required=True, help="checkpoint folder or fsspec URI"),
         opt("--manifest", required=True, help="catalogue manifest: JSONL or Parquet, any fsspec URI"),
         opt("--out", required=True, help="output folder (any fsspec URI); the same folder resumes a scan"),
-        opt("--policy", help="policy YAML (default: the bundled policy)"),
+        opt("--policy", help="policy YAML (default: the checkpoint's recommended policy, else the bundled one)"),
         opt("--market", help="decide every item for this market (default: each item's meta.market)"),
         opt("--config", help="scan config YAML: actors, batch sizes, CPUs/GPUs (pipelines/configs/scan.yaml)"),
+    ]),
+    "golden": Command(_golden, "register golden sets (versioned, content-hashed evaluation manifests) or list them", [
+        opt("action", choices=["list", "register", "olid", "heldout"],
+            help="list; register a manifest; olid: the OLID test set; heldout: a checkpoint's validation split"),
+        opt("--name", help="set name (register; heldout default: <run_name>-heldout)"),
+        opt("--manifest", help="the set's JSONL manifest (register)"),
+        opt("--source", help="where the items come from (register)"),
+        opt("--licence", help="the items' licence (register)"),
+        opt("--provenance", help="who labelled them, and how (register)"),
+        opt("--taxonomy", help="taxonomy the labels must belong to (register; default: the bundled one)"),
+        opt("--olid", default="../shared/datasets/olid", help="OLID v1.0 folder (olid; default: %(default)s)"),
+        opt("--checkpoint", help="checkpoint whose validation split to register (heldout)"),
+        opt("--catalogue", help="golden-set catalogue YAML (default: $TRIPWIRE_GOLDEN_CATALOGUE or data/golden/catalogue.yaml)"),
+    ]),
+    "evaluate": Command(_evaluate, "metrics with confidence intervals of a checkpoint + policy on a golden set", [
+        opt("--checkpoint", required=True, help="checkpoint folder or fsspec URI"),
+        opt("--golden", required=True, help="golden set NAME or NAME@VERSION (see tripwire golden list)"),
+        opt("--out", required=True, help="folder for metrics.json, report.html and the scoring scan"),
+        opt("--policy", help="policy YAML (default: the checkpoint's recommended policy, else the bundled one)"),
+        opt("--config", help="evaluation config YAML (pipelines/configs/evaluate.yaml)"),
+        opt("--catalogue", help="golden-set catalogue YAML (default: $TRIPWIRE_GOLDEN_CATALOGUE or data/golden/catalogue.yaml)"),
+    ]),
+    "thresholds": Command(_thresholds, "choose thresholds for target precision/recall on a golden set; write a new policy", [
+        opt("--checkpoint", required=True, help="checkpoint folder or fsspec URI"),
+        opt("--golden", required=True, help="validation golden set NAME or NAME@VERSION"),
+        opt("--out", required=True, help="the new policy YAML (must not exist)"),
+        opt("--policy", help="policy to start from (default: the checkpoint's)"),
+        opt("--target", action="append",
+            help="ACTION:METRIC=VALUE, repeatable (default: review:recall=0.9 restrict:fbeta=1 block:precision=0.95)"),
+        opt("--per-market", action="store_true", help="also choose per-market overrides (items' meta.market)"),
+        opt("--version", help="the new policy's version (default: <base>+tuned.<UTC time>)"),
+        opt("--min-positives", type=int, default=10, help="fewer labelled positives: keep the category's thresholds"),
+        opt("--work", help="folder for the scoring scan (default: <out>.eval)"),
+        opt("--config", help="evaluation config YAML"),
+        opt("--catalogue", help="golden-set catalogue YAML (default: $TRIPWIRE_GOLDEN_CATALOGUE or data/golden/catalogue.yaml)"),
+    ]),
+    "compare": Command(_compare, "candidate vs baseline on golden sets (paired bootstrap) and the promotion gate", [
+        opt("--baseline", required=True, help="production checkpoint"),
+        opt("--candidate", required=True, help="candidate checkpoint (may be the same, with another policy)"),
+        opt("--golden", required=True, action="append", help="golden set, repeatable"),
+        opt("--out", required=True, help="folder for metrics.json, report.html and the scans"),
+        opt("--baseline-policy", help="baseline's policy YAML (default: its checkpoint's)"),
+        opt("--candidate-policy", help="candidate's policy YAML (default: its checkpoint's)"),
+        opt("--gate", help="promotion bars YAML (pipelines/configs/gate.yaml); exit 1 when one fails"),
+        opt("--config", help="evaluation config YAML"),
+        opt("--catalogue", help="golden-set catalogue YAML (default: $TRIPWIRE_GOLDEN_CATALOGUE or data/golden/catalogue.yaml)"),
+    ]),
+    "monitor": Command(_monitor, "drift of a window of results from a reference: score PSI, decision rates, modality mix", [
+        opt("--reference", required=True, help="reference window: a scan output folder or a JSONL of served results"),
+        opt("--current", required=True, help="window to check: a scan output folder or a JSONL of served results"),
+        opt("--out", required=True, help="folder for monitor.json and monitor.html (any fsspec URI)"),
+        opt("--bars", help="alarm bars YAML (default: those in pipelines/configs/monitor.yaml)"),
     ]),
     "demo": Command(_demo, "corpus, train, serve, HTTP checks and a scan, end to end on local Ray", [
         opt("--config", default="pipelines/configs/demo.yaml", help="training config (default: %(default)s)"),
@@ -191,9 +316,22 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _CommandListFormatter(argparse.HelpFormatter):
+    """argparse measures command names one indent short of where it prints them, so a long name
+    (``thresholds``) would push its help to the next line; this counts the indent they are printed at."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            longest = max((len(name) for name in action.choices), default=0)
+            self._action_max_length = max(self._action_max_length,
+                                          longest + self._current_indent + self._indent_increment)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser and each command's own."""
     parser = _Parser(prog="tripwire", description="Tripwire: multimodal content safety on Ray.",
+                     formatter_class=_CommandListFormatter,
                      epilog="Run 'tripwire COMMAND --help' for a command's options.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=_Parser)
     subparsers = {}

@@ -22,8 +22,8 @@ import numpy as np
 
 from pipelines.train import LIGHT_TASK_CPUS, quiet_data_progress, read_manifest_dataset
 from tripwire.checkpoint import CheckpointManifest
-from tripwire.config import ConfigError, from_dict, load_yaml, to_dict
 from tripwire.policy import Policy
+from tripwire.config import ConfigError, from_dict, load_yaml, to_dict
 from tripwire.sample import manifest_base
 from tripwire.scan_config import ScanConfig, ScanJob
 from tripwire.scan_output import QUARANTINE, ScanSummary, ScanWriter, completed_ids, write_summary
@@ -77,9 +77,7 @@ def validate(job: ScanJob) -> tuple[CheckpointManifest, Policy]:
     """Everything that can be checked before Ray starts: the checkpoint, the manifest, the policy."""
     checkpoint = CheckpointManifest.read(job.checkpoint)
     check_manifest(job.manifest)
-    policy = Policy.load(job.policy)
-    policy.check_taxonomy(checkpoint.taxonomy)
-    return checkpoint, policy
+    return checkpoint, checkpoint.policy(job.policy)
 
 
 def drop_done(batch: dict[str, np.ndarray], done_ref) -> dict[str, np.ndarray]:

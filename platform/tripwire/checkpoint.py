@@ -31,11 +31,13 @@ from tripwire.config import ConfigError, from_dict, to_dict
 from tripwire.model.encoders import ENCODERS, Encoder, local_path
 from tripwire.model.fusion import FUSION_HEADS
 from tripwire.model.safety_model import SafetyModel, build_encoders
-from tripwire.policy import Taxonomy
+from tripwire.policy import Policy, Taxonomy
 from tripwire.preprocess import PreprocessingConfig, Preprocessor
 
 FORMAT = "tripwire-checkpoint/1"
 MANIFEST = "manifest.json"
+# Thresholds chosen on the checkpoint's own validation split at training (tripwire.thresholds).
+RECOMMENDED_POLICY = "policy.recommended.yaml"
 TOKENIZER_DIR = "tokenizer"
 
 
@@ -261,6 +263,19 @@ class CheckpointManifest:
 
     def file(self, name: str) -> str:
         return local_path(f"{self.uri}/{name}")
+
+    @property
+    def recommended_policy(self) -> str | None:
+        """The policy exported beside the checkpoint by training (:data:`RECOMMENDED_POLICY`), if any."""
+        fs, root = fsspec.core.url_to_fs(self.uri)
+        return f"{self.uri}/{RECOMMENDED_POLICY}" if fs.exists(f"{root}/{RECOMMENDED_POLICY}") else None
+
+    def policy(self, explicit: str | Path | None = None) -> Policy:
+        """The policy this checkpoint is served and scanned with: ``explicit`` when given, else its
+        recommended policy, else the bundled default. Every path to a result resolves it here."""
+        policy = Policy.load(explicit or self.recommended_policy)
+        policy.check_taxonomy(self.taxonomy)
+        return policy
 
     def check_files(self) -> None:
         """Checks that every file the manifest names exists, without downloading any.

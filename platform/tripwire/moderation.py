@@ -117,7 +117,8 @@ class Moderator:
     Args:
         manifest: the checkpoint's manifest (categories, modalities, preprocessing, version).
         backend: what runs the model's parts (:class:`LocalBackend` or :class:`ServeBackend`).
-        policy: the enforcement policy (the bundled one by default); :meth:`set_policy` swaps it live.
+        policy: the enforcement policy (default: the checkpoint's, :meth:`CheckpointManifest.policy`);
+            :meth:`set_policy` swaps it live.
     """
 
     def __init__(self, manifest: CheckpointManifest, backend: Backend, policy: Policy | None = None):
@@ -130,7 +131,7 @@ class Moderator:
         self.preprocessor = Preprocessor(preprocessing, self.modalities)
         self.audio = preprocessing.audio  # maps audio evidence back to seconds
         self.policy = None
-        self.set_policy(policy or Policy.load())
+        self.set_policy(policy or manifest.policy())
 
     @classmethod
     def local(cls, checkpoint: str, policy: Policy | None = None, device: torch.device | str = "cpu",

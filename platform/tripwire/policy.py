@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from tripwire.config import ConfigError, load_yaml
 
@@ -158,6 +158,8 @@ class Policy:
     taxonomy_version: str
     categories: dict[str, CategoryRule]
     markets: dict[str, dict[str, CategoryRule]] = field(default_factory=dict)
+    # What chose the thresholds (tripwire.thresholds): data set, hash, targets, achieved figures.
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.version:

@@ -78,18 +78,18 @@ class ModerateBatch:
 
     Args:
         checkpoint: the model's checkpoint URI.
-        policy: a policy YAML (None: the bundled policy).
+        policy: a policy YAML (None: the checkpoint's, :meth:`CheckpointManifest.policy`).
     """
 
     def __init__(self, checkpoint: str, policy: str | None):
         import torch
 
+        from tripwire.checkpoint import CheckpointManifest
         from tripwire.moderation import Moderator
-        from tripwire.policy import Policy
 
         torch.set_num_threads(1)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.moderator = Moderator.local(checkpoint, Policy.load(policy), device)
+        self.moderator = Moderator.local(checkpoint, CheckpointManifest.read(checkpoint).policy(policy), device)
         self.modalities = tuple(m for m in MODALITIES if m in self.moderator.modalities)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:

@@ -20,12 +20,12 @@ _METRICS = {
     "errors": ("tripwire_errors", "Rejected or failed requests", ("endpoint", "reason"), None),
     "latency": ("tripwire_stage_latency_seconds", "Latency per stage", ("stage",), LATENCY_BUCKETS),
     "scores": ("tripwire_category_score", "Scores per category", ("category",), SCORE_BUCKETS),
-    "decisions": ("tripwire_decisions", "Decisions per action", ("action",), None),
+    "decisions": ("tripwire_decisions", "Decisions per action and policy version", ("action", "policy_version"), None),
 }
 
 
 class ApiMetrics:
-    """Requests, errors by type, per-stage latency, per-category score and per-action decision counts.
+    """Requests, errors by type, per-stage latency, per-category score, decisions per action and policy version.
 
     Args:
         export_to_ray: also record every value through Ray's metrics (``ray.serve.metrics``), for
@@ -68,7 +68,8 @@ class ApiMetrics:
             self._record("latency", (stage,), ms / 1000.0)
         for category, score in result["scores"].items():
             self._record("scores", (category,), score)
-        self._record("decisions", (result["decision"]["action"],))
+        decision = result["decision"]
+        self._record("decisions", (decision["action"], decision["policy_version"]))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

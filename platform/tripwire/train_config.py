@@ -16,6 +16,7 @@ from tripwire.config import ConfigError
 from tripwire.model.encoders import minilm_dir
 from tripwire.model.safety_model import ModelConfig
 from tripwire.policy import Taxonomy
+from tripwire.thresholds import DEFAULT_MIN_POSITIVES, DEFAULT_TARGETS, parse_targets
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,24 @@ class FitConfig:
 
 
 @dataclass(frozen=True)
+class ThresholdConfig:
+    """How training chooses the recommended policy exported beside the checkpoint (tripwire.thresholds).
+
+    Attributes:
+        targets: ``ACTION:METRIC=VALUE`` per action, met on the validation split.
+        min_positives: a category with fewer labelled validation positives keeps the base policy's thresholds.
+    """
+
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    min_positives: int = DEFAULT_MIN_POSITIVES
+
+    def __post_init__(self):
+        parse_targets(self.targets)
+        if self.min_positives < 1:
+            raise ConfigError(f"thresholds.min_positives: must be at least 1, got {self.min_positives}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A whole training job, loaded from ``pipelines/configs/<name>.yaml``."""
 
@@ -117,6 +136,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
 
     def __post_init__(self):
         if not self.run_name or "/" in self.run_name:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -275,8 +276,32 @@ def save_and_report(run: WorkerRun, epoch: int, report: dict[str, Any], evaluati
         save_checkpoint(_unwrap(run.model), directory, cfg.model.preprocessing, run.loop.taxonomy,
                         tokenizer=run.tokenizer, policy_version=run.loop.policy_version, training=training,
                         metrics=evaluation.metrics, calibration=calibration)
+        write_recommended_policy(run, epoch, evaluation, directory)
         save_train_state(directory, _unwrap(run.model), run.optimizer, {"epoch": epoch, "history": run.history})
         ray.train.report(report, checkpoint=Checkpoint.from_directory(directory))
+
+
+def write_recommended_policy(run: WorkerRun, epoch: int, evaluation: Evaluation, directory: str) -> None:
+    """Thresholds chosen on this epoch's validation scores, as a policy beside the checkpoint
+    (:data:`tripwire.checkpoint.RECOMMENDED_POLICY`; serving and scanning use it unless told otherwise)."""
+    from tripwire.checkpoint import RECOMMENDED_POLICY
+    from tripwire.policy import Policy
+    from tripwire.thresholds import parse_targets, policy_yaml, recommend, skipped_categories
+
+    cfg = run.cfg
+    scores = evaluation.calibration.probabilities(torch.as_tensor(evaluation.logits)).numpy()
+    source = {"chosen_on": "validation split", "run_name": cfg.run_name, "epoch": epoch,
+              "data_fingerprint": run.loop.data_fingerprint, "validation_items": int(len(evaluation.labels))}
+    base = Policy.load(cfg.policy)
+    policy = recommend(base, evaluation.labels, scores, run.loop.taxonomy.names,
+                       parse_targets(cfg.thresholds.targets), source, version=f"{base.version}+{cfg.run_name}.e{epoch}",
+                       min_positives=cfg.thresholds.min_positives)
+    with open(os.path.join(directory, RECOMMENDED_POLICY), "w", encoding="utf-8") as handle:
+        handle.write(policy_yaml(policy))
+    skipped = skipped_categories(policy)
+    if skipped:
+        print(f"[train] recommended policy: thresholds not chosen for {len(skipped)}: "
+              + "; ".join(f"{k}: {v}" for k, v in skipped.items()), flush=True)
 
 
 def stop_reason(run: WorkerRun) -> str | None:

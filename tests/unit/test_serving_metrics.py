@@ -13,7 +13,7 @@ def sample_value(text: str, prefix: str) -> float:
 def test_requests_errors_latency_scores_and_decisions_are_counted():
     metrics = ApiMetrics()
     result = {"latency_ms": {"preprocess": 2.0, "total": 30.0}, "scores": {"hate": 0.93, "sexual": 0.05},
-              "decision": {"action": "block"}}
+              "decision": {"action": "block", "policy_version": "2026.11.0"}}
     for _ in range(3):
         metrics.request("moderate")
         metrics.observe_result(result)
@@ -21,7 +21,7 @@ def test_requests_errors_latency_scores_and_decisions_are_counted():
     text = metrics.render().decode()
     assert sample_value(text, 'tripwire_requests_total{endpoint="moderate"}') == 3
     assert sample_value(text, 'tripwire_errors_total{endpoint="moderate",reason="invalid_base64"}') == 1
-    assert sample_value(text, 'tripwire_decisions_total{action="block"}') == 3
+    assert sample_value(text, 'tripwire_decisions_total{action="block",policy_version="2026.11.0"}') == 3
     # 30 ms falls in the 0.05 s bucket, not the 0.025 s one.
     assert sample_value(text, 'tripwire_stage_latency_seconds_bucket{le="0.025",stage="total"}') == 0
     assert sample_value(text, 'tripwire_stage_latency_seconds_bucket{le="0.05",stage="total"}') == 3

@@ -1,0 +1,65 @@
+"""Building and registering golden sets: the OLID official test set, a training run's held-out split, or any
+manifest the user names (``tripwire golden ...``). Registration itself is :mod:`tripwire.golden`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tripwire.checkpoint import CheckpointManifest
+from tripwire.config import ConfigError
+from tripwire.golden import GoldenSet, catalogue_path, register
+from tripwire.policy import Taxonomy
+from tripwire.splits import read_splits
+
+OLID_SOURCE = "OLID v1.0 official test set, sub-task A (OffensEval 2019; Zampieri et al., NAACL 2019)"
+OLID_PROVENANCE = ("expert-adjudicated crowd annotation (OLID); OFF -> harassment, NOT -> 0, other categories "
+                   "unknown (resources/mappings/olid.yaml)")
+
+
+def register_olid(olid_dir: str, catalogue: str | None = None) -> tuple[GoldenSet, bool]:
+    """Converts OLID's test tweets and gold labels with the project's adapter; registers ``olid-test``."""
+    from tripwire.adapters import ingest
+
+    folder = Path(olid_dir)
+    tweets, labels = folder / "testset-levela.tsv", folder / "labels-levela.csv"
+    for path in (tweets, labels):
+        if not path.exists():
+            raise ConfigError(f"--olid: {path} does not exist (expected the OLID v1.0 release folder)")
+    out = Path(catalogue_path(catalogue)).resolve().parent / "olid-test" / "manifest.jsonl"
+    ingest("olid", str(tweets), str(out), labels_file=str(labels), dedupe=False)  # the official set counts every row
+    licence = "CC BY 4.0" if "CC BY" in (folder / "LICENSE").read_text(errors="replace") else "see LICENSE"
+    return register("olid-test", str(out), Taxonomy.load().names, OLID_SOURCE, licence, OLID_PROVENANCE,
+                    description="860 tweets, 240 offensive", catalogue=catalogue)
+
+
+def register_heldout(checkpoint: str, name: str | None = None, catalogue: str | None = None) -> tuple[GoldenSet, bool]:
+    """The checkpoint's validation split (never trained on) as a golden set named ``<run_name>-heldout``.
+
+    The manifest is written beside the training manifest, so its relative media paths stay valid.
+    """
+    manifest = CheckpointManifest.read(checkpoint)
+    training = manifest.training
+    source_manifest = ((training.config or {}).get("data") or {}).get("manifest")
+    if not source_manifest or not os.path.exists(source_manifest):
+        raise ConfigError(f"{checkpoint}: its training manifest {source_manifest!r} is not on this machine")
+    splits = read_splits(f"{manifest.uri}/splits.parquet")
+    run_name = training.run_name or "model"
+    out = Path(source_manifest).parent / f"heldout-{run_name}.jsonl"
+    kept = 0
+    with open(source_manifest, encoding="utf-8") as rows, open(out, "w", encoding="utf-8") as handle:
+        for line in rows:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and splits.get(str(row.get("id"))) == "val":
+                handle.write(line if line.endswith("\n") else line + "\n")
+                kept += 1
+    if not kept:
+        raise ConfigError(f"{checkpoint}: no validation-split item found in {source_manifest}")
+    return register(name or f"{run_name}-heldout", str(out), manifest.taxonomy.names,
+                    source=f"validation split of training run {run_name!r} ({source_manifest})",
+                    licence="as the training corpus", label_provenance="the training corpus's own labels",
+                    description=f"{kept} items held out from training (model {manifest.version})", catalogue=catalogue)

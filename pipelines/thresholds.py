@@ -1,0 +1,56 @@
+"""Choose per-category (and per-market) thresholds on a validation golden set for stated targets, and write
+them as a new policy version with the evidence inside it (the old policy file is left untouched).
+
+    tripwire thresholds --checkpoint runs/demo/model --golden synthetic-heldout --out policy.tuned.yaml \\
+                        [--policy FILE] [--target restrict:precision=0.9 ...] [--per-market] [--version V]
+
+Scores come from the same scoring scan as ``tripwire evaluate`` (kept under ``--work``). The new policy
+loads into a running Serve app through its live reconfiguration (``user_config: {policy_path: ...}``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pipelines.evaluate import score_golden
+from tripwire.config import ConfigError, to_dict
+from tripwire.eval_config import EvalConfig, EvalJob
+from tripwire.thresholds import DEFAULT_MIN_POSITIVES, parse_targets, policy_yaml, recommend, skipped_categories
+
+
+def run(checkpoint: str, golden: str, out: str, work: str, policy: str | None = None,
+        targets: list[str] | None = None, per_market: bool = False, version: str | None = None,
+        min_positives: int = DEFAULT_MIN_POSITIVES, catalogue: str | None = None,
+        config: EvalConfig | None = None) -> dict[str, Any]:
+    """Writes the tuned policy to ``out``; returns ``{"policy": out, "version", "evidence"}``."""
+    from tripwire.thresholds import DEFAULT_TARGETS
+
+    parsed = parse_targets(targets or list(DEFAULT_TARGETS))
+    if os.path.exists(out):
+        raise ConfigError(f"--out: {out} exists; a tuned policy is a new file (the old one stays as it was)")
+    config = config or EvalConfig()
+    header, arrays, categories, base = score_golden(EvalJob(checkpoint=checkpoint, golden=golden, out=work,
+                                                            policy=policy, catalogue=catalogue, config=config))
+    if "market" not in arrays.fields and per_market:
+        raise ConfigError("--per-market: the evaluation config's slices do not read the market field")
+    source = {"chosen_on": f"golden set {header['golden']['name']}@{header['golden']['version']}",
+              "golden_sha256": header["golden"]["sha256"], "model_version": header["model_version"],
+              "items": len(arrays)}
+    tuned = recommend(base, arrays.labels, arrays.scores, categories, parsed, source, version=version,
+                      min_positives=min_positives, markets=arrays.fields["market"] if per_market else None,
+                      bootstrap=config.bootstrap)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as handle:
+        handle.write(policy_yaml(tuned))
+    print(f"[thresholds] policy {tuned.version} (based on {base.version}) -> {out}", flush=True)
+    for category, entry in tuned.evidence["categories"].items():
+        for action, result in entry.get("actions", {}).items():
+            if "threshold" in result:
+                a = result["achieved"]
+                print(f"[thresholds]   {category}.{action} = {result['threshold']:.4f} ({result['target']}): "
+                      f"precision {a['precision']['value']} {a['precision']['ci']}, recall {a['recall']['value']} "
+                      f"{a['recall']['ci']}", flush=True)
+    for where, why in skipped_categories(tuned).items():
+        print(f"[thresholds]   not chosen: {where}: {why}", flush=True)
+    return {"policy": out, "version": tuned.version, "evidence": to_dict(tuned)["evidence"]}

@@ -1,0 +1,696 @@
+"""Self-contained HTML pages of evaluation reports: one model on a golden set, or candidate vs baseline.
+
+:func:`render_evaluation_html` renders an evaluation report (``kind: "evaluation"``) and
+:func:`render_comparison_html` a comparison report (``kind: "comparison"``); both report shapes are
+documented with the evaluation job (``pipelines/evaluate.py``). A page is one HTML string with inline CSS
+and its plots as base64 PNG ``data:`` URIs: no script, font, stylesheet or image is fetched from anywhere,
+so the file can be archived, mailed or opened offline. Every piece of text from the report (category,
+slice and set names, versions, paths) is HTML-escaped.
+
+The gate's verdict, when the report carries one, is the first element of the page's body
+(``<div id="verdict">``). Numbers are written as ``value [lo, hi]`` (the bootstrap interval) and null
+values as ``n/a``. Plots are drawn on a :class:`matplotlib.figure.Figure` with its own Agg canvas, so
+rendering never touches pyplot's global state or the process-wide backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+METRICS = ("precision", "recall", "f1", "fpr", "roc_auc", "pr_auc", "recall_at_precision", "ece", "catch_rate")
+MICRO_METRICS = ("precision", "recall", "f1")
+ACTIONS = ("allow", "review", "restrict", "block")
+SLICE_METRICS = ("precision", "recall", "f1", "pr_auc", "recall_at_precision", "ece")
+LOWER_IS_BETTER = frozenset({"fpr", "ece"})
+DELTA_CHART_METRIC = "pr_auc"
+FIGURE_DPI = 80
+CATEGORY_FIGSIZE = (10.0, 2.8)
+SHA_PREFIX = 12
+_MAX_PLOT_LABEL = 28
+
+_LABELS = {"precision": "precision", "recall": "recall", "f1": "F1", "fpr": "FPR", "roc_auc": "ROC-AUC",
+           "pr_auc": "PR-AUC", "recall_at_precision": "recall@P", "ece": "ECE", "catch_rate": "catch rate"}
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.2em 1.6em; color: #222; font-size: 14px; }
+h1 { font-size: 1.4em; margin: .8em 0 .4em; } h2 { font-size: 1.2em; margin-top: 1.8em; }
+h3 { font-size: 1.05em; margin: 1.2em 0 .3em; }
+.verdict { padding: .7em 1em; border-radius: 6px; font-weight: 600; border: 2px solid; }
+.verdict ul { margin: .4em 0 0; font-weight: 400; }
+.pass { background: #d8f0d8; border-color: #2e7d32; color: #1b4d1e; }
+.fail { background: #f9d3d3; border-color: #c62828; color: #7a1111; }
+.nogate { background: #eee; border-color: #999; color: #444; }
+table { border-collapse: collapse; margin: .4em 0 .8em; font-size: .93em; }
+th, td { border: 1px solid #ccc; padding: .2em .45em; text-align: right; vertical-align: top; }
+th { background: #f3f3f3; }
+th:first-child, td:first-child, td.name, th.name { text-align: left; }
+table.meta th { text-align: left; font-weight: 600; }
+table.meta td { text-align: left; }
+tr.summary td { background: #f7f7fb; font-weight: 600; }
+.ci { color: #666; font-size: .85em; white-space: nowrap; }
+.note { color: #555; font-style: italic; text-align: left; }
+td.regression, tr.regression td:not(.group) { background: #f9d3d3; color: #7a1111; font-weight: 600; }
+td.name { max-width: 16em; overflow-wrap: anywhere; }
+.bc { color: #555; font-size: .88em; white-space: nowrap; }
+table.matrix { font-size: .8em; } table.matrix td { padding: .15em .35em; }
+figure { margin: .6em 0 1em; } figcaption { font-size: .88em; color: #555; }
+img { max-width: 100%; height: auto; display: block; }
+code { font-size: .92em; }
+"""
+
+
+# --- text -----------------------------------------------------------------------------------------------
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _num(value: Any, digits: int = 3, signed: bool = False) -> str:
+    """A number as text: ``n/a`` for null (or NaN), integers as they are, floats to ``digits`` places."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:+d}" if signed else str(value)
+    number = _finite(value)
+    if number is None:
+        return "n/a"
+    if False:
+        number = 0.0  # no "-0.000"
+    return f"{number:+.{digits}f}" if signed else f"{number:.{digits}f}"
+
+
+def _pct(value: Any) -> str:
+    number = _finite(value)
+    return "n/a" if number is None else f"{100 * number:.1f}%"
+
+
+def _ci_pair(ci: Any) -> tuple[Any, Any]:
+    if isinstance(ci, Sequence) and not isinstance(ci, str) and len(ci) == 2:
+        return ci[0], ci[1]
+    return None, None
+
+
+def _with_ci(estimate: Mapping[str, Any] | None, fmt: Callable[[Any], str] = _num) -> str:
+    """``value [lo, hi]`` as HTML; ``n/a`` for a null value; the value alone when the report has no
+    interval at all (bootstrap replicates 0)."""
+    if not isinstance(estimate, Mapping) or _finite(estimate.get("value")) is None:
+        return "n/a"
+    lo, hi = _ci_pair(estimate.get("ci"))
+    text = _e(fmt(estimate["value"]))
+    if lo is None and hi is None:
+        return text
+    return f'{text} <span class="ci">[{_e(fmt(lo))}, {_e(fmt(hi))}]</span>'
+
+
+def _metric_label(metric: str, target_precision: Any) -> str:
+    label = _LABELS.get(metric, metric)
+    if metric == "recall_at_precision" and _finite(target_precision) is not None:
+        label = f"recall@P≥{_num(target_precision, 2)}"
+    return label
+
+
+def _short(text: Any, limit: int = _MAX_PLOT_LABEL) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _golden_title(golden: Mapping[str, Any]) -> str:
+    return f"{golden.get('name', '?')}@{golden.get('version', '?')}"
+
+
+def _check(report: Mapping[str, Any], kind: str) -> None:
+    if not isinstance(report, Mapping) or report.get("kind") != kind:
+        got = report.get("kind") if isinstance(report, Mapping) else type(report).__name__
+        raise ValueError(f"expected a report of kind {kind!r}, got {got!r}")
+    if report.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"unsupported {kind} report schema_version {report.get('schema_version')!r} "
+                         f"(this renderer reads {SCHEMA_VERSION})")
+
+
+# --- page pieces -----------------------------------------------------------------------------------------
+
+def _page_start(title: str) -> list[str]:
+    return ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{_e(title)}</title>", f"<style>{_CSS}</style></head><body>"]
+
+
+def _verdict(gate: Mapping[str, Any] | None) -> list[str]:
+    """The gate's verdict block: PASS (green) or FAIL (red) with the failing bars and where they failed."""
+    if gate is None:
+        return ['<div id="verdict" class="verdict nogate" role="status">NO GATE: this report was not '
+                "checked against release bars</div>"]
+    bars = list(gate.get("bars") or [])
+    failing = [bar for bar in bars if not bar.get("passed")]
+    passed = bool(gate.get("passed"))
+    word = "PASS" if passed else "FAIL"
+    if passed:
+        summary = f"all {len(bars)} release bar(s) met"
+    else:
+        summary = f"{len(failing)} of {len(bars)} release bar(s) failed"
+    out = [f'<div id="verdict" class="verdict {"pass" if passed else "fail"}" role="status">'
+           f'<span class="word">{word}</span>: {_e(summary)}']
+    if failing:
+        out.append("<ul>")
+        for bar in failing:
+            failures = list(bar.get("failures") or [])
+            out.append(f"<li><b>{_e(bar.get('name', '?'))}</b>")
+            if failures:
+                out.append("<ul>")
+                for failure in failures:
+                    out.append(f"<li><code>{_e(failure.get('where', '?'))}</code>: "
+                               f"{_e(_num(failure.get('value'), 4))} (limit {_e(_num(failure.get('limit'), 4))})"
+                               "</li>")
+                out.append("</ul>")
+            out.append("</li>")
+        out.append("</ul>")
+    out.append("</div>")
+    return out
+
+
+def _head_row(heads: Sequence[str], names: int = 1) -> str:
+    """A table's header row; the first ``names`` columns hold names (left-aligned), the rest numbers."""
+    return "<tr>" + "".join(f'<th class="name">{_e(h)}</th>' if i < names else f"<th>{_e(h)}</th>"
+                            for i, h in enumerate(heads)) + "</tr>"
+
+
+def _meta_table(rows: Sequence[tuple[str, str]]) -> list[str]:
+    """Two-column table of (label, already-escaped HTML value)."""
+    out = ['<table class="meta">']
+    out += [f"<tr><th>{_e(label)}</th><td>{value}</td></tr>" for label, value in rows]
+    out.append("</table>")
+    return out
+
+
+def _sha(golden: Mapping[str, Any]) -> str:
+    sha = str(golden.get("sha256") or "")
+    if not sha:
+        return "n/a"
+    return f'<code title="{_e(sha)}">{_e(sha[:SHA_PREFIX])}</code>'
+
+
+def _bootstrap_text(bootstrap: Mapping[str, Any] | None) -> str:
+    bootstrap = bootstrap or {}
+    confidence = _finite(bootstrap.get("confidence"))
+    level = "n/a" if confidence is None else f"{100 * confidence:g}%"
+    return (f"{bootstrap.get('replicates', 'n/a')} replicates, {level} intervals, "
+            f"seed {bootstrap.get('seed', 'n/a')}")
+
+
+def _golden_rows(golden: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [("golden set", f"<b>{_e(_golden_title(golden))}</b>"), ("sha256", _sha(golden)),
+            ("items in set", _e(golden.get("items", "n/a"))), ("source", _e(golden.get("source") or "n/a")),
+            ("licence", _e(golden.get("licence") or "n/a")),
+            ("label provenance", _e(golden.get("label_provenance") or "n/a"))]
+
+
+def _category_order(scope: Mapping[str, Any]) -> list[str]:
+    categories = list((scope.get("categories") or {}).keys())
+    return categories + [c for c in scope.get("unlabelled_categories") or [] if c not in categories]
+
+
+def _is_unlabelled(scope: Mapping[str, Any], category: str) -> bool:
+    return category in (scope.get("unlabelled_categories") or []) or category not in (scope.get("categories") or {})
+
+
+# --- figures ---------------------------------------------------------------------------------------------
+
+def _figure(width: float, height: float, layout: str | None = "constrained"):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=FIGURE_DPI, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=FIGURE_DPI)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _img(png: str, alt: str, caption: str = "") -> str:
+    caption = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
+    return f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{png}">{caption}</figure>'
+
+
+def _points(xs: Any, ys: Any, extra: Any = None) -> list[tuple]:
+    """Pairs (or triples) of finite numbers from parallel lists, skipping nulls."""
+    xs, ys = list(xs or []), list(ys or [])
+    extras = list(extra) if extra is not None else [1] * len(xs)
+    out = []
+    for x, y, z in zip(xs, ys, extras):
+        fx, fy, fz = _finite(x), _finite(y), _finite(z)
+        if fx is not None and fy is not None and fz is not None:
+            out.append((fx, fy, fz))
+    return out
+
+
+def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=9.5)
+    ax.set_xlabel(xlabel, fontsize=8.5)
+    ax.set_ylabel(ylabel, fontsize=8.5)
+    ax.tick_params(labelsize=7.5)
+    ax.grid(alpha=0.25, linewidth=0.6)
+
+
+def _no_data(ax, why: str) -> None:
+    ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=8, color="#777", transform=ax.transAxes)
+
+
+def _plot_pr(ax, pr: Mapping[str, Any], target_precision: Any) -> None:
+    _style(ax, "precision-recall", "recall", "precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.03)
+    points = sorted(_points(pr.get("recall"), pr.get("precision")))
+    if not points:
+        _no_data(ax, "no curve")
+        return
+    ax.plot([p[0] for p in points], [p[1] for p in points], color="#1f5fa8", linewidth=1.5, label="model")
+    target = _finite(target_precision)
+    if target is not None:
+        ax.axhline(target, color="#c0392b", linestyle=":", linewidth=1.1, label=f"target P={target:g}")
+    ax.legend(fontsize=7.5, loc="best", framealpha=0.85)
+
+
+def _plot_reliability(ax, reliability: Mapping[str, Any]) -> None:
+    _style(ax, "reliability", "mean score in bin", "positive rate in bin")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.03)
+    ax.plot([0, 1], [0, 1], color="#888", linestyle="--", linewidth=1, label="perfect calibration")
+    points = _points(reliability.get("mean_score"), reliability.get("positive_rate"),
+                     reliability.get("count") if reliability.get("count") is not None else None)
+    points = [p for p in points if p[2] > 0] if reliability.get("count") is not None else points
+    if not points:
+        _no_data(ax, "no bins")
+        return
+    points.sort()
+    largest = max(p[2] for p in points) or 1
+    ax.plot([p[0] for p in points], [p[1] for p in points], color="#1f5fa8", linewidth=1.2)
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=[10 + 50 * p[2] / largest for p in points],
+               color="#1f5fa8", zorder=3, label="bins (area: items)")
+    ax.legend(fontsize=7.5, loc="upper left", framealpha=0.85)
+
+
+def _plot_histogram(ax, histogram: Mapping[str, Any], threshold: Any, threshold_name: str) -> None:
+    _style(ax, "score by label", "score", "share of class")
+    ax.set_xlim(0, 1)
+    edges = [_finite(e) for e in histogram.get("edges") or []]
+    positives = [_finite(c) or 0.0 for c in histogram.get("positives") or []]
+    negatives = [_finite(c) or 0.0 for c in histogram.get("negatives") or []]
+    if (len(edges) < 2 or None in edges or len(positives) != len(edges) - 1
+            or len(negatives) != len(edges) - 1):
+        _no_data(ax, "no histogram")
+        return
+    tallest = 0.0
+    for counts, name, colour, fill in ((negatives, "negatives", "#4a7ab8", True),
+                                       (positives, "positives", "#c0392b", False)):
+        total = sum(counts)
+        if total > 0:
+            shares = [c / total for c in counts]
+            tallest = max(tallest, *shares)
+            kwargs = {"fill": True, "alpha": 0.35} if fill else {"linewidth": 1.6}
+            ax.stairs(shares, edges, color=colour, label=f"{name} (n={int(total)})", **kwargs)
+    ax.set_ylim(0, (tallest or 1.0) * 1.6)  # headroom: the legend sits above the bars, not on them
+    cut = _finite(threshold)
+    if cut is not None:
+        ax.axvline(cut, color="#333", linestyle=":", linewidth=1.1, label=f"{threshold_name} ≥ {cut:.2f}")
+    ax.legend(fontsize=7.5, loc="upper left", framealpha=0.85)
+
+
+def _category_png(category: str, curves: Mapping[str, Any], target_precision: Any, threshold: Any,
+                  threshold_name: str) -> str:
+    """One category's PR curve, reliability diagram and score histogram by label, side by side."""
+    # Fixed margins, not a layout engine: every label here is a fixed string, and constrained layout would
+    # cost a second draw of each figure (most of a page's render time is matplotlib laying out text).
+    fig = _figure(*CATEGORY_FIGSIZE, layout=None)
+    fig.subplots_adjust(left=0.055, right=0.99, bottom=0.16, top=0.8, wspace=0.26)
+    pr_ax, reliability_ax, histogram_ax = fig.subplots(1, 3)
+    _plot_pr(pr_ax, curves.get("pr") or {}, target_precision)
+    _plot_reliability(reliability_ax, curves.get("reliability") or {})
+    _plot_histogram(histogram_ax, curves.get("histogram") or {}, threshold, threshold_name)
+    fig.suptitle(_short(category, 60), fontsize=10, fontweight="bold", parse_math=False)
+    return _png(fig)
+
+
+def _delta_png(set_title: str, categories: Mapping[str, Any], metric: str) -> str:
+    """Per-category deltas (candidate minus baseline) of one metric, with the interval as error bars and
+    each delta written at the end of its bar."""
+    names = list(categories)
+    fig = _figure(min(10.0, 3.5 + 1.1 * max(len(names), 1)), 3.0)
+    ax = fig.subplots()
+    label = _LABELS.get(metric, metric)
+    ax.set_title(f"{_short(set_title, 50)}: Δ {label} (candidate − baseline)", fontsize=9.5, parse_math=False)
+    ax.set_ylabel(f"Δ {label}", fontsize=8.5)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="y", alpha=0.25, linewidth=0.6)
+    ax.axhline(0, color="#333", linewidth=0.8)
+    if not names:
+        _no_data(ax, "no categories")
+        return _png(fig)
+    heights, lower, upper, colours = [], [], [], []
+    for name in names:
+        row = (categories[name] or {}).get(metric) or {}
+        delta = _finite(row.get("delta"))
+        lo, hi = (_finite(v) for v in _ci_pair(row.get("ci")))
+        heights.append(delta)
+        lower.append(max(0.0, delta - lo) if delta is not None and lo is not None else 0.0)
+        upper.append(max(0.0, hi - delta) if delta is not None and hi is not None else 0.0)
+        colours.append("#c62828" if row.get("regression") else "#2e7d32" if (delta or 0) >= 0 else "#9e9e9e")
+    positions = list(range(len(names)))
+    ax.bar(positions, [h or 0.0 for h in heights], yerr=[lower, upper], capsize=4, color=colours, width=0.6,
+           error_kw={"elinewidth": 1, "ecolor": "#222"})
+    for x, (delta, down, up) in enumerate(zip(heights, lower, upper)):
+        if delta is None:
+            text, y, offset = "n/a", 0.0, 3
+        else:
+            text = f"{delta:+.3f}"
+            y, offset = (delta + up, 3) if delta >= 0 else (delta - down, -3)
+        ax.annotate(text, (x, y), xytext=(0, offset), textcoords="offset points", ha="center",
+                    va="bottom" if offset > 0 else "top", fontsize=7.5, color="#333")
+    long_names = any(len(str(n)) > 10 for n in names)
+    ax.set_xticks(positions, [_short(n, 22) for n in names], rotation=20 if long_names else 0,
+                  ha="right" if long_names else "center", parse_math=False)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.margins(y=0.25)
+    return _png(fig)
+
+
+# --- evaluation page -------------------------------------------------------------------------------------
+
+def _quarantine_text(report: Mapping[str, Any]) -> str:
+    reasons = report.get("quarantine_reasons") or {}
+    text = _e(report.get("quarantined", "n/a"))
+    if reasons:
+        text += " (" + ", ".join(f"{_e(reason)}: {_e(count)}" for reason, count in reasons.items()) + ")"
+    return text
+
+
+def _evaluation_header(report: Mapping[str, Any]) -> list[str]:
+    golden = report.get("golden") or {}
+    wall = _finite(report.get("wall_s"))
+    rows = _golden_rows(golden) + [
+        ("items scored / quarantined", f"{_e(report.get('scored', 'n/a'))} / {_quarantine_text(report)}"),
+        ("checkpoint", f"<code>{_e(report.get('checkpoint') or 'n/a')}</code>"),
+        ("model version", _e(report.get("model_version") or "n/a")),
+        ("policy version", _e(report.get("policy_version") or "n/a")),
+        ("positive action", f"{_e(report.get('positive_action') or 'n/a')} (or stronger)"),
+        ("target precision", _e(_num(report.get("target_precision"), 2))),
+        ("bootstrap", _e(_bootstrap_text(report.get("bootstrap")))),
+        ("wall time", "n/a" if wall is None else _e(f"{wall:.1f} s")),
+    ]
+    return _meta_table(rows)
+
+
+def _overall_table(overall: Mapping[str, Any], target_precision: Any) -> list[str]:
+    heads = ["category", "labelled", "positives"] + [_metric_label(m, target_precision) for m in METRICS]
+    out = ["<table>" + _head_row(heads)]
+    categories = overall.get("categories") or {}
+    for category in _category_order(overall):
+        if _is_unlabelled(overall, category):
+            out.append(f'<tr><td class="name">{_e(category)}</td>'
+                       f'<td colspan="{len(heads) - 1}" class="note">not labelled by this set</td></tr>')
+            continue
+        entry = categories[category] or {}
+        metrics = entry.get("metrics") or {}
+        cells = [_e(category), _e(entry.get("labelled", "n/a")), _e(entry.get("positives", "n/a"))]
+        cells += [_with_ci(metrics.get(m)) for m in METRICS]
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    for name, summary, metrics in (("macro", overall.get("macro") or {}, METRICS),
+                                   ("micro", overall.get("micro") or {}, MICRO_METRICS)):
+        cells = [name, "", ""] + [_with_ci(summary.get(m)) if m in metrics else "—" for m in METRICS]
+        out.append('<tr class="summary">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return out
+
+
+def _actions_table(actions: Mapping[str, Any]) -> list[str]:
+    names = [a for a in ACTIONS if a in actions] + [a for a in actions if a not in ACTIONS]
+    out = ["<table><tr><th>action</th><th>share of items</th></tr>"]
+    out += [f"<tr><td>{_e(a)}</td><td>{_with_ci(actions[a], _pct)}</td></tr>" for a in names]
+    out.append("</table>")
+    return out
+
+
+def _confusion_table(overall: Mapping[str, Any], positive_action: str) -> list[str]:
+    heads = ["category", "TP", "FP", "FN", "TN"] + [f"{a} threshold" for a in ACTIONS[1:]]
+    out = [f"<p>Predicted positive: the policy's action for the category is <b>{_e(positive_action)}</b> or "
+           "stronger.</p>", "<table>" + _head_row(heads)]
+    for category, entry in (overall.get("categories") or {}).items():
+        confusion = (entry or {}).get("confusion") or {}
+        thresholds = (entry or {}).get("thresholds") or {}
+        cells = [category] + [confusion.get(k, "n/a") for k in ("tp", "fp", "fn", "tn")]
+        cells += [_num(thresholds.get(a)) for a in ACTIONS[1:]]
+        out.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return out
+
+
+def _plots(report: Mapping[str, Any]) -> list[str]:
+    overall = report.get("overall") or {}
+    curves = report.get("curves") or {}
+    action = str(report.get("positive_action") or "restrict")
+    out = []
+    for category in _category_order(overall):
+        if category not in curves:
+            note = "not labelled by this set" if _is_unlabelled(overall, category) else "no curves in the report"
+            out.append(f'<p class="note">{_e(category)}: {_e(note)}</p>')
+            continue
+        thresholds = ((overall.get("categories") or {}).get(category) or {}).get("thresholds") or {}
+        png = _category_png(category, curves[category] or {}, report.get("target_precision"),
+                            thresholds.get(action), action)
+        out.append(_img(png, f"{category}: precision-recall curve, reliability diagram and score histogram"))
+    return out
+
+
+def _slice_tables(report: Mapping[str, Any]) -> list[str]:
+    slices = report.get("slices") or {}
+    if not slices:
+        return ["<p>No slices in this report.</p>"]
+    target = report.get("target_precision")
+    heads = ["slice", "items", "labelled", "positives"] + [_metric_label(m, target) for m in SLICE_METRICS]
+    out = []
+    overall = report.get("overall") or {}
+    for category in _category_order(overall):
+        out.append(f"<h3>{_e(category)}</h3>")
+        if _is_unlabelled(overall, category):
+            out.append('<p class="note">not labelled by this set</p>')
+            continue
+        out.append("<table>" + _head_row(heads))
+        for name, scope in slices.items():
+            scope = scope or {}
+            lead = f'<td class="name">{_e(name)}</td>'
+            if scope.get("too_small"):
+                out.append(f'<tr class="too-small">{lead}<td colspan="{len(heads) - 1}" class="note">'
+                           f"too small ({_e(scope.get('items', 'n/a'))} items)</td></tr>")
+                continue
+            if _is_unlabelled(scope, category):
+                out.append(f'<tr>{lead}<td>{_e(scope.get("items", "n/a"))}</td><td colspan="{len(heads) - 2}" '
+                           'class="note">not labelled by this set</td></tr>')
+                continue
+            entry = scope["categories"][category] or {}
+            metrics = entry.get("metrics") or {}
+            cells = [_e(scope.get("items", "n/a")), _e(entry.get("labelled", "n/a")),
+                     _e(entry.get("positives", "n/a"))] + [_with_ci(metrics.get(m)) for m in SLICE_METRICS]
+            out.append(f"<tr>{lead}" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        out.append("</table>")
+    return out
+
+
+def render_evaluation_html(report: Mapping[str, Any]) -> str:
+    """A self-contained HTML page (inline CSS, PNG plots as ``data:`` URIs) of an evaluation report.
+
+    Raises:
+        ValueError: the report is not ``kind: "evaluation"`` of schema version 1.
+    """
+    _check(report, "evaluation")
+    golden = report.get("golden") or {}
+    overall = report.get("overall") or {}
+    title = f"Tripwire evaluation: {_golden_title(golden)}"
+    out = _page_start(title) + _verdict(report.get("gate"))
+    out.append(f"<h1>{_e(title)}</h1>")
+    out += _evaluation_header(report)
+    out.append(f"<h2>Overall ({_e(overall.get('items', 'n/a'))} items)</h2>")
+    out.append("<p>Each cell: the estimate and its bootstrap interval; n/a where the metric is undefined "
+               "(for example precision with no predicted positives). Macro: mean over labelled categories; "
+               "micro: pooled confusion counts.</p>")
+    out += _overall_table(overall, report.get("target_precision"))
+    out.append("<h2>Decision rates</h2>")
+    out += _actions_table(overall.get("actions") or {})
+    out.append("<h2>Confusion and thresholds</h2>")
+    out += _confusion_table(overall, str(report.get("positive_action") or "restrict"))
+    out.append("<h2>Curves</h2>")
+    action = _e(report.get("positive_action") or "restrict")
+    out.append("<p>Per category: the precision-recall curve (dotted: the target precision); the reliability "
+               "diagram, mean score against positive rate per score bin (dashed: perfect calibration; marker "
+               "area: items in the bin); score histograms of positives and negatives, each as a share of its "
+               f"class (dotted: the {action} threshold).</p>")
+    out += _plots(report)
+    out.append("<h2>Slices</h2>")
+    out += _slice_tables(report)
+    out.append("</body></html>")
+    page = "\n".join(out)
+    logger.info("rendered the evaluation page of %s: %d bytes", _golden_title(golden), len(page))
+    return page
+
+
+# --- comparison page -------------------------------------------------------------------------------------
+
+def _metric_names(rows: Mapping[str, Any]) -> list[str]:
+    names = [m for m in METRICS if m in rows]
+    return names + [m for m in rows if m not in METRICS]
+
+
+def _delta_cells(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    lo, hi = _ci_pair(row.get("ci"))
+    delta = _e(_num(row.get("delta"), signed=True))
+    if _finite(row.get("delta")) is not None and (lo is not None or hi is not None):
+        delta += f' <span class="ci">[{_e(_num(lo, signed=True))}, {_e(_num(hi, signed=True))}]</span>'
+    return _e(_num(row.get("baseline"))), _e(_num(row.get("candidate"))), delta
+
+
+def _comparison_rows(label: str, rows: Mapping[str, Any], target: Any) -> list[str]:
+    """Rows (metric, baseline, candidate, delta [CI]) of one category or of the macro average."""
+    names = _metric_names(rows)
+    if not names:
+        return [f'<tr><td class="name">{_e(label)}</td><td colspan="4" class="note">not labelled by this set'
+                "</td></tr>"]
+    out = []
+    for i, metric in enumerate(names):
+        row = rows[metric] or {}
+        lead = f'<td class="name group" rowspan="{len(names)}">{_e(label)}</td>' if i == 0 else ""
+        klass = ' class="regression"' if row.get("regression") else ""
+        direction = " (lower is better)" if metric in LOWER_IS_BETTER else ""
+        cells = _delta_cells(row)
+        out.append(f'<tr{klass}>{lead}<td class="name">{_e(_metric_label(metric, target) + direction)}</td>'
+                   + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return out
+
+
+def _comparison_table(entry: Mapping[str, Any], target: Any) -> list[str]:
+    out = ["<table>" + _head_row(["category", "metric", "baseline", "candidate", "Δ [interval]"], names=2)]
+    for category, rows in (entry.get("categories") or {}).items():
+        out += _comparison_rows(category, rows or {}, target)
+    if entry.get("macro"):
+        out += _comparison_rows("macro", entry["macro"], target)
+    out.append("</table>")
+    return out
+
+
+def _slice_matrix(slices: Mapping[str, Any], target: Any) -> list[str]:
+    if not slices:
+        return ["<p>No slices in this set.</p>"]
+    metrics: list[str] = []
+    for scope in slices.values():
+        for rows in ((scope or {}).get("categories") or {}).values():
+            metrics += [m for m in _metric_names(rows or {}) if m not in metrics]
+    metrics = [m for m in METRICS if m in metrics] + [m for m in metrics if m not in METRICS]
+    heads = ["slice", "items", "category"] + [_metric_label(m, target) for m in metrics]
+    out = ["<p>Each cell: baseline → candidate, then Δ and its interval.</p>",
+           '<table class="matrix">' + _head_row(heads, names=3)]
+    for name, scope in slices.items():
+        scope = scope or {}
+        lead = f'<td class="name">{_e(name)}</td>'
+        if scope.get("too_small"):
+            out.append(f'<tr class="too-small">{lead}<td colspan="{len(heads) - 1}" class="note">too small '
+                       f"({_e(scope.get('items', 'n/a'))} items)</td></tr>")
+            continue
+        categories = scope.get("categories") or {}
+        if not categories:
+            out.append(f'<tr>{lead}<td>{_e(scope.get("items", "n/a"))}</td><td colspan="{len(heads) - 2}" '
+                       'class="note">no labelled categories</td></tr>')
+            continue
+        for i, (category, rows) in enumerate(categories.items()):
+            cells = []
+            if i == 0:
+                cells.append(f'<td class="name" rowspan="{len(categories)}">{_e(name)}</td>'
+                             f'<td rowspan="{len(categories)}">{_e(scope.get("items", "n/a"))}</td>')
+            cells.append(f'<td class="name">{_e(category)}</td>')
+            rows = rows or {}
+            if not rows:
+                cells.append(f'<td colspan="{len(metrics)}" class="note">not labelled by this set</td>')
+            for metric in metrics if rows else ():
+                if metric not in rows:
+                    cells.append("<td>—</td>")
+                    continue
+                baseline, candidate, delta = _delta_cells(rows[metric] or {})
+                klass = ' class="regression"' if (rows[metric] or {}).get("regression") else ""
+                cells.append(f'<td{klass}><span class="bc">{baseline} → {candidate}</span><br>{delta}</td>')
+            out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return out
+
+
+def _count_regressions(report: Mapping[str, Any]) -> int:
+    def count(categories: Mapping[str, Any]) -> int:
+        return sum(bool((row or {}).get("regression")) for rows in categories.values() for row in (rows or {}).values())
+
+    total = 0
+    for entry in (report.get("sets") or {}).values():
+        total += count(entry.get("categories") or {}) + count({"macro": entry.get("macro") or {}})
+        for scope in (entry.get("slices") or {}).values():
+            total += count((scope or {}).get("categories") or {})
+    return total
+
+
+def render_comparison_html(report: Mapping[str, Any]) -> str:
+    """A self-contained HTML page of a candidate-vs-baseline comparison report: per golden set a delta
+    chart of PR-AUC and tables of baseline, candidate and delta per category, macro and slice, with the
+    rows the comparison flagged as regressions highlighted.
+
+    Raises:
+        ValueError: the report is not ``kind: "comparison"`` of schema version 1.
+    """
+    _check(report, "comparison")
+    baseline, candidate = report.get("baseline") or {}, report.get("candidate") or {}
+    target = report.get("target_precision")
+    title = (f"Tripwire comparison: {candidate.get('model_version') or 'candidate'} vs "
+             f"{baseline.get('model_version') or 'baseline'}")
+    out = _page_start(title) + _verdict(report.get("gate"))
+    out.append(f"<h1>{_e(title)}</h1>")
+    out.append("<table class=\"meta\"><tr><th></th><th>baseline</th><th>candidate</th></tr>")
+    for key, label in (("checkpoint", "checkpoint"), ("model_version", "model version"),
+                       ("policy_version", "policy version")):
+        out.append(f"<tr><th>{_e(label)}</th><td><code>{_e(baseline.get(key) or 'n/a')}</code></td>"
+                   f"<td><code>{_e(candidate.get(key) or 'n/a')}</code></td></tr>")
+    out.append("</table>")
+    out.append(f"<p>Bootstrap: {_e(_bootstrap_text(report.get('bootstrap')))} (paired: both models on the same "
+               f"resamples). Target precision {_e(_num(target, 2))}. Δ is candidate minus baseline; "
+               f"highlighted: {_e(_count_regressions(report))} regression(s) flagged by the comparison.</p>")
+    sets = report.get("sets") or {}
+    if not sets:
+        out.append("<p>No golden sets in this report.</p>")
+    for set_name, entry in sets.items():
+        entry = entry or {}
+        golden = entry.get("golden") or {"name": set_name}
+        set_title = _golden_title(golden)
+        out.append(f"<h2>{_e(set_title)}</h2>")
+        out.append(f"<p>sha256 {_sha(golden)}; {_e(entry.get('items', 'n/a'))} items compared.</p>")
+        png = _delta_png(set_title, entry.get("categories") or {}, DELTA_CHART_METRIC)
+        out.append(_img(png, f"{set_title}: per-category delta of {_LABELS[DELTA_CHART_METRIC]} with intervals",
+                        f"Δ {_LABELS[DELTA_CHART_METRIC]} per category with its interval (red: flagged "
+                        "regression; n/a: undefined for a model)."))
+        out += _comparison_table(entry, target)
+        out.append(f"<h3>Slices of {_e(set_title)}</h3>")
+        out += _slice_matrix(entry.get("slices") or {}, target)
+    out.append("</body></html>")
+    page = "\n".join(out)
+    logger.info("rendered the comparison page of %d set(s): %d bytes", len(sets), len(page))
+    return page

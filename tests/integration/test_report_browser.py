@@ -1,0 +1,117 @@
+"""The evaluation and comparison pages in a real browser: headless Debian Chromium driven by Playwright.
+
+Each page is written to a file and loaded through a ``file://`` URL, as someone opening an archived
+report would. The browser must decode every embedded PNG (``naturalWidth > 0``), show the gate's verdict
+at the top, log no console error, run no script (the ``<script>`` category and slice names are text) and
+fetch nothing but the page itself. Full-page screenshots land in ``test-artifacts/`` at the repository
+root, for a person to look at. No Ray is started.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import report_fixtures
+from tripwire.eval_report import render_comparison_html, render_evaluation_html
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+VERDICT_MAX_TOP_PX = 60  # the body's margin and nothing else above the verdict
+
+if not CHROMIUM.exists():
+    pytest.skip("Debian chromium not installed: run `make browser` (apt-get install chromium)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="the playwright package is not installed: pip install playwright==1.65.0")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts():
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def open_report(browser, path: Path, screenshot: Path) -> dict:
+    """Loads ``path`` in a fresh page; returns what the page did (console errors, requests, dialogs, images,
+    the verdict's box) after saving a full-page screenshot."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    seen = {"console_errors": [], "page_errors": [], "requests": [], "dialogs": []}
+    page.on("console", lambda msg: seen["console_errors"].append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda error: seen["page_errors"].append(str(error)))
+    page.on("request", lambda request: seen["requests"].append(request.url))
+
+    def on_dialog(dialog):
+        seen["dialogs"].append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    try:
+        page.goto(path.as_uri(), wait_until="load", timeout=30_000)
+        page.wait_for_function("Array.from(document.images).every(img => img.complete)", timeout=30_000)
+        seen["images"] = page.eval_on_selector_all(
+            "img", "els => els.map(e => ({alt: e.alt, complete: e.complete, width: e.naturalWidth,"
+                   " height: e.naturalHeight}))")
+        verdict = page.locator("#verdict")
+        seen["verdict_visible"] = verdict.is_visible()
+        seen["verdict_box"] = verdict.bounding_box()
+        seen["verdict_text"] = verdict.inner_text()
+        seen["first_in_body"] = page.evaluate("document.body.firstElementChild && document.body.firstElementChild.id")
+        seen["scripts"] = page.evaluate("document.scripts.length")
+        seen["title"] = page.title()
+        page.screenshot(path=str(screenshot), full_page=True)
+    finally:
+        page.close()
+    return seen
+
+
+def check_page(seen: dict, path: Path, verdict_word: str, images: int) -> None:
+    assert seen["console_errors"] == [] and seen["page_errors"] == [], seen
+    assert seen["dialogs"] == [], f"a script ran in the page: {seen['dialogs']}"
+    assert seen["scripts"] == 0
+    assert seen["requests"] == [path.as_uri()], f"the page fetched more than itself: {seen['requests']}"
+    assert len(seen["images"]) == images, seen["images"]
+    for image in seen["images"]:
+        assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
+    assert seen["first_in_body"] == "verdict"
+    assert seen["verdict_visible"]
+    box = seen["verdict_box"]
+    assert box is not None and box["y"] < VERDICT_MAX_TOP_PX and box["height"] > 0, box
+    assert seen["verdict_text"].startswith(verdict_word), seen["verdict_text"]
+
+
+def test_the_evaluation_page_renders_in_chromium(browser, artifacts, tmp_path):
+    report = report_fixtures.evaluation_report(gate="fail")
+    path = tmp_path / "eval_report.html"
+    path.write_text(render_evaluation_html(report), encoding="utf-8")
+    screenshot = artifacts / "eval_report.png"
+    seen = open_report(browser, path, screenshot)
+    check_page(seen, path, "FAIL", images=len(report["curves"]))
+    assert seen["title"] == "Tripwire evaluation: core@3"
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_the_comparison_page_renders_in_chromium(browser, artifacts, tmp_path):
+    report = report_fixtures.comparison_report(gate="pass")
+    path = tmp_path / "compare_report.html"
+    path.write_text(render_comparison_html(report), encoding="utf-8")
+    screenshot = artifacts / "compare_report.png"
+    seen = open_report(browser, path, screenshot)
+    check_page(seen, path, "PASS", images=len(report["sets"]))
+    assert screenshot.stat().st_size > 10_000
