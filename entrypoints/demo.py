@@ -1,4 +1,5 @@
-"""The main job end to end on the embedded default: corpus -> train -> serve -> real HTTP requests -> scan.
+"""The main job end to end on the embedded default: corpus -> train -> serve -> real HTTP requests ->
+evaluation of the held-out split (scored by the scan pipeline), with its HTML report.
 
 ``make demo`` (``python -m entrypoints.demo``) and ``tripwire demo`` run this; options and user errors are
 handled by :mod:`entrypoints.cli`. Everything is local: a Ray instance in this process, the synthetic
@@ -54,20 +55,19 @@ def wait_healthy(url: str, timeout_s: float = 120.0) -> None:
 SERVE_LOGGING = {"log_level": "WARNING", "enable_access_log": False}  # the demo prints its own lines
 
 
-def scan_validation_split(cfg: TrainConfig, model_dir: str, samples: list) -> tuple[dict, dict[str, dict]]:
-    """``tripwire scan`` over the validation split (written as a catalogue manifest beside the corpus)."""
-    import shutil
-
-    from pipelines.scan import make_job, run as run_scan
-    from tripwire.sample import write_manifest
+def evaluate_heldout(model_dir: str) -> tuple[dict, dict[str, dict]]:
+    """The held-out split registered as a golden set and evaluated (``tripwire evaluate``, which scores it
+    with ``tripwire scan``'s pipeline); returns the report and the scan's results by id."""
+    from pipelines.evaluate import make_job, run as run_evaluation
+    from pipelines.golden_sets import register_heldout
     from tripwire.scan_output import read_results, row_to_result
 
-    catalogue = Path(cfg.data.manifest).with_name("demo-scan.jsonl")  # beside the media it references
-    write_manifest(samples, str(catalogue))
-    out = Path(model_dir).parent / "scan"
-    shutil.rmtree(out, ignore_errors=True)  # a fresh scan each time (the same --out would resume)
-    report = run_scan(make_job(model_dir, str(catalogue), str(out), config="pipelines/configs/scan.yaml"))
-    return report, {row["id"]: row_to_result(row) for row in read_results(str(out))}
+    golden, new = register_heldout(model_dir)
+    print(f"\n[evaluate] golden set {golden.ref} ({'registered' if new else 'already registered'}): "
+          f"{golden.items} held-out items", flush=True)
+    out = str(Path(model_dir).parent / "eval")
+    report = run_evaluation(make_job(model_dir, golden.ref, out, config="pipelines/configs/evaluate.yaml"))
+    return report, {row["id"]: row_to_result(row) for row in read_results(report["scan"])}
 
 
 def run(config: str, port: int, min_auc: float) -> int:
@@ -125,17 +125,14 @@ def run(config: str, port: int, min_auc: float) -> int:
         serve.shutdown()
         served_done = time.perf_counter()
 
-        splits = read_splits(f"{model_dir}/splits.parquet")
-        validation = [s for s in read_manifest(cfg.data.manifest) if splits.get(s.id) == "val"]
-        print(f"\n[scan] tripwire scan over the {len(validation)} validation items", flush=True)
-        scan_report, scanned = scan_validation_split(cfg, model_dir, validation)
+        evaluation, scanned = evaluate_heldout(model_dir)
         scan_differences = [f"{s.id}: {d}" for s, expected in zip(samples, reference)
                             for d in result_differences(scanned.get(s.id, {}), expected)]
-        print(f"[scan] flagged per category {scan_report['flagged']}; results equal to HTTP and in-process "
-              f"for the {len(samples)} items above: {not scan_differences}")
+        print(f"[evaluate] scan results equal to HTTP and in-process for the {len(samples)} items above: "
+              f"{not scan_differences}")
         done = time.perf_counter()
         print(f"[demo] train {trained_at - started:.0f}s, deploy {served_at - trained_at:.0f}s, "
-              f"scan {done - served_done:.0f}s, total {done - started:.0f}s")
+              f"evaluate {done - served_done:.0f}s, total {done - started:.0f}s")
         failing = {c: a for c, a in aucs.items() if not a >= min_auc}
         if failing:
             print(f"[demo] FAIL: categories below ROC-AUC {min_auc}: {failing}", file=sys.stderr)
@@ -147,6 +144,7 @@ def run(config: str, port: int, min_auc: float) -> int:
                 return 1
         print(f"[demo] OK: every category ROC-AUC >= {min_auc} (min {min(aucs.values()):.4f}); "
               "HTTP, scan and in-process give the same results")
+        print(f"[demo] evaluation report (open in a browser): {Path(evaluation['scan']).parent / 'report.html'}")
         return 0
     finally:
         ray.shutdown()

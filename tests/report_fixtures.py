@@ -100,7 +100,8 @@ def _scope(labels: dict, scores: dict, index: np.ndarray) -> tuple[dict, dict]:
         categories[name], curves[name] = _category(labels[name][index], scores[name][index])
     macro = {}
     for metric in categories[CATEGORIES[0]]["metrics"]:
-        values = [c["metrics"][metric]["value"] for c in categories.values() if c["metrics"][metric]["value"] is not None]
+        values = [c["metrics"][metric]["value"] for c in categories.values()]
+        values = [v for v in values if v is not None]
         macro[metric] = estimate(float(np.mean(values)) if values else None, n)
     pooled = {k: sum(c["confusion"][k] for c in categories.values()) for k in ("tp", "fp", "fn")}
     micro = {"precision": estimate(_ratio(pooled["tp"], pooled["tp"] + pooled["fp"]), n),
@@ -190,7 +191,8 @@ def comparison_report(gate: str | None = "fail") -> dict:
                                 "categories": _compare_scope(scope, cand["slices"][name])}
         sets[set_name] = {"golden": golden, "items": base["overall"]["items"],
                           "categories": _compare_scope(base["overall"], cand["overall"]),
-                          "macro": _deltas(base["overall"]["macro"], cand["overall"]["macro"], base["overall"]["items"]),
+                          "macro": _deltas(base["overall"]["macro"], cand["overall"]["macro"],
+                                           base["overall"]["items"]),
                           "slices": slices}
     return {"kind": "comparison", "schema_version": 1,
             "baseline": {"checkpoint": "runs/train/2024-05-01/checkpoint_000010", "model_version": "m-2024.05.2",

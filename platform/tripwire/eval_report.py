@@ -90,7 +90,7 @@ def _num(value: Any, digits: int = 3, signed: bool = False) -> str:
     number = _finite(value)
     if number is None:
         return "n/a"
-    if False:
+    if round(number, digits) == 0:
         number = 0.0  # no "-0.000"
     return f"{number:+.{digits}f}" if signed else f"{number:.{digits}f}"
 

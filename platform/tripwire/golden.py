@@ -119,7 +119,10 @@ def manifest_uri(golden: GoldenSet, catalogue: str | None = None) -> str:
 
 
 def _rows(manifest: str) -> Iterator[dict]:
-    with fsspec.open(manifest, "r", encoding="utf-8") as handle:
+    fs, path = fsspec.core.url_to_fs(manifest)
+    if not fs.exists(path):
+        raise ConfigError(f"manifest: {manifest} does not exist")
+    with fs.open(path, "r", encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue

@@ -10,7 +10,6 @@ lay it out (tests/integration/test_report_browser.py opens the same pages in Chr
 from __future__ import annotations
 
 import base64
-import copy
 import io
 import subprocess
 import sys
@@ -162,7 +161,8 @@ def test_nothing_is_fetched_and_nothing_runs(rendered):
     _, page, parsed = rendered
     assert parsed.tags.get("script", 0) == parsed.tags.get("link", 0) == parsed.tags.get("iframe", 0) == 0
     assert "<script" not in page.lower()
-    assert all(url.startswith("data:") for url in parsed.urls), [u[:40] for u in parsed.urls if not u.startswith("data:")]
+    fetched = [url[:40] for url in parsed.urls if not url.startswith("data:")]
+    assert fetched == [], fetched
     assert "url(" not in page, "the inline CSS must not load anything"
 
 
@@ -406,3 +406,13 @@ def test_each_set_has_its_section_chart_and_slices(comparison):
     assert first, "no slice row"
     row = scope["categories"]["hate"]["precision"]
     assert first[0][3] == f"{_fmt(row['baseline'])} → {_fmt(row['candidate'])} {_delta(row)}"
+
+
+def test_a_delta_that_rounds_to_zero_has_no_minus_sign():
+    report = fx.comparison_report(gate=None)
+    entry = report["sets"]["core"]
+    entry["slices"] = {}
+    entry["categories"]["hate"]["recall"].update(delta=-0.0001, ci=[-0.0004, 0.0002], regression=False)
+    report["sets"] = {"core": entry}
+    parsed = parse(render_comparison_html(report))
+    assert long_form(parsed, 0)[("hate", "recall")][1][2] == "+0.000 [+0.000, +0.000]"
