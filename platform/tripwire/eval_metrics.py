@@ -23,8 +23,9 @@ MAX_CHUNK_WEIGHTS = 2_000_000  # weights per chunk of replicates (16 MB of float
 RELIABILITY_BINS = 10
 HISTOGRAM_BINS = 20
 PR_CURVE_POINTS = 200
+# class_macro_f1: the mean of the positive and the negative class's F1 at the policy (OffensEval's metric).
 CATEGORY_METRICS = ("precision", "recall", "f1", "fpr", "roc_auc", "pr_auc", "recall_at_precision", "ece",
-                    "catch_rate")
+                    "catch_rate", "class_macro_f1")
 MICRO_METRICS = ("precision", "recall", "f1")
 
 
@@ -124,6 +125,7 @@ def category_arrays(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarra
         "fpr": _divide(fp, fp + tn), "roc_auc": np.where((positives > 0) & (negatives > 0), roc_auc, np.nan),
         "pr_auc": pr_auc, "recall_at_precision": recall_at_precision, "ece": ece,
         "catch_rate": _divide(weights @ (y * caught), positives),
+        "class_macro_f1": (_divide(2 * tp, 2 * tp + fp + fn) + _divide(2 * tn, 2 * tn + fp + fn)) / 2,
         "tp": tp, "fp": fp, "fn": fn, "tn": tn,
     }
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import yaml
 
-from helpers import deploy
+from helpers import assert_same_result, deploy
 from tripwire.config import from_dict
 
 pytestmark = pytest.mark.integration
@@ -104,17 +105,20 @@ def test_a_tampered_golden_set_is_refused_before_ray_work(trained, heldout, tmp_
 
     _, summary = trained
     golden, catalogue = heldout
-    copy = tmp_path / "copy.jsonl"
-    shutil.copy(manifest_uri(golden, catalogue), copy)
-    local_catalogue = str(tmp_path / "catalogue.yaml")
-    register("copy", str(copy), [c for c in golden.categories] + ["hate"], "test", "test", "test",
-             catalogue=local_catalogue)
-    lines = copy.read_text().splitlines()
-    row = json.loads(lines[0])
-    row["labels"] = {k: 1 - v for k, v in row["labels"].items()}
-    copy.write_text("\n".join([json.dumps(row)] + lines[1:]) + "\n")
-    code = main(["evaluate", "--checkpoint", summary["model_dir"], "--golden", "copy@1", "--catalogue", local_catalogue,
-                 "--out", str(tmp_path / "out")])
+    original = Path(manifest_uri(golden, catalogue))
+    copy = original.with_name("tampered-copy.jsonl")  # beside the media its rows reference
+    shutil.copy(original, copy)
+    try:
+        local_catalogue = str(tmp_path / "catalogue.yaml")
+        register("copy", str(copy), golden.categories, "test", "test", "test", catalogue=local_catalogue)
+        lines = copy.read_text().splitlines()
+        row = json.loads(lines[0])
+        row["labels"] = {k: 1 - v for k, v in row["labels"].items()}  # one item relabelled after registration
+        copy.write_text("\n".join([json.dumps(row)] + lines[1:]) + "\n")
+        code = main(["evaluate", "--checkpoint", summary["model_dir"], "--golden", "copy@1",
+                     "--catalogue", local_catalogue, "--out", str(tmp_path / "out")])
+    finally:
+        copy.unlink()
     err = capsys.readouterr().err
     assert code == 2 and "copy@1: content changed since it was registered" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
@@ -150,7 +154,7 @@ def test_tuned_thresholds_are_a_new_policy_the_served_graph_applies(trained, hel
         from tripwire.sample import Sample
 
         [expected] = Moderator.local(model_dir, tuned).moderate_sync([Sample(id="t", text=text)])
-        assert answer["decision"] == expected["decision"]
+        assert_same_result(answer, expected, where="served with the tuned policy")
     finally:
         serve_endpoint["deployed"] = False  # the next test that needs the session app redeploys the default
 

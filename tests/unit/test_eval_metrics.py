@@ -36,6 +36,9 @@ def test_point_estimates_match_direct_definitions():
         assert got[key][0] == pytest.approx(value), key
     assert got["roc_auc"][0] == pytest.approx(roc_auc(y, s))
     assert got["catch_rate"][0] == pytest.approx(((s >= 0.4) & y).sum() / y.sum())
+    from tripwire.metrics import binary_macro_f1
+
+    assert got["class_macro_f1"][0] == pytest.approx(binary_macro_f1(y, s >= 0.6))
     # Average precision with ties grouped: the mean precision at each positive, ties scored as one run.
     order = np.argsort(-s, kind="mergesort")
     ends = np.append(np.flatnonzero(np.diff(s[order]) != 0), 399)
