@@ -120,7 +120,13 @@ def _serve(args: argparse.Namespace) -> int:
     from tripwire.checkpoint import CheckpointManifest
 
     checkpoint = _checkpoint_path(args.checkpoint)
-    CheckpointManifest.read(checkpoint).check_files()  # a wrong path fails here, before Ray and Serve start
+    manifest = CheckpointManifest.read(checkpoint)
+    manifest.check_files()  # a wrong path fails here, before Ray and Serve start
+    app_args: dict = {"checkpoint": checkpoint}
+    if args.policy:  # else the checkpoint's recommended policy (or the bundled one)
+        from tripwire.config import to_dict
+
+        app_args["policy"] = to_dict(manifest.policy(args.policy))  # checked against the model's taxonomy here
 
     import time
 
@@ -129,7 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
     from deployments.app import build_app
 
     serve.start(http_options={"host": args.host, "port": args.port})
-    serve.run(build_app({"checkpoint": checkpoint}), name="tripwire", route_prefix="/")
+    serve.run(build_app(app_args), name="tripwire", route_prefix="/")
     print(f"serving on http://{args.host}:{args.port} (Ctrl-C to stop)")
     try:
         while True:
@@ -245,6 +251,7 @@ COMMANDS: dict[str, Command] = {
     ]),
     "serve": Command(_serve, "serve a checkpoint over HTTP with Ray Serve", [
         opt("--checkpoint", required=True, help="checkpoint folder or fsspec URI"),
+        opt("--policy", help="policy YAML (default: the checkpoint's recommended policy, else the bundled one)"),
         opt("--host", default="127.0.0.1", help="(default: %(default)s)"),
         opt("--port", type=_port, default=8000, help="(default: %(default)s)"),
     ]),

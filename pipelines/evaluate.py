@@ -23,7 +23,7 @@ from tripwire.config import ConfigError, from_dict, load_yaml, to_dict
 from tripwire.eval_config import EvalConfig, EvalJob
 from tripwire.eval_data import join, read_labels, read_scored
 from tripwire.eval_metrics import EvalArrays, curves, summarize
-from tripwire.eval_slices import slice_masks, slice_seed
+from tripwire.eval_slices import empty_slice_specs, slice_masks, slice_seed
 from tripwire.golden import GoldenSet, resolve, verify
 from tripwire.policy import SEVERE_ACTIONS, Policy
 from tripwire.scan_config import ScanJob
@@ -53,7 +53,8 @@ def measure(arrays: EvalArrays, categories: list[str], config: EvalConfig,
     """Overall and per-slice summaries of one evaluated set (the part of the report a comparison repeats)."""
     args = (categories, config.positive_level, config.target_precision, config.bootstrap)
     overall = summarize(arrays, *args, thresholds=thresholds)
-    slices = {}
+    slices = {spec: {"fields": {}, "items": 0, "too_small": True, "empty": "no item has a value for it"}
+              for spec in empty_slice_specs(arrays.fields, config.slices)}
     for name, values, mask in slice_masks(arrays.fields, config.slices, config.max_slice_values):
         items = int(mask.sum())
         if items < config.min_slice_items:

@@ -14,7 +14,7 @@ import numpy as np
 
 from tripwire.eval_metrics import (CATEGORY_METRICS, BootstrapConfig, EvalArrays, _column_nanmean, _interval, _value,
                                    category_arrays, weight_chunks)
-from tripwire.eval_slices import slice_masks, slice_seed
+from tripwire.eval_slices import empty_slice_specs, slice_masks, slice_seed
 
 LOWER_IS_BETTER = frozenset({"fpr", "ece"})
 
@@ -82,7 +82,8 @@ def compare_arrays(a: EvalArrays, b: EvalArrays, categories: Sequence[str], posi
 def compare_slices(a: EvalArrays, b: EvalArrays, categories: Sequence[str], positive_level: int,
                    target_precision: float, bootstrap: BootstrapConfig, specs: Sequence[str], min_items: int,
                    max_values: int) -> dict[str, Any]:
-    out = {}
+    out = {spec: {"fields": {}, "items": 0, "too_small": True, "empty": "no item has a value for it"}
+           for spec in empty_slice_specs(a.fields, specs)}
     for name, values, mask in slice_masks(a.fields, specs, max_values):
         items = int(mask.sum())
         if items < min_items:

@@ -193,6 +193,17 @@ def _histogram(values: np.ndarray) -> list[float]:
     return [round(float(x), _ROUND) for x in counts / len(values)]
 
 
+def _share_alarms(kind: str, reference: Counter, current: Counter, n_ref: int, n_cur: int, order: Sequence[str],
+                  bar: float) -> list[dict[str, Any]]:
+    """An alarm per value whose share changed by more than ``bar`` between the windows."""
+    alarms = []
+    for name in order:
+        change = current.get(name, 0) / n_cur - reference.get(name, 0) / n_ref
+        if abs(change) > bar + _TOLERANCE:
+            alarms.append({"kind": kind, "name": name, "value": round(change, _ROUND), "bar": bar})
+    return alarms
+
+
 def compare_windows(reference_rows: Sequence[Mapping[str, Any]], current_rows: Sequence[Mapping[str, Any]],
                     categories: Sequence[str], bars: MonitorBars | None = None, *,
                     reference_source: str | None = None, current_source: str | None = None,
@@ -244,21 +255,15 @@ def compare_windows(reference_rows: Sequence[Mapping[str, Any]], current_rows: S
     ref_actions, cur_actions = _actions(reference_rows, "reference"), _actions(current_rows, "current")
     action_order = list(ACTIONS) + sorted((set(ref_actions) | set(cur_actions)) - set(ACTIONS))
     action_table, action_tv = _distribution_change(ref_actions, cur_actions, n_ref, n_cur, action_order)
-    for action in action_order:
-        change = cur_actions.get(action, 0) / n_cur - ref_actions.get(action, 0) / n_ref
-        if abs(change) > bars.max_action_rate_change + _TOLERANCE:
-            alarms.append({"kind": "action_rate", "name": action, "value": round(change, _ROUND),
-                           "bar": bars.max_action_rate_change})
+    alarms += _share_alarms("action_rate", ref_actions, cur_actions, n_ref, n_cur, action_order,
+                            bars.max_action_rate_change)
 
     ref_mix = Counter(modality_mix(row.get("modalities")) for row in reference_rows)
     cur_mix = Counter(modality_mix(row.get("modalities")) for row in current_rows)
     mix_order = sorted(set(ref_mix) | set(cur_mix))
     mix_table, mix_tv = _distribution_change(ref_mix, cur_mix, n_ref, n_cur, mix_order)
-    for mix in mix_order:
-        change = cur_mix.get(mix, 0) / n_cur - ref_mix.get(mix, 0) / n_ref
-        if abs(change) > bars.max_modality_share_change + _TOLERANCE:
-            alarms.append({"kind": "modality_share", "name": mix, "value": round(change, _ROUND),
-                           "bar": bars.max_modality_share_change})
+    alarms += _share_alarms("modality_share", ref_mix, cur_mix, n_ref, n_cur, mix_order,
+                            bars.max_modality_share_change)
 
     if alarms:
         logger.info("drift: %d alarm(s): %s", len(alarms), ", ".join(f"{a['kind']} {a['name']}" for a in alarms))

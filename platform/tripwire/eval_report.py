@@ -73,6 +73,13 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+
+def _too_small(scope: Mapping[str, Any]) -> str:
+    """A slice reported without numbers: too few items, or (``empty``) no item has a value for it."""
+    if scope.get("empty"):
+        return f"empty: {_e(scope['empty'])}"
+    return f"too small ({_e(scope.get('items', 'n/a'))} items)"
+
 def _finite(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
@@ -499,7 +506,7 @@ def _slice_tables(report: Mapping[str, Any]) -> list[str]:
             lead = f'<td class="name">{_e(name)}</td>'
             if scope.get("too_small"):
                 out.append(f'<tr class="too-small">{lead}<td colspan="{len(heads) - 1}" class="note">'
-                           f"too small ({_e(scope.get('items', 'n/a'))} items)</td></tr>")
+                           f"{_too_small(scope)}</td></tr>")
                 continue
             if _is_unlabelled(scope, category):
                 out.append(f'<tr>{lead}<td>{_e(scope.get("items", "n/a"))}</td><td colspan="{len(heads) - 2}" '
@@ -609,8 +616,8 @@ def _slice_matrix(slices: Mapping[str, Any], target: Any) -> list[str]:
         scope = scope or {}
         lead = f'<td class="name">{_e(name)}</td>'
         if scope.get("too_small"):
-            out.append(f'<tr class="too-small">{lead}<td colspan="{len(heads) - 1}" class="note">too small '
-                       f"({_e(scope.get('items', 'n/a'))} items)</td></tr>")
+            out.append(f'<tr class="too-small">{lead}<td colspan="{len(heads) - 1}" class="note">'
+                       f"{_too_small(scope)}</td></tr>")
             continue
         categories = scope.get("categories") or {}
         if not categories:

@@ -31,3 +31,15 @@ def slice_seed(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
+
+
+def empty_slice_specs(fields: Mapping[str, np.ndarray], specs: Sequence[str]) -> list[str]:
+    """The specs no item has values for (a misspelt ``meta.<key>``, a field the set does not carry): reported
+    by name, so an empty slice is not mistaken for a slice that was fine."""
+    def has_values(spec: str) -> bool:
+        present = np.ones(len(fields[spec.split("&")[0]]), dtype=bool)
+        for name in spec.split("&"):
+            present &= np.array([value is not None for value in fields[name]], dtype=bool)
+        return bool(present.any())
+
+    return [spec for spec in specs if not has_values(spec)]
