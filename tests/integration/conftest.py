@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers import QUIET_SERVE, deploy
 from tripwire.config import load_yaml
@@ -114,3 +115,38 @@ def cores_for_training(serve_endpoint):
         serve.delete("tripwire")
         serve_endpoint["deployed"] = False
     yield
+
+
+# -- the evaluation framework on the session's model (tests/integration/test_evaluate.py, test_report_browser.py)
+# Sized for 2 cores beside the session's Serve app (which holds 1 CPU).
+EVAL_SMALL = {"bootstrap": {"replicates": 200, "seed": 1}, "min_slice_items": 5,
+         "scan": {"batch_size": 8, "actors": 1, "cpus_per_actor": 0.25, "preprocess_batch_size": 16,
+                  "preprocess_cpus": 0.25, "progress_every_s": 5.0}}
+
+
+@pytest.fixture(scope="session")
+def heldout(trained, tmp_path_factory):
+    from pipelines.golden_sets import register_heldout
+
+    _, summary = trained
+    catalogue = str(tmp_path_factory.mktemp("golden") / "catalogue.yaml")
+    golden, new = register_heldout(summary["model_dir"], catalogue=catalogue)
+    assert new and golden.name == "tiny-heldout"
+    return golden, catalogue
+
+
+@pytest.fixture(scope="session")
+def eval_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("eval-config") / "evaluate.yaml"
+    path.write_text(yaml.safe_dump(EVAL_SMALL))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def evaluated(trained, heldout, eval_config, tmp_path_factory):
+    from pipelines.evaluate import make_job, run
+
+    _, summary = trained
+    golden, catalogue = heldout
+    out = str(tmp_path_factory.mktemp("eval") / "out")
+    return run(make_job(summary["model_dir"], golden.name, out, catalogue=catalogue, config=eval_config)), out

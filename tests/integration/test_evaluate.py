@@ -19,40 +19,6 @@ from tripwire.config import from_dict
 
 pytestmark = pytest.mark.integration
 
-# Sized for 2 cores beside the session's Serve app (which holds 1 CPU).
-SMALL = {"bootstrap": {"replicates": 200, "seed": 1}, "min_slice_items": 5,
-         "scan": {"batch_size": 8, "actors": 1, "cpus_per_actor": 0.25, "preprocess_batch_size": 16,
-                  "preprocess_cpus": 0.25, "progress_every_s": 5.0}}
-
-
-@pytest.fixture(scope="module")
-def heldout(trained, tmp_path_factory):
-    from pipelines.golden_sets import register_heldout
-
-    _, summary = trained
-    catalogue = str(tmp_path_factory.mktemp("golden") / "catalogue.yaml")
-    golden, new = register_heldout(summary["model_dir"], catalogue=catalogue)
-    assert new and golden.name == "tiny-heldout"
-    return golden, catalogue
-
-
-@pytest.fixture(scope="module")
-def eval_config(tmp_path_factory):
-    path = tmp_path_factory.mktemp("eval-config") / "evaluate.yaml"
-    path.write_text(yaml.safe_dump(SMALL))
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def evaluated(trained, heldout, eval_config, tmp_path_factory):
-    from pipelines.evaluate import make_job, run
-
-    _, summary = trained
-    golden, catalogue = heldout
-    out = str(tmp_path_factory.mktemp("eval") / "out")
-    return run(make_job(summary["model_dir"], golden.name, out, catalogue=catalogue, config=eval_config)), out
-
-
 def test_metrics_agree_with_the_scan_rows_and_the_labels(trained, heldout, evaluated):
     from tripwire.golden import manifest_uri
     from tripwire.metrics import roc_auc

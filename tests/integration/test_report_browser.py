@@ -115,3 +115,16 @@ def test_the_comparison_page_renders_in_chromium(browser, artifacts, tmp_path):
     seen = open_report(browser, path, screenshot)
     check_page(seen, path, "PASS", images=len(report["sets"]))
     assert screenshot.stat().st_size > 10_000
+
+
+def test_a_real_evaluation_report_in_the_browser(browser, artifacts, evaluated):
+    """The report ``tripwire evaluate`` wrote for the session's model (not a fixture): it loads, every plot
+    decodes, nothing is fetched, and its screenshot is kept for a person to look at."""
+    report, out = evaluated
+    seen = open_report(browser, Path(out) / "report.html", artifacts / "eval_report_real.png")
+    assert not seen["console_errors"] and not seen["page_errors"] and not seen["dialogs"], seen
+    assert all(url.startswith("file://") for url in seen["requests"]), seen["requests"]
+    images = seen["images"]
+    assert len(images) >= len(report["curves"]) and all(i["complete"] and i["width"] > 0 for i in images), images
+    assert seen["verdict_visible"] and seen["first_in_body"] == "verdict"
+    assert seen["title"] == f"Tripwire evaluation: {report['golden']['name']}@{report['golden']['version']}"
