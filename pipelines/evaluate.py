@@ -92,7 +92,7 @@ def score_golden(job: EvalJob) -> tuple[dict[str, Any], EvalArrays, list[str], P
         "kind": "evaluation", "schema_version": 1, "golden": to_dict(golden), "checkpoint": checkpoint.uri,
         "model_version": checkpoint.version, "policy_version": policy.version,
         "positive_action": job.config.positive_action, "target_precision": job.config.target_precision,
-        "bootstrap": to_dict(job.config.bootstrap), "scored": len(arrays), "quarantined": len(missing),
+        "bootstrap": to_dict(job.config.bootstrap), "scored": len(arrays), "quarantined": len(missing) + labels.unreadable,
         "quarantine_reasons": scan["quarantine_reasons"], "scoring_wall_s": round(time.perf_counter() - started, 2),
         "scan": scan_out}
     return header, arrays, categories, policy

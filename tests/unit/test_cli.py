@@ -98,3 +98,18 @@ def test_an_unknown_command():
     result, _ = tripwire("bogus")
     assert result.returncode == 2 and "invalid choice" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_evaluation_commands_fail_fast_naming_the_problem(tmp_path):
+    catalogue = str(tmp_path / "catalogue.yaml")
+    result, _ = tripwire("evaluate", "--checkpoint", "/tmp", "--golden", "nope", "--out", str(tmp_path / "o"),
+                         "--catalogue", catalogue)
+    assert_one_line_error(result, "evaluate", "golden set 'nope' is not registered")
+    (tmp_path / "gate.yaml").write_text("bars:\n  - {name: b, metric: accuracy, max_drop: 0.1}\n")
+    result, _ = tripwire("compare", "--baseline", "/tmp", "--candidate", "/tmp", "--golden", "x", "--out",
+                         str(tmp_path / "c"), "--gate", str(tmp_path / "gate.yaml"), "--catalogue", catalogue)
+    assert_one_line_error(result, "compare", "bars.b.metric: 'accuracy' is not one of")
+    result, _ = tripwire("thresholds", "--checkpoint", "/tmp", "--golden", "x", "--out", str(tmp_path / "p.yaml"),
+                         "--target", "restrict:accuracy=0.9")
+    assert_one_line_error(result, "thresholds", "metric 'accuracy' is not one of")
+    assert not any(marker in result.stdout + result.stderr for marker in RAY_START_UP)
