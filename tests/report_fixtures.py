@@ -75,7 +75,8 @@ def _category(labels: np.ndarray, scores: np.ndarray) -> tuple[dict, dict]:
     ece = float((count / n * np.abs(mean_score - rate)).sum())
     catch = _ratio(int((scores[labels] >= THRESHOLDS["review"]).sum()), positives)
     values = {"precision": precision, "recall": recall, "f1": f1, "fpr": _ratio(fp, fp + tn), "roc_auc": roc_auc,
-              "pr_auc": pr_auc, "recall_at_precision": recall_at_p, "ece": ece, "catch_rate": catch}
+              "pr_auc": pr_auc, "recall_at_precision": recall_at_p, "ece": ece, "catch_rate": catch,
+              "class_macro_f1": None if f1 is None else (f1 + _ratio(2 * tn, 2 * tn + fp + fn)) / 2}
     entry = {"labelled": n, "positives": positives,
              "metrics": {m: estimate(v, n) for m, v in values.items()},
              "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn}, "thresholds": dict(THRESHOLDS)}

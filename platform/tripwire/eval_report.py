@@ -22,14 +22,15 @@ import logging
 import math
 from typing import Any, Callable, Mapping, Sequence
 
+from tripwire.comparison import LOWER_IS_BETTER
+from tripwire.eval_metrics import ACTION_NAMES, CATEGORY_METRICS, MICRO_METRICS
+
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-METRICS = ("precision", "recall", "f1", "fpr", "roc_auc", "pr_auc", "recall_at_precision", "ece", "catch_rate")
-MICRO_METRICS = ("precision", "recall", "f1")
-ACTIONS = ("allow", "review", "restrict", "block")
+METRICS = CATEGORY_METRICS
+ACTIONS = ACTION_NAMES
 SLICE_METRICS = ("precision", "recall", "f1", "pr_auc", "recall_at_precision", "ece")
-LOWER_IS_BETTER = frozenset({"fpr", "ece"})
 DELTA_CHART_METRIC = "pr_auc"
 FIGURE_DPI = 80
 CATEGORY_FIGSIZE = (10.0, 2.8)
@@ -37,7 +38,8 @@ SHA_PREFIX = 12
 _MAX_PLOT_LABEL = 28
 
 _LABELS = {"precision": "precision", "recall": "recall", "f1": "F1", "fpr": "FPR", "roc_auc": "ROC-AUC",
-           "pr_auc": "PR-AUC", "recall_at_precision": "recall@P", "ece": "ECE", "catch_rate": "catch rate"}
+           "pr_auc": "PR-AUC", "recall_at_precision": "recall@P", "ece": "ECE", "catch_rate": "catch rate",
+           "class_macro_f1": "2-class macro-F1"}
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.2em 1.6em; color: #222; font-size: 14px; }

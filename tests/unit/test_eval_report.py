@@ -9,6 +9,7 @@ lay it out (tests/integration/test_report_browser.py opens the same pages in Chr
 
 from __future__ import annotations
 
+from tripwire.eval_metrics import CATEGORY_METRICS
 import base64
 import io
 import subprocess
@@ -236,7 +237,7 @@ def test_the_header_names_the_set_model_and_settings(evaluation):
 def test_the_overall_table_shows_values_intervals_and_nulls(evaluation):
     report, _, parsed = evaluation
     overall = report["overall"]
-    metrics = ["precision", "recall", "f1", "fpr", "roc_auc", "pr_auc", "recall_at_precision", "ece", "catch_rate"]
+    metrics = list(CATEGORY_METRICS)
     for category in LABELLED:
         entry = overall["categories"][category]
         ((_, cells),) = [r for r in parsed.rows_starting(category) if len(r[1]) == 3 + len(metrics)]
@@ -250,7 +251,7 @@ def test_the_overall_table_shows_values_intervals_and_nulls(evaluation):
     assert macro[3] == cell(overall["macro"]["precision"])
     ((_, micro),) = parsed.rows_starting("micro")
     assert micro[3:6] == [cell(overall["micro"][m]) for m in ("precision", "recall", "f1")]
-    assert micro[6:] == ["—"] * 6
+    assert micro[6:] == ["—"] * (len(CATEGORY_METRICS) - 3)
     headers = next(cells for _, cells in parsed.rows if cells[:2] == ["category", "labelled"])
     assert "recall@P≥0.90" in headers
 
@@ -308,7 +309,7 @@ def test_an_interval_missing_shows_the_value_alone():
     hate = report["overall"]["categories"]["hate"]["metrics"]["precision"]
     hate["ci"] = [None, None]
     parsed = parse(render_evaluation_html(report))
-    ((_, cells),) = [r for r in parsed.rows_starting("hate") if len(r[1]) == 12]
+    ((_, cells),) = [r for r in parsed.rows_starting("hate") if len(r[1]) == 3 + len(CATEGORY_METRICS)]
     assert cells[3] == f"{hate['value']:.3f}"
 
 
@@ -340,7 +341,7 @@ def test_rendering_leaves_pyplot_alone():
 
 COMPARISON_LABELS = {"precision": "precision", "recall": "recall", "f1": "F1", "fpr": "FPR (lower is better)",
                      "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "recall_at_precision": "recall@P≥0.90",
-                     "ece": "ECE (lower is better)", "catch_rate": "catch rate"}
+                     "ece": "ECE (lower is better)", "catch_rate": "catch rate", "class_macro_f1": "2-class macro-F1"}
 LONG_FORM_HEAD = ["category", "metric", "baseline", "candidate", "Δ [interval]"]
 
 
