@@ -31,6 +31,16 @@ def test_metrics_agree_with_the_scan_rows_and_the_labels(trained, heldout, evalu
     rows = {r["id"]: r for r in read_results(report["scan"])}
     assert set(rows) == set(samples) and report["scored"] == len(samples) == golden.items
     assert report["golden"]["sha256"] == golden.sha256 and report["quarantined"] == 0
+    # Training exported thresholds chosen on its validation split; evaluation (like serving) applies them.
+    from tripwire.checkpoint import CheckpointManifest
+    from tripwire.policy import Policy
+
+    _, summary = trained
+    recommended = CheckpointManifest.read(summary["model_dir"]).recommended_policy
+    assert recommended is not None
+    policy = Policy.load(recommended)
+    assert report["policy_version"] == policy.version != Policy.load().version
+    assert policy.evidence["chosen_on"] == "validation split" and policy.evidence["validation_items"] > 0
     for category, entry in report["overall"]["categories"].items():
         labelled = [i for i, s in samples.items() if category in s.labels]
         y = np.array([samples[i].labels[category] for i in labelled])
