@@ -281,10 +281,14 @@ def save_and_report(run: WorkerRun, epoch: int, report: dict[str, Any], evaluati
         ray.train.report(report, checkpoint=Checkpoint.from_directory(directory))
 
 
+TRAINING_BOOTSTRAP_REPLICATES = 200
+
+
 def write_recommended_policy(run: WorkerRun, epoch: int, evaluation: Evaluation, directory: str) -> None:
     """Thresholds chosen on this epoch's validation scores, as a policy beside the checkpoint
     (:data:`tripwire.checkpoint.RECOMMENDED_POLICY`; serving and scanning use it unless told otherwise)."""
     from tripwire.checkpoint import RECOMMENDED_POLICY
+    from tripwire.eval_metrics import BootstrapConfig
     from tripwire.policy import Policy
     from tripwire.thresholds import parse_targets, policy_yaml, recommend, skipped_categories
 
@@ -295,7 +299,9 @@ def write_recommended_policy(run: WorkerRun, epoch: int, evaluation: Evaluation,
     base = Policy.load(cfg.policy)
     policy = recommend(base, evaluation.labels, scores, run.loop.taxonomy.names,
                        parse_targets(cfg.thresholds.targets), source, version=f"{base.version}+{cfg.run_name}.e{epoch}",
-                       min_positives=cfg.thresholds.min_positives)
+                       min_positives=cfg.thresholds.min_positives,
+                       # Every epoch's checkpoint gets one; fewer resamples keep that to a fraction of a second.
+                       bootstrap=BootstrapConfig(replicates=TRAINING_BOOTSTRAP_REPLICATES))
     with open(os.path.join(directory, RECOMMENDED_POLICY), "w", encoding="utf-8") as handle:
         handle.write(policy_yaml(policy))
     skipped = skipped_categories(policy)
