@@ -306,8 +306,8 @@ def write_recommended_policy(run: WorkerRun, epoch: int, evaluation: Evaluation,
         handle.write(policy_yaml(policy))
     skipped = skipped_categories(policy)
     if skipped:
-        print(f"[train] recommended policy: thresholds not chosen for {len(skipped)}: "
-              + "; ".join(f"{k}: {v}" for k, v in skipped.items()), flush=True)
+        print(f"[train] recommended policy {policy.version}: base thresholds kept for {', '.join(skipped)} (too few "
+              f"labelled validation positives or an unmet target; the reasons are in its evidence)", flush=True)
 
 
 def stop_reason(run: WorkerRun) -> str | None:
