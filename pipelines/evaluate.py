@@ -71,8 +71,6 @@ def score_golden(job: EvalJob) -> tuple[dict[str, Any], EvalArrays, list[str], P
     Returns:
         The report's header fields, the aligned arrays, the model's categories and the policy applied.
     """
-    import ray
-
     golden = resolve(job.golden, job.catalogue)
     manifest = verify(golden, job.catalogue)
     scan_job = ScanJob(checkpoint=job.checkpoint, manifest=manifest, out="", policy=job.policy, scan=job.config.scan)
@@ -83,8 +81,6 @@ def score_golden(job: EvalJob) -> tuple[dict[str, Any], EvalArrays, list[str], P
     print(f"[evaluate] {golden.ref}: {len(labels.ids)} labelled items ({', '.join(golden.categories)}); "
           f"model {checkpoint.version}, policy {policy.version}", flush=True)
     started = time.perf_counter()
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, logging_level="WARNING")
     scan = run_scan(ScanJob(checkpoint=job.checkpoint, manifest=manifest, out=scan_out, policy=job.policy,
                             scan=job.config.scan))
     arrays, missing = join(labels, read_scored(scan_out, categories), categories)

@@ -100,6 +100,10 @@ def gpus_per_actor(config: ScanConfig) -> float:
 def build_dataset(job: ScanJob, checkpoint: CheckpointManifest, done: set[str]):
     """The lazy pipeline: read -> skip done -> decode + preprocess (tasks) -> moderate (actor pool)."""
     import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, logging_level="WARNING")
+    quiet_data_progress()
     from ray.data import ActorPoolStrategy
 
     config = job.scan
@@ -119,21 +123,19 @@ def build_dataset(job: ScanJob, checkpoint: CheckpointManifest, done: set[str]):
 
 def run(job: ScanJob) -> dict:
     """Runs the scan; returns its summary (also written to ``<out>/summary.json``)."""
-    import ray
-
     checkpoint, policy = validate(job)
     started = time.perf_counter()
     total = count_rows(job.manifest)
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, logging_level="WARNING")
-    quiet_data_progress()
     done = completed_ids(job.out)
     print(f"[scan] {total} items in {job.manifest}; {len(done)} already done in {job.out}; "
           f"{job.scan.actors} model actor(s), batch {job.scan.batch_size}", flush=True)
     writer = ScanWriter(job.out, checkpoint.categories, job.scan.rows_per_file)
     summary = ScanSummary(checkpoint.categories)
     last_progress = time.perf_counter()
-    for table in build_dataset(job, checkpoint, done).iter_batches(batch_size=None, batch_format="pyarrow"):
+    # Every row already done (a finished scan run again): nothing to start the pipeline and its actors for.
+    tables = build_dataset(job, checkpoint, done).iter_batches(batch_size=None, batch_format="pyarrow") \
+        if len(done) < total else []
+    for table in tables:
         rows = table.to_pylist()
         writer.add(rows)
         summary.add(rows)
