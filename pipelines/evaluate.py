@@ -121,8 +121,8 @@ def print_summary(report: dict[str, Any]) -> None:
     for category, entry in overall["categories"].items():
         m = entry["metrics"]
         print(f"[evaluate]   {category:24s} n={entry['labelled']:<6d} pos={entry['positives']:<5d} "
-              f"F1@policy {_fmt(m['f1'])}  recall@P{target:g} {_fmt(m['recall_at_precision'])}  "
-              f"PR-AUC {_fmt(m['pr_auc'])}", flush=True)
+              f"F1@policy {_fmt(m['f1'])}  2-class macro-F1 {_fmt(m['class_macro_f1'])}  "
+              f"recall@P{target:g} {_fmt(m['recall_at_precision'])}  PR-AUC {_fmt(m['pr_auc'])}", flush=True)
     if overall["unlabelled_categories"]:
         print(f"[evaluate]   not labelled by this set: {', '.join(overall['unlabelled_categories'])}", flush=True)
     small = [name for name, s in report["slices"].items() if s["too_small"]]

@@ -29,7 +29,9 @@ def register_olid(olid_dir: str, catalogue: str | None = None) -> tuple[GoldenSe
             raise ConfigError(f"--olid: {path} does not exist (expected the OLID v1.0 release folder)")
     out = Path(catalogue_path(catalogue)).resolve().parent / "olid-test" / "manifest.jsonl"
     ingest("olid", str(tweets), str(out), labels_file=str(labels), dedupe=False)  # the official set counts every row
-    licence = "CC BY 4.0" if "CC BY" in (folder / "LICENSE").read_text(errors="replace") else "see LICENSE"
+    licence_text = (folder / "LICENSE").read_text(errors="replace") if (folder / "LICENSE").exists() else ""
+    licence = "CC BY 4.0" if licence_text.lstrip().startswith("Attribution 4.0 International") \
+        else f"see {folder / 'LICENSE'}"
     return register("olid-test", str(out), Taxonomy.load().names, OLID_SOURCE, licence, OLID_PROVENANCE,
                     description="860 tweets, 240 offensive", catalogue=catalogue)
 
