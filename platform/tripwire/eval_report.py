@@ -76,6 +76,10 @@ def _e(value: Any) -> str:
 
 
 
+def _too_small_row(lead: str, columns: int, scope: Mapping[str, Any]) -> str:
+    return f'<tr class="too-small">{lead}<td colspan="{columns - 1}" class="note">{_too_small(scope)}</td></tr>'
+
+
 def _too_small(scope: Mapping[str, Any]) -> str:
     """A slice reported without numbers: too few items, or (``empty``) no item has a value for it."""
     if scope.get("empty"):
@@ -507,8 +511,7 @@ def _slice_tables(report: Mapping[str, Any]) -> list[str]:
             scope = scope or {}
             lead = f'<td class="name">{_e(name)}</td>'
             if scope.get("too_small"):
-                out.append(f'<tr class="too-small">{lead}<td colspan="{len(heads) - 1}" class="note">'
-                           f"{_too_small(scope)}</td></tr>")
+                out.append(_too_small_row(lead, len(heads), scope))
                 continue
             if _is_unlabelled(scope, category):
                 out.append(f'<tr>{lead}<td>{_e(scope.get("items", "n/a"))}</td><td colspan="{len(heads) - 2}" '
@@ -618,8 +621,7 @@ def _slice_matrix(slices: Mapping[str, Any], target: Any) -> list[str]:
         scope = scope or {}
         lead = f'<td class="name">{_e(name)}</td>'
         if scope.get("too_small"):
-            out.append(f'<tr class="too-small">{lead}<td colspan="{len(heads) - 1}" class="note">'
-                       f"{_too_small(scope)}</td></tr>")
+            out.append(_too_small_row(lead, len(heads), scope))
             continue
         categories = scope.get("categories") or {}
         if not categories:
