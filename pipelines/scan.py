@@ -22,8 +22,8 @@ import numpy as np
 
 from pipelines.train import LIGHT_TASK_CPUS, quiet_data_progress, read_manifest_dataset
 from tripwire.checkpoint import CheckpointManifest
-from tripwire.policy import Policy
 from tripwire.config import ConfigError, from_dict, load_yaml, to_dict
+from tripwire.policy import Policy
 from tripwire.sample import manifest_base
 from tripwire.scan_config import ScanConfig, ScanJob
 from tripwire.scan_output import QUARANTINE, ScanSummary, ScanWriter, completed_ids, write_summary
