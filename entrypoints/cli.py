@@ -206,8 +206,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _thresholds(args: argparse.Namespace) -> int:
     from pipelines.thresholds import run
 
+    # The defaults (targets, minimum positives) are tripwire.thresholds' own, the same that training uses.
+    defaults = {} if args.min_positives is None else {"min_positives": args.min_positives}
     run(_checkpoint_path(args.checkpoint), args.golden, args.out, args.work or f"{args.out}.eval", args.policy,
-        args.target, args.per_market, args.version, args.min_positives, args.catalogue, _eval_config(args.config))
+        args.target, args.per_market, args.version, catalogue=args.catalogue, config=_eval_config(args.config),
+        **defaults)
     return 0
 
 
@@ -231,6 +234,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     return run(args.config, args.port, args.min_auc)
 
+
+# Every command that reads golden sets takes the same option.
+CATALOGUE_OPTION = opt("--catalogue", help="golden-set catalogue YAML "
+                                            "(default: $TRIPWIRE_GOLDEN_CATALOGUE or data/golden/catalogue.yaml)")
 
 COMMANDS: dict[str, Command] = {
     "generate": Command(_generate, "write the synthetic corpus (every modality)", [
@@ -274,7 +281,7 @@ COMMANDS: dict[str, Command] = {
         opt("--taxonomy", help="taxonomy the labels must belong to (register; default: the bundled one)"),
         opt("--olid", default="../shared/datasets/olid", help="OLID v1.0 folder (olid; default: %(default)s)"),
         opt("--checkpoint", help="checkpoint whose validation split to register (heldout)"),
-        opt("--catalogue", help="golden-set catalogue YAML (default: $TRIPWIRE_GOLDEN_CATALOGUE or data/golden/catalogue.yaml)"),
+        CATALOGUE_OPTION,
     ]),
     "evaluate": Command(_evaluate, "metrics with confidence intervals of a checkpoint + policy on a golden set", [
         opt("--checkpoint", required=True, help="checkpoint folder or fsspec URI"),
@@ -282,7 +289,7 @@ COMMANDS: dict[str, Command] = {
         opt("--out", required=True, help="folder for metrics.json, report.html and the scoring scan"),
         opt("--policy", help="policy YAML (default: the checkpoint's recommended policy, else the bundled one)"),
         opt("--config", help="evaluation config YAML (pipelines/configs/evaluate.yaml)"),
-        opt("--catalogue", help="golden-set catalogue YAML (default: $TRIPWIRE_GOLDEN_CATALOGUE or data/golden/catalogue.yaml)"),
+        CATALOGUE_OPTION,
     ]),
     "thresholds": Command(_thresholds, "choose thresholds for target precision/recall on a golden set; write a new policy", [
         opt("--checkpoint", required=True, help="checkpoint folder or fsspec URI"),
@@ -290,13 +297,15 @@ COMMANDS: dict[str, Command] = {
         opt("--out", required=True, help="the new policy YAML (must not exist)"),
         opt("--policy", help="policy to start from (default: the checkpoint's)"),
         opt("--target", action="append",
-            help="ACTION:METRIC=VALUE, repeatable (default: review:recall=0.9 restrict:fbeta=1 block:precision=0.95)"),
+            help="ACTION:METRIC=VALUE, repeatable (default: training's, tripwire.thresholds.DEFAULT_TARGETS)"),
         opt("--per-market", action="store_true", help="also choose per-market overrides (items' meta.market)"),
         opt("--version", help="the new policy's version (default: <base>+tuned.<UTC time>)"),
-        opt("--min-positives", type=int, default=10, help="fewer labelled positives: keep the category's thresholds"),
+        opt("--min-positives", type=int,
+            help="fewer labelled positives: keep the category's thresholds "
+                 "(default: training's, tripwire.thresholds.DEFAULT_MIN_POSITIVES)"),
         opt("--work", help="folder for the scoring scan (default: <out>.eval)"),
         opt("--config", help="evaluation config YAML"),
-        opt("--catalogue", help="golden-set catalogue YAML (default: $TRIPWIRE_GOLDEN_CATALOGUE or data/golden/catalogue.yaml)"),
+        CATALOGUE_OPTION,
     ]),
     "compare": Command(_compare, "candidate vs baseline on golden sets (paired bootstrap) and the promotion gate", [
         opt("--baseline", required=True, help="production checkpoint"),
@@ -307,7 +316,7 @@ COMMANDS: dict[str, Command] = {
         opt("--candidate-policy", help="candidate's policy YAML (default: its checkpoint's)"),
         opt("--gate", help="promotion bars YAML (pipelines/configs/gate.yaml); exit 1 when one fails"),
         opt("--config", help="evaluation config YAML"),
-        opt("--catalogue", help="golden-set catalogue YAML (default: $TRIPWIRE_GOLDEN_CATALOGUE or data/golden/catalogue.yaml)"),
+        CATALOGUE_OPTION,
     ]),
     "monitor": Command(_monitor, "drift of a window of results from a reference: score PSI, decision rates, modality mix", [
         opt("--reference", required=True, help="reference window: a scan output folder or a JSONL of served results"),

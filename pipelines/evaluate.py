@@ -10,13 +10,14 @@ reuses it instead of scoring again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import time
 from typing import Any
 
-from pipelines.scan import run as run_scan
+from pipelines.scan import execute as execute_scan
 from pipelines.scan import validate as validate_scan
 from tripwire.checkpoint import CheckpointManifest
 from tripwire.config import ConfigError, from_dict, load_yaml, to_dict
@@ -78,11 +79,11 @@ def score_golden(job: EvalJob) -> tuple[dict[str, Any], EvalArrays, list[str], P
     categories = checkpoint.categories
     labels = read_labels(manifest, categories, job.config.slice_fields)
     scan_out = os.path.join(job.out, f"scan-{scan_key(checkpoint, policy, golden)}")
+    scan_job = dataclasses.replace(scan_job, out=scan_out)
     print(f"[evaluate] {golden.ref}: {len(labels.ids)} labelled items ({', '.join(golden.categories)}); "
           f"model {checkpoint.version}, policy {policy.version}", flush=True)
     started = time.perf_counter()
-    scan = run_scan(ScanJob(checkpoint=job.checkpoint, manifest=manifest, out=scan_out, policy=job.policy,
-                            scan=job.config.scan))
+    scan = execute_scan(scan_job, checkpoint, policy)
     arrays, missing = join(labels, read_scored(scan_out, categories), categories)
     header = {
         "kind": "evaluation", "schema_version": 1, "golden": to_dict(golden), "checkpoint": checkpoint.uri,

@@ -123,7 +123,11 @@ def build_dataset(job: ScanJob, checkpoint: CheckpointManifest, done: set[str]):
 
 def run(job: ScanJob) -> dict:
     """Runs the scan; returns its summary (also written to ``<out>/summary.json``)."""
-    checkpoint, policy = validate(job)
+    return execute(job, *validate(job))
+
+
+def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dict:
+    """Runs a scan already checked by :func:`validate` (callers that validated it need not do so twice)."""
     started = time.perf_counter()
     total = count_rows(job.manifest)
     done = completed_ids(job.out)

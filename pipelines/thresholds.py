@@ -16,7 +16,8 @@ from typing import Any
 from pipelines.evaluate import score_golden
 from tripwire.config import ConfigError, to_dict
 from tripwire.eval_config import EvalConfig, EvalJob
-from tripwire.thresholds import DEFAULT_MIN_POSITIVES, parse_targets, policy_yaml, recommend, skipped_categories
+from tripwire.thresholds import (DEFAULT_MIN_POSITIVES, DEFAULT_TARGETS, parse_targets, policy_yaml, recommend,
+                                 skipped_categories)
 
 
 def run(checkpoint: str, golden: str, out: str, work: str, policy: str | None = None,
@@ -24,8 +25,6 @@ def run(checkpoint: str, golden: str, out: str, work: str, policy: str | None = 
         min_positives: int = DEFAULT_MIN_POSITIVES, catalogue: str | None = None,
         config: EvalConfig | None = None) -> dict[str, Any]:
     """Writes the tuned policy to ``out``; returns ``{"policy": out, "version", "evidence"}``."""
-    from tripwire.thresholds import DEFAULT_TARGETS
-
     parsed = parse_targets(targets or list(DEFAULT_TARGETS))
     if os.path.exists(out):
         raise ConfigError(f"--out: {out} exists; a tuned policy is a new file (the old one stays as it was)")

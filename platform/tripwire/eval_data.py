@@ -80,6 +80,7 @@ def read_scored(scan_out: str, categories: Sequence[str]) -> dict[str, tuple[np.
     folder = f"{path}/{RESULTS}"
     files = sorted(fs.glob(f"{folder}/**/part-*.parquet")) if fs.exists(folder) else []
     level = {a.label: int(a) for a in Action}
+    column = {c: j for j, c in enumerate(categories)}
     out = {}
     for file in files:
         action = level[file.rsplit(f"{PARTITION}=", 1)[1].split("/", 1)[0]]
@@ -89,8 +90,8 @@ def read_scored(scan_out: str, categories: Sequence[str]) -> dict[str, tuple[np.
             scores = np.array([row["scores"][c] for c in categories], np.float64)
             acted = np.zeros(len(categories), np.int8)
             for reason in row["reasons"]:
-                if reason["category"] in categories:
-                    acted[list(categories).index(reason["category"])] = level[reason["action"]]
+                if reason["category"] in column:
+                    acted[column[reason["category"]]] = level[reason["action"]]
             out[row["id"]] = (scores, acted, action)
     return out
 

@@ -76,6 +76,12 @@ def _e(value: Any) -> str:
 
 
 
+def _note_row(lead: str, columns: int, scope: Mapping[str, Any], note: str) -> str:
+    """A slice row with its item count and a note in place of numbers."""
+    return (f'<tr>{lead}<td>{_e(scope.get("items", "n/a"))}</td><td colspan="{columns - 2}" class="note">'
+            f"{_e(note)}</td></tr>")
+
+
 def _too_small_row(lead: str, columns: int, scope: Mapping[str, Any]) -> str:
     return f'<tr class="too-small">{lead}<td colspan="{columns - 1}" class="note">{_too_small(scope)}</td></tr>'
 
@@ -514,8 +520,7 @@ def _slice_tables(report: Mapping[str, Any]) -> list[str]:
                 out.append(_too_small_row(lead, len(heads), scope))
                 continue
             if _is_unlabelled(scope, category):
-                out.append(f'<tr>{lead}<td>{_e(scope.get("items", "n/a"))}</td><td colspan="{len(heads) - 2}" '
-                           'class="note">not labelled by this set</td></tr>')
+                out.append(_note_row(lead, len(heads), scope, "not labelled by this set"))
                 continue
             entry = scope["categories"][category] or {}
             metrics = entry.get("metrics") or {}
@@ -625,8 +630,7 @@ def _slice_matrix(slices: Mapping[str, Any], target: Any) -> list[str]:
             continue
         categories = scope.get("categories") or {}
         if not categories:
-            out.append(f'<tr>{lead}<td>{_e(scope.get("items", "n/a"))}</td><td colspan="{len(heads) - 2}" '
-                       'class="note">no labelled categories</td></tr>')
+            out.append(_note_row(lead, len(heads), scope, "no labelled categories"))
             continue
         for i, (category, rows) in enumerate(categories.items()):
             cells = []
