@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.deps-$(PINS_HASH)
 LINK_STAMP := $(VENV)/.link-$(PINS_HASH)-$(PATH_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration bench browser clean
+.PHONY: setup demo test test-unit test-integration bench browser postgres clean
 
 setup: $(LINK_STAMP)
 
@@ -47,6 +47,10 @@ bench: setup  ## benchmarks; figures printed and saved under bench/results/
 browser:  ## Debian's chromium, for the report screenshot tests (Playwright drives it; no browser download)
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium
+
+postgres:  ## Debian's PostgreSQL server, for the review store's PostgreSQL tests (each starts a throwaway server)
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q postgresql
 
 clean:
 	rm -rf runs data .pytest_cache

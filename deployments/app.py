@@ -39,6 +39,8 @@ from tripwire.model import ENCODERS
 from tripwire.moderation import Moderator, ServeBackend, StageTimes
 from tripwire.openai_compat import OpenAICategoryMap, parse_input, to_openai_response
 from tripwire.policy import Policy
+from tripwire.review.intake import BufferedEnqueuer, serving_item
+from tripwire.review.store import open_store
 from tripwire.sample import Sample, decode_base64, read_media, uri_allowed
 from tripwire.scoring import encode_batch, fuse_batch, head_batch
 from tripwire.serving_metrics import ApiMetrics
@@ -69,6 +71,9 @@ class AppArgs:
         uri_allow_list: URI prefixes requests may reference (end each with ``/``); empty: only inline media.
         ray_metrics: also export the API metrics through Ray's metrics pipeline (summed over replicas).
         idempotency_cache_size: answers kept per ingress replica for repeated ``request_id``s.
+        review_store: a review store (SQLite path or postgresql:// URL): decisions in the review band are
+            queued there for people (never blocking the answer; see tripwire.review.intake). None: off.
+        review_buffer: decisions an ingress replica holds for the review store before it drops (and counts) them.
     """
 
     checkpoint: str
@@ -79,6 +84,8 @@ class AppArgs:
     uri_allow_list: list[str] = field(default_factory=list)
     ray_metrics: bool = False
     idempotency_cache_size: int = 10_000
+    review_store: str | None = None
+    review_buffer: int = 1000
 
     def __post_init__(self):
         if self.max_batch_size < 1:
@@ -87,6 +94,8 @@ class AppArgs:
             raise ConfigError(f"batch_wait_timeout_s: must be >= 0, got {self.batch_wait_timeout_s}")
         if self.idempotency_cache_size < 0:
             raise ConfigError(f"idempotency_cache_size: must be >= 0, got {self.idempotency_cache_size}")
+        if self.review_buffer < 1:
+            raise ConfigError(f"review_buffer: must be at least 1, got {self.review_buffer}")
 
 
 # Defined before the deployment classes on purpose: Serve serializes a decorated class when the
@@ -96,6 +105,19 @@ def _resolve(path: str) -> str:
     if "://" in path or os.path.isabs(path):
         return path
     return checkpoint_uri(os.path.join(os.environ.get("TRIPWIRE_HOME", os.getcwd()), path))
+
+
+def _queued_sample(item_id: str, request: Any) -> dict[str, Any]:
+    """The request as the review queue keeps it: text, media as sent (URIs, or inline bytes as data: URIs)."""
+    row: dict[str, Any] = {"id": item_id, "text": request.text,
+                           "meta": {k: v for k, v in (("market", request.market), ("language", request.language),
+                                                      ("content_type", request.content_type)) if v}}
+    for modality in ("image", "audio", "video"):
+        value = getattr(request, modality)
+        if value is not None:
+            inline = "://" not in value[:64] and not value.startswith("data:")
+            row[modality] = f"data:application/octet-stream;base64,{value}" if inline else value
+    return row
 
 
 def _count_items(calls: list[Any]) -> int:
@@ -237,6 +259,17 @@ class Ingress:
         # fsspec URIs in requests are off unless their prefix (scheme + bucket/path) is allow-listed.
         self.uri_allow_list = tuple(self.args.uri_allow_list)
         self.answers: OrderedDict[str, dict] = OrderedDict()  # request_id -> answer (LRU, per replica)
+        self.review_queue = None
+        if self.args.review_store:
+            store = open_store(_resolve(self.args.review_store) if "://" not in self.args.review_store
+                               else self.args.review_store, self.manifest.categories)
+            self.review_queue = BufferedEnqueuer(store, self.args.review_buffer)
+
+    def __del__(self):
+        # Serve's graceful shutdown: what is buffered for the review queue is written, not lost.
+        if getattr(self, "review_queue", None) is not None:
+            self.review_queue.close()
+            self.review_queue.store.close()
 
     def reconfigure(self, user_config: dict) -> None:
         if "policy" in user_config:
@@ -326,6 +359,8 @@ class Ingress:
                         meta={"market": request.market, "language": request.language,
                               "content_type": request.content_type})
         result = await self._moderate(sample, request.market)
+        if self.review_queue is not None and result["decision"]["action"] == "review":
+            self.review_queue.offer(serving_item(result, _queued_sample(sample.id, request)))
         if request.request_id:
             result["request_id"] = request.request_id
             self.answers[request.request_id] = result

@@ -29,11 +29,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from entrypoints import review_commands
 from tripwire.config import ConfigError
 from tripwire.quarantine import QuarantineLimitExceeded
+from tripwire.review.store import ReviewError
 
-# ConfigError covers bad config files and values and bad checkpoints (CheckpointError is one).
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
+# ConfigError covers bad config files and values and bad checkpoints (CheckpointError is one); ReviewError a
+# refused review-store request (a bad reviewer name or role).
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, ReviewError)
 USAGE_EXIT = 2  # argparse's status for usage errors; config errors are usage errors too
 FAILED_EXIT = 1  # the job ran and failed for a stated reason (too many bad rows)
 
@@ -235,6 +238,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run(args.config, args.port, args.min_auc)
 
 
+# Every command that opens the review store takes the same two options.
+STORE_OPTIONS = [
+    opt("--config", help="review settings YAML (deployments/configs/review/settings.yaml; default: built-in settings)"),
+    opt("--store", help="review store: SQLite path or postgresql:// URL (default: the config's, runs/review/review.db)"),
+]
+
 # Every command that reads golden sets takes the same option.
 CATALOGUE_OPTION = opt("--catalogue", help="golden-set catalogue YAML "
                                             "(default: $TRIPWIRE_GOLDEN_CATALOGUE or data/golden/catalogue.yaml)")
@@ -323,6 +332,47 @@ COMMANDS: dict[str, Command] = {
         opt("--current", required=True, help="window to check: a scan output folder or a JSONL of served results"),
         opt("--out", required=True, help="folder for monitor.json and monitor.html (any fsspec URI)"),
         opt("--bars", help="alarm bars YAML (default: those in pipelines/configs/monitor.yaml)"),
+    ]),
+    "review-ui": Command(review_commands.review_ui, "the reviewer web app (queue, labels, admin view) over the review store", [
+        *STORE_OPTIONS,
+        opt("--host", default="127.0.0.1", help="(default: %(default)s)"),
+        opt("--port", type=_port, default=8300, help="(default: %(default)s)"),
+    ]),
+    "queue": Command(review_commands.queue, "the review queue: reviewers, scan candidates, active-learning samples, status", [
+        opt("action", choices=["add-reviewer", "add", "sample", "status", "check"],
+            help="add-reviewer: print a new token; add: a scan's review candidates (--golden: hidden golden items); "
+                 "sample: active learning over a scan; status; check: the store's consistency"),
+        opt("--name", help="reviewer name (add-reviewer)"),
+        opt("--role", choices=["reviewer", "admin"], default="reviewer", help="(add-reviewer; default: %(default)s)"),
+        opt("--days", type=float, help="token lifetime in days (add-reviewer; default: the review config's)"),
+        opt("--scan", help="a tripwire scan output folder (add, sample)"),
+        opt("--manifest", help="the manifest the scan read (default: the one its summary names)"),
+        opt("--golden", action="store_true", help="add: every scanned item, as hidden golden items labelled by the manifest"),
+        opt("--batch", help="batch name recorded on the queued items"),
+        opt("--checkpoint", help="sample: the scan's checkpoint (its policy's thresholds)"),
+        opt("--policy", help="sample: the policy whose thresholds define uncertainty"),
+        opt("--total", type=int, default=100, help="sample: items in all, split over categories (default: %(default)s)"),
+        opt("--budget", action="append", help="sample: CATEGORY=COUNT, repeatable (instead of --total)"),
+        opt("--strategy", default="uncertainty+diversity",
+            help="sample: uncertainty, margin, diversity, uncertainty+diversity or random (default: %(default)s)"),
+        opt("--pool-factor", type=int, default=5, help="sample: diversity clusters over this many x budget items"),
+        opt("--reach-field", help="sample: meta field that raises priority by reach (e.g. views)"),
+        opt("--seed", type=int, default=0, help="sample: random seed"),
+        opt("--show", type=int, default=20, help="sample: picks to print"),
+        opt("--enqueue", action="store_true", help="sample: queue the picks (default: only print them)"),
+        *STORE_OPTIONS,
+    ]),
+    "feedback": Command(review_commands.feedback, "reviewed items -> a versioned training snapshot (no golden-set overlap)", [
+        opt("action", choices=["export"], help="export: write the next snapshot"),
+        opt("--out", default="runs/feedback", help="folder of feedback-v<N>/ snapshots (default: %(default)s)"),
+        CATALOGUE_OPTION,
+        *STORE_OPTIONS,
+    ]),
+    "loop": Command(review_commands.loop, "scan -> sample -> review -> export -> retrain -> evaluate -> gate (one round)", [
+        opt("--config", required=True, help="loop config YAML (pipelines/configs/loop.yaml)"),
+        opt("--round", help="round name (default: the config's)"),
+        opt("--reviews", choices=["wait", "stop"], help="wait for the reviews, or stop after queueing (default: the config's)"),
+        opt("--store", help="review store: SQLite path or postgresql:// URL (default: the config's)"),
     ]),
     "demo": Command(_demo, "corpus, train, serve, HTTP checks and a scan, end to end on local Ray", [
         opt("--config", default="pipelines/configs/demo.yaml", help="training config (default: %(default)s)"),

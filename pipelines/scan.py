@@ -153,7 +153,7 @@ def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dic
     wall = time.perf_counter() - started
     report = summary.report(job.out, total, len(done), wall, {
         "model_version": checkpoint.version, "policy_version": policy.version,
-        "market": job.market, "out": job.out, "config": to_dict(job.scan)})
+        "market": job.market, "out": job.out, "manifest": job.manifest, "config": to_dict(job.scan)})
     path = write_summary(job.out, report)
     reasons = f" {report['quarantine_reasons']}" if report["quarantine_reasons"] else ""
     print(f"[scan] done: {report['scored']} scored, {report['already_done']} already done, "

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tripwire.checkpoint import CheckpointManifest
-from tripwire.config import load_yaml, to_dict
+from tripwire.config import ConfigError, load_yaml, to_dict
 from tripwire.data_cache import bytes_per_row, decide_cache
 from tripwire.ingest_udf import PreprocessBatch
 from tripwire.policy import Policy, Taxonomy
@@ -142,6 +142,11 @@ def run(cfg: TrainConfig) -> dict:
     taxonomy = Taxonomy.load(cfg.taxonomy)
     policy = Policy.load(cfg.policy)
     policy.check_taxonomy(taxonomy)
+    if cfg.fit.init_from:  # a warm start must score the same categories (the weights' shapes are checked on load)
+        previous = CheckpointManifest.read(cfg.fit.init_from)
+        if previous.categories != taxonomy.names:
+            raise ConfigError(f"fit.init_from: {cfg.fit.init_from} scores {previous.categories}, "
+                              f"this job's taxonomy {taxonomy.names}")
     ensure_corpus(cfg, taxonomy)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)

@@ -38,3 +38,25 @@ def tiny_model_config():
                                           image=ImagePreprocessing(size=32), audio=AudioPreprocessing(n_mels=16),
                                           video=VideoPreprocessing(num_frames=4)),
     )
+
+
+# -- a throwaway PostgreSQL server (tests/pg_server.py): one per session, a fresh database per test
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The session's PostgreSQL server URL (database ``postgres``); skips where the server is not installed."""
+    from pg_server import SKIP_REASON, find_postgres_bin, postgres_server
+
+    if find_postgres_bin() is None:
+        pytest.skip(SKIP_REASON)
+    with postgres_server(fast=True) as url:
+        yield url
+
+
+@pytest.fixture
+def pg_database(postgres_url):
+    """A fresh, empty database on the session's server (``t_<uuid>``): its URL."""
+    import uuid
+
+    from pg_server import create_database
+
+    return create_database(postgres_url, f"t_{uuid.uuid4().hex}")

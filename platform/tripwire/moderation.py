@@ -100,6 +100,7 @@ class Scored:
     attribution: dict[str, np.ndarray]
     encoders_ms: float = 0.0
     fusion_ms: float = 0.0
+    embedding: np.ndarray | None = None  # the fusion head's fused embedding (active learning clusters by it)
 
 
 @dataclass(frozen=True)
@@ -168,11 +169,15 @@ class Moderator:
         encoded_at = time.perf_counter()
         fused = await self.backend.fuse([{m: out["embedding"] for m, out in item.items()} for item in encoded])
         encoders_ms, fusion_ms = 1000 * (encoded_at - started), 1000 * (time.perf_counter() - encoded_at)
-        return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms) for enc, f in zip(encoded, fused)]
+        return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms, f.get("embedding"))
+                for enc, f in zip(encoded, fused)]
 
     def result(self, item_id: str, prepared: Mapping[str, Any], scored: Scored, market: str | None = None,
-               times: StageTimes | None = None) -> dict[str, Any]:
-        """The complete, JSON-ready result for one item (the one place a result is assembled)."""
+               times: StageTimes | None = None, with_embedding: bool = False) -> dict[str, Any]:
+        """The complete, JSON-ready result for one item (the one place a result is assembled).
+
+        ``with_embedding`` adds the fused ``embedding`` (a list of floats): scans keep it for active
+        learning; HTTP answers leave it out."""
         decision = self.policy.decide({c: float(s) for c, s in zip(self.categories, scored.scores)}, market).to_dict()
         result = {
             "id": item_id,
@@ -185,6 +190,8 @@ class Moderator:
             "model_version": self.model_version,
             "policy_version": decision["policy_version"],
         }
+        if with_embedding and scored.embedding is not None:
+            result["embedding"] = [float(v) for v in scored.embedding]
         if times is not None:
             done = time.perf_counter()
             model_ms = scored.encoders_ms + scored.fusion_ms
@@ -215,11 +222,13 @@ class Moderator:
 
     # -- whole samples ----------------------------------------------------------------------------
     async def moderate_prepared(self, ids: Sequence[str], prepared: Sequence[Mapping[str, Any]],
-                                markets: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+                                markets: Sequence[str | None] | None = None,
+                                with_embedding: bool = False) -> list[dict[str, Any]]:
         """Results for items already prepared elsewhere (a scan's preprocessing tasks), as one batch."""
         markets = list(markets) if markets is not None else [None] * len(prepared)
         scored = await self.score(prepared) if prepared else []
-        return [self.result(i, p, s, m) for i, p, s, m in zip(ids, prepared, scored, markets)]
+        return [self.result(i, p, s, m, with_embedding=with_embedding)
+                for i, p, s, m in zip(ids, prepared, scored, markets)]
 
     async def moderate(self, samples: Sequence[Sample], base_uri: str | None = None) -> list[dict[str, Any]]:
         """Results for samples, scored as one batch; each sample's market is ``sample.meta["market"]``.
@@ -237,6 +246,7 @@ class Moderator:
         return asyncio.run(self.moderate(samples, base_uri))
 
     def moderate_prepared_sync(self, ids: Sequence[str], prepared: Sequence[Mapping[str, Any]],
-                               markets: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
-        return asyncio.run(self.moderate_prepared(ids, prepared, markets))
+                               markets: Sequence[str | None] | None = None,
+                               with_embedding: bool = False) -> list[dict[str, Any]]:
+        return asyncio.run(self.moderate_prepared(ids, prepared, markets, with_embedding))
 

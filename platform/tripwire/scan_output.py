@@ -53,6 +53,7 @@ def result_schema(categories: Sequence[str]) -> pa.Schema:
         ("model_version", pa.string()),
         ("policy_version", pa.string()),
         ("scanned_at", pa.timestamp("us", tz="UTC")),
+        ("embedding", pa.list_(pa.float32())),  # the fused embedding (active learning); null when not kept
     ])
 
 
@@ -67,7 +68,7 @@ def result_rows(results: Iterable[Mapping[str, Any]], scanned_at: datetime.datet
             "driven_by": {c: a["driven_by"] for c, a in r["attribution"].items()},
             "attribution": json.dumps(r["attribution"], sort_keys=True), "evidence": json.dumps(r["evidence"], sort_keys=True),
             "modalities": r["modalities"], "model_version": r["model_version"], "policy_version": r["policy_version"],
-            "scanned_at": scanned_at})
+            "scanned_at": scanned_at, "embedding": r.get("embedding")})
     return rows
 
 
@@ -89,6 +90,16 @@ def read_results(out: str) -> list[dict[str, Any]]:
         action = file.rsplit(f"{PARTITION}=", 1)[1].split("/", 1)[0]
         with fs.open(file, "rb") as handle:
             rows += [{**row, "action": action} for row in pq.read_table(handle).to_pylist()]
+    return rows
+
+
+def read_review_candidates(out: str) -> list[dict[str, Any]]:
+    """A scan's review-band rows (``review_candidates/``), with their ``action``."""
+    fs, path = fsspec.core.url_to_fs(out)
+    rows = []
+    for file in _parts(fs, f"{path}/{REVIEW}"):
+        with fs.open(file, "rb") as handle:
+            rows += [{**row, "action": "review"} for row in pq.read_table(handle).to_pylist()]
     return rows
 
 

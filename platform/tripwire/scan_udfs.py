@@ -97,7 +97,8 @@ class ModerateBatch:
 
         ids = [str(i) for i in batch["id"]]
         markets = [m if isinstance(m, str) else None for m in batch["market"]]
-        results = self.moderator.moderate_prepared_sync(ids, rows_from_batch(batch, self.modalities), markets)
+        results = self.moderator.moderate_prepared_sync(ids, rows_from_batch(batch, self.modalities), markets,
+                                                       with_embedding=True)
         rows = result_rows(results, datetime.datetime.now(datetime.timezone.utc))
         schema = result_schema(self.moderator.categories).append(pa.field("action", pa.string()))
         return pa.Table.from_pylist(rows, schema=schema)

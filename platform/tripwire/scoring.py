@@ -84,8 +84,8 @@ def fuse_batch(fusion: torch.nn.Module, requests: Sequence[Mapping[str, np.ndarr
                calibration: PlattCalibration | None = None) -> list[dict[str, np.ndarray]]:
     """Fusion head over many requests, each a dict of the embeddings it has.
 
-    Returns per request its calibrated ``scores`` (C,) and ``attribution`` (modality -> (C,)), the
-    leave-one-modality-out contribution of each present modality.
+    Returns per request its calibrated ``scores`` (C,), ``attribution`` (modality -> (C,)), the
+    leave-one-modality-out contribution of each present modality, and the fused ``embedding`` (D,).
     """
     probabilities = (calibration or PlattCalibration.identity(fusion.num_categories)).probabilities
     n = len(requests)
@@ -98,12 +98,13 @@ def fuse_batch(fusion: torch.nn.Module, requests: Sequence[Mapping[str, np.ndarr
         embeddings[modality] = torch.as_tensor(np.stack([
             np.asarray(r, dtype=np.float32) if r is not None else np.zeros(dim, np.float32) for r in rows]))
         present[modality] = torch.tensor([r is not None for r in rows])
-    scores = probabilities(fusion(embeddings, present))
+    fused = fusion.embed(embeddings, present)
+    scores = probabilities(fusion.classify(fused))
     attribution = {m: a.numpy() for m, a in
                    fusion.modality_attribution(embeddings, present, probabilities, scores=scores).items()}
-    scores = scores.numpy()
-    return [{"scores": scores[i], "attribution": {m: attribution[m][i] for m in requests[i] if m in attribution}}
-            for i in range(n)]
+    scores, fused = scores.numpy(), fused.numpy().astype(np.float32)
+    return [{"scores": scores[i], "attribution": {m: attribution[m][i] for m in requests[i] if m in attribution},
+             "embedding": fused[i]} for i in range(n)]
 
 
 def top_time_window(profile: np.ndarray, num_frames: int, hop_length: int, sample_rate: int,

@@ -104,6 +104,26 @@ class CorpusSpec:
     video_fps: int = 8
     violating_fraction: float = 0.45
     combination_fraction: float = 0.12
+    # category -> relative weight of its signature among violating items (unlisted categories weigh 1.0), so
+    # a corpus can hold a rare category (e.g. (("self_harm", 0.05),)) for active-learning benchmarks.
+    signature_weights: tuple[tuple[str, float], ...] | None = None
+
+    def __post_init__(self):
+        for category, weight in self.signature_weights or ():
+            if category not in SIGNATURES:
+                raise ValueError(f"signature_weights: unknown category {category!r}; known: {list(SIGNATURES)}")
+            if not weight >= 0.0:
+                raise ValueError(f"signature_weights.{category}: weight {weight} must be >= 0")
+        if self.signature_weights is not None and self.signature_probabilities() is None:
+            raise ValueError("signature_weights: at least one signature needs a positive weight")
+
+    def signature_probabilities(self) -> np.ndarray | None:
+        """Probability per entry of SIGNATURES, or None for the uniform draw (the historical RNG sequence)."""
+        if self.signature_weights is None:
+            return None
+        listed = dict(self.signature_weights)
+        weights = np.array([float(listed.get(c, 1.0)) for c in SIGNATURES])
+        return weights / weights.sum() if weights.sum() > 0 else None
 
 
 def _benign_text(rng: np.random.Generator) -> str:
@@ -290,6 +310,12 @@ def make_video_frames(rng: np.random.Generator, spec: CorpusSpec, signature: str
     return frames
 
 
+def _choose_signature(rng: np.random.Generator, p: np.ndarray | None) -> str:
+    # Without weights keep the exact historical call: ``choice(a)`` and ``choice(a, p=...)`` consume the
+    # generator differently, and the default corpus must stay byte-identical.
+    return str(rng.choice(SIGNATURES)) if p is None else str(rng.choice(SIGNATURES, p=p))
+
+
 def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec(), taxonomy: Taxonomy | None = None,
                     manifest_name: str = "manifest.jsonl", progress: bool = False) -> Path:
     """Writes media files and a manifest under ``out_dir``; the same spec always gives the same bytes.
@@ -307,6 +333,7 @@ def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec(), taxono
     rng = np.random.default_rng(spec.seed)
     mixes, weights = zip(*MODALITY_MIXES)
     weights = np.array(weights) / sum(weights)
+    signature_p = spec.signature_probabilities()
     samples = []
     for index in range(spec.num_items):
         item_id = f"syn-{index:05d}"
@@ -316,7 +343,7 @@ def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec(), taxono
         combination = "text" in mix and bool(visual) and roll < spec.combination_fraction
         signature = None
         if not combination and roll < spec.combination_fraction + spec.violating_fraction:
-            signature = str(rng.choice(SIGNATURES))
+            signature = _choose_signature(rng, signature_p)
         # Which modality carries the signature; a video's soundtrack is a carrier of its own.
         has_soundtrack = "video" in mix and rng.random() < 0.5
         carriers = list(mix) + (["soundtrack"] if has_soundtrack else [])

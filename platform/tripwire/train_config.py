@@ -94,6 +94,9 @@ class FitConfig:
     calibrate: bool = True  # fit per-category Platt scaling on validation, saved with each checkpoint
     use_gpu: bool = False  # one GPU per worker; DDP over NCCL instead of gloo
     mixed_precision: str = "no"  # "bf16" or "fp16" autocast on GPU (fp16 adds a gradient scaler); CPU ignores it
+    # Start from this Tripwire checkpoint's weights (same model config) instead of a fresh init: retraining
+    # on reviewer feedback continues the previous model. A resumed Ray Train run ignores it.
+    init_from: str | None = None
 
     def __post_init__(self):
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -159,6 +162,7 @@ class TrainConfig:
         return dataclasses.replace(
             self, storage_path=absolute(self.storage_path), export_dir=absolute(self.export_dir),
             taxonomy=absolute(self.taxonomy), policy=absolute(self.policy), model=model,
+            fit=dataclasses.replace(self.fit, init_from=absolute(self.fit.init_from)),
             data=dataclasses.replace(self.data, manifest=absolute(self.data.manifest)))
 
 

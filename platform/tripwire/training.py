@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from tripwire.calibration import PlattCalibration, calibration_report
+from tripwire.checkpoint import load_model
 from tripwire.config import ConfigError, from_dict, to_dict
 from tripwire.metrics import category_metrics, flatten_metrics
 from tripwire.model.safety_model import SafetyModel, build_model
@@ -166,6 +167,15 @@ class Evaluation:
         return self.metrics["macro"]["roc_auc"]
 
 
+def warm_start(model: SafetyModel, checkpoint: str) -> None:
+    """Loads a Tripwire checkpoint's weights into ``model`` (built from the same model config)."""
+    previous = load_model(checkpoint).state_dict()
+    missing, unexpected = model.load_state_dict(previous, strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"fit.init_from: {checkpoint} is a different model (missing {sorted(missing)[:5]}, "
+                          f"unexpected {sorted(unexpected)[:5]}); its model config must match this job's")
+
+
 def setup(loop: TrainLoopConfig) -> WorkerRun:
     """Seeds, builds the model and optimizer, resumes from Ray Train's checkpoint if any, wraps for DDP."""
     import ray.train
@@ -178,6 +188,10 @@ def setup(loop: TrainLoopConfig) -> WorkerRun:
     torch.manual_seed(fit.seed)
     np.random.seed(fit.seed)
     model = build_model(loop.train.model, loop.taxonomy.names)
+    if fit.init_from and not ray.train.get_checkpoint():
+        warm_start(model, fit.init_from)
+        if rank == 0:
+            print(f"[train] starting from the weights of {fit.init_from}", flush=True)
     optimizer = torch.optim.AdamW(param_groups(model, fit), lr=fit.lr, weight_decay=fit.weight_decay)
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]

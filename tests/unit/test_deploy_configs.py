@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SERVE_CONFIGS = sorted((REPO / "deployments" / "configs").glob("*.yaml"))
+REVIEW_CONFIG = REPO / "deployments" / "configs" / "review.yaml"
+SERVE_CONFIGS = sorted(p for p in (REPO / "deployments" / "configs").glob("*.yaml") if p != REVIEW_CONFIG)
 DEPLOYMENT_NAMES = {"Ingress", "TextEncoder", "ImageEncoder", "AudioEncoder", "VideoEncoder", "FusionHead"}
 
 
@@ -100,3 +101,17 @@ def test_scan_rayjob_runs_the_scan_command_with_a_committed_config():
     gpu_groups = [g for g in doc["spec"]["rayClusterSpec"]["workerGroupSpecs"]
                   if "nvidia.com/gpu" in g["template"]["spec"]["containers"][0]["resources"]["limits"]]
     assert sum(g["replicas"] for g in gpu_groups) == load_yaml(ScanConfig, REPO / args.config).actors
+
+
+def test_the_review_app_serve_config_builds(monkeypatch):
+    """The reviewer app's Serve config: valid for Serve, and its args build the app (settings file found)."""
+    from ray.serve.schema import ServeDeploySchema
+
+    from deployments.review_app import build_review_app
+
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(REVIEW_CONFIG.read_text()))
+    [app] = schema.applications
+    assert app.import_path == "deployments.review_app:build_review_app" and app.route_prefix == "/review"
+    assert {d.name for d in app.deployments} == {"ReviewApp"}
+    monkeypatch.setenv("TRIPWIRE_HOME", str(REPO))
+    assert build_review_app(app.args) is not None

@@ -105,6 +105,18 @@ class AttentionFusionHead(nn.Module):
             embeddings: modality -> (N, dim) embeddings; modalities left out are absent for every row.
             present: modality -> (N,) bool, which rows actually have that modality (default: all).
         """
+        return self.classify(self.embed(embeddings, present))
+
+    def classify(self, fused: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_categories) from :meth:`embed`'s fused embeddings."""
+        return self.classifier(fused)
+
+    def embed(self, embeddings: Mapping[str, torch.Tensor],
+              present: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The fused embedding (N, d_model) the classifier reads: the summary token after the blocks.
+
+        Active learning clusters items by it (near-duplicates land together whatever modality carries them).
+        """
         n = self._check(embeddings)
         anchor = next(iter(embeddings.values()))
         tokens = [self.summary.expand(n, -1, -1)]
@@ -119,7 +131,7 @@ class AttentionFusionHead(nn.Module):
         x, keep_mask = torch.cat(tokens, 1), torch.cat(keep, 1)
         for block in self.blocks:
             x = block(x, keep_mask)
-        return self.classifier(self.norm(x[:, 0]))
+        return self.norm(x[:, 0])
 
     def export_args(self) -> dict[str, Any]:
         return {"encoder_dims": self.encoder_dims, "num_categories": self.num_categories, **self.hparams}

@@ -1,0 +1,204 @@
+"""One round of the improvement loop: scan -> sample -> queue -> (reviews) -> export -> retrain -> evaluate -> gate.
+
+    tripwire loop --config pipelines/configs/loop.yaml
+
+Every stage leaves its output under ``<work_dir>/<round>/`` and is skipped when it is already there, so
+the command can stop after queueing (``reviews: stop``) and be run again once reviewers are done, or be
+killed anywhere and resumed. Submitted as a RayJob it runs the same way (``cluster/loop-rayjob.yaml``).
+
+* **scan**: the current model over the pool (``tripwire scan``'s pipeline), fused embeddings kept;
+* **sample**: active learning (:mod:`tripwire.review.sampling`) over the scan, items already in the
+  store left out; the picks enter the review queue as batch ``<round>``;
+* **reviews**: people (or, in tests, scripted reviewers over HTTP) work the queue; ``wait`` polls;
+* **export**: every reviewed item in the store -> the next feedback snapshot (:mod:`tripwire.review.export`);
+* **retrain**: the training YAML over seed + feedback, starting from the current model's weights;
+* **gate**: :mod:`pipelines.compare` on the golden sets; the verdict decides promotion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pipelines import compare
+from pipelines.scan import execute as execute_scan
+from pipelines.scan import validate as validate_scan
+from tripwire.checkpoint import CheckpointManifest
+from tripwire.config import ConfigError, from_dict, load_yaml, read_yaml
+from tripwire.eval_config import EvalConfig
+from tripwire.gate import GateConfig
+from tripwire.golden import resolve, verify
+from tripwire.loop_config import LoopConfig
+from tripwire.policy import Policy
+from tripwire.review.export import export_feedback
+from tripwire.review.intake import queue_items
+from tripwire.review.sampling import sample
+from tripwire.review.store import ReviewStore, open_store, redacted_url
+from tripwire.sample import MEDIA_FIELDS, manifest_base, read_manifest, resolve_uri
+from tripwire.scan_config import ScanJob
+from tripwire.scan_output import read_results
+from tripwire.train_config import TrainConfig
+
+
+def load(path: str, overrides: dict[str, Any] | None = None) -> LoopConfig:
+    """The loop config at ``path`` (relative paths in it are taken from the current directory)."""
+    data = read_yaml(path) or {}
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_dict(LoopConfig, data, "loop")
+
+
+def round_dir(cfg: LoopConfig) -> Path:
+    return Path(cfg.work_dir).resolve() / cfg.round
+
+
+def validate(cfg: LoopConfig) -> tuple[CheckpointManifest, Policy, TrainConfig]:
+    """Everything that can be checked before Ray starts: model, manifests, training YAML, golden sets, gate."""
+    scan_job = ScanJob(checkpoint=cfg.checkpoint, manifest=cfg.pool_manifest, out=str(round_dir(cfg) / "scan"),
+                       scan=cfg.scan)
+    checkpoint, policy = validate_scan(scan_job)
+    if not os.path.exists(cfg.seed_manifest):
+        raise ConfigError(f"seed_manifest: {cfg.seed_manifest} does not exist")
+    train = load_yaml(TrainConfig, cfg.train_config).resolved(Path.cwd())
+    for golden in cfg.golden:
+        verify(resolve(golden, cfg.catalogue), cfg.catalogue)
+    if cfg.gate:
+        load_yaml(GateConfig, cfg.gate)
+    if cfg.eval_config:
+        load_yaml(EvalConfig, cfg.eval_config)
+    return checkpoint, policy, train
+
+
+def queue_round(cfg: LoopConfig, store: ReviewStore, policy: Policy, scan_out: str) -> dict[str, Any]:
+    """Samples the scan and queues the picks as batch ``cfg.round`` (once: a rerun finds them queued)."""
+    queued = store.items(batch=cfg.round)
+    if queued:
+        return {"queued": len(queued), "new": 0}
+    rows = read_results(scan_out)
+    config = dataclasses.replace(cfg.sampling, exclude=frozenset(cfg.sampling.exclude) | store.queued_ids())
+    picks = sample(rows, policy, config)
+    by_id = {r["id"]: r for r in rows}
+    items = queue_items([by_id[p.item_id] for p in picks], cfg.pool_manifest, "sampling", cfg.round,
+                        {p.item_id: p.priority for p in picks})
+    new = store.enqueue(items)
+    by_category: dict[str, int] = {}
+    for pick in picks:
+        by_category[pick.category] = by_category.get(pick.category, 0) + 1
+    print(f"[loop] queued {new} item(s) for review as batch {cfg.round} ({cfg.sampling.strategy}): {by_category}",
+          flush=True)
+    return {"queued": len(items), "new": new, "by_category": by_category}
+
+
+def open_items(store: ReviewStore, batch: str) -> int:
+    return sum(1 for i in store.items(batch=batch) if i["status"] in ("pending", "adjudication"))
+
+
+def wait_for_reviews(cfg: LoopConfig, store: ReviewStore) -> bool:
+    """True once every item of the round is resolved; False when ``reviews: stop`` and some are open."""
+    started, last = time.monotonic(), None
+    while True:
+        remaining = open_items(store, cfg.round)
+        if remaining == 0:
+            return True
+        if cfg.reviews == "stop":
+            print(f"[loop] {remaining} item(s) of {cfg.round} await review in {store.url}; run this command "
+                  "again when they are reviewed", flush=True)
+            return False
+        if time.monotonic() - started > cfg.wait_timeout_s:
+            raise TimeoutError(f"{remaining} item(s) of {cfg.round} still unreviewed after {cfg.wait_timeout_s:.0f}s; "
+                               "run the command again to keep waiting")
+        if remaining != last:
+            print(f"[loop] waiting for reviews: {remaining} item(s) of {cfg.round} open", flush=True)
+            last = remaining
+        time.sleep(cfg.poll_s)
+
+
+def combined_manifest(seed_manifest: str, feedback_manifest: str, out: Path) -> tuple[str, int, int]:
+    """Seed rows (media made absolute) + feedback rows; feedback wins on a shared id. Returns path and counts."""
+    base = manifest_base(seed_manifest)
+    feedback = {s.id: s.to_row() for s in read_manifest(feedback_manifest)}
+    seed = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as handle:
+        for seed_sample in read_manifest(seed_manifest):
+            if seed_sample.id in feedback:
+                continue
+            row = seed_sample.to_row()
+            for field in MEDIA_FIELDS:
+                if isinstance(row.get(field), str) and not row[field].startswith("data:"):
+                    row[field] = resolve_uri(row[field], base)
+            handle.write(json.dumps(row) + "\n")
+            seed += 1
+        for row in feedback.values():
+            handle.write(json.dumps(row) + "\n")
+    return str(out), seed, len(feedback)
+
+
+def retrain(cfg: LoopConfig, train: TrainConfig, manifest: str) -> str:
+    """The training job over ``manifest`` from the current model's weights; returns the new checkpoint."""
+    from pipelines.train import run as run_training
+
+    folder = round_dir(cfg)
+    export = folder / "model"
+    if (export / "manifest.json").exists() and (folder / "train-summary.json").exists():
+        print(f"[loop] retrained model already at {export}", flush=True)
+        return str(export)
+    fit = dataclasses.replace(train.fit, init_from=os.path.abspath(cfg.checkpoint),
+                              epochs=cfg.retrain_epochs or train.fit.epochs)
+    data = dataclasses.replace(train.data, manifest=manifest, synthetic=None)
+    job = dataclasses.replace(train, run_name=f"loop-{cfg.round}", export_dir=str(export), data=data, fit=fit,
+                              storage_path=str(folder / "ray"))
+    summary = run_training(job)
+    (folder / "train-summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return str(export)
+
+
+def run(cfg: LoopConfig) -> dict[str, Any]:
+    """Runs (or resumes) the round; returns its summary, also written to ``<work_dir>/<round>/loop.json``.
+
+    ``summary["stage"]`` is ``awaiting_reviews`` when it stopped for reviewers, else ``done`` with the
+    gate's verdict in ``summary["promoted"]``.
+    """
+    checkpoint, policy, train = validate(cfg)
+    folder = round_dir(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    store = open_store(cfg.store, checkpoint.categories)
+    try:
+        scan_out = str(folder / "scan")
+        execute_scan(ScanJob(checkpoint=cfg.checkpoint, manifest=cfg.pool_manifest, out=scan_out, scan=cfg.scan),
+                     checkpoint, policy)
+        summary: dict[str, Any] = {"round": cfg.round, "checkpoint": cfg.checkpoint, "store": cfg.store,
+                                   "queue": queue_round(cfg, store, policy, scan_out)}
+        if not wait_for_reviews(cfg, store):
+            summary["stage"] = "awaiting_reviews"
+            return summary
+        snapshot = export_feedback(store.items(), store.reviews(), checkpoint.categories, folder.parent / "feedback",
+                                   redacted_url(cfg.store), cfg.catalogue)
+        print(f"[loop] feedback snapshot v{snapshot['version']}: {snapshot['items']} item(s) "
+              f"(left out: {snapshot['left_out'] or 'none'}) -> {snapshot['path']}", flush=True)
+        manifest, seed_rows, feedback_rows = combined_manifest(cfg.seed_manifest, snapshot["path"],
+                                                               folder / "train-manifest.jsonl")
+        print(f"[loop] retraining on {seed_rows} seed + {feedback_rows} feedback item(s) from {cfg.checkpoint}",
+              flush=True)
+        candidate = retrain(cfg, train, manifest)
+        config = load_yaml(EvalConfig, cfg.eval_config) if cfg.eval_config else EvalConfig()
+        report = compare.run(cfg.checkpoint, candidate, list(cfg.golden), str(folder / "compare"), gate_path=cfg.gate,
+                             catalogue=cfg.catalogue, config=config)
+        summary.update({"stage": "done", "snapshot": {k: snapshot[k] for k in ("version", "items", "path", "left_out")},
+                        "train_rows": {"seed": seed_rows, "feedback": feedback_rows}, "candidate": candidate,
+                        "comparison": str(folder / "compare" / "metrics.json"),
+                        "macro": {name: {m: s["macro"][m] for m in ("pr_auc", "f1", "recall_at_precision") if m in s["macro"]}
+                                  for name, s in report["sets"].items()},
+                        "promoted": None if report["gate"] is None else report["gate"]["passed"]})
+        summary["wall_s"] = round(time.perf_counter() - started, 1)
+        (folder / "loop.json").write_text(json.dumps(summary, indent=2, default=str))
+        verdict = {None: "no gate", True: "PROMOTED", False: "NOT promoted"}[summary["promoted"]]
+        print(f"[loop] {cfg.round} done in {summary['wall_s']}s: {verdict}; summary -> {folder / 'loop.json'}", flush=True)
+        return summary
+    finally:
+        store.close()
+

@@ -1,0 +1,277 @@
+"""The reviewer web app: sign-in, the queue one item at a time, reviews, and the admin view (FastAPI).
+
+``create_app(store, config)`` returns a plain FastAPI app: ``tripwire review-ui`` serves it with uvicorn
+and ``deployments/review_app.py`` mounts the same app as a Ray Serve application. The pages are static
+files (``static/``) that call the JSON API below; see CONTRACT.md for every route.
+
+Every page and API call needs a token: ``Authorization: Bearer <token>`` or the HttpOnly cookie the
+sign-in form sets. Pages without one redirect to ``/login``; API calls answer 401 JSON. Admin pages and
+calls answer 403 to reviewers. Errors are ``{"error": {"code", "message"}}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import mimetypes
+import statistics
+import time
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import Body, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tripwire.media import MediaError
+from tripwire.review.agreement import category_agreement, golden_accuracy, reviewer_agreement
+from tripwire.review.config import ReviewConfig
+from tripwire.review.store import ACTIONS, ReviewError, Reviewer, ReviewStore
+from tripwire.sample import read_media
+
+logger = logging.getLogger(__name__)
+
+COOKIE = "tripwire_review"
+MAX_MEDIA_BYTES = 64 * 1024 * 1024  # what the app sends of one media file; larger files are refused
+STATIC_FILES = ("review.html", "admin.html", "review.js", "admin.js", "review.css")
+SECURITY_HEADERS = {
+    # Same-origin only: no script, style, image or media from elsewhere; item text is never markup.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+                               "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+# Magic numbers of the formats Tripwire decodes: media sent inline (data: URIs) carry no trustworthy type.
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
+               (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"\x1aE\xdf\xa3", "video/webm"), (b"ID3", "audio/mpeg"))
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The content type of image, audio or video bytes from their first bytes (None when unknown)."""
+    for magic, kind in _SIGNATURES:
+        if data.startswith(magic):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] in (b"WAVE", b"WEBP"):
+        return "audio/wav" if data[8:12] == b"WAVE" else "image/webp"
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    return None
+
+
+def _root(request: Request) -> str:
+    """Where the app is mounted ("" standalone; the route prefix under Ray Serve)."""
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+def _route(request: Request) -> str:
+    path = request.url.path
+    root = _root(request)
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _static(name: str) -> bytes:
+    return resources.files("tripwire.review").joinpath("static", name).read_bytes()
+
+
+def _login_page(message: str = "") -> HTMLResponse:
+    notice = f'<p role="alert" class="error">{html.escape(message)}</p>' if message else ""
+    return HTMLResponse(f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Tripwire review: sign in</title><link rel="icon" href="data:,">
+<style>body{{font:16px system-ui,sans-serif;background:#f4f5f7;color:#1b1f24;display:flex;justify-content:center;padding-top:12vh}}
+form{{background:#fff;padding:2rem 2.5rem;border-radius:8px;box-shadow:0 1px 4px #0002;width:22rem}}
+h1{{font-size:1.3rem;margin:0 0 1rem}}input{{width:100%;padding:.55rem;font:inherit;box-sizing:border-box;margin:.4rem 0 1rem}}
+button{{padding:.55rem 1.2rem;font:inherit;background:#1f5fbf;color:#fff;border:0;border-radius:4px}}
+.error{{color:#a40000;font-weight:600}}</style></head><body>
+<form method="post" action="login"><h1>Tripwire review</h1>{notice}
+<label for="token">Reviewer token</label><input id="token" name="token" type="password" autocomplete="off" autofocus required>
+<button type="submit">Sign in</button></form></body></html>""", status_code=401 if message else 200)
+
+
+def create_app(store: ReviewStore, config: ReviewConfig | None = None) -> FastAPI:
+    """The review app over ``store`` (the caller owns the store and closes it)."""
+    config = config or ReviewConfig()
+    app = FastAPI(title="Tripwire review", version="0.1.0", docs_url=None, redoc_url=None)
+    app.state.store = store
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    @app.exception_handler(ReviewError)
+    async def review_error(request: Request, exc: ReviewError) -> Response:
+        page = not _route(request).startswith("/api/")
+        if exc.status == 401 and page:
+            return RedirectResponse(f"{_root(request)}/login", status_code=303)
+        if exc.status == 403 and page:
+            return HTMLResponse(f"<!doctype html><title>Forbidden</title><h1>403: {html.escape(exc.message)}</h1>"
+                                f'<p><a href="{_root(request)}/">Back to the queue</a></p>', status_code=403)
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            return _error(422, "invalid_request", "body: not valid JSON")
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "not_found" if exc.status_code == 404 else "invalid_request", str(exc.detail))
+
+    def reviewer(request: Request) -> Reviewer:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
+        return store.authenticate(token)
+
+    def admin(who: Reviewer = Depends(reviewer)) -> Reviewer:
+        if not who.is_admin:
+            raise ReviewError(403, "forbidden", f"{who.name} is a reviewer; this needs an admin")
+        return who
+
+    # -- pages ------------------------------------------------------------------------------------
+    @app.get("/login", include_in_schema=False)
+    def login_page() -> HTMLResponse:
+        return _login_page()
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        token = (parse_qs((await request.body()).decode("utf-8", "replace")).get("token") or [""])[0].strip()
+        try:
+            who = store.authenticate(token)
+        except ReviewError as exc:
+            return _login_page(exc.message)
+        response = RedirectResponse(f"{_root(request)}{'/admin' if who.is_admin else '/'}", status_code=303)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=int(max(1, who.expires_at - time.time())))
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request) -> Response:
+        response = RedirectResponse(f"{_root(request)}/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def queue_page(who: Reviewer = Depends(reviewer)) -> Response:
+        return Response(_static("review.html"), media_type="text/html")
+
+    @app.get("/admin", include_in_schema=False)
+    def admin_page(who: Reviewer = Depends(admin)) -> Response:
+        return Response(_static("admin.html"), media_type="text/html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str, who: Reviewer = Depends(reviewer)) -> Response:
+        if name not in STATIC_FILES:
+            raise ReviewError(404, "not_found", f"no static file {name!r}")
+        return Response(_static(name), media_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
+
+    # -- API --------------------------------------------------------------------------------------
+    @app.get("/api/me")
+    def me(who: Reviewer = Depends(reviewer)) -> dict[str, Any]:
+        return {"name": who.name, "role": who.role, "expires_at": who.expires_at}
+
+    @app.get("/api/taxonomy")
+    def taxonomy(who: Reviewer = Depends(reviewer)) -> dict[str, Any]:
+        return {"categories": store.categories, "actions": list(ACTIONS), "clauses": store.clauses,
+                "rationale_required_for": ["restrict", "block"]}
+
+    @app.post("/api/claim")
+    def claim(body: dict[str, Any] = Body(default_factory=dict), who: Reviewer = Depends(reviewer)) -> dict[str, Any]:
+        got = store.claim(who, body.get("queue") or "review", body.get("category") or None,
+                          body.get("policy") or None, (body.get("market") or "").upper() or None)
+        return {"item": got[0], "claim": got[1]} if got else {"item": None, "claim": None}
+
+    @app.get("/api/items/{item_id:path}/media/{modality}")
+    def media(item_id: str, modality: str, who: Reviewer = Depends(reviewer)) -> Response:
+        item = store.item(item_id)
+        ref = (item["sample"] or {}).get(modality) if modality in ("image", "audio", "video") else None
+        if not ref:
+            raise ReviewError(404, "unknown_media", f"item {item_id!r} has no {modality}")
+        try:
+            data = read_media(modality, ref, item["base_uri"])
+        except MediaError as exc:
+            raise ReviewError(404, "unknown_media", f"{modality} of {item_id!r}: {exc}") from exc
+        if len(data) > MAX_MEDIA_BYTES:
+            raise ReviewError(413, "media_too_large", f"{modality} of {item_id!r} is {len(data)} bytes (limit {MAX_MEDIA_BYTES})")
+        kind = sniff_media_type(data) or (mimetypes.guess_type(ref)[0] if isinstance(ref, str) else None)
+        return Response(data, media_type=kind or "application/octet-stream",
+                        headers={"Cache-Control": "private, max-age=300"})
+
+    @app.post("/api/reviews", status_code=201)
+    def submit(body: dict[str, Any] = Body(...), who: Reviewer = Depends(reviewer)) -> Response:
+        outcome = store.submit(who, store.check_submission(body))
+        return JSONResponse(outcome, status_code=200 if outcome["duplicate"] else 201)
+
+    @app.post("/api/items/{item_id:path}/skip")
+    def skip(item_id: str, who: Reviewer = Depends(reviewer)) -> dict[str, Any]:
+        store.skip(who, item_id)
+        return {"ok": True}
+
+    @app.post("/api/items/{item_id:path}/escalate")
+    def escalate(item_id: str, body: dict[str, Any] = Body(default_factory=dict),
+                 who: Reviewer = Depends(reviewer)) -> dict[str, Any]:
+        store.escalate(who, item_id, str(body.get("note") or ""))
+        return {"ok": True}
+
+    @app.get("/api/admin/stats")
+    def stats(who: Reviewer = Depends(admin)) -> dict[str, Any]:
+        return admin_stats(store)
+
+    @app.post("/api/admin/reviewers", status_code=201)
+    def add_reviewer(body: dict[str, Any] = Body(...), who: Reviewer = Depends(admin)) -> dict[str, Any]:
+        ttl_days = body.get("ttl_days", config.token_ttl_days)
+        if not isinstance(ttl_days, (int, float)) or ttl_days <= 0:
+            raise ReviewError(422, "invalid_request", "ttl_days: must be a positive number")
+        token = store.add_reviewer(str(body.get("name") or ""), str(body.get("role") or "reviewer"), ttl_days * 86400.0)
+        return {"name": body["name"], "role": body.get("role") or "reviewer", "token": token,
+                "expires_at": store.authenticate(token).expires_at}
+
+    @app.post("/api/admin/items", status_code=201)
+    def add_items(body: dict[str, Any] = Body(...), who: Reviewer = Depends(admin)) -> dict[str, Any]:
+        items = body.get("items")
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ReviewError(422, "invalid_request", "items: must be a list of item objects")
+        return {"enqueued": store.enqueue(items)}
+
+    return app
+
+
+def admin_stats(store: ReviewStore, now: float | None = None) -> dict[str, Any]:
+    """The admin page's figures: throughput, queue age, agreement per category and per reviewer."""
+    now = now or time.time()
+    reviews = store.reviews()
+    ordinary = [r for r in reviews if r["kind"] == "review"]
+    by_item: dict[str, list[dict[str, int]]] = {}
+    for r in ordinary:
+        by_item.setdefault(r["item_id"], []).append(r["labels"])
+    items = store.items()
+    resolved = {i["item_id"]: i["resolved_labels"] for i in items if i["status"] == "resolved" and i["resolved_labels"]}
+    golden = {i["item_id"]: i["golden_labels"] for i in items if i["status"] == "golden"}
+    ages = store.pending_ages(now)
+    per_reviewer = reviewer_agreement(ordinary, resolved, store.categories)
+    for name, figures in golden_accuracy([r for r in reviews if r["kind"] == "golden"], golden, store.categories).items():
+        per_reviewer.setdefault(name, {"reviews": 0, "agreement": None, "items_compared": 0}).update(
+            {"golden_reviews": figures["golden_reviews"], "golden_accuracy": figures["accuracy"],
+             "golden_label_accuracy": figures["label_accuracy"]})
+    spent = [r["time_spent_ms"] for r in ordinary if r["time_spent_ms"]]
+    return {
+        "throughput": {"reviews_total": len(reviews),
+                       "reviews_last_hour": sum(r["decided_at"] >= now - 3600 for r in reviews),
+                       "reviews_per_hour_24h": round(sum(r["decided_at"] >= now - 86400 for r in reviews) / 24, 2),
+                       "median_time_spent_s": round(statistics.median(spent) / 1000, 1) if spent else None},
+        "queue": {**store.counts(), "oldest_pending_age_s": round(max(ages), 1) if ages else None,
+                  "median_pending_age_s": round(statistics.median(ages), 1) if ages else None},
+        "categories": category_agreement(by_item, store.categories),
+        "reviewers": per_reviewer,
+        "adjudication": [{"item_id": i["item_id"], "reason": i["escalation"], "reviews": i["reviews_done"]}
+                         for i in items if i["status"] == "adjudication"],
+    }

@@ -1,0 +1,150 @@
+"""What enters the review queue: scan results (review candidates or active-learning picks) joined with
+their manifest rows, as queue items (CONTRACT.md).
+
+The manifest's labels never reach the queue (reviewers must not see an answer); for hidden golden items
+they become the item's ``golden_labels``, which reviewers never see either.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Iterable, Mapping, Sequence
+
+import fsspec
+
+from tripwire.sample import manifest_base, read_manifest
+from tripwire.scan_output import SUMMARY, row_to_result
+
+logger = logging.getLogger(__name__)
+
+
+def scan_manifest(scan_out: str) -> str:
+    """The manifest a scan read (from its summary)."""
+    with fsspec.open(f"{scan_out.rstrip('/')}/{SUMMARY}", "r") as handle:
+        summary = json.load(handle)
+    if not summary.get("manifest"):
+        raise FileNotFoundError(f"{scan_out}/{SUMMARY} does not name its manifest: pass --manifest")
+    return summary["manifest"]
+
+
+def manifest_rows(manifest: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The manifest rows of ``ids`` (streamed: memory holds only the rows asked for)."""
+    wanted, rows = set(ids), {}
+    for sample in read_manifest(manifest):
+        if sample.id in wanted:
+            rows[sample.id] = sample.to_row()
+            if len(rows) == len(wanted):
+                break
+    return rows
+
+
+def queue_items(rows: Sequence[Mapping[str, Any]], manifest: str, source: str, batch: str | None = None,
+                priorities: Mapping[str, float] | None = None, golden: bool = False) -> list[dict[str, Any]]:
+    """Scan result rows -> queue items with their sample (media by reference, labels removed).
+
+    Args:
+        rows: scan results rows (``read_results`` or ``read_review_candidates`` of :mod:`tripwire.scan_output`).
+        manifest: the manifest the scan read (media references are resolved against its folder).
+        source: the item's source (``scan``, ``sampling``, ``golden``).
+        priorities: id -> priority (active learning's); default: the highest category score.
+        golden: hidden golden items (the manifest's labels become ``golden_labels``).
+    """
+    samples = manifest_rows(manifest, [r["id"] for r in rows])
+    missing = sorted({r["id"] for r in rows} - set(samples))
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} scanned id(s) are not in {manifest} (first: {missing[0]})")
+    items = []
+    for row in rows:
+        result = row_to_result(row)
+        sample = dict(samples[row["id"]])
+        labels = sample.pop("labels", {}) or {}
+        if golden and not labels:
+            raise ValueError(f"{row['id']}: a golden item needs labels in {manifest}")
+        priority = priorities.get(row["id"]) if priorities else None
+        items.append({"item_id": row["id"], "source": source, "sample": sample, "base_uri": manifest_base(manifest),
+                      "result": result, "batch": batch,
+                      "priority": priority if priority is not None else max(result["scores"].values(), default=0.0),
+                      "golden_labels": labels if golden else None})
+    return items
+
+
+class BufferedEnqueuer:
+    """Queues items from a latency-critical path (the Serve ingress) without ever blocking it.
+
+    ``offer`` puts an item in a bounded in-memory buffer and returns at once; a writer thread drains it in
+    batches of at most ``batch_size`` into the store. When the buffer is full the item is dropped and
+    counted (``dropped``), logged at most once a minute: scoring never waits on the review store. ``close``
+    flushes what is buffered (Serve calls it on a replica's graceful shutdown).
+
+    Args:
+        store: the review store (the writer thread uses its own connection).
+        max_buffered: the most items held in memory.
+        batch_size: items per write transaction.
+    """
+
+    def __init__(self, store, max_buffered: int = 1000, batch_size: int = 64):
+        import queue
+        import threading
+
+        self.store = store
+        self.batch_size = batch_size
+        self.buffer: "queue.Queue[dict | None]" = queue.Queue(maxsize=max_buffered)
+        self.enqueued = self.dropped = self.failed = 0
+        self._last_warning = 0.0
+        self._thread = threading.Thread(target=self._drain, name="review-enqueue", daemon=True)
+        self._thread.start()
+
+    def offer(self, item: Mapping[str, Any]) -> bool:
+        import queue
+        import time
+
+        try:
+            self.buffer.put_nowait(dict(item))
+            return True
+        except queue.Full:
+            self.dropped += 1
+            if time.monotonic() - self._last_warning > 60:
+                self._last_warning = time.monotonic()
+                logger.warning("review queue buffer full (%d items): %d item(s) dropped so far",
+                               self.buffer.maxsize, self.dropped)
+            return False
+
+    def _drain(self) -> None:
+        import queue
+
+        while True:
+            item = self.buffer.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.batch_size:
+                try:
+                    extra = self.buffer.get_nowait()
+                except queue.Empty:
+                    break
+                if extra is None:
+                    self._write(batch)
+                    return
+                batch.append(extra)
+            self._write(batch)
+
+    def _write(self, batch: list[dict]) -> None:
+        try:
+            self.store.enqueue(batch)
+            self.enqueued += len(batch)
+        except Exception:  # a store outage must not kill the writer; the items are counted as failed
+            self.failed += len(batch)
+            logger.exception("review queue: %d item(s) could not be written to %s", len(batch), self.store.url)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Writes what is buffered, then stops the writer (waits at most ``timeout_s``)."""
+        if self._thread.is_alive():
+            self.buffer.put(None)
+            self._thread.join(timeout_s)
+
+
+def serving_item(result: Mapping[str, Any], sample_row: Mapping[str, Any]) -> dict[str, Any]:
+    """A served decision in the review band -> a queue item (the request's media kept as sent)."""
+    return {"item_id": str(result["id"]), "source": "serving", "sample": dict(sample_row), "base_uri": None,
+            "result": dict(result), "priority": max(result["scores"].values(), default=0.0)}

@@ -1,0 +1,648 @@
+"""The durable review queue: items waiting for people, the reviews they give, reviewers and their tokens.
+
+One interface, two databases with the same schema: SQLite (one file, WAL, the default: no set-up) and
+PostgreSQL (``postgresql://`` URL, psycopg 3) for several app processes or hosts. Schema changes are
+numbered migrations recorded in ``schema_version``; opening a store applies the missing ones.
+
+Writes are transactions that either land whole or not at all: an acknowledged review is committed
+(SQLite ``synchronous=FULL``; PostgreSQL's default ``fsync``), so killing the process loses nothing
+that was answered. A client-supplied ``idempotency_key`` makes a retried submission return the first
+review instead of storing a second one, and a unique index stops a reviewer reviewing an item twice.
+
+Concurrency: SQLite write transactions are ``BEGIN IMMEDIATE`` (one writer at a time, readers never
+blocked); PostgreSQL locks the item row (``FOR UPDATE``) while a review changes its status and claims
+with ``SKIP LOCKED`` so reviewers never wait on each other's claims.
+
+Times are epoch seconds; JSON columns are text so both databases store them the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+from urllib.parse import quote
+
+from tripwire.review.config import RATIONALE_ACTIONS
+
+logger = logging.getLogger(__name__)
+
+ACTIONS = ("allow", "review", "restrict", "block")
+ROLES = ("reviewer", "admin")
+SOURCES = ("serving", "scan", "sampling", "appeal", "golden", "manual")
+OPEN_STATUSES = {"review": "pending", "adjudication": "adjudication", "golden": "golden"}
+
+
+class ReviewError(Exception):
+    """A request the store refuses; ``code`` and ``status`` become the HTTP error."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    name: str
+    role: str
+    expires_at: float
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One review as a reviewer submits it (validated by :meth:`ReviewStore.check_submission`)."""
+
+    item_id: str
+    labels: dict[str, int]
+    action: str
+    policy_clause: str | None
+    rationale: str
+    time_spent_ms: int
+    idempotency_key: str
+
+
+# -- schema ---------------------------------------------------------------------------------------
+# Each migration is (sqlite statements, postgresql statements); append, never edit a released one.
+_ITEMS = """CREATE TABLE items (
+    item_id TEXT PRIMARY KEY, source TEXT NOT NULL, sample TEXT NOT NULL, base_uri TEXT, result TEXT NOT NULL,
+    action TEXT, top_category TEXT, market TEXT, policy_version TEXT, model_version TEXT,
+    priority DOUBLE PRECISION NOT NULL DEFAULT 0, golden_labels TEXT, batch TEXT,
+    required_reviews INTEGER NOT NULL, status TEXT NOT NULL, reviews_done INTEGER NOT NULL DEFAULT 0,
+    escalation TEXT, resolved_labels TEXT, resolved_action TEXT, resolved_by TEXT, resolved_at DOUBLE PRECISION,
+    created_at DOUBLE PRECISION NOT NULL)"""
+_COMMON = [
+    "CREATE TABLE reviewers (name TEXT PRIMARY KEY, role TEXT NOT NULL, token_sha256 TEXT NOT NULL UNIQUE, "
+    "created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL, claims INTEGER NOT NULL DEFAULT 0)",
+    _ITEMS,
+    "CREATE INDEX items_queue ON items (status, priority DESC, created_at)",
+    "CREATE TABLE claims (item_id TEXT NOT NULL REFERENCES items(item_id), reviewer TEXT NOT NULL, "
+    "claimed_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (item_id, reviewer))",
+    "CREATE TABLE skips (item_id TEXT NOT NULL REFERENCES items(item_id), reviewer TEXT NOT NULL, "
+    "at DOUBLE PRECISION NOT NULL, PRIMARY KEY (item_id, reviewer))",
+]
+_REVIEWS = ("CREATE TABLE reviews (review_id {id}, idempotency_key TEXT NOT NULL UNIQUE, "
+            "item_id TEXT NOT NULL REFERENCES items(item_id), reviewer TEXT NOT NULL, kind TEXT NOT NULL, "
+            "labels TEXT NOT NULL, action TEXT NOT NULL, policy_clause TEXT, rationale TEXT NOT NULL, "
+            "claimed_at DOUBLE PRECISION, decided_at DOUBLE PRECISION NOT NULL, time_spent_ms INTEGER NOT NULL)")
+_ONE_REVIEW_EACH = "CREATE UNIQUE INDEX reviews_once ON reviews (item_id, reviewer, kind)"
+MIGRATIONS: list[tuple[list[str], list[str]]] = [
+    (_COMMON + [_REVIEWS.format(id="INTEGER PRIMARY KEY AUTOINCREMENT"), _ONE_REVIEW_EACH],
+     _COMMON + [_REVIEWS.format(id="BIGSERIAL PRIMARY KEY"), _ONE_REVIEW_EACH]),
+    # 2: the admin page's per-reviewer and per-time queries.
+    (["CREATE INDEX reviews_by_time ON reviews (decided_at)", "CREATE INDEX reviews_by_reviewer ON reviews (reviewer)"],
+     ["CREATE INDEX reviews_by_time ON reviews (decided_at)", "CREATE INDEX reviews_by_reviewer ON reviews (reviewer)"]),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text is not None else None
+
+
+class _Database:
+    """What differs between SQLite and PostgreSQL: connecting, placeholders, write transactions, locks."""
+
+    lock_row = ""  # appended to a SELECT that must lock the item row it reads
+    skip_locked = ""
+    integrity_errors: tuple[type[BaseException], ...] = ()
+
+    def connect(self):
+        raise NotImplementedError
+
+    def sql(self, statement: str) -> str:
+        return statement
+
+    @contextlib.contextmanager
+    def write(self, conn) -> Iterator[None]:
+        raise NotImplementedError
+
+
+class _SQLite(_Database):
+    integrity_errors = (sqlite3.IntegrityError,)
+
+    def __init__(self, path: str):
+        self.path = path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    def connect(self):
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # an acknowledged review survives a crash, not just a kill
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    @contextlib.contextmanager
+    def write(self, conn) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+class _Postgres(_Database):
+    lock_row = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str):
+        import psycopg  # only PostgreSQL stores need it
+
+        self.psycopg = psycopg
+        self.url = url
+        self.integrity_errors = (psycopg.errors.IntegrityError,)
+
+    def connect(self):
+        return self.psycopg.connect(self.url, autocommit=True)
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("%", "%%").replace("?", "%s")
+
+    @contextlib.contextmanager
+    def write(self, conn) -> Iterator[None]:
+        with conn.transaction():
+            yield
+
+
+def _database(url: str) -> _Database:
+    if url.startswith(("postgresql://", "postgres://")):
+        return _Postgres(url)
+    if url.startswith("sqlite:///"):
+        return _SQLite(url[len("sqlite:///") - 1:])
+    if "://" in url:
+        raise ReviewError(400, "invalid_store", f"store: {url!r} is neither a SQLite path nor a postgresql:// URL")
+    return _SQLite(str(Path(url).resolve()))
+
+
+class ReviewStore:
+    """The review queue over one database.
+
+    Args:
+        url: a SQLite path (``sqlite:///abs/path`` or plain) or a ``postgresql://`` URL.
+        categories: the taxonomy's categories (labels outside it are refused).
+        clauses: the policy clauses reviewers may cite (default: the categories).
+        required_reviews: reviews a new item needs.
+        claim_ttl_s: how long a claim holds.
+        golden_every: one hidden golden item per this many claims of a reviewer (0: none).
+
+    Connections are per thread (FastAPI runs handlers on a thread pool), opened on first use.
+    """
+
+    def __init__(self, url: str, categories: Sequence[str], clauses: Sequence[str] | None = None,
+                 required_reviews: int = 2, claim_ttl_s: float = 900.0, golden_every: int = 10):
+        self.url = url
+        self.db = _database(url)
+        self.categories = list(categories)
+        self.clauses = list(clauses) if clauses is not None else list(categories)
+        self.required_reviews = required_reviews
+        self.claim_ttl_s = claim_ttl_s
+        self.golden_every = golden_every
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+        self.migrate()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    @property
+    def conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.db.connect()
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(self.db.sql(statement), tuple(params))
+        if cursor.description is None:
+            return []
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def _one(self, statement: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = self._rows(statement, params)
+        return rows[0] if rows else None
+
+    def _run(self, statement: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(self.db.sql(statement), tuple(params)).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def migrate(self) -> int:
+        """Applies the migrations this database lacks; returns the schema version."""
+        postgres = isinstance(self.db, _Postgres)
+        with self.db.write(self.conn):
+            if postgres:  # one migrator at a time across processes
+                self._run("SELECT pg_advisory_xact_lock(7242)")
+            self._run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = self._one("SELECT MAX(version) AS v FROM schema_version")
+            current = int(row["v"]) if row and row["v"] is not None else 0
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version - 1][1 if postgres else 0]:
+                    self._run(statement)
+                self._run("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                logger.info("review store %s: migrated to schema version %d", self.url, version)
+        return SCHEMA_VERSION
+
+    def schema_version(self) -> int:
+        return int(self._one("SELECT MAX(version) AS v FROM schema_version")["v"])
+
+    # -- reviewers --------------------------------------------------------------------------------
+    def add_reviewer(self, name: str, role: str = "reviewer", ttl_s: float = 30 * 86400.0) -> str:
+        """Creates the reviewer (or gives them a new token, revoking the old one); returns the token."""
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ReviewError(422, "invalid_request", f"name: {name!r} must be letters, digits, '-', '_' or '.'")
+        if role not in ROLES:
+            raise ReviewError(422, "invalid_request", f"role: {role!r} must be one of {list(ROLES)}")
+        if ttl_s <= 0:
+            raise ReviewError(422, "invalid_request", f"ttl: must be positive, got {ttl_s}")
+        token = secrets.token_urlsafe(24)
+        now = time.time()
+        with self.db.write(self.conn):
+            self._run("DELETE FROM reviewers WHERE name = ?", (name,))
+            self._run("INSERT INTO reviewers (name, role, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                      (name, role, token_digest(token), now, now + ttl_s))
+        return token
+
+    def authenticate(self, token: str | None) -> Reviewer:
+        if not token:
+            raise ReviewError(401, "unauthenticated", "no token: sign in, or send 'Authorization: Bearer <token>'")
+        row = self._one("SELECT name, role, expires_at FROM reviewers WHERE token_sha256 = ?", (token_digest(token),))
+        if row is None:
+            raise ReviewError(401, "unauthenticated", "the token is not valid (wrong, or revoked by a new one)")
+        if row["expires_at"] < time.time():
+            raise ReviewError(401, "token_expired", f"the token of {row['name']} expired; ask an admin for a new one")
+        return Reviewer(row["name"], row["role"], row["expires_at"])
+
+    def reviewers(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT name, role, created_at, expires_at, claims FROM reviewers ORDER BY name")
+
+    # -- the queue --------------------------------------------------------------------------------
+    def enqueue(self, items: Iterable[Mapping[str, Any]]) -> int:
+        """Adds items (see CONTRACT.md); an item already queued is left as it is. Returns how many are new."""
+        now, added = time.time(), 0
+        rows = [self._item_row(item, now) for item in items]
+        with self.db.write(self.conn):
+            for row in rows:
+                added += self._run(
+                    f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)}) "
+                    "ON CONFLICT (item_id) DO NOTHING", list(row.values()))
+        return added
+
+    def _item_row(self, item: Mapping[str, Any], now: float) -> dict[str, Any]:
+        if not item.get("item_id"):
+            raise ReviewError(422, "invalid_request", "item_id: required")
+        source = item.get("source", "manual")
+        if source not in SOURCES:
+            raise ReviewError(422, "invalid_request", f"source: {source!r} must be one of {list(SOURCES)}")
+        result = dict(item.get("result") or {})
+        golden = item.get("golden_labels")
+        if golden is not None:
+            self._check_labels(golden)
+        decision = result.get("decision") or {}
+        reasons = decision.get("reasons") or []
+        scores = result.get("scores") or {}
+        top = reasons[0]["category"] if reasons else (max(scores, key=scores.get) if scores else None)
+        return {
+            "item_id": str(item["item_id"]), "source": source, "sample": json.dumps(item.get("sample") or {}),
+            "base_uri": item.get("base_uri"), "result": json.dumps(result), "action": decision.get("action"),
+            "top_category": top, "market": decision.get("market") or (item.get("sample") or {}).get("meta", {}).get("market"),
+            "policy_version": result.get("policy_version"), "model_version": result.get("model_version"),
+            "priority": float(item.get("priority") or 0.0),
+            "golden_labels": json.dumps({c: int(golden.get(c, 0)) for c in self.categories}) if golden is not None else None,
+            "batch": item.get("batch"), "required_reviews": int(item.get("required_reviews") or self.required_reviews),
+            "status": "golden" if golden is not None else "pending", "created_at": now}
+
+    def claim(self, reviewer: Reviewer, queue: str = "review", category: str | None = None,
+              policy: str | None = None, market: str | None = None) -> tuple[dict[str, Any], dict[str, float]] | None:
+        """Gives ``reviewer`` the next item (the highest priority, then the oldest) and holds it for them.
+
+        Returns ``(item, claim)`` or None when nothing is left for them. A reviewer who already holds a live
+        claim in that queue gets it again (a reloaded page does not lose the item).
+        """
+        if queue not in ("review", "adjudication"):
+            raise ReviewError(422, "invalid_request", f"queue: {queue!r} must be 'review' or 'adjudication'")
+        if queue == "adjudication" and not reviewer.is_admin:
+            raise ReviewError(403, "forbidden", "the adjudication queue is for admins")
+        if category is not None and category not in self.categories:
+            raise ReviewError(422, "invalid_label", f"category: {category!r} is not in the taxonomy")
+        now = time.time()
+        with self.db.write(self.conn):
+            self._run("DELETE FROM claims WHERE expires_at < ?", (now,))
+            held = self._one(
+                "SELECT i.* FROM claims c JOIN items i ON i.item_id = c.item_id WHERE c.reviewer = ? AND i.status IN (?, ?) "
+                "ORDER BY c.claimed_at LIMIT 1", (reviewer.name, OPEN_STATUSES[queue],
+                                                  "golden" if queue == "review" else OPEN_STATUSES[queue]))
+            if held is not None:
+                expires = now + self.claim_ttl_s
+                self._run("UPDATE claims SET expires_at = ? WHERE item_id = ? AND reviewer = ?",
+                          (expires, held["item_id"], reviewer.name))
+                return self._view(held, queue), {"claimed_at": now, "expires_at": expires}
+            row = None
+            if queue == "review":
+                self._run("UPDATE reviewers SET claims = claims + 1 WHERE name = ?", (reviewer.name,))
+                count = self._one("SELECT claims FROM reviewers WHERE name = ?", (reviewer.name,))["claims"]
+                if self.golden_every and count % self.golden_every == 0:
+                    row = self._next(reviewer, "golden", None, None, None, now)
+            row = row or self._next(reviewer, queue, category, policy, market, now)
+            if row is None:
+                return None
+            expires = now + self.claim_ttl_s
+            self._run("INSERT INTO claims (item_id, reviewer, claimed_at, expires_at) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (item_id, reviewer) DO UPDATE SET claimed_at = excluded.claimed_at, "
+                      "expires_at = excluded.expires_at", (row["item_id"], reviewer.name, now, expires))
+        return self._view(row, queue), {"claimed_at": now, "expires_at": expires}
+
+    def _next(self, reviewer: Reviewer, queue: str, category, policy, market, now: float) -> dict[str, Any] | None:
+        where, params = ["i.status = ?"], [OPEN_STATUSES[queue]]
+        for column, value in (("top_category", category), ("policy_version", policy), ("market", market)):
+            if value:
+                where.append(f"i.{column} = ?")
+                params.append(value)
+        where.append("NOT EXISTS (SELECT 1 FROM reviews r WHERE r.item_id = i.item_id AND r.reviewer = ?)")
+        where.append("NOT EXISTS (SELECT 1 FROM skips s WHERE s.item_id = i.item_id AND s.reviewer = ?)")
+        params += [reviewer.name, reviewer.name]
+        others = "(SELECT COUNT(*) FROM claims c WHERE c.item_id = i.item_id AND c.reviewer <> ?)"
+        if queue == "review":  # room for one more reviewer: done + held by others < required
+            where.append(f"i.reviews_done + {others} < i.required_reviews")
+            params.append(reviewer.name)
+        elif queue == "adjudication":  # one adjudicator at a time
+            where.append(f"{others} = 0")
+            params.append(reviewer.name)
+        return self._one(f"SELECT i.* FROM items i WHERE {' AND '.join(where)} "
+                         f"ORDER BY i.priority DESC, i.created_at, i.item_id LIMIT 1{self.db.skip_locked}", params)
+
+    def _view(self, row: Mapping[str, Any], queue: str) -> dict[str, Any]:
+        """What a reviewer sees of an item (whether it is golden is never shown)."""
+        sample, result = _loads(row["sample"]), _loads(row["result"])
+        decision = result.get("decision") or {}
+        view = {
+            # No source: it would tell a hidden golden item apart.
+            "item_id": row["item_id"], "text": sample.get("text"),
+            # Relative to the app's pages, so the app works mounted under a route prefix too.
+            "media": {m: f"api/items/{quote(row['item_id'], safe='')}/media/{m}"
+                      for m in ("image", "audio", "video") if sample.get(m)},
+            "scores": result.get("scores") or {}, "action": decision.get("action"),
+            "reasons": decision.get("reasons") or [],
+            "driven_by": {c: a.get("driven_by") for c, a in (result.get("attribution") or {}).items()},
+            "model_version": row["model_version"], "policy_version": row["policy_version"], "market": row["market"],
+            "meta": sample.get("meta") or {}}
+        if queue == "adjudication":
+            view["escalation"] = row["escalation"]
+            view["prior_reviews"] = [
+                {k: r[k] for k in ("reviewer", "labels", "action", "policy_clause", "rationale", "decided_at")}
+                for r in self.reviews(row["item_id"])]
+        return view
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        row = self._one("SELECT * FROM items WHERE item_id = ?", (item_id,))
+        if row is None:
+            raise ReviewError(404, "unknown_item", f"item {item_id!r} is not in the review queue")
+        for key in ("sample", "result", "golden_labels", "resolved_labels"):
+            row[key] = _loads(row[key])
+        return row
+
+    # -- reviews ----------------------------------------------------------------------------------
+    def _check_labels(self, labels: Any) -> dict[str, int]:
+        if not isinstance(labels, Mapping):
+            raise ReviewError(422, "invalid_label", "labels: must be an object of category -> 0 or 1")
+        unknown = sorted(set(labels) - set(self.categories))
+        if unknown:
+            raise ReviewError(422, "invalid_label", f"labels: {unknown} are not in the taxonomy")
+        bad = sorted(c for c, v in labels.items() if v not in (0, 1) or isinstance(v, float))
+        if bad:
+            raise ReviewError(422, "invalid_label", f"labels: {bad} must be 0 or 1")
+        return {c: int(labels.get(c, 0)) for c in self.categories}
+
+    def check_submission(self, body: Mapping[str, Any]) -> Submission:
+        """Validates a submitted review; a ReviewError names the first problem."""
+        if not isinstance(body, Mapping):
+            raise ReviewError(422, "invalid_request", "the body must be a JSON object")
+        for name in ("item_id", "idempotency_key"):
+            if not isinstance(body.get(name), str) or not body.get(name):
+                raise ReviewError(422, "invalid_request", f"{name}: required (a non-empty string)")
+        if len(body["idempotency_key"]) > 200:
+            raise ReviewError(422, "invalid_request", "idempotency_key: at most 200 characters")
+        labels = self._check_labels(body.get("labels", {}))
+        action = body.get("action")
+        if action not in ACTIONS:
+            raise ReviewError(422, "invalid_action", f"action: {action!r} must be one of {list(ACTIONS)}")
+        clause = body.get("policy_clause") or None
+        if action != "allow" and clause is None:
+            raise ReviewError(422, "clause_required", f"policy_clause: required for {action} (the rule it applies)")
+        if clause is not None and clause not in self.clauses:
+            raise ReviewError(422, "invalid_request", f"policy_clause: {clause!r} is not a clause of the policy")
+        rationale = body.get("rationale") or ""
+        if not isinstance(rationale, str):
+            raise ReviewError(422, "invalid_request", "rationale: must be a string")
+        if action in RATIONALE_ACTIONS and not rationale.strip():
+            raise ReviewError(422, "rationale_required", f"rationale: required for {action} (say why, for the appeal)")
+        spent = body.get("time_spent_ms", 0)
+        if not isinstance(spent, int) or isinstance(spent, bool) or spent < 0:
+            raise ReviewError(422, "invalid_request", "time_spent_ms: must be a non-negative integer")
+        return Submission(body["item_id"], labels, action, clause, rationale.strip(), spent, body["idempotency_key"])
+
+    def submit(self, reviewer: Reviewer, submission: Submission) -> dict[str, Any]:
+        """Stores one review and moves its item on; a repeated ``idempotency_key`` returns the first review."""
+        try:
+            return self._submit(reviewer, submission)
+        except self.db.integrity_errors:
+            # A concurrent submission with the same key (or for the same item by the same reviewer) won.
+            existing = self._by_key(submission.idempotency_key)
+            if existing is not None:
+                return self._duplicate(existing, reviewer)
+            raise ReviewError(409, "already_reviewed", f"{reviewer.name} already reviewed {submission.item_id}") from None
+
+    def _by_key(self, key: str) -> dict[str, Any] | None:
+        return self._one("SELECT r.review_id, r.reviewer, r.item_id, i.status FROM reviews r "
+                         "JOIN items i ON i.item_id = r.item_id WHERE r.idempotency_key = ?", (key,))
+
+    @staticmethod
+    def _duplicate(existing: Mapping[str, Any], reviewer: Reviewer) -> dict[str, Any]:
+        if existing["reviewer"] != reviewer.name:
+            raise ReviewError(409, "invalid_request", "idempotency_key: already used by another reviewer's review")
+        return {"review_id": int(existing["review_id"]), "item_status": existing["status"], "duplicate": True}
+
+    def _submit(self, reviewer: Reviewer, s: Submission) -> dict[str, Any]:
+        now = time.time()
+        with self.db.write(self.conn):
+            existing = self._by_key(s.idempotency_key)
+            if existing is not None:
+                return self._duplicate(existing, reviewer)
+            item = self._one(f"SELECT * FROM items WHERE item_id = ?{self.db.lock_row}", (s.item_id,))
+            if item is None:
+                raise ReviewError(404, "unknown_item", f"item {s.item_id!r} is not in the review queue")
+            kind = self._kind(reviewer, item)
+            if self._one("SELECT 1 AS x FROM reviews WHERE item_id = ? AND reviewer = ? AND kind = ?",
+                         (s.item_id, reviewer.name, kind)):
+                raise ReviewError(409, "already_reviewed", f"{reviewer.name} already reviewed {s.item_id}")
+            claim = self._one("SELECT claimed_at FROM claims WHERE item_id = ? AND reviewer = ?", (s.item_id, reviewer.name))
+            if claim is None and kind == "review" and item["reviews_done"] + self._claims_by_others(item, reviewer) >= item["required_reviews"]:
+                raise ReviewError(409, "no_claim", f"{s.item_id} is held by other reviewers: claim an item first")
+            review_id = self._one(
+                "INSERT INTO reviews (idempotency_key, item_id, reviewer, kind, labels, action, policy_clause, rationale, "
+                "claimed_at, decided_at, time_spent_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING review_id",
+                (s.idempotency_key, s.item_id, reviewer.name, kind, json.dumps(s.labels), s.action, s.policy_clause,
+                 s.rationale, claim["claimed_at"] if claim else None, now, s.time_spent_ms))["review_id"]
+            self._run("DELETE FROM claims WHERE item_id = ? AND reviewer = ?", (s.item_id, reviewer.name))
+            status = self._advance(item, kind, s, now)
+        return {"review_id": int(review_id), "item_status": status, "duplicate": False}
+
+    def _claims_by_others(self, item: Mapping[str, Any], reviewer: Reviewer) -> int:
+        return int(self._one("SELECT COUNT(*) AS n FROM claims WHERE item_id = ? AND reviewer <> ? AND expires_at >= ?",
+                             (item["item_id"], reviewer.name, time.time()))["n"])
+
+    @staticmethod
+    def _kind(reviewer: Reviewer, item: Mapping[str, Any]) -> str:
+        if item["status"] == "golden":
+            return "golden"
+        if item["status"] == "pending":
+            return "review"
+        if item["status"] == "adjudication":
+            if not reviewer.is_admin:
+                raise ReviewError(409, "item_closed", f"{item['item_id']} awaits adjudication by an admin")
+            return "adjudication"
+        raise ReviewError(409, "item_closed", f"{item['item_id']} is already resolved")
+
+    def _advance(self, item: Mapping[str, Any], kind: str, s: Submission, now: float) -> str:
+        """The item's next status after a review of ``kind``."""
+        if kind == "golden":
+            return "golden"
+        if kind == "adjudication":
+            self._run("UPDATE items SET status = 'resolved', resolved_labels = ?, resolved_action = ?, "
+                      "resolved_by = 'adjudication', resolved_at = ? WHERE item_id = ?",
+                      (json.dumps(s.labels), s.action, now, item["item_id"]))
+            return "resolved"
+        done = item["reviews_done"] + 1
+        if done < item["required_reviews"]:
+            self._run("UPDATE items SET reviews_done = ? WHERE item_id = ?", (done, item["item_id"]))
+            return "pending"
+        reviews = self._rows("SELECT labels, action FROM reviews WHERE item_id = ? AND kind = 'review'", (item["item_id"],))
+        verdicts = {(r["action"], r["labels"]) for r in reviews}
+        if len(verdicts) == 1:
+            self._run("UPDATE items SET reviews_done = ?, status = 'resolved', resolved_labels = ?, resolved_action = ?, "
+                      "resolved_by = 'unanimous', resolved_at = ? WHERE item_id = ?",
+                      (done, json.dumps(s.labels), s.action, now, item["item_id"]))
+            return "resolved"
+        self._run("UPDATE items SET reviews_done = ?, status = 'adjudication', escalation = ? WHERE item_id = ?",
+                  (done, f"{len(reviews)} reviews disagree", item["item_id"]))
+        return "adjudication"
+
+    def skip(self, reviewer: Reviewer, item_id: str) -> None:
+        self.item(item_id)
+        with self.db.write(self.conn):
+            self._run("DELETE FROM claims WHERE item_id = ? AND reviewer = ?", (item_id, reviewer.name))
+            self._run("INSERT INTO skips (item_id, reviewer, at) VALUES (?, ?, ?) ON CONFLICT (item_id, reviewer) DO NOTHING",
+                      (item_id, reviewer.name, time.time()))
+
+    def escalate(self, reviewer: Reviewer, item_id: str, note: str) -> None:
+        """Sends an item to the adjudication queue (a reviewer unsure, or a case for policy)."""
+        item = self.item(item_id)
+        if item["status"] not in ("pending",):
+            raise ReviewError(409, "item_closed", f"{item_id} is {item['status']}: only pending items can be escalated")
+        with self.db.write(self.conn):
+            self._run("DELETE FROM claims WHERE item_id = ? AND reviewer = ?", (item_id, reviewer.name))
+            self._run("UPDATE items SET status = 'adjudication', escalation = ? WHERE item_id = ? AND status = 'pending'",
+                      (f"escalated by {reviewer.name}: {note.strip()[:500]}" if note.strip() else f"escalated by {reviewer.name}",
+                       item_id))
+
+    # -- reading ----------------------------------------------------------------------------------
+    def reviews(self, item_id: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        where, params = [], []
+        if item_id is not None:
+            where.append("item_id = ?")
+            params.append(item_id)
+        if since is not None:
+            where.append("decided_at >= ?")
+            params.append(since)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(f"SELECT * FROM reviews{clause} ORDER BY review_id", params)
+        for row in rows:
+            row["labels"] = _loads(row["labels"])
+        return rows
+
+    def items(self, status: str | None = None, batch: str | None = None) -> list[dict[str, Any]]:
+        where, params = [], []
+        for column, value in (("status", status), ("batch", batch)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(f"SELECT * FROM items{clause} ORDER BY created_at, item_id", params)
+        for row in rows:
+            for key in ("sample", "result", "golden_labels", "resolved_labels"):
+                row[key] = _loads(row[key])
+        return rows
+
+    def counts(self) -> dict[str, int]:
+        rows = self._rows("SELECT status, COUNT(*) AS n FROM items GROUP BY status")
+        counts = {s: 0 for s in ("pending", "adjudication", "resolved", "golden")}
+        counts.update({r["status"]: int(r["n"]) for r in rows})
+        return counts
+
+    def pending_ages(self, now: float | None = None) -> list[float]:
+        now = now or time.time()
+        return [now - r["created_at"] for r in self._rows("SELECT created_at FROM items WHERE status IN ('pending', 'adjudication')")]
+
+    def queued_ids(self) -> set[str]:
+        return {r["item_id"] for r in self._rows("SELECT item_id FROM items")}
+
+    def check_consistency(self) -> list[str]:
+        """Problems in the stored state (an empty list when consistent), for tests and `tripwire queue check`."""
+        problems = []
+        if isinstance(self.db, _SQLite):
+            status = self._one("PRAGMA integrity_check")
+            if list(status.values())[0] != "ok":
+                problems.append(f"sqlite integrity_check: {status}")
+        for row in self._rows(
+                "SELECT i.item_id, i.status, i.reviews_done, i.required_reviews, "
+                "(SELECT COUNT(*) FROM reviews r WHERE r.item_id = i.item_id AND r.kind = 'review') AS n FROM items i"):
+            if row["reviews_done"] != row["n"]:
+                problems.append(f"{row['item_id']}: reviews_done {row['reviews_done']} but {row['n']} reviews stored")
+            if row["n"] > row["required_reviews"]:
+                problems.append(f"{row['item_id']}: {row['n']} reviews, more than the {row['required_reviews']} required")
+            if row["status"] == "pending" and row["n"] >= row["required_reviews"]:
+                problems.append(f"{row['item_id']}: pending with all {row['n']} reviews in")
+        orphans = self._one("SELECT COUNT(*) AS n FROM reviews r WHERE NOT EXISTS "
+                            "(SELECT 1 FROM items i WHERE i.item_id = r.item_id)")["n"]
+        if orphans:
+            problems.append(f"{orphans} reviews of items that do not exist")
+        return problems
+
+
+def redacted_url(url: str) -> str:
+    """A store URL without its password (for logs and for the snapshots that record where labels came from)."""
+    if "://" in url and "@" in url.split("://", 1)[1]:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        return f"{scheme}://{credentials.split(':', 1)[0]}@{host}"
+    return url
+
+
+def open_store(url: str, categories: Sequence[str], clauses: Sequence[str] | None = None, **settings: Any) -> ReviewStore:
+    """Opens (creating and migrating as needed) the review store at ``url``."""
+    return ReviewStore(url, categories, clauses, **settings)
