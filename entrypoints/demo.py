@@ -70,6 +70,27 @@ def evaluate_heldout(model_dir: str) -> tuple[dict, dict[str, dict]]:
     return report, {row["id"]: row_to_result(row) for row in read_results(report["scan"])}
 
 
+def queue_for_review(model_dir: str, scan_out: str) -> None:
+    """The evaluation scan's review-band decisions into a review store, and how to open the reviewer app."""
+    from tripwire.checkpoint import CheckpointManifest
+    from tripwire.review.intake import queue_items, scan_manifest
+    from tripwire.review.store import open_store
+    from tripwire.scan_output import read_review_candidates
+
+    store_path = str(Path(model_dir).parent / "review.db")
+    manifest = CheckpointManifest.read(model_dir)
+    store = open_store(store_path, manifest.categories, list(manifest.policy().categories))
+    try:
+        new = store.enqueue(queue_items(read_review_candidates(scan_out), scan_manifest(scan_out), "scan", "demo"))
+        token = store.add_reviewer("demo-admin", "admin")
+        counts = store.counts()
+    finally:
+        store.close()
+    print(f"\n[review] {new} review-band decision(s) queued ({counts['pending']} pending) in {store_path}; "
+          f"to review them:\n[review]   .venv/bin/tripwire review-ui --store {store_path}   then open "
+          f"http://127.0.0.1:8300/ and sign in with token {token}", flush=True)
+
+
 def run(config: str, port: int, min_auc: float) -> int:
     """Runs the demo; returns the exit status (1 when a check fails).
 
@@ -130,6 +151,7 @@ def run(config: str, port: int, min_auc: float) -> int:
                             for d in result_differences(scanned.get(s.id, {}), expected)]
         print(f"[evaluate] scan results equal to HTTP and in-process for the {len(samples)} items above: "
               f"{not scan_differences}")
+        queue_for_review(model_dir, evaluation["scan"])
         done = time.perf_counter()
         print(f"[demo] train {trained_at - started:.0f}s, deploy {served_at - trained_at:.0f}s, "
               f"evaluate {done - served_done:.0f}s, total {done - started:.0f}s")

@@ -4,7 +4,7 @@
 
 Every stage leaves its output under ``<work_dir>/<round>/`` and is skipped when it is already there, so
 the command can stop after queueing (``reviews: stop``) and be run again once reviewers are done, or be
-killed anywhere and resumed. Submitted as a RayJob it runs the same way (``cluster/loop-rayjob.yaml``).
+killed anywhere and resumed. Submitted as a RayJob it runs the same way (``cluster/rayjob-loop.yaml``).
 
 * **scan**: the current model over the pool (``tripwire scan``'s pipeline), fused embeddings kept;
 * **sample**: active learning (:mod:`tripwire.review.sampling`) over the scan, items already in the
@@ -17,12 +17,15 @@ killed anywhere and resumed. Submitted as a RayJob it runs the same way (``clust
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
+
+import fsspec
 
 from pipelines import compare
 from pipelines.scan import execute as execute_scan
@@ -117,24 +120,45 @@ def wait_for_reviews(cfg: LoopConfig, store: ReviewStore) -> bool:
 
 
 def combined_manifest(seed_manifest: str, feedback_manifest: str, out: Path) -> tuple[str, int, int]:
-    """Seed rows (media made absolute) + feedback rows; feedback wins on a shared id. Returns path and counts."""
+    """Seed rows (media made absolute) + feedback rows; feedback wins on a shared id. Returns path and counts.
+
+    A seed row that does not parse is copied as it is: training quarantines it with its reason, as it did
+    when the seed model was trained.
+    """
     base = manifest_base(seed_manifest)
     feedback = {s.id: s.to_row() for s in read_manifest(feedback_manifest)}
     seed = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as handle:
-        for seed_sample in read_manifest(seed_manifest):
-            if seed_sample.id in feedback:
-                continue
-            row = seed_sample.to_row()
-            for field in MEDIA_FIELDS:
-                if isinstance(row.get(field), str) and not row[field].startswith("data:"):
-                    row[field] = resolve_uri(row[field], base)
-            handle.write(json.dumps(row) + "\n")
+        for line in _seed_lines(seed_manifest):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if isinstance(row, dict):
+                if str(row.get("id")) in feedback:
+                    continue
+                for field in MEDIA_FIELDS:
+                    if isinstance(row.get(field), str) and row[field] and not row[field].startswith("data:"):
+                        row[field] = resolve_uri(row[field], base)
+                line = json.dumps(row)
+            handle.write(line.rstrip("\n") + "\n")
             seed += 1
         for row in feedback.values():
             handle.write(json.dumps(row) + "\n")
     return str(out), seed, len(feedback)
+
+
+def _seed_lines(manifest: str):
+    if manifest.endswith(".parquet"):  # rows as JSON: inline media bytes as data: URIs
+        for row in (s.to_row() for s in read_manifest(manifest)):
+            yield json.dumps({k: f"data:application/octet-stream;base64,{base64.b64encode(v).decode()}"
+                              if isinstance(v, bytes) else v for k, v in row.items()})
+        return
+    with fsspec.open(manifest, "r", encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield line
 
 
 def retrain(cfg: LoopConfig, train: TrainConfig, manifest: str) -> str:

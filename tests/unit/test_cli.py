@@ -113,3 +113,29 @@ def test_evaluation_commands_fail_fast_naming_the_problem(tmp_path):
                          "--target", "restrict:accuracy=0.9")
     assert_one_line_error(result, "thresholds", "metric 'accuracy' is not one of")
     assert not any(marker in result.stdout + result.stderr for marker in RAY_START_UP)
+
+
+def test_review_commands_work_and_fail_fast_naming_the_problem(tmp_path):
+    store = str(tmp_path / "review.db")
+    result, _ = tripwire("queue", "add-reviewer", "--name", "ana", "--role", "admin", "--store", store)
+    assert result.returncode == 0 and "admin ana: token " in result.stdout
+    result, _ = tripwire("queue", "status", "--store", store)
+    assert result.returncode == 0 and "0 pending" in result.stdout and "1 reviewer(s)" in result.stdout
+    result, _ = tripwire("queue", "check", "--store", store)
+    assert result.returncode == 0 and "consistent" in result.stdout
+    result, _ = tripwire("queue", "add-reviewer", "--name", "bad name", "--store", store)
+    assert_one_line_error(result, "queue", "name: 'bad name' must be letters")
+    result, _ = tripwire("queue", "sample", "--store", store)
+    assert_one_line_error(result, "queue", "--scan is required")
+    result, _ = tripwire("queue", "status", "--store", "mysql://db/x")
+    assert_one_line_error(result, "queue", "neither a SQLite path nor a postgresql:// URL")
+    result, _ = tripwire("feedback", "export", "--store", store, "--out", str(tmp_path / "fb"),
+                         "--catalogue", str(tmp_path / "none.yaml"))
+    assert result.returncode == 0 and "0 item(s)" in result.stdout
+    (tmp_path / "loop.yaml").write_text((REPO / "pipelines/configs/loop.yaml").read_text().replace("reviews: stop",
+                                                                                                   "reviews: later"))
+    result, _ = tripwire("loop", "--config", str(tmp_path / "loop.yaml"))
+    assert_one_line_error(result, "loop", "reviews: 'later' must be one of")
+    result, _ = tripwire("loop", "--config", str(REPO / "pipelines/configs/loop.yaml"), "--round", "r/1")
+    assert_one_line_error(result, "loop", "round: 'r/1'")
+    assert not any(marker in result.stdout + result.stderr for marker in RAY_START_UP)

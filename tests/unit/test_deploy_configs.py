@@ -34,7 +34,8 @@ def test_policy_user_config_in_serve_config_is_a_valid_policy(path):
 
 
 @pytest.mark.parametrize("name, kind", [("raycluster.yaml", "RayCluster"), ("rayjob.yaml", "RayJob"),
-                                        ("rayjob-scan.yaml", "RayJob")])
+                                        ("rayjob-scan.yaml", "RayJob"),
+                                        ("rayjob-loop.yaml", "RayJob")])
 def test_kuberay_manifests_parse(name, kind):
     doc = yaml.safe_load((REPO / "cluster" / name).read_text())
     assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == kind

@@ -116,7 +116,7 @@ def test_admins_see_stats_create_reviewers_and_enqueue(app):
     added = client.post("/api/admin/items", headers=headers, json={"items": [{"item_id": "b", "sample": {"text": "t"}}]})
     assert added.json() == {"enqueued": 1}
     stats = client.get("/api/admin/stats", headers=headers).json()
-    assert set(stats) == {"throughput", "queue", "categories", "reviewers", "adjudication"}
+    assert set(stats) == {"window_days", "throughput", "queue", "categories", "reviewers", "adjudication"}
     assert stats["queue"]["pending"] == 2 and set(stats["categories"]) == set(CATEGORIES)
     assert client.get("/admin", headers=headers).status_code == 200
 

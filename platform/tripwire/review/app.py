@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 COOKIE = "tripwire_review"
 MAX_MEDIA_BYTES = 64 * 1024 * 1024  # what the app sends of one media file; larger files are refused
+STATS_WINDOW_S = 30 * 86400.0  # the admin page's agreement and throughput cover this much history
 STATIC_FILES = ("review.html", "admin.html", "review.js", "admin.js", "review.css")
 SECURITY_HEADERS = {
     # Same-origin only: no script, style, image or media from elsewhere; item text is never markup.
@@ -245,25 +246,29 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None) -> FastAP
     return app
 
 
-def admin_stats(store: ReviewStore, now: float | None = None) -> dict[str, Any]:
-    """The admin page's figures: throughput, queue age, agreement per category and per reviewer."""
+def admin_stats(store: ReviewStore, now: float | None = None, window_s: float = STATS_WINDOW_S) -> dict[str, Any]:
+    """The admin page's figures: throughput, queue age, agreement per category and per reviewer.
+
+    Agreement and accuracy cover the reviews of the last ``window_s`` (30 days), so the page's cost is
+    bounded by that window's reviews, not by the store's whole history."""
     now = now or time.time()
-    reviews = store.reviews()
+    reviews = store.reviews(since=now - window_s)
     ordinary = [r for r in reviews if r["kind"] == "review"]
     by_item: dict[str, list[dict[str, int]]] = {}
     for r in ordinary:
         by_item.setdefault(r["item_id"], []).append(r["labels"])
-    items = store.items()
-    resolved = {i["item_id"]: i["resolved_labels"] for i in items if i["status"] == "resolved" and i["resolved_labels"]}
-    golden = {i["item_id"]: i["golden_labels"] for i in items if i["status"] == "golden"}
+    resolved = store.labels_of("resolved_labels", by_item)
+    golden_reviews = [r for r in reviews if r["kind"] == "golden"]
+    golden = store.labels_of("golden_labels", {r["item_id"] for r in golden_reviews})
     ages = store.pending_ages(now)
     per_reviewer = reviewer_agreement(ordinary, resolved, store.categories)
-    for name, figures in golden_accuracy([r for r in reviews if r["kind"] == "golden"], golden, store.categories).items():
+    for name, figures in golden_accuracy(golden_reviews, golden, store.categories).items():
         per_reviewer.setdefault(name, {"reviews": 0, "agreement": None, "items_compared": 0}).update(
             {"golden_reviews": figures["golden_reviews"], "golden_accuracy": figures["accuracy"],
              "golden_label_accuracy": figures["label_accuracy"]})
     spent = [r["time_spent_ms"] for r in ordinary if r["time_spent_ms"]]
     return {
+        "window_days": round(window_s / 86400, 1),
         "throughput": {"reviews_total": len(reviews),
                        "reviews_last_hour": sum(r["decided_at"] >= now - 3600 for r in reviews),
                        "reviews_per_hour_24h": round(sum(r["decided_at"] >= now - 86400 for r in reviews) / 24, 2),
@@ -273,5 +278,5 @@ def admin_stats(store: ReviewStore, now: float | None = None) -> dict[str, Any]:
         "categories": category_agreement(by_item, store.categories),
         "reviewers": per_reviewer,
         "adjudication": [{"item_id": i["item_id"], "reason": i["escalation"], "reviews": i["reviews_done"]}
-                         for i in items if i["status"] == "adjudication"],
+                         for i in store.adjudication_queue()],
     }

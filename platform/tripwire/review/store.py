@@ -39,6 +39,7 @@ ACTIONS = ("allow", "review", "restrict", "block")
 ROLES = ("reviewer", "admin")
 SOURCES = ("serving", "scan", "sampling", "appeal", "golden", "manual")
 OPEN_STATUSES = {"review": "pending", "adjudication": "adjudication", "golden": "golden"}
+MAX_CLAIM_RETRIES = 50  # PostgreSQL: items passed over because they filled up while a claim waited
 
 
 class ReviewError(Exception):
@@ -393,8 +394,28 @@ class ReviewStore:
         elif queue == "adjudication":  # one adjudicator at a time
             where.append(f"{others} = 0")
             params.append(reviewer.name)
-        return self._one(f"SELECT i.* FROM items i WHERE {' AND '.join(where)} "
-                         f"ORDER BY i.priority DESC, i.created_at, i.item_id LIMIT 1{self.db.skip_locked}", params)
+        statement = (f"SELECT i.* FROM items i WHERE {' AND '.join(where)} "
+                     f"ORDER BY i.priority DESC, i.created_at, i.item_id LIMIT 1{self.db.skip_locked}")
+        if not self.db.skip_locked:  # SQLite: the write transaction already excludes every other claimer
+            return self._one(statement, params)
+        # PostgreSQL: the row lock is taken after the statement's snapshot, and a claim does not change the
+        # item row, so a claim committed in between is invisible to the count above. Count again now (a new
+        # statement, a new snapshot) and move on to the next item when it filled up meanwhile.
+        tried: list[str] = []
+        for _ in range(MAX_CLAIM_RETRIES):
+            excluded = "".join(" AND i.item_id <> ?" for _ in tried)
+            row = self._one(statement.replace(" ORDER BY", f"{excluded} ORDER BY", 1), [*params, *tried])
+            if row is None or self._has_room(row, reviewer, queue):
+                return row
+            tried.append(row["item_id"])
+        return None
+
+    def _has_room(self, row: Mapping[str, Any], reviewer: Reviewer, queue: str) -> bool:
+        held = int(self._one("SELECT COUNT(*) AS n FROM claims WHERE item_id = ? AND reviewer <> ?",
+                             (row["item_id"], reviewer.name))["n"])
+        if queue == "review":
+            return row["reviews_done"] + held < row["required_reviews"]
+        return queue != "adjudication" or held == 0
 
     def _view(self, row: Mapping[str, Any], queue: str) -> dict[str, Any]:
         """What a reviewer sees of an item (whether it is golden is never shown)."""
@@ -490,10 +511,11 @@ class ReviewStore:
     def _submit(self, reviewer: Reviewer, s: Submission) -> dict[str, Any]:
         now = time.time()
         with self.db.write(self.conn):
+            # The item's lock first, then the key: a retry racing its original waits here and then finds it.
+            item = self._one(f"SELECT * FROM items WHERE item_id = ?{self.db.lock_row}", (s.item_id,))
             existing = self._by_key(s.idempotency_key)
             if existing is not None:
                 return self._duplicate(existing, reviewer)
-            item = self._one(f"SELECT * FROM items WHERE item_id = ?{self.db.lock_row}", (s.item_id,))
             if item is None:
                 raise ReviewError(404, "unknown_item", f"item {s.item_id!r} is not in the review queue")
             kind = self._kind(reviewer, item)
@@ -597,6 +619,25 @@ class ReviewStore:
             for key in ("sample", "result", "golden_labels", "resolved_labels"):
                 row[key] = _loads(row[key])
         return rows
+
+    def labels_of(self, column: str, item_ids: Iterable[str] | None = None, status: str | None = None,
+                  chunk: int = 500) -> dict[str, dict[str, int]]:
+        """``resolved_labels`` or ``golden_labels`` of the given items (or of every item with ``status``)."""
+        if column not in ("resolved_labels", "golden_labels"):
+            raise ValueError(f"column: {column!r}")
+        if item_ids is None:
+            rows = self._rows(f"SELECT item_id, {column} AS labels FROM items WHERE status = ?", (status,))
+        else:
+            ids, rows = sorted(set(item_ids)), []
+            for start in range(0, len(ids), chunk):
+                part = ids[start:start + chunk]
+                rows += self._rows(f"SELECT item_id, {column} AS labels FROM items WHERE item_id IN "
+                                   f"({', '.join('?' for _ in part)})", part)
+        return {r["item_id"]: _loads(r["labels"]) for r in rows if r["labels"] is not None}
+
+    def adjudication_queue(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self._rows("SELECT item_id, escalation, reviews_done, created_at FROM items WHERE status = 'adjudication' "
+                          "ORDER BY priority DESC, created_at LIMIT ?", (limit,))
 
     def counts(self) -> dict[str, int]:
         rows = self._rows("SELECT status, COUNT(*) AS n FROM items GROUP BY status")

@@ -1,0 +1,183 @@
+"""The improvement loop end to end on real Ray: scan -> sample -> queue -> reviews over HTTP -> export ->
+retrain from the session model -> evaluate -> gate, with scripted reviewers answering from the ground truth.
+
+Also: a round stopped for its reviews (``reviews: stop``) resumes where it stopped, and review-band
+decisions of the served graph enter the review queue.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+import yaml
+
+from bench.reviewers import ScriptedReviewers, review_app_server
+from helpers import REPO, deploy
+from tripwire.policy import Taxonomy
+
+pytestmark = pytest.mark.integration
+
+CATEGORIES = Taxonomy.load().names
+SMALL_SCAN = {"batch_size": 8, "actors": 1, "cpus_per_actor": 0.5, "preprocess_batch_size": 16, "preprocess_cpus": 0.25,
+              "progress_every_s": 5.0}
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """An unlabelled catalogue for the loop to scan (its labels are the scripted reviewers' ground truth)."""
+    from tripwire.sample import read_manifest
+    from tripwire.synthetic import CorpusSpec, generate_corpus
+
+    manifest = generate_corpus(tmp_path_factory.mktemp("pool"), CorpusSpec(num_items=40, seed=23, image_size=32,
+                                                                            video_frames=8))
+    return manifest, {s.id: dict(s.labels) for s in read_manifest(str(manifest))}
+
+
+def loop_config(trained, heldout, pool, tmp_path, **overrides):
+    from tripwire.config import from_dict
+    from tripwire.loop_config import LoopConfig
+
+    cfg, summary = trained
+    golden, catalogue = heldout
+    data = {"checkpoint": summary["model_dir"], "train_config": str(REPO / "pipelines/configs/tiny.yaml"),
+            "seed_manifest": cfg.data.manifest, "pool_manifest": str(pool[0]), "golden": [golden.ref],
+            "work_dir": str(tmp_path / "loop"), "round": "r1", "store": str(tmp_path / "review.db"),
+            "reviews": "wait", "poll_s": 0.5, "wait_timeout_s": 300, "retrain_epochs": 1, "catalogue": catalogue,
+            "eval_config": str(tmp_path / "eval.yaml"), "sampling": {"total": 12, "strategy": "uncertainty+diversity"},
+            "scan": SMALL_SCAN, **overrides}
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump({"bootstrap": {"replicates": 100, "seed": 0}, "min_slice_items": 5,
+                                                         "scan": SMALL_SCAN}))
+    return from_dict(LoopConfig, data, "loop")
+
+
+def test_one_round_with_scripted_reviewers_over_http(trained, heldout, pool, tmp_path, cores_for_training):
+    from pipelines.loop import run
+    from tripwire.review.store import open_store
+    from tripwire.sample import read_manifest
+
+    cfg = loop_config(trained, heldout, pool, tmp_path)
+    store = open_store(cfg.store, CATEGORIES, required_reviews=2, golden_every=0)
+    tokens = [store.add_reviewer(name) for name in ("ana", "ben")]
+    with review_app_server(store) as url:
+        reviewers = ScriptedReviewers(url, tokens, pool[1]).start()
+        try:
+            summary = run(cfg)
+        finally:
+            reviewers.stop()
+    assert reviewers.errors == []
+    assert summary["stage"] == "done" and summary["queue"]["queued"] == 12
+    batch = store.items(batch="r1")
+    assert len(batch) == 12 and all(i["status"] == "resolved" and i["resolved_by"] == "unanimous" for i in batch)
+    assert len(store.reviews()) == 24 and store.check_consistency() == []
+    # The snapshot holds the reviewers' labels (the ground truth) and nothing of the golden set.
+    exported = {s.id: s.labels for s in read_manifest(summary["snapshot"]["path"])}
+    assert set(exported) == {i["item_id"] for i in batch}
+    assert all(exported[i] == {c: pool[1][i].get(c, 0) for c in CATEGORIES} for i in exported)
+    assert summary["train_rows"]["feedback"] == 12
+    # The new model started from the old one's weights and went through the gate on the golden set.
+    comparison = json.loads(open(summary["comparison"]).read())
+    assert comparison["candidate"]["checkpoint"] == summary["candidate"] != comparison["baseline"]["checkpoint"]
+    assert summary["promoted"] in (True, False) and comparison["gate"]["bars"]
+    assert "macro" in summary and summary["macro"]
+    store.close()
+
+
+def test_a_round_stopped_for_reviews_resumes_without_queueing_twice(trained, heldout, pool, tmp_path,
+                                                                   cores_for_training):
+    from pipelines.loop import run
+    from tripwire.review.store import open_store
+
+    cfg = loop_config(trained, heldout, pool, tmp_path, reviews="stop", sampling={"total": 6, "strategy": "random"})
+    first = run(cfg)
+    assert first["stage"] == "awaiting_reviews" and first["queue"]["new"] == 6
+    again = run(cfg)  # the scan is reused and the batch is already queued
+    assert again["stage"] == "awaiting_reviews" and again["queue"] == {"queued": 6, "new": 0}
+    store = open_store(cfg.store, CATEGORIES)
+    assert len(store.items(batch="r1")) == 6
+    store.close()
+
+
+def test_review_band_decisions_of_the_served_graph_enter_the_queue(serve_endpoint, served, tmp_path):
+    """With ``review_store`` set, answers whose action is ``review`` are queued (with their whole result) and
+    others are not; the answer itself does not wait for the store."""
+    from tripwire.policy import Policy
+    from tripwire.review.store import open_store
+    from tripwire.thresholds import policy_yaml
+
+    url, _ = served
+    base = Policy.load()
+    # Nothing acts, except hate in DE where everything goes to review: requests from DE are queued, others not.
+    policy = yaml.safe_load(policy_yaml(base))
+    policy.update({"version": "review-band-test", "categories": {c: {} for c in base.categories},
+                   "markets": {"DE": {"hate": {"review": 0.0}}}})
+    store_path = tmp_path / "served-review.db"
+    try:
+        deploy({**serve_endpoint["app_args"], "policy": policy, "review_store": str(store_path)})
+        answers = {f"req-{i}": httpx.post(f"{url}/v1/moderate", timeout=60, json={
+            "id": f"req-{i}", "text": f"message {i}", **({"market": "DE"} if i % 2 == 0 else {})}).json() for i in range(6)}
+        image = httpx.post(f"{url}/v1/moderate", json={"id": "img", "image": _png_b64(), "market": "DE"}, timeout=60).json()
+    finally:
+        serve_endpoint["deployed"] = False  # the next test that needs the session app redeploys the default
+    expected = {"req-0", "req-2", "req-4", "img"}
+    assert {i for i, a in answers.items() if a["decision"]["action"] == "review"} | {"img"} == expected
+    assert image["decision"]["action"] == "review"
+    store = open_store(str(store_path), CATEGORIES)
+    for _ in range(100):  # the replica writes in the background
+        if len(store.items()) >= len(expected):
+            break
+        time.sleep(0.1)
+    queued = {i["item_id"]: i for i in store.items()}
+    assert set(queued) == expected
+    first = queued["req-0"]
+    assert first["source"] == "serving" and first["sample"]["text"] == "message 0" and first["market"] == "DE"
+    assert first["result"]["scores"] == answers["req-0"]["scores"] and first["policy_version"] == "review-band-test"
+    # Inline media is kept as a data: URI, so a reviewer sees what was sent.
+    assert queued["img"]["sample"]["image"].startswith("data:")
+    store.close()
+
+
+def _png_b64() -> str:
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_the_reviewer_app_runs_as_a_serve_app_under_a_route_prefix(serve_endpoint, tmp_path):
+    """The same FastAPI app, deployed by Ray Serve under /review: sign-in redirects stay under the prefix
+    and the pages' relative URLs reach the API."""
+    from ray import serve
+
+    from deployments.review_app import build_review_app
+    from helpers import QUIET_SERVE
+    from tripwire.review.store import open_store
+
+    store_path = tmp_path / "serve-review.db"
+    store = open_store(str(store_path), CATEGORIES)
+    token = store.add_reviewer("ana")
+    store.enqueue([{"item_id": "x1", "source": "scan", "sample": {"id": "x1", "text": "hello"},
+                    "result": {"scores": {c: 0.1 for c in CATEGORIES}, "decision": {"action": "review"}}}])
+    store.close()
+    serve.run(build_review_app({"store": str(store_path)}), name="review", route_prefix="/review",
+              logging_config=QUIET_SERVE)
+    try:
+        base = f"{serve_endpoint['url']}/review"
+        with httpx.Client(timeout=30) as client:
+            signed_out = client.get(f"{base}/")
+            assert signed_out.status_code == 303 and signed_out.headers["location"] == "/review/login"
+            signed_in = client.post(f"{base}/login", data={"token": token})
+            assert signed_in.status_code == 303 and signed_in.headers["location"] == "/review/"
+            assert 'src="static/review.js"' in client.get(f"{base}/").text
+            assert client.get(f"{base}/static/review.js").status_code == 200
+            claimed = client.post(f"{base}/api/claim", json={}).json()
+            assert claimed["item"]["item_id"] == "x1" and claimed["item"]["text"] == "hello"
+    finally:
+        serve.delete("review")
