@@ -4,7 +4,7 @@ The loop's integration test and ``bench/bench_loop.py`` use them in place of peo
 the next item over ``POST /api/claim`` and submits the labels a ground-truth oracle gives
 (``POST /api/reviews``), as the web app's pages do. The app runs either in a thread (``review_app_server``)
 or as the real ``tripwire review-ui`` command in a subprocess (``ReviewUI``, which can also SIGKILL it), and
-``make_items`` builds synthetic queue items; the review store's reliability test and
+``make_items`` / ``random_review`` build synthetic queue items and reviews; the review store's reliability test and
 ``bench/bench_review_store.py`` use those.
 """
 
@@ -148,6 +148,20 @@ def make_items(n: int, prefix: str = "item", seed: int = 7) -> list[dict]:
                        "evidence": {}, "modalities": ["text"], "model_version": "scripted",
                        "policy_version": decision["policy_version"]}})
     return items
+
+
+def random_review(item_id: str, categories: list[str], rng: random.Random) -> dict:
+    """A valid review body of ``item_id`` with a random action and category from ``rng`` (a fresh idempotency
+    key; the category cited as the clause when the action is not ``allow``, with a rationale when restrictive)."""
+    action = rng.choice(["allow", "review", "restrict", "block"])
+    category = rng.choice(categories)
+    body = {"item_id": item_id, "labels": {category: int(action != "allow")}, "action": action,
+            "time_spent_ms": rng.randrange(500, 20000), "idempotency_key": str(uuid.uuid4())}
+    if action != "allow":
+        body["policy_clause"] = category
+    if action in ("restrict", "block"):
+        body["rationale"] = f"{category}: clear violation"
+    return body
 
 
 def oracle_review(item: Mapping, truth: Mapping[str, int]) -> dict:

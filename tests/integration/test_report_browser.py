@@ -13,39 +13,16 @@ from pathlib import Path
 
 import pytest
 
+import browser as shared
 import report_fixtures
 from tripwire.eval_report import render_comparison_html, render_evaluation_html
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 VERDICT_MAX_TOP_PX = 60  # the body's margin and nothing else above the verdict
 
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium not installed: run `make browser` (apt-get install chromium)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="the playwright package is not installed: pip install playwright==1.65.0")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts():
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS
+shared.require_browser()  # skips the module where Debian chromium (make browser) or playwright is missing
+browser, artifacts = shared.browser, shared.artifacts  # the module-scoped fixtures (tests/browser.py)
 
 
 def open_report(browser, path: Path, screenshot: Path) -> dict:

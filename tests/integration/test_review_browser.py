@@ -15,33 +15,25 @@ figures and adjudicates the escalated item.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import browser as shared
+
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 900}
 UNTRUSTED = 'Meet at the <b>square</b> <img src=x onerror="alert(1)"> <script>alert(2)</script> tonight'
 
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium not installed: run `make browser` (apt-get install chromium)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="the playwright package is not installed: pip install playwright==1.65.0")
-uvicorn = pytest.importorskip("uvicorn", reason="uvicorn is not installed (the review app's server)")
+shared.require_browser()  # skips the module where Debian chromium (make browser) or playwright is missing
+browser, artifacts = shared.browser, shared.artifacts  # the module-scoped fixtures (tests/browser.py)
+pytest.importorskip("uvicorn", reason="uvicorn is not installed (the review app's server)")
 
+from bench.reviewers import review_app_server  # noqa: E402
 from tripwire.policy import Policy, Taxonomy  # noqa: E402
-from tripwire.review.app import create_app  # noqa: E402
 from tripwire.review.config import ReviewConfig  # noqa: E402
 from tripwire.review.store import open_store  # noqa: E402
 
@@ -97,39 +89,11 @@ def app_server(tmp_path_factory):
     assert store.enqueue(_items(root)) == 4
     tokens = {name: store.add_reviewer(name, role, 3600.0)
               for name, role in (("ana", "reviewer"), ("ben", "reviewer"), ("boss", "admin"))}
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(store, ReviewConfig(store=str(root / "review.db"))),
-                                           host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, name="review-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the review app did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", store, tokens
+        with review_app_server(store, ReviewConfig(store=str(root / "review.db"))) as base:
+            yield base, store, tokens
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts():
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS
 
 
 class Watched:

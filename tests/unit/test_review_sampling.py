@@ -48,7 +48,7 @@ def _cluster_of(item_id: str, per_cluster: int = 20) -> int:
 
 def test_uncertainty_picks_items_nearest_the_threshold():
     rows = _hate_rows()
-    picks = sample(rows, POLICY, SamplingConfig(budget={"hate": 10}, strategy="uncertainty"))
+    picks = sample(rows, POLICY, SamplingConfig(budget={"hate": 10}, strategy="uncertainty", boundary="review"))
     distance = {r["id"]: abs(r["scores"]["hate"] - 0.40) for r in rows}
     assert {p.item_id for p in picks} == set(sorted(distance, key=distance.get)[:10])
     assert all(p.category == "hate" and p.strategy == "uncertainty" for p in picks)
@@ -62,15 +62,15 @@ def test_uncertainty_picks_items_nearest_the_threshold():
 
 def test_market_override_moves_the_threshold():
     rows = [_row(0, market="DE", hate=0.30), _row(1, market="US", hate=0.30)]
-    picks = sample(rows, POLICY, SamplingConfig(budget={"hate": 2}, strategy="uncertainty"))
+    picks = sample(rows, POLICY, SamplingConfig(budget={"hate": 2}, strategy="uncertainty", boundary="review"))
     assert [p.item_id for p in picks] == ["it-0000", "it-0001"]
     assert picks[0].uncertainty == pytest.approx(1.0) and "review threshold 0.30" in picks[0].reason
 
 
 def test_margin_counts_the_nearest_action_boundary():
     rows = [_row(0, hate=0.69), _row(1, hate=0.55), _row(2, hate=0.05)]
-    margin = sample(rows, POLICY, SamplingConfig(budget={"hate": 1}, strategy="margin"))
-    uncertainty = sample(rows, POLICY, SamplingConfig(budget={"hate": 1}, strategy="uncertainty"))
+    margin = sample(rows, POLICY, SamplingConfig(boundary="review", budget={"hate": 1}, strategy="margin"))
+    uncertainty = sample(rows, POLICY, SamplingConfig(budget={"hate": 1}, strategy="uncertainty", boundary="review"))
     assert margin[0].item_id == "it-0000" and "restrict threshold 0.70" in margin[0].reason
     assert uncertainty[0].item_id == "it-0001"
 
@@ -89,26 +89,42 @@ def test_disagreement_needs_and_uses_a_second_model():
 @pytest.mark.parametrize("with_embedding", [True, False])
 def test_diversity_takes_one_item_per_planted_cluster(strategy, with_embedding):
     rows = _clustered_rows(with_embedding=with_embedding)
-    config = SamplingConfig(budget={"hate": 10}, strategy=strategy, pool_factor=20, seed=3)
+    config = SamplingConfig(boundary="review", budget={"hate": 10}, strategy=strategy, pool_factor=20, seed=3, per_cluster=1)
     picks = sample(rows, POLICY, config)
     assert sorted(_cluster_of(p.item_id) for p in picks) == list(range(10))
     if strategy == "uncertainty+diversity":  # each cluster's most uncertain member (the first, m == 0)
         assert all(int(p.item_id.split("-")[1]) % 20 == 0 for p in picks)
         assert "cluster" in picks[0].reason
     # Plain uncertainty takes ten near-duplicates from the most uncertain cluster.
-    plain = sample(rows, POLICY, SamplingConfig(budget={"hate": 10}, strategy="uncertainty"))
+    plain = sample(rows, POLICY, SamplingConfig(boundary="review", budget={"hate": 10}, strategy="uncertainty"))
     assert {_cluster_of(p.item_id) for p in plain} == {0}
+
+
+def test_per_cluster_caps_the_picks_of_each_cluster():
+    rows = _clustered_rows()
+    picks = sample(rows, POLICY, SamplingConfig(boundary="review", budget={"hate": 10}, strategy="uncertainty+diversity", pool_factor=20,
+                                                seed=3, per_cluster=2))
+    clusters = [_cluster_of(p.item_id) for p in picks]
+    assert len(picks) == 10 and max(clusters.count(c) for c in set(clusters)) <= 2
+
+
+def test_the_default_boundary_is_the_restrict_threshold():
+    rows = [_row(0, hate=0.41), _row(1, hate=0.69), _row(2, hate=0.05)]
+    [pick] = sample(rows, POLICY, SamplingConfig(budget={"hate": 1}, strategy="uncertainty"))
+    assert pick.item_id == "it-0001" and "restrict threshold 0.70" in pick.reason
+    with pytest.raises(ConfigError, match="boundary"):
+        SamplingConfig(total=1, boundary="allow")
 
 
 def test_diversity_pool_smaller_than_the_clusters_tops_up_by_priority():
     rows = _clustered_rows()
     # pool_factor 1: the pool is the 10 most uncertain items (all cluster 0), so no clustering is possible.
-    picks = sample(rows, POLICY, SamplingConfig(budget={"hate": 10}, strategy="uncertainty+diversity",
-                                                pool_factor=1))
+    picks = sample(rows, POLICY, SamplingConfig(boundary="review", budget={"hate": 10}, strategy="uncertainty+diversity",
+                                                pool_factor=1, per_cluster=1))
     assert len(picks) == 10 and {_cluster_of(p.item_id) for p in picks} == {0}
     # pool_factor 3: all of cluster 0 and half of cluster 1; the best of each, then the best remaining.
-    picks = sample(rows, POLICY, SamplingConfig(budget={"hate": 10}, strategy="uncertainty+diversity",
-                                                pool_factor=3))
+    picks = sample(rows, POLICY, SamplingConfig(boundary="review", budget={"hate": 10}, strategy="uncertainty+diversity",
+                                                pool_factor=3, per_cluster=1))
     assert len(picks) == 10 and len({p.item_id for p in picks}) == 10
     assert {"it-0000", "it-0020"} <= {p.item_id for p in picks}
     assert {_cluster_of(p.item_id) for p in picks} == {0, 1}
@@ -133,13 +149,13 @@ def _multi_rows(n: int = 120) -> list[dict]:
 def test_budgets_respected_and_no_item_twice(strategy):
     rows = _multi_rows()
     budget = {"hate": 5, "sexual": 7, "violence": 3}
-    picks = sample(rows, POLICY, SamplingConfig(budget=budget, strategy=strategy, seed=1))
+    picks = sample(rows, POLICY, SamplingConfig(boundary="review", budget=budget, strategy=strategy, seed=1))
     assert {c: sum(p.category == c for p in picks) for c in budget} == budget
     assert len({p.item_id for p in picks}) == len(picks) == 15
 
 
 def test_total_budget_splits_evenly_over_policy_categories():
-    picks = sample(_multi_rows(), POLICY, SamplingConfig(total=19, strategy="uncertainty"))
+    picks = sample(_multi_rows(), POLICY, SamplingConfig(boundary="review", total=19, strategy="uncertainty"))
     counts = {c: sum(p.category == c for p in picks) for c in CATEGORIES}
     assert sum(counts.values()) == 19 and set(counts.values()) == {2, 3}
     assert [counts[c] for c in CATEGORIES] == [3, 3, 3, 2, 2, 2, 2, 2]
@@ -147,15 +163,15 @@ def test_total_budget_splits_evenly_over_policy_categories():
 
 def test_exclude_respected():
     rows = _hate_rows()
-    first = sample(rows, POLICY, SamplingConfig(budget={"hate": 10}, strategy="uncertainty"))
+    first = sample(rows, POLICY, SamplingConfig(boundary="review", budget={"hate": 10}, strategy="uncertainty"))
     taken = [p.item_id for p in first]
-    again = sample(rows, POLICY, SamplingConfig(budget={"hate": 10}, strategy="uncertainty", exclude=taken))
+    again = sample(rows, POLICY, SamplingConfig(boundary="review", budget={"hate": 10}, strategy="uncertainty", exclude=taken))
     assert not {p.item_id for p in again} & set(taken) and len(again) == 10
 
 
 def test_severity_decides_who_gets_a_shared_item():
     rows = [_row(0, market="FR", hate=0.40, sexual=0.50)]  # both exactly on their review thresholds
-    config = SamplingConfig(budget={"hate": 1, "sexual": 1}, strategy="uncertainty", severity={"sexual": 2.0})
+    config = SamplingConfig(boundary="review", budget={"hate": 1, "sexual": 1}, strategy="uncertainty", severity={"sexual": 2.0})
     [pick] = sample(rows, POLICY, config)
     assert pick.category == "sexual" and pick.priority == pytest.approx(2.0)
 
@@ -163,11 +179,11 @@ def test_severity_decides_who_gets_a_shared_item():
 def test_reach_raises_priority():
     rows = [_row(0, hate=0.42), _row(1, hate=0.42), _row(2, hate=0.40)]
     meta = {"it-0000": {"views": 0}, "it-0001": {"views": 1200}}  # it-0002 has no meta
-    config = SamplingConfig(budget={"hate": 3}, strategy="uncertainty", reach_field="views")
+    config = SamplingConfig(boundary="review", budget={"hate": 3}, strategy="uncertainty", reach_field="views")
     picks = {p.item_id: p for p in sample(rows, POLICY, config, meta=meta)}
     assert picks["it-0001"].priority == pytest.approx(picks["it-0000"].priority * (1 + np.log1p(1200)))
     assert picks["it-0002"].priority == pytest.approx(1.0) and "1200 views" in picks["it-0001"].reason
-    [best] = sample(rows, POLICY, SamplingConfig(budget={"hate": 1}, strategy="uncertainty", reach_field="views"),
+    [best] = sample(rows, POLICY, SamplingConfig(boundary="review", budget={"hate": 1}, strategy="uncertainty", reach_field="views"),
                     meta=meta)
     assert best.item_id == "it-0001"
 

@@ -62,15 +62,23 @@ class SamplingConfig:
     budget: dict[str, int] = field(default_factory=dict)
     total: int | None = None
     strategy: str = "uncertainty+diversity"
-    pool_factor: int = 5
+    pool_factor: int = 2
     severity: dict[str, float] = field(default_factory=dict)
     reach_field: str | None = None
     seed: int = 0
     exclude: frozenset[str] = frozenset()
+    # The threshold uncertainty is measured against: the enforcement boundary (restrict) by default, where a
+    # wrong score does harm; review-band items sit at the review threshold by construction. A category
+    # without that action falls back to its lowest threshold.
+    boundary: str = "restrict"
+    # At most this many picks per cluster of the fused embeddings (clusters: ceil(budget / per_cluster)).
+    per_cluster: int = 2
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy: {self.strategy!r} is not one of {list(STRATEGIES)}")
+        if self.boundary not in THRESHOLD_NAMES:
+            raise ConfigError(f"boundary: {self.boundary!r} is not one of {list(THRESHOLD_NAMES)}")
         if bool(self.budget) == (self.total is not None):
             raise ConfigError("budget: give a per-category budget or a total, exactly one of them")
         for category, n in self.budget.items():
@@ -81,6 +89,8 @@ class SamplingConfig:
             raise ConfigError(f"total: expected an integer >= 0, got {self.total!r}")
         if isinstance(self.pool_factor, bool) or not isinstance(self.pool_factor, int) or self.pool_factor < 1:
             raise ConfigError(f"pool_factor: expected an integer >= 1, got {self.pool_factor!r}")
+        if isinstance(self.per_cluster, bool) or not isinstance(self.per_cluster, int) or self.per_cluster < 1:
+            raise ConfigError(f"per_cluster: expected an integer >= 1, got {self.per_cluster!r}")
         for category, weight in self.severity.items():
             if not isinstance(weight, (int, float)) or not weight >= 0:
                 raise ConfigError(f"severity.{category}: expected a number >= 0, got {weight!r}")
@@ -185,13 +195,15 @@ def _closeness(scores: np.ndarray, ref: np.ndarray, span: np.ndarray) -> np.ndar
         return np.clip(1.0 - np.abs(scores - ref) / span, 0.0, 1.0)
 
 
-def _measure(strategy: str, scores: np.ndarray, thresholds: np.ndarray,
-             second: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _measure(strategy: str, scores: np.ndarray, thresholds: np.ndarray, second: np.ndarray | None,
+             boundary: str = "restrict") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The strategy's (value, reference, reference kind) per row; value NaN where undefined."""
     defined = ~np.isnan(thresholds)
     has_threshold = defined.any(axis=1)
     rows = np.arange(len(scores))
     lowest = np.where(has_threshold, np.argmax(defined, axis=1), 0)  # thresholds rise: first defined
+    preferred = THRESHOLD_NAMES.index(boundary)
+    lowest = np.where(defined[:, preferred], preferred, lowest)
     decision = np.where(has_threshold, thresholds[rows, lowest], np.nan)
     span = np.maximum(decision, 1.0 - decision)
     if strategy == "disagreement":
@@ -213,7 +225,8 @@ def _measured(table: _Table, policy: Policy, config: SamplingConfig, category: s
     second = None
     if config.strategy == "disagreement":
         second = np.array([_second(second_scores, i, category) for i in table.ids], dtype=float)
-    value, ref, kind = _measure(config.strategy, scores, _thresholds(policy, category, table.markets), second)
+    value, ref, kind = _measure(config.strategy, scores, _thresholds(policy, category, table.markets), second,
+                                config.boundary)
     reach = 1.0 + np.log1p(table.reach) if table.reach is not None else 1.0
     return _Measured(category, scores, value, ref, kind, config.weight(category) * reach * value)
 
@@ -280,18 +293,27 @@ def kmeans(points: np.ndarray, k: int, seed: int | np.random.Generator = 0,
 
 
 def _diverse(pool: np.ndarray, priority: np.ndarray, budget: int, points: np.ndarray,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The highest-priority member of each of ``budget`` clusters (topped up by priority if some are empty).
+             rng: np.random.Generator, per_cluster: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The pool in priority order, at most ``per_cluster`` items from each of ``ceil(budget / per_cluster)``
+    clusters (topped up by priority if some clusters run short).
 
     Returns:
         The chosen row indices and each one's cluster number (-1 for a top-up).
     """
-    labels = kmeans(points, budget, rng)
+    labels = kmeans(points, -(-budget // per_cluster), rng)
     ranked = np.argsort(-priority[pool], kind="stable")
-    _, first = np.unique(labels[ranked], return_index=True)  # each cluster's best, by rank
-    best = np.sort(first)
+    taken: dict[int, int] = {}
+    chosen: list[int] = []  # ranks (positions in ``ranked``) of the picks
+    for rank, position in enumerate(ranked):
+        cluster = int(labels[position])
+        if taken.get(cluster, 0) < per_cluster:
+            taken[cluster] = taken.get(cluster, 0) + 1
+            chosen.append(rank)
+            if len(chosen) == budget:
+                break
+    best = np.array(chosen, dtype=int)
     top_up = np.setdiff1d(np.arange(len(ranked)), best)[:max(0, budget - len(best))]
-    positions = ranked[np.concatenate([best, top_up])]
+    positions = ranked[np.concatenate([best, top_up]).astype(int)]
     clusters = np.concatenate([labels[ranked[best]], np.full(len(top_up), -1)])
     return pool[positions], clusters
 
@@ -315,7 +337,7 @@ def _choose(measured: _Measured, table: _Table, budget: int, config: SamplingCon
     if len(pool) <= budget:
         return pool, None
     points = _features([table.rows[i] for i in pool], categories)
-    return _diverse(pool, measured.priority, budget, points, rng)
+    return _diverse(pool, measured.priority, budget, points, rng, config.per_cluster)
 
 
 def _reason(measured: _Measured, row: int, strategy: str, cluster: int | None, k: int,
