@@ -47,11 +47,24 @@ from tripwire.scan_output import read_results
 from tripwire.train_config import TrainConfig
 
 
+PATH_FIELDS = ("checkpoint", "train_config", "seed_manifest", "pool_manifest", "work_dir", "store", "gate",
+               "catalogue", "eval_config")
+
+
 def load(path: str, overrides: dict[str, Any] | None = None) -> LoopConfig:
-    """The loop config at ``path`` (relative paths in it are taken from the current directory)."""
+    """The loop config at ``path``, relative paths in it taken from the current directory (and made absolute:
+    manifests written under ``work_dir`` reference the seed's and the pool's media from elsewhere)."""
     data = read_yaml(path) or {}
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return from_dict(LoopConfig, data, "loop")
+    return resolved(from_dict(LoopConfig, data, "loop"))
+
+
+def resolved(cfg: LoopConfig) -> LoopConfig:
+    """``cfg`` with its local paths absolute (URIs and ``postgresql://`` stores pass through)."""
+    def absolute(value: str | None) -> str | None:
+        return value if value is None or "://" in value else os.path.abspath(value)
+
+    return dataclasses.replace(cfg, **{name: absolute(getattr(cfg, name)) for name in PATH_FIELDS})
 
 
 def round_dir(cfg: LoopConfig) -> Path:
@@ -125,7 +138,7 @@ def combined_manifest(seed_manifest: str, feedback_manifest: str, out: Path) -> 
     A seed row that does not parse is copied as it is: training quarantines it with its reason, as it did
     when the seed model was trained.
     """
-    base = manifest_base(seed_manifest)
+    base = manifest_base(seed_manifest if "://" in seed_manifest else os.path.abspath(seed_manifest))
     feedback = {s.id: s.to_row() for s in read_manifest(feedback_manifest)}
     seed = 0
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +199,7 @@ def run(cfg: LoopConfig) -> dict[str, Any]:
     ``summary["stage"]`` is ``awaiting_reviews`` when it stopped for reviewers, else ``done`` with the
     gate's verdict in ``summary["promoted"]``.
     """
+    cfg = resolved(cfg)
     checkpoint, policy, train = validate(cfg)
     folder = round_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any, Iterable, Mapping, Sequence
 
 import fsspec
@@ -50,6 +51,8 @@ def queue_items(rows: Sequence[Mapping[str, Any]], manifest: str, source: str, b
         priorities: id -> priority (active learning's); default: the highest category score.
         golden: hidden golden items (the manifest's labels become ``golden_labels``).
     """
+    if "://" not in manifest:  # the queue outlives the working directory: media resolve from anywhere
+        manifest = os.path.abspath(manifest)
     samples = manifest_rows(manifest, [r["id"] for r in rows])
     missing = sorted({r["id"] for r in rows} - set(samples))
     if missing:

@@ -140,6 +140,10 @@ class _SQLite(_Database):
     def __init__(self, path: str):
         self.path = path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # One writer at a time within this process, queued on a lock: SQLite's own busy handler makes
+        # waiting writers sleep and poll, which gave multi-second tails under 32 concurrent reviewers.
+        # Other processes on the same file still wait through busy_timeout.
+        self.writer = threading.Lock()
 
     def connect(self):
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -151,13 +155,14 @@ class _SQLite(_Database):
 
     @contextlib.contextmanager
     def write(self, conn) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self.writer:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
 
 class _Postgres(_Database):
