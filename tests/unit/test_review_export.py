@@ -81,6 +81,12 @@ def test_the_snapshot_is_versioned_deduplicated_and_never_overlaps_a_golden_set(
     assert provenance["i1"]["labels"]["hate"]["from"] == "unanimous" and len(provenance["i1"]["reviews"]) == 2
     again = export_feedback(store.items(), store.reviews(), CATEGORIES, out, store.url, catalogue)
     assert not again["new"] and again["version"] == 1  # the same reviews make no new version
+    # An item with one of its two reviews is not exported yet.
+    store.enqueue([{"item_id": "late", "source": "sampling", "sample": {"id": "late", "text": "late"}, "result": {}}])
+    one = store.authenticate(store.add_reviewer("c"))
+    store.submit(one, store.check_submission({"item_id": "late", "labels": {}, "action": "allow", "idempotency_key": "l"}))
+    third = export_feedback(store.items(), store.reviews(), CATEGORIES, out, store.url, catalogue)
+    assert not third["new"] and "late" not in {s.id for s in read_manifest(third["path"])}
 
 
 def test_content_hash_reads_media_bytes_not_names(tmp_path):

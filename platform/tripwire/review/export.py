@@ -8,9 +8,9 @@ A snapshot is a folder ``<out>/feedback-v<N>/`` holding
   ``unanimous``, ``majority 2/3``) and the reviews behind it;
 * ``snapshot.json``: version, sha256 of the manifest, counts, and what was left out and why.
 
-Each label is resolved on its own: an admin's adjudication wins, else the reviews' strict majority; a tie
-leaves the label unknown (the training loss masks unknown labels). An item with no resolved label is left
-out. Items are de-duplicated by content (text + media bytes), and an item whose content matches any item
+Only items with all their reviews count (resolved, or awaiting adjudication). Each label is resolved on
+its own: an admin's adjudication wins, else the reviews' strict majority; a tie leaves the label unknown
+(the training loss masks unknown labels). An item with no resolved label is left out. Items are de-duplicated by content (text + media bytes), and an item whose content matches any item
 of a registered golden set is left out, so feedback never leaks into what the model is measured on.
 Exporting the same reviews again writes no new version.
 """
@@ -127,6 +127,9 @@ def export_feedback(items: Iterable[Mapping[str, Any]], reviews: Iterable[Mappin
         item_reviews = by_item.get(item["item_id"], [])
         if not item_reviews:
             left_out["not reviewed"] += 1
+            continue
+        if item["status"] == "pending":  # fewer reviews than it needs: one reviewer's word is not a label yet
+            left_out["awaiting reviews"] += 1
             continue
         resolved = resolve_labels(item_reviews, categories)
         labels = {c: r.value for c, r in resolved.items() if r.value is not None}
