@@ -11,6 +11,7 @@ calls answer 403 to reviewers. Errors are ``{"error": {"code", "message"}}`` wit
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import mimetypes
@@ -148,7 +149,7 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None) -> FastAP
     async def login(request: Request) -> Response:
         token = (parse_qs((await request.body()).decode("utf-8", "replace")).get("token") or [""])[0].strip()
         try:
-            who = store.authenticate(token)
+            who = await asyncio.to_thread(store.authenticate, token)  # a database read: off the event loop
         except ReviewError as exc:
             return _login_page(exc.message)
         response = RedirectResponse(f"{_root(request)}{'/admin' if who.is_admin else '/'}", status_code=303)
