@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 COOKIE = "tripwire_review"
 MAX_MEDIA_BYTES = 64 * 1024 * 1024  # what the app sends of one media file; larger files are refused
 STATS_WINDOW_S = 30 * 86400.0  # the admin page's agreement and throughput cover this much history
-STATIC_FILES = ("review.html", "admin.html", "review.js", "admin.js", "review.css")
+STATIC_FILES = ("review.html", "admin.html", "dom.js", "review.js", "admin.js", "review.css")
 SECURITY_HEADERS = {
     # Same-origin only: no script, style, image or media from elsewhere; item text is never markup.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "

@@ -6,7 +6,7 @@
   const ACTION_KEYS = { allow: "a", review: "v", restrict: "s", block: "b" };
   const NEEDS_RATIONALE = new Set(["restrict", "block"]);
 
-  const $ = (id) => document.getElementById(id);
+  const { $, el } = window.TripwireDOM;
   const params = new URLSearchParams(location.search);
   const state = {
     queue: params.get("queue") === "adjudication" ? "adjudication" : "review",
@@ -25,22 +25,6 @@
   };
 
   // -- small helpers ------------------------------------------------------------------------------
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "class") node.className = value;
-      else if (key === "text") node.textContent = value;
-      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-      else if (key in node && typeof value !== "string") node[key] = value;
-      else node.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children.flat()) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
 
   function uuid() {
     if (window.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
