@@ -26,7 +26,6 @@ class ReviewConfig:
         token_ttl_days: default lifetime of a new reviewer token.
         taxonomy: the taxonomy YAML whose categories reviewers label (default: the bundled one).
         policy: the policy YAML whose clauses reviewers cite (default: the bundled one).
-        serving_enqueue: whether the Serve ingress puts decisions in the review band into this queue.
     """
 
     store: str = DEFAULT_STORE
@@ -36,7 +35,6 @@ class ReviewConfig:
     token_ttl_days: float = 30.0
     taxonomy: str | None = None
     policy: str | None = None
-    serving_enqueue: bool = False
 
     def __post_init__(self):
         if not self.store:
