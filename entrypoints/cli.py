@@ -232,6 +232,31 @@ def _monitor(args: argparse.Namespace) -> int:
     return 0 if run(args.reference, args.current, args.out, args.bars)["ok"] else FAILED_EXIT
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from tripwire.decision_log import DecisionLog
+    from tripwire.review.config import DEFAULT_STORE
+    from tripwire.review.store import redacted_url
+
+    head = None
+    if args.head:
+        seq, _, digest = args.head.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise ConfigError(f"--head: {args.head!r} must be SEQ:SHA256 (as this command prints it)")
+        head = (int(seq), digest)
+    log = DecisionLog(args.store or DEFAULT_STORE)
+    try:
+        result = log.verify(head)
+    finally:
+        log.close()
+    where = redacted_url(args.store or DEFAULT_STORE)
+    if result.ok:
+        print(f"[audit] {where}: OK, {result.checked} record(s); head {result.head[0]}:{result.head[1]}")
+        return 0
+    print(f"[audit] {where}: FAILED at record {result.first_bad}: {result.reason} "
+          f"({result.checked} record(s) before it verified)")
+    return FAILED_EXIT
+
+
 def _demo(args: argparse.Namespace) -> int:
     from entrypoints.demo import run
 
@@ -373,6 +398,11 @@ COMMANDS: dict[str, Command] = {
         opt("--round", help="round name (default: the config's)"),
         opt("--reviews", choices=["wait", "stop"], help="wait for the reviews, or stop after queueing (default: the config's)"),
         opt("--store", help="review store: SQLite path or postgresql:// URL (default: the config's)"),
+    ]),
+    "audit": Command(_audit, "verify the tamper-evident decision log's hash chain; names the first bad record", [
+        opt("action", choices=["verify"], help="verify: walk the chain (exit 1 at the first bad record)"),
+        opt("--store", help="the log's database: SQLite path or postgresql:// URL (default: runs/review/review.db)"),
+        opt("--head", help="SEQ:SHA256 of a head published earlier: also catches records dropped from the end"),
     ]),
     "demo": Command(_demo, "corpus, train, serve, HTTP checks and a scan, end to end on local Ray", [
         opt("--config", default="pipelines/configs/demo.yaml", help="training config (default: %(default)s)"),

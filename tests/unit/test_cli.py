@@ -139,3 +139,23 @@ def test_review_commands_work_and_fail_fast_naming_the_problem(tmp_path):
     result, _ = tripwire("loop", "--config", str(REPO / "pipelines/configs/loop.yaml"), "--round", "r/1")
     assert_one_line_error(result, "loop", "round: 'r/1'")
     assert not any(marker in result.stdout + result.stderr for marker in RAY_START_UP)
+
+
+def test_audit_verify_names_the_first_bad_record(tmp_path):
+    import sqlite3
+
+    from tripwire.decision_log import DecisionLog
+
+    store = str(tmp_path / "log.db")
+    log = DecisionLog(store)
+    log.append([("decision", f"p{i}", {"action": "restrict", "i": i}) for i in range(4)])
+    seq, digest = log.head()
+    log.close()
+    result, _ = tripwire("audit", "verify", "--store", store, "--head", f"{seq}:{digest}")
+    assert result.returncode == 0 and f"OK, 4 record(s); head 4:{digest}" in result.stdout
+    with sqlite3.connect(store) as conn:
+        conn.execute("UPDATE decision_log SET body = ? WHERE seq = 3", ('{"action":"allow","i":2}',))
+    result, _ = tripwire("audit", "verify", "--store", store)
+    assert result.returncode == 1 and "FAILED at record 3: its content does not match its hash" in result.stdout
+    result, _ = tripwire("audit", "verify", "--store", store, "--head", "nope")
+    assert_one_line_error(result, "audit", "--head: 'nope' must be SEQ:SHA256")

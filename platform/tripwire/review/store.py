@@ -188,7 +188,8 @@ class _Postgres(_Database):
             yield
 
 
-def _database(url: str) -> _Database:
+def database(url: str) -> _Database:
+    """The database behind a store URL: a SQLite path (or sqlite:///abs/path) or a postgresql:// URL."""
     if url.startswith(("postgresql://", "postgres://")):
         return _Postgres(url)
     if url.startswith("sqlite:///"):
@@ -215,7 +216,7 @@ class ReviewStore:
     def __init__(self, url: str, categories: Sequence[str], clauses: Sequence[str] | None = None,
                  required_reviews: int = 2, claim_ttl_s: float = 900.0, golden_every: int = 10):
         self.url = url
-        self.db = _database(url)
+        self.db = database(url)
         self.categories = list(categories)
         self.clauses = list(clauses) if clauses is not None else list(categories)
         self.required_reviews = required_reviews
