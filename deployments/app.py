@@ -74,6 +74,7 @@ class AppArgs:
         review_store: a review store (SQLite path or postgresql:// URL): decisions in the review band are
             queued there for people (never blocking the answer; see tripwire.review.intake). None: off.
         review_buffer: decisions an ingress replica holds for the review store before it drops (and counts) them.
+        review_buffer_mb: the most MiB of those decisions' text and inline media it holds.
     """
 
     checkpoint: str
@@ -86,6 +87,7 @@ class AppArgs:
     idempotency_cache_size: int = 10_000
     review_store: str | None = None
     review_buffer: int = 1000
+    review_buffer_mb: int = 256
 
     def __post_init__(self):
         if self.max_batch_size < 1:
@@ -94,8 +96,9 @@ class AppArgs:
             raise ConfigError(f"batch_wait_timeout_s: must be >= 0, got {self.batch_wait_timeout_s}")
         if self.idempotency_cache_size < 0:
             raise ConfigError(f"idempotency_cache_size: must be >= 0, got {self.idempotency_cache_size}")
-        if self.review_buffer < 1:
-            raise ConfigError(f"review_buffer: must be at least 1, got {self.review_buffer}")
+        if self.review_buffer < 1 or self.review_buffer_mb < 1:
+            raise ConfigError(f"review_buffer and review_buffer_mb: must be at least 1, got "
+                              f"{self.review_buffer} and {self.review_buffer_mb}")
 
 
 # Defined before the deployment classes on purpose: Serve serializes a decorated class when the
@@ -263,7 +266,7 @@ class Ingress:
         if self.args.review_store:
             store = open_store(_resolve(self.args.review_store) if "://" not in self.args.review_store
                                else self.args.review_store, self.manifest.categories)
-            self.review_queue = BufferedEnqueuer(store, self.args.review_buffer)
+            self.review_queue = BufferedEnqueuer(store, self.args.review_buffer, self.args.review_buffer_mb * 2**20)
 
     def __del__(self):
         # Serve's graceful shutdown: what is buffered for the review queue is written, not lost.

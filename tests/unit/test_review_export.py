@@ -135,4 +135,16 @@ def test_the_serving_buffer_never_blocks_drops_when_full_and_flushes_on_close():
     assert accepted.count(True) >= 3 and enqueuer.dropped == accepted.count(False) > 0
     store.release.set()
     enqueuer.close()
-    assert len(store.items) == accepted.count(True) == enqueuer.enqueued
+    assert len(store.items) == accepted.count(True) == enqueuer.enqueued and enqueuer.buffered_bytes == 0
+    assert all("_size" not in item for item in store.items)
+
+
+def test_the_serving_buffer_bounds_bytes_too():
+    store = SlowStore()
+    enqueuer = BufferedEnqueuer(store, max_buffered=100, max_bytes=3 * 4096 + 3000, batch_size=1)
+    big = {"item_id": "v", "sample": {"video": "x" * 2000}}  # 4096 + 2000 bytes each
+    accepted = [enqueuer.offer({**big, "item_id": str(i)}) for i in range(5)]
+    assert accepted.count(True) == 2 and enqueuer.dropped == 3  # the third would pass the byte bound
+    store.release.set()
+    enqueuer.close()
+    assert enqueuer.buffered_bytes == 0 and len(store.items) == 2

@@ -76,22 +76,27 @@ class BufferedEnqueuer:
     """Queues items from a latency-critical path (the Serve ingress) without ever blocking it.
 
     ``offer`` puts an item in a bounded in-memory buffer and returns at once; a writer thread drains it in
-    batches of at most ``batch_size`` into the store. When the buffer is full the item is dropped and
-    counted (``dropped``), logged at most once a minute: scoring never waits on the review store. ``close``
-    flushes what is buffered (Serve calls it on a replica's graceful shutdown).
+    batches of at most ``batch_size`` into the store. When the buffer holds ``max_buffered`` items or
+    ``max_bytes`` of media and text, the item is dropped and counted (``dropped``), logged at most once a
+    minute: scoring never waits on the review store. ``close`` flushes what is buffered (Serve calls it on
+    a replica's graceful shutdown).
 
     Args:
         store: the review store (the writer thread uses its own connection).
         max_buffered: the most items held in memory.
+        max_bytes: the most bytes of items' text and inline media held (a video sent inline is tens of MB).
         batch_size: items per write transaction.
     """
 
-    def __init__(self, store, max_buffered: int = 1000, batch_size: int = 64):
+    def __init__(self, store, max_buffered: int = 1000, max_bytes: int = 256 * 2**20, batch_size: int = 64):
         import queue
         import threading
 
         self.store = store
         self.batch_size = batch_size
+        self.max_bytes = max_bytes
+        self.buffered_bytes = 0
+        self._bytes_lock = threading.Lock()
         self.buffer: "queue.Queue[dict | None]" = queue.Queue(maxsize=max_buffered)
         self.enqueued = self.dropped = self.failed = 0
         self._last_warning = 0.0
@@ -102,8 +107,13 @@ class BufferedEnqueuer:
         import queue
         import time
 
+        size = item_bytes(item)
         try:
-            self.buffer.put_nowait(dict(item))
+            with self._bytes_lock:
+                if self.buffered_bytes + size > self.max_bytes:
+                    raise queue.Full
+                self.buffer.put_nowait(dict(item, _size=size))
+                self.buffered_bytes += size
             return True
         except queue.Full:
             self.dropped += 1
@@ -133,18 +143,28 @@ class BufferedEnqueuer:
             self._write(batch)
 
     def _write(self, batch: list[dict]) -> None:
+        sizes = [item.pop("_size", 0) for item in batch]
         try:
             self.store.enqueue(batch)
             self.enqueued += len(batch)
         except Exception:  # a store outage must not kill the writer; the items are counted as failed
             self.failed += len(batch)
             logger.exception("review queue: %d item(s) could not be written to %s", len(batch), self.store.url)
+        finally:
+            with self._bytes_lock:
+                self.buffered_bytes -= sum(sizes)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Writes what is buffered, then stops the writer (waits at most ``timeout_s``)."""
         if self._thread.is_alive():
             self.buffer.put(None)
             self._thread.join(timeout_s)
+
+
+def item_bytes(item: Mapping[str, Any]) -> int:
+    """About how much memory a queue item holds: its sample's text and media strings, plus the result."""
+    sample = item.get("sample") or {}
+    return 4096 + sum(len(v) for v in sample.values() if isinstance(v, (str, bytes)))
 
 
 def serving_item(result: Mapping[str, Any], sample_row: Mapping[str, Any]) -> dict[str, Any]:
