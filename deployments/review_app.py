@@ -23,7 +23,7 @@ from tripwire.config import from_dict
 from tripwire.policy import Policy, Taxonomy
 from tripwire.review.app import create_app
 from tripwire.review.config import ReviewConfig
-from tripwire.review.store import open_store
+from tripwire.review.store import open_configured_store
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,8 @@ class ReviewApp:
     """One replica of the reviewer app: its own store connections, the shared database behind them."""
 
     def __init__(self, config: ReviewConfig):
-        taxonomy, policy = Taxonomy.load(config.taxonomy), Policy.load(config.policy)
         self.config = config
-        self.store = open_store(config.store, taxonomy.names, list(policy.categories),
-                                required_reviews=config.required_reviews, claim_ttl_s=config.claim_ttl_s,
-                                golden_every=config.golden_every)
+        self.store = open_configured_store(config)
 
     def __serve_build_asgi_app__(self):
         return create_app(self.store, self.config)

@@ -23,16 +23,10 @@ def _config(args: argparse.Namespace):
 
 def open_configured_store(args: argparse.Namespace):
     """The store of ``--store`` / ``--config`` over the config's taxonomy and policy clauses."""
-    from tripwire.policy import Policy, Taxonomy
-    from tripwire.review.store import open_store
+    from tripwire.review.store import open_configured_store
 
     config = _config(args)
-    taxonomy = Taxonomy.load(config.taxonomy)
-    policy = Policy.load(config.policy)
-    policy.check_taxonomy(taxonomy)
-    store = open_store(config.store, taxonomy.names, list(policy.categories), required_reviews=config.required_reviews,
-                       claim_ttl_s=config.claim_ttl_s, golden_every=config.golden_every)
-    return config, store
+    return config, open_configured_store(config)
 
 
 def review_ui(args: argparse.Namespace) -> int:
@@ -122,7 +116,7 @@ def _sample(args: argparse.Namespace, store) -> int:
     from tripwire.checkpoint import CheckpointManifest
     from tripwire.config import ConfigError, from_dict
     from tripwire.policy import Policy
-    from tripwire.review.intake import queue_items, scan_manifest
+    from tripwire.review.intake import picked_items, scan_manifest
     from tripwire.review.sampling import SamplingConfig, sample
     from tripwire.scan_output import read_results
 
@@ -141,10 +135,7 @@ def _sample(args: argparse.Namespace, store) -> int:
     if len(picks) > args.show:
         print(f"  ... {len(picks) - args.show} more")
     if args.enqueue:
-        manifest = args.manifest or scan_manifest(args.scan)
-        by_id = {r["id"]: r for r in rows}
-        items = queue_items([by_id[p.item_id] for p in picks], manifest, "sampling", args.batch,
-                            {p.item_id: p.priority for p in picks})
+        items = picked_items(rows, picks, args.manifest or scan_manifest(args.scan), args.batch)
         print(f"[queue] {store.enqueue(items)} sampled item(s) queued ({config.strategy}) -> {store.url}")
     else:
         print(f"[queue] {len(picks)} pick(s) ({config.strategy}); add --enqueue to queue them")

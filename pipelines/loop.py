@@ -38,7 +38,7 @@ from tripwire.golden import resolve, verify
 from tripwire.loop_config import LoopConfig
 from tripwire.policy import Policy
 from tripwire.review.export import export_feedback
-from tripwire.review.intake import queue_items
+from tripwire.review.intake import picked_items
 from tripwire.review.sampling import sample
 from tripwire.review.store import ReviewStore, open_store, redacted_url
 from tripwire.sample import MEDIA_FIELDS, manifest_base, read_manifest, resolve_uri
@@ -96,9 +96,7 @@ def queue_round(cfg: LoopConfig, store: ReviewStore, policy: Policy, scan_out: s
     rows = read_results(scan_out)
     config = dataclasses.replace(cfg.sampling, exclude=frozenset(cfg.sampling.exclude) | store.queued_ids())
     picks = sample(rows, policy, config)
-    by_id = {r["id"]: r for r in rows}
-    items = queue_items([by_id[p.item_id] for p in picks], cfg.pool_manifest, "sampling", cfg.round,
-                        {p.item_id: p.priority for p in picks})
+    items = picked_items(rows, picks, cfg.pool_manifest, cfg.round)
     new = store.enqueue(items)
     by_category: dict[str, int] = {}
     for pick in picks:

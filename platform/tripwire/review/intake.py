@@ -72,6 +72,15 @@ def queue_items(rows: Sequence[Mapping[str, Any]], manifest: str, source: str, b
     return items
 
 
+def picked_items(rows: Sequence[Mapping[str, Any]], picks: Sequence[Any], manifest: str,
+                 batch: str | None = None) -> list[dict[str, Any]]:
+    """Active-learning picks (:class:`tripwire.review.sampling.Pick`) of scan ``rows`` -> queue items, in the
+    picks' order, each with its pick's priority."""
+    by_id = {r["id"]: r for r in rows}
+    return queue_items([by_id[p.item_id] for p in picks], manifest, "sampling", batch,
+                       {p.item_id: p.priority for p in picks})
+
+
 class BufferedEnqueuer:
     """Queues items from a latency-critical path (the Serve ingress) without ever blocking it.
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import quote
 
-from tripwire.review.config import RATIONALE_ACTIONS
+from tripwire.review.config import RATIONALE_ACTIONS, ReviewConfig
 
 logger = logging.getLogger(__name__)
 
@@ -688,6 +688,16 @@ def redacted_url(url: str) -> str:
         credentials, host = rest.rsplit("@", 1)
         return f"{scheme}://{credentials.split(':', 1)[0]}@{host}"
     return url
+
+
+def open_configured_store(config: ReviewConfig) -> ReviewStore:
+    """The store a review config names, over its taxonomy's categories and its policy's clauses."""
+    from tripwire.policy import Policy, Taxonomy
+
+    taxonomy, policy = Taxonomy.load(config.taxonomy), Policy.load(config.policy)
+    policy.check_taxonomy(taxonomy)
+    return ReviewStore(config.store, taxonomy.names, list(policy.categories), required_reviews=config.required_reviews,
+                       claim_ttl_s=config.claim_ttl_s, golden_every=config.golden_every)
 
 
 def open_store(url: str, categories: Sequence[str], clauses: Sequence[str] | None = None, **settings: Any) -> ReviewStore:
