@@ -76,7 +76,8 @@ class ModerateRequest(BaseModel):
 
     id: Key | None = Field(default=None, description="caller's item id, echoed back")
     request_id: Key | None = Field(default=None,
-                                   description="idempotency key: a repeated request_id gets the first answer again")
+                                   description="idempotency key: a repeated request_id gets the first answer again "
+                                               "(from any replica when the decision log is on)")
     # No maxLength: the limit is the deployment's preprocessing config (10,000 characters by default);
     # over it the answer is 413.
     text: Text | None = Field(default=None, description="text; over the configured limit (10,000 characters by "
@@ -203,6 +204,8 @@ class ModerateResponse(_Documented):
 
     id: str
     request_id: str | None = None
+    puid: str | None = Field(default=None, description="the decision's id in the decision log (when the log is on): "
+                                                       "appeals and statements of reasons refer to it")
     scores: dict[str, float] = Field(description="category -> calibrated score in [0, 1]")
     flagged: list[str]
     decision: DecisionBody

@@ -33,7 +33,10 @@ from deployments.api import (ERROR_RESPONSES, OVERLOADED, BatchRequest, BatchRes
                              ModerateResponse, OpenAIModerationRequest, OpenAIModerationResponse, api)
 from tripwire.batching import BusyAwareBatchWait
 from tripwire.checkpoint import CheckpointManifest, checkpoint_uri, load_encoders, load_fusion
+from tripwire.compliance.records import DECISION, decision_body, serving_puid
+from tripwire.compliance.writer import LogWriter
 from tripwire.config import ConfigError, from_dict, read_yaml, to_dict
+from tripwire.decision_log import DecisionLog
 from tripwire.media import MediaError
 from tripwire.model import ENCODERS
 from tripwire.moderation import Moderator, ServeBackend, StageTimes
@@ -41,7 +44,7 @@ from tripwire.openai_compat import OpenAICategoryMap, parse_input, to_openai_res
 from tripwire.policy import Policy
 from tripwire.review.intake import BufferedEnqueuer, serving_item
 from tripwire.review.store import open_store
-from tripwire.sample import Sample, decode_base64, read_media, uri_allowed
+from tripwire.sample import Sample, content_digest, decode_base64, read_media, uri_allowed
 from tripwire.scoring import encode_batch, fuse_batch, head_batch
 from tripwire.serving_metrics import ApiMetrics
 
@@ -75,6 +78,14 @@ class AppArgs:
             queued there for people (never blocking the answer; see tripwire.review.intake). None: off.
         review_buffer: decisions an ingress replica holds for the review store before it drops (and counts) them.
         review_buffer_mb: the most MiB of those decisions' text and inline media it holds.
+        decision_log: the decision log's store (SQLite path or postgresql:// URL; it may be the review store):
+            every answer is logged before it is sent, and a repeated ``request_id`` gets the logged answer
+            from any replica (tripwire.compliance.writer). None: off.
+        decision_log_wait_s: the most an answer waits for its record's commit before it is sent unconfirmed.
+        decision_log_pending: records an ingress replica holds waiting for their commit (back-pressure beyond).
+        keep_content: also log each request's content (off: only its sha256).
+        decision_log_key_file: a file holding the key that signs a checkpoint of the log's head every
+            ``decision_log_checkpoint_every`` records (None: checkpoints by ``tripwire audit checkpoint`` only).
     """
 
     checkpoint: str
@@ -88,6 +99,12 @@ class AppArgs:
     review_store: str | None = None
     review_buffer: int = 1000
     review_buffer_mb: int = 256
+    decision_log: str | None = None
+    decision_log_wait_s: float = 5.0
+    decision_log_pending: int = 10_000
+    keep_content: bool = False
+    decision_log_key_file: str | None = None
+    decision_log_checkpoint_every: int = 10_000
 
     def __post_init__(self):
         if self.max_batch_size < 1:
@@ -99,6 +116,10 @@ class AppArgs:
         if self.review_buffer < 1 or self.review_buffer_mb < 1:
             raise ConfigError(f"review_buffer and review_buffer_mb: must be at least 1, got "
                               f"{self.review_buffer} and {self.review_buffer_mb}")
+        if self.decision_log_wait_s <= 0 or self.decision_log_pending < 1 or self.decision_log_checkpoint_every < 1:
+            raise ConfigError("decision_log_wait_s must be > 0, decision_log_pending and decision_log_checkpoint_every "
+                              f">= 1, got {self.decision_log_wait_s}, {self.decision_log_pending} and "
+                              f"{self.decision_log_checkpoint_every}")
 
 
 # Defined before the deployment classes on purpose: Serve serializes a decorated class when the
@@ -121,6 +142,10 @@ def _queued_sample(item_id: str, request: Any) -> dict[str, Any]:
             inline = "://" not in value[:64] and not value.startswith("data:")
             row[modality] = f"data:application/octet-stream;base64,{value}" if inline else value
     return row
+
+
+def _store_url(url: str) -> str:
+    return url if "://" in url else _resolve(url)
 
 
 def _count_items(calls: list[Any]) -> int:
@@ -264,15 +289,27 @@ class Ingress:
         self.answers: OrderedDict[str, dict] = OrderedDict()  # request_id -> answer (LRU, per replica)
         self.review_queue = None
         if self.args.review_store:
-            store = open_store(_resolve(self.args.review_store) if "://" not in self.args.review_store
-                               else self.args.review_store, self.manifest.categories)
+            store = open_store(_store_url(self.args.review_store), self.manifest.categories)
             self.review_queue = BufferedEnqueuer(store, self.args.review_buffer, self.args.review_buffer_mb * 2**20)
+        self.decision_log = self.log_writer = None
+        if self.args.decision_log:
+            self.decision_log = DecisionLog(_store_url(self.args.decision_log))
+            key = None
+            if self.args.decision_log_key_file:
+                with open(_resolve(self.args.decision_log_key_file), "rb") as handle:
+                    key = handle.read().strip()
+            self.log_writer = LogWriter(self.decision_log, self.args.decision_log_pending,
+                                        wait_s=self.args.decision_log_wait_s, checkpoint_key=key,
+                                        checkpoint_every=self.args.decision_log_checkpoint_every,
+                                        on_outcome=self.metrics.decision_log)
 
     def __del__(self):
-        # Serve's graceful shutdown: what is buffered for the review queue is written, not lost.
+        # Serve's graceful shutdown: what is buffered for the review queue and the decision log is written.
         if getattr(self, "review_queue", None) is not None:
             self.review_queue.close()
             self.review_queue.store.close()
+        if getattr(self, "log_writer", None) is not None:
+            self.log_writer.close()
 
     def reconfigure(self, user_config: dict) -> None:
         if "policy" in user_config:
@@ -325,7 +362,8 @@ class Ingress:
 
         async def run() -> dict:
             items = parse_input(request.input)
-            results = await asyncio.gather(*(self._moderate(Sample(id=uuid.uuid4().hex, text=i["text"], image=i["image"]), None)
+            results = await asyncio.gather(*(self._moderate_logged(Sample(id=uuid.uuid4().hex, text=i["text"],
+                                                                          image=i["image"]))
                                              for i in items))
             return to_openai_response(results, self.openai_map, request.model or self.manifest.version)
 
@@ -353,22 +391,56 @@ class Ingress:
         return await asyncio.to_thread(read_media, field, value, None)
 
     async def _moderate_request(self, request: ModerateRequest) -> dict:
-        if request.request_id and request.request_id in self.answers:
-            self.answers.move_to_end(request.request_id)
-            return self.answers[request.request_id]
+        if request.request_id:
+            answer = await self._answered(request.request_id)
+            if answer is not None:
+                return answer
         media = {m: await self._media(m, getattr(request, m)) for m in ("image", "audio", "video")
                  if getattr(request, m) is not None}
         sample = Sample(id=request.id or uuid.uuid4().hex, text=request.text, **media,
                         meta={"market": request.market, "language": request.language,
                               "content_type": request.content_type})
+        detected_at = time.time()
         result = await self._moderate(sample, request.market)
+        if request.request_id:
+            result["request_id"] = request.request_id
+        if self.log_writer is not None:
+            content = _queued_sample(sample.id, request) if self.args.keep_content else None
+            result = await self._logged(result, sample, detected_at, request.request_id, request.language, content)
         if self.review_queue is not None and result["decision"]["action"] == "review":
             self.review_queue.offer(serving_item(result, _queued_sample(sample.id, request)))
         if request.request_id:
-            result["request_id"] = request.request_id
             self.answers[request.request_id] = result
             if len(self.answers) > self.args.idempotency_cache_size:
                 self.answers.popitem(last=False)
+        return result
+
+    async def _answered(self, request_id: str) -> dict | None:
+        """The first answer to ``request_id``: from this replica's cache, else (log on) from the decision log,
+        which every replica writes."""
+        if request_id in self.answers:
+            self.answers.move_to_end(request_id)
+            return self.answers[request_id]
+        if self.decision_log is None:
+            return None
+        record = await asyncio.to_thread(self.decision_log.find, DECISION, serving_puid(request_id))
+        return record.body.get("answer") if record is not None else None
+
+    async def _logged(self, result: dict, sample: Sample, detected_at: float, request_id: str | None = None,
+                      language: str | None = None, content: dict | None = None) -> dict:
+        """Logs the decision and waits for its commit (batched with concurrent requests'); returns the answer
+        the log holds for this puid: this one, or the first when another replica answered the same
+        ``request_id`` first."""
+        puid = serving_puid(request_id)
+        result["puid"] = puid
+        media = {m: getattr(sample, m) for m in ("image", "audio", "video") if getattr(sample, m) is not None}
+        body = decision_body(result, source="serving", policy=self.core.policy, detected_at=detected_at,
+                             decided_at=time.time(), content_hash=content_digest(sample.text, media),
+                             content_types=result["modalities"], language=language, content=content,
+                             answer={k: v for k, v in result.items() if k != "latency_ms"})
+        record = await self.log_writer.write(DECISION, puid, body)
+        if record is not None and record.body.get("answer") is not None and record.body["answer"] != body["answer"]:
+            return record.body["answer"]
         return result
 
     # Two batches in flight: while one is in the fusion head, the encoders already have the next.
@@ -377,6 +449,15 @@ class Ingress:
         """The moderation core's model stage (encoders, then fusion) for a batch of concurrent requests."""
         with self.batch_wait.running():
             return await self.core.score(batch)
+
+    async def _moderate_logged(self, sample: Sample) -> dict:
+        """An OpenAI-compatible input scored (no market) and, with the log on, logged."""
+        detected_at = time.time()
+        result = await self._moderate(sample, None)
+        if self.log_writer is None:
+            return result
+        content = {"id": sample.id, "text": sample.text} if self.args.keep_content else None
+        return await self._logged(result, sample, detected_at, content=content)
 
     async def _moderate(self, sample: Sample, market: str | None) -> dict:
         started = time.perf_counter()

@@ -20,6 +20,7 @@ from typing import Any
 from ray import serve
 
 from tripwire.config import from_dict
+from tripwire.decision_log import DecisionLog
 from tripwire.policy import Policy, Taxonomy
 from tripwire.review.app import create_app
 from tripwire.review.config import ReviewConfig
@@ -49,12 +50,15 @@ class ReviewApp:
     def __init__(self, config: ReviewConfig):
         self.config = config
         self.store = open_configured_store(config)
+        self.log = DecisionLog(config.decision_log) if config.decision_log else None
 
     def __serve_build_asgi_app__(self):
-        return create_app(self.store, self.config)
+        return create_app(self.store, self.config, self.log)
 
     def __del__(self):
         self.store.close()
+        if self.log is not None:
+            self.log.close()
 
 
 def build_review_app(args: dict[str, Any]) -> serve.Application:
@@ -63,5 +67,8 @@ def build_review_app(args: dict[str, Any]) -> serve.Application:
     config = ReviewConfig.load(_home(app_args.config) if app_args.config else None)
     store = app_args.store or config.store
     config = dataclasses.replace(config, store=store if "://" in store else _home(store))
+    if config.decision_log:
+        config = dataclasses.replace(config, decision_log=config.decision_log if "://" in config.decision_log
+                                     else _home(config.decision_log))
     Policy.load(config.policy).check_taxonomy(Taxonomy.load(config.taxonomy))
     return ReviewApp.bind(config)

@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from entrypoints import review_commands
+from entrypoints import compliance_commands, review_commands
 from tripwire.config import ConfigError
 from tripwire.quarantine import QuarantineLimitExceeded
 from tripwire.review.store import ReviewError
@@ -152,7 +152,7 @@ def _scan(args: argparse.Namespace) -> int:
     from pipelines.scan import make_job, run
 
     # run() checks the checkpoint, the manifest and the policy before Ray starts.
-    run(make_job(args.checkpoint, args.manifest, args.out, args.policy, args.market, args.config))
+    run(make_job(args.checkpoint, args.manifest, args.out, args.policy, args.market, args.config, args.decision_log))
     return 0
 
 
@@ -232,31 +232,6 @@ def _monitor(args: argparse.Namespace) -> int:
     return 0 if run(args.reference, args.current, args.out, args.bars)["ok"] else FAILED_EXIT
 
 
-def _audit(args: argparse.Namespace) -> int:
-    from tripwire.decision_log import DecisionLog
-    from tripwire.review.config import DEFAULT_STORE
-    from tripwire.review.store import redacted_url
-
-    head = None
-    if args.head:
-        seq, _, digest = args.head.partition(":")
-        if not seq.isdigit() or len(digest) != 64:
-            raise ConfigError(f"--head: {args.head!r} must be SEQ:SHA256 (as this command prints it)")
-        head = (int(seq), digest)
-    log = DecisionLog(args.store or DEFAULT_STORE)
-    try:
-        result = log.verify(head)
-    finally:
-        log.close()
-    where = redacted_url(args.store or DEFAULT_STORE)
-    if result.ok:
-        print(f"[audit] {where}: OK, {result.checked} record(s); head {result.head[0]}:{result.head[1]}")
-        return 0
-    print(f"[audit] {where}: FAILED at record {result.first_bad}: {result.reason} "
-          f"({result.checked} record(s) before it verified)")
-    return FAILED_EXIT
-
-
 def _demo(args: argparse.Namespace) -> int:
     from entrypoints.demo import run
 
@@ -264,6 +239,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # Every command that opens the review store takes the same two options.
+LOG_STORE_OPTION = opt("--store", help="the decision log's database: SQLite path or postgresql:// URL "
+                                       "(default: the review store's, runs/review/review.db)")
 STORE_OPTIONS = [
     opt("--config", help="review settings YAML (deployments/configs/review/settings.yaml; default: built-in settings)"),
     opt("--store", help="review store: SQLite path or postgresql:// URL (default: the config's, runs/review/review.db)"),
@@ -303,6 +280,8 @@ COMMANDS: dict[str, Command] = {
         opt("--policy", help="policy YAML (default: the checkpoint's recommended policy, else the bundled one)"),
         opt("--market", help="decide every item for this market (default: each item's meta.market)"),
         opt("--config", help="scan config YAML: actors, batch sizes, CPUs/GPUs (pipelines/configs/scan.yaml)"),
+        opt("--decision-log", help="append the scan's enforcement decisions to this decision log (SQLite path or "
+                                   "postgresql:// URL) when it finishes"),
     ]),
     "golden": Command(_golden, "register golden sets (versioned, content-hashed evaluation manifests) or list them", [
         opt("action", choices=["list", "register", "olid", "heldout"],
@@ -360,6 +339,8 @@ COMMANDS: dict[str, Command] = {
     ]),
     "review-ui": Command(review_commands.review_ui, "the reviewer web app (queue, labels, admin view) over the review store", [
         *STORE_OPTIONS,
+        opt("--decision-log", help="log resolved items' outcomes and take appeals: the decision log's SQLite path "
+                                   "or postgresql:// URL (usually the review store's; default: the config's, off)"),
         opt("--host", default="127.0.0.1", help="(default: %(default)s)"),
         opt("--port", type=_port, default=8300, help="(default: %(default)s)"),
     ]),
@@ -399,10 +380,33 @@ COMMANDS: dict[str, Command] = {
         opt("--reviews", choices=["wait", "stop"], help="wait for the reviews, or stop after queueing (default: the config's)"),
         opt("--store", help="review store: SQLite path or postgresql:// URL (default: the config's)"),
     ]),
-    "audit": Command(_audit, "verify the tamper-evident decision log's hash chain; names the first bad record", [
-        opt("action", choices=["verify"], help="verify: walk the chain (exit 1 at the first bad record)"),
-        opt("--store", help="the log's database: SQLite path or postgresql:// URL (default: runs/review/review.db)"),
-        opt("--head", help="SEQ:SHA256 of a head published earlier: also catches records dropped from the end"),
+    "audit": Command(compliance_commands.audit, "the tamper-evident decision log: verify, sign a checkpoint, prune, log a scan", [
+        opt("action", choices=["verify", "checkpoint", "prune", "log-scan"],
+            help="verify: walk the chain and its checkpoints (exit 1 at the first bad record); checkpoint: sign "
+                 "and print the head; prune: retention (up to the newest checkpoint older than it); log-scan: a "
+                 "scan's enforcement decisions into the log"),
+        LOG_STORE_OPTION,
+        opt("--head", help="verify: SEQ:SHA256 of a head published earlier: also catches records dropped from the end"),
+        opt("--key-file", help="checkpoint signing key file (default: the TRIPWIRE_LOG_KEY environment variable)"),
+        opt("--retention-days", type=float, help="prune: keep this many days of records"),
+        opt("--scan", help="log-scan: a tripwire scan output folder"),
+        opt("--policy", help="log-scan: the policy the scan applied (its thresholds are logged)"),
+        opt("--include-allowed", action="store_true", help="log-scan: log allowed items too"),
+    ]),
+    "compliance": Command(compliance_commands.compliance, "DSA statements of reasons, transparency reports, appeals", [
+        opt("action", choices=["sor", "report", "appeal", "sync"],
+            help="sor: statements of reasons for restrictive decisions (API batches of <= 100); report: a transparency "
+                 "report (HTML with plots + CSV); appeal: file a user's appeal of a decision; sync: log reviewer "
+                 "outcomes not logged yet"),
+        LOG_STORE_OPTION,
+        opt("--from", dest="from_date", help="sor, report: first day (YYYY-MM-DD, UTC)"),
+        opt("--to", dest="to_date", help="sor, report: last day, inclusive"),
+        opt("--out", help="sor, report: output folder"),
+        opt("--mapping", help="sor: taxonomy -> DSA mapping YAML (default: the bundled one)"),
+        opt("--puid", help="appeal: the decision's puid"),
+        opt("--statement", help="appeal: the user's reasons"),
+        opt("--review-store", help="appeal, sync: the review store (default: --store)"),
+        opt("--config", help="appeal, sync: review settings YAML (taxonomy, policy)"),
     ]),
     "demo": Command(_demo, "corpus, train, serve, HTTP checks and a scan, end to end on local Ray", [
         opt("--config", default="pipelines/configs/demo.yaml", help="training config (default: %(default)s)"),

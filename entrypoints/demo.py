@@ -70,6 +70,11 @@ def evaluate_heldout(model_dir: str) -> tuple[dict, dict[str, dict]]:
     return report, {row["id"]: row_to_result(row) for row in read_results(report["scan"])}
 
 
+def demo_store(model_dir: str) -> str:
+    """The demo's one database: the review queue and the decision log."""
+    return str(Path(model_dir).parent / "review.db")
+
+
 def queue_for_review(model_dir: str, scan_out: str) -> None:
     """The evaluation scan's review-band decisions into a review store, and how to open the reviewer app."""
     from tripwire.checkpoint import CheckpointManifest
@@ -77,18 +82,53 @@ def queue_for_review(model_dir: str, scan_out: str) -> None:
     from tripwire.review.store import open_store
     from tripwire.scan_output import read_review_candidates
 
-    store_path = str(Path(model_dir).parent / "review.db")
+    store_path = demo_store(model_dir)
     manifest = CheckpointManifest.read(model_dir)
     store = open_store(store_path, manifest.categories, list(manifest.policy().categories))
     try:
-        new = store.enqueue(queue_items(read_review_candidates(scan_out), scan_manifest(scan_out), "scan", "demo"))
+        new = store.enqueue(queue_items(read_review_candidates(scan_out), scan_manifest(scan_out), "scan", "demo",
+                                        scan_out=scan_out))
         token = store.add_reviewer("demo-admin", "admin")
         counts = store.counts()
     finally:
         store.close()
     print(f"\n[review] {new} review-band decision(s) queued ({counts['pending']} pending) in {store_path}; "
-          f"to review them:\n[review]   .venv/bin/tripwire review-ui --store {store_path}   then open "
+          f"to review them:\n[review]   .venv/bin/tripwire review-ui --store {store_path} --decision-log {store_path}"
+          f"   then open "
           f"http://127.0.0.1:8300/ and sign in with token {token}", flush=True)
+
+
+def compliance_outputs(model_dir: str, scan_out: str) -> None:
+    """The evaluation scan's decisions into the decision log (the served ones are there already), then
+    today's statements of reasons and transparency report from it."""
+    import datetime
+
+    from tripwire.checkpoint import CheckpointManifest
+    from tripwire.compliance.cases import cases, period
+    from tripwire.compliance.dsa import DsaMapping
+    from tripwire.compliance.report import build_report, write_report
+    from tripwire.compliance.scan_log import log_scan
+    from tripwire.compliance.statements import export_statements, exported_puids
+    from tripwire.decision_log import DecisionLog
+
+    store_path, out = demo_store(model_dir), Path(model_dir).parent / "compliance"
+    log = DecisionLog(store_path)
+    try:
+        scanned = log_scan(scan_out, log, CheckpointManifest.read(model_dir).policy())
+        verified = log.verify()
+        today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+        start, end = period(today, today)
+        sor = export_statements(store_path, start, end, out / "sor", DsaMapping.load())
+        issued = exported_puids(store_path)
+        today_cases = list(cases(log.records(), start, end))
+        report = build_report(today_cases, start, end, sum(1 for c in today_cases if c.enforced and c.puid in issued))
+        page = write_report(report, out / "report")
+    finally:
+        log.close()
+    print(f"\n[compliance] decision log {store_path}: {verified.checked} record(s) ({scanned} new from the scan), "
+          f"hash chain verified: {verified.ok}; {sor['exported']} new statement(s) of reasons in "
+          f"{len(sor['files'])} API batch file(s) -> {out / 'sor'}; transparency report ({report.decisions} decisions, "
+          f"{report.enforced} enforced) -> {page}", flush=True)
 
 
 def run(config: str, port: int, min_auc: float) -> int:
@@ -119,7 +159,10 @@ def run(config: str, port: int, min_auc: float) -> int:
 
         print(f"\n[serve] deploying {model_dir} on http://127.0.0.1:{port}", flush=True)
         serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=SERVE_LOGGING)
-        serve.run(build_app({"checkpoint": model_dir}), name="tripwire", route_prefix="/", logging_config=SERVE_LOGGING)
+        # Every answer is logged (hash chain) in the demo's store, the same database as its review queue.
+        serve.run(build_app({"checkpoint": model_dir,
+                             "decision_log": str(Path(demo_store(model_dir)).resolve())}), name="tripwire",
+                  route_prefix="/", logging_config=SERVE_LOGGING)
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url)
         served_at = time.perf_counter()
@@ -152,6 +195,7 @@ def run(config: str, port: int, min_auc: float) -> int:
         print(f"[evaluate] scan results equal to HTTP and in-process for the {len(samples)} items above: "
               f"{not scan_differences}")
         queue_for_review(model_dir, evaluation["scan"])
+        compliance_outputs(model_dir, evaluation["scan"])
         done = time.perf_counter()
         print(f"[demo] train {trained_at - started:.0f}s, deploy {served_at - trained_at:.0f}s, "
               f"evaluate {done - served_done:.0f}s, total {done - started:.0f}s")

@@ -18,7 +18,11 @@ def _config(args: argparse.Namespace):
     from tripwire.review.config import ReviewConfig
 
     config = ReviewConfig.load(args.config)
-    return dataclasses.replace(config, store=args.store) if args.store else config
+    if args.store:
+        config = dataclasses.replace(config, store=args.store)
+    if getattr(args, "decision_log", None):
+        config = dataclasses.replace(config, decision_log=args.decision_log)
+    return config
 
 
 def open_configured_store(args: argparse.Namespace):
@@ -34,9 +38,11 @@ def review_ui(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from tripwire.decision_log import DecisionLog
     from tripwire.review.app import create_app
 
     config, store = open_configured_store(args)
+    log = DecisionLog(config.decision_log) if config.decision_log else None
     counts = store.counts()
     print(f"[review] store {store.url}: {counts['pending']} pending, {counts['adjudication']} in adjudication, "
           f"{counts['resolved']} resolved; {len(store.reviewers())} reviewer(s)", flush=True)
@@ -45,9 +51,11 @@ def review_ui(args: argparse.Namespace) -> int:
     print(f"[review] reviewer app on http://{args.host}:{args.port}/ (Ctrl+C stops)", flush=True)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     try:
-        uvicorn.run(create_app(store, config), host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(create_app(store, config, log), host=args.host, port=args.port, log_level="warning")
     finally:
         store.close()
+        if log is not None:
+            log.close()
     return 0
 
 
@@ -105,7 +113,8 @@ def _add(args: argparse.Namespace, store) -> int:
 
     manifest = args.manifest or scan_manifest(args.scan)
     rows = read_results(args.scan) if args.golden else read_review_candidates(args.scan)
-    items = queue_items(rows, manifest, "golden" if args.golden else "scan", args.batch, golden=args.golden)
+    items = queue_items(rows, manifest, "golden" if args.golden else "scan", args.batch, golden=args.golden,
+                        scan_out=None if args.golden else args.scan)
     new = store.enqueue(items)
     kind = "hidden golden item(s)" if args.golden else "review candidate(s)"
     print(f"[queue] {new} new {kind} from {args.scan} ({len(items) - new} already queued) -> {store.url}")

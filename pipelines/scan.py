@@ -22,8 +22,11 @@ import numpy as np
 
 from pipelines.train import LIGHT_TASK_CPUS, quiet_data_progress, read_manifest_dataset
 from tripwire.checkpoint import CheckpointManifest
+from tripwire.compliance.scan_log import log_scan
 from tripwire.config import ConfigError, from_dict, load_yaml, to_dict
+from tripwire.decision_log import DecisionLog
 from tripwire.policy import Policy
+from tripwire.review.store import redacted_url
 from tripwire.sample import manifest_base
 from tripwire.scan_config import ScanConfig, ScanJob
 from tripwire.scan_output import QUARANTINE, ScanSummary, ScanWriter, completed_ids, write_summary
@@ -155,6 +158,15 @@ def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dic
         "model_version": checkpoint.version, "policy_version": policy.version,
         "market": job.market, "out": job.out, "manifest": job.manifest, "config": to_dict(job.scan)})
     path = write_summary(job.out, report)
+    if job.decision_log:
+        log = DecisionLog(job.decision_log)
+        try:
+            report["decisions_logged"] = log_scan(job.out, log, policy)
+        finally:
+            log.close()
+        write_summary(job.out, report)
+        print(f"[scan] {report['decisions_logged']} new enforcement decision(s) logged to "
+              f"{redacted_url(job.decision_log)}", flush=True)
     reasons = f" {report['quarantine_reasons']}" if report["quarantine_reasons"] else ""
     print(f"[scan] done: {report['scored']} scored, {report['already_done']} already done, "
           f"{report['quarantined']} quarantined{reasons} in {wall:.1f}s ({report['items_per_s']} items/s); "
@@ -163,8 +175,9 @@ def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dic
 
 
 def make_job(checkpoint: str, manifest: str, out: str, policy: str | None = None, market: str | None = None,
-             config: str | None = None) -> ScanJob:
+             config: str | None = None, decision_log: str | None = None) -> ScanJob:
     """The job the command line describes, validated (``config``: a scan config YAML, default settings if None)."""
     scan = load_yaml(ScanConfig, config) if config else ScanConfig()
     return from_dict(ScanJob, {"checkpoint": checkpoint, "manifest": manifest, "out": out, "policy": policy,
-                               "market": market.upper() if market else None, "scan": to_dict(scan)}, "scan")
+                               "market": market.upper() if market else None, "scan": to_dict(scan),
+                               "decision_log": decision_log}, "scan")

@@ -44,3 +44,51 @@ def artifacts():
     """``test-artifacts/`` at the repository root (created), where screenshots go for a person to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def open_file_page(browser, path: Path, screenshot: Path, key_id: str) -> dict:
+    """Loads the self-contained page ``path`` (``file://``) in a fresh page and saves a full-page screenshot;
+    returns what the page did: console and page errors, requests, dialogs, its images, the number of
+    scripts, its title, its body text, the first element's id, and the ``key_id`` element's visibility, box
+    and text (as ``key_visible``, ``key_box``, ``key_text``)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    seen = {"console_errors": [], "page_errors": [], "requests": [], "dialogs": []}
+    page.on("console", lambda msg: seen["console_errors"].append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda error: seen["page_errors"].append(str(error)))
+    page.on("request", lambda request: seen["requests"].append(request.url))
+
+    def on_dialog(dialog):
+        seen["dialogs"].append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    try:
+        page.goto(path.as_uri(), wait_until="load", timeout=30_000)
+        page.wait_for_function("Array.from(document.images).every(img => img.complete)", timeout=30_000)
+        seen["images"] = page.eval_on_selector_all(
+            "img", "els => els.map(e => ({alt: e.alt, complete: e.complete, width: e.naturalWidth,"
+                   " height: e.naturalHeight}))")
+        key = page.locator(f"#{key_id}")
+        seen["key_visible"] = key.is_visible()
+        seen["key_box"] = key.bounding_box()
+        seen["key_text"] = key.inner_text()
+        seen["first_in_body"] = page.evaluate("document.body.firstElementChild && document.body.firstElementChild.id")
+        seen["scripts"] = page.evaluate("document.scripts.length")
+        seen["title"] = page.title()
+        seen["body_text"] = page.inner_text("body")
+        page.screenshot(path=str(screenshot), full_page=True)
+    finally:
+        page.close()
+    return seen
+
+
+def assert_self_contained(seen: dict, path: Path, images: int) -> None:
+    """What :func:`open_file_page` saw of an archived report: no errors, no script ran, nothing fetched but
+    the page itself, and ``images`` images, each decoded and described (alt text)."""
+    assert seen["console_errors"] == [] and seen["page_errors"] == [], seen
+    assert seen["dialogs"] == [], f"a script ran in the page: {seen['dialogs']}"
+    assert seen["scripts"] == 0
+    assert seen["requests"] == [path.as_uri()], f"the page fetched more than itself: {seen['requests']}"
+    assert len(seen["images"]) == images, seen["images"]
+    for image in seen["images"]:
+        assert image["alt"] and image["complete"] and image["width"] > 0 and image["height"] > 0, image

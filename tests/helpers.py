@@ -71,3 +71,35 @@ def save_tiny_checkpoint(model_config, directory) -> str:
     tokenizer = AutoTokenizer.from_pretrained(model_config.preprocessing.text.tokenizer)
     return str(save_checkpoint(model, directory, model_config.preprocessing, taxonomy, tokenizer=tokenizer,
                                training={"run_name": "contract"}))
+
+
+def serve_deploy(config: dict, path, dashboard: str) -> None:
+    """What a platform owner runs: ``serve deploy <config.yaml>`` against the cluster's dashboard."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config))
+    serve_cli = Path(sys.executable).with_name("serve")
+    done = subprocess.run([str(serve_cli), "deploy", str(path), "--address", dashboard], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def wait_for(predicate, timeout_s: float = 180.0):
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"not true within {timeout_s} s")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-# Fields of a result that legitimately differ between paths: the caller's ids and this request's timings.
-VOLATILE_FIELDS = ("latency_ms", "request_id")
+# Fields of a result that legitimately differ between paths: the caller's ids, this request's timings, and
+# the decision log's id for this decision (only paths that log a decision have one).
+VOLATILE_FIELDS = ("latency_ms", "request_id", "puid")
 EVIDENCE_WEIGHT_ATOL = 2e-4  # results round evidence weights to 1e-4
 
 

@@ -192,6 +192,10 @@ class Policy:
             return self.markets[market.upper()][category]
         return self.categories.get(category)
 
+    def thresholds(self, market: str | None = None) -> dict[str, dict[str, Any]]:
+        """The rules :meth:`decide` applies in ``market``: category -> its thresholds and ground."""
+        return {category: dataclasses.asdict(self.rule(category, market)) for category in self.categories}
+
     def decide(self, scores: Mapping[str, float], market: str | None = None) -> Decision:
         """Applies the policy to per-category scores.
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import unquote
 
 import fsspec
@@ -249,4 +249,19 @@ def fingerprint_file(uri: str) -> str:
     with fsspec.open(uri, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def content_digest(text: str | None, media: Mapping[str, bytes | None]) -> str:
+    """sha256 of an item's content: its text and each media field's bytes (not its id, labels or meta).
+
+    The one content hash of the platform: the review export de-duplicates by it and the decision log
+    records it (so a logged decision can be matched to content without keeping the content)."""
+    digest = hashlib.sha256()
+    digest.update(b"text\0" + (text or "").encode("utf-8") + b"\0")
+    for name in MEDIA_FIELDS:
+        digest.update(name.encode() + b"\0")
+        data = media.get(name)
+        if data:
+            digest.update(hashlib.sha256(data).digest())
     return digest.hexdigest()

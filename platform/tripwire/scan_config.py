@@ -62,6 +62,8 @@ class ScanJob:
         policy: a policy YAML (default: the bundled policy).
         market: decide every item for this market (default: each item's own ``meta.market``).
         scan: the scaling settings.
+        decision_log: append the scan's enforcement decisions to this decision log (SQLite path or
+            postgresql:// URL) when it finishes; None: not logged.
     """
 
     checkpoint: str
@@ -70,6 +72,7 @@ class ScanJob:
     policy: str | None = None
     market: str | None = None
     scan: ScanConfig = field(default_factory=ScanConfig)
+    decision_log: str | None = None
 
     def __post_init__(self):
         if not str(self.manifest).endswith(MANIFEST_SUFFIXES):

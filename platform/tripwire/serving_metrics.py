@@ -21,6 +21,9 @@ _METRICS = {
     "latency": ("tripwire_stage_latency_seconds", "Latency per stage", ("stage",), LATENCY_BUCKETS),
     "scores": ("tripwire_category_score", "Scores per category", ("category",), SCORE_BUCKETS),
     "decisions": ("tripwire_decisions", "Decisions per action and policy version", ("action", "policy_version"), None),
+    "decision_log": ("tripwire_decision_log_records", "Answers by what became of their decision log record: logged "
+                     "(committed before the answer), unconfirmed (sent before the commit), dropped (no room)",
+                     ("outcome",), None),
 }
 
 
@@ -70,6 +73,9 @@ class ApiMetrics:
             self._record("scores", (category,), score)
         decision = result["decision"]
         self._record("decisions", (decision["action"], decision["policy_version"]))
+
+    def decision_log(self, outcome: str) -> None:
+        self._record("decision_log", (outcome,))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

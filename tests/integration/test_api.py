@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import good_samples
+from helpers import good_samples, serve_deploy, wait_for
 from tripwire.sample import manifest_base, request_body, read_media
 
 
@@ -113,21 +113,6 @@ def requests_counted(url: str) -> float:
     return 0.0
 
 
-def serve_deploy(config: dict, path, dashboard: str) -> None:
-    """What a platform owner runs: ``serve deploy <config.yaml>`` against the cluster's dashboard."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import yaml
-
-    Path(path).write_text(yaml.safe_dump(config))
-    serve_cli = Path(sys.executable).with_name("serve")
-    done = subprocess.run([str(serve_cli), "deploy", str(path), "--address", dashboard], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 def burst(url: str, count: int) -> list[httpx.Response]:
     """``count`` scoring requests sent at once."""
     import asyncio
@@ -138,21 +123,6 @@ def burst(url: str, count: int) -> list[httpx.Response]:
                                           for i in range(count)))
 
     return asyncio.run(send())
-
-
-def wait_for(predicate, timeout_s: float = 180.0):
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"not true within {timeout_s} s")
 
 
 def test_serve_config_edits_reach_live_replicas(ray_session, trained, cores_for_training, serve_endpoint,

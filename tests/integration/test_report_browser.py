@@ -26,51 +26,17 @@ browser, artifacts = shared.browser, shared.artifacts  # the module-scoped fixtu
 
 
 def open_report(browser, path: Path, screenshot: Path) -> dict:
-    """Loads ``path`` in a fresh page; returns what the page did (console errors, requests, dialogs, images,
-    the verdict's box) after saving a full-page screenshot."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    seen = {"console_errors": [], "page_errors": [], "requests": [], "dialogs": []}
-    page.on("console", lambda msg: seen["console_errors"].append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda error: seen["page_errors"].append(str(error)))
-    page.on("request", lambda request: seen["requests"].append(request.url))
-
-    def on_dialog(dialog):
-        seen["dialogs"].append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    try:
-        page.goto(path.as_uri(), wait_until="load", timeout=30_000)
-        page.wait_for_function("Array.from(document.images).every(img => img.complete)", timeout=30_000)
-        seen["images"] = page.eval_on_selector_all(
-            "img", "els => els.map(e => ({alt: e.alt, complete: e.complete, width: e.naturalWidth,"
-                   " height: e.naturalHeight}))")
-        verdict = page.locator("#verdict")
-        seen["verdict_visible"] = verdict.is_visible()
-        seen["verdict_box"] = verdict.bounding_box()
-        seen["verdict_text"] = verdict.inner_text()
-        seen["first_in_body"] = page.evaluate("document.body.firstElementChild && document.body.firstElementChild.id")
-        seen["scripts"] = page.evaluate("document.scripts.length")
-        seen["title"] = page.title()
-        page.screenshot(path=str(screenshot), full_page=True)
-    finally:
-        page.close()
-    return seen
+    """The page loaded and screenshotted (tests/browser.py), its verdict as the key element."""
+    return shared.open_file_page(browser, path, screenshot, "verdict")
 
 
 def check_page(seen: dict, path: Path, verdict_word: str, images: int) -> None:
-    assert seen["console_errors"] == [] and seen["page_errors"] == [], seen
-    assert seen["dialogs"] == [], f"a script ran in the page: {seen['dialogs']}"
-    assert seen["scripts"] == 0
-    assert seen["requests"] == [path.as_uri()], f"the page fetched more than itself: {seen['requests']}"
-    assert len(seen["images"]) == images, seen["images"]
-    for image in seen["images"]:
-        assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
+    shared.assert_self_contained(seen, path, images)
     assert seen["first_in_body"] == "verdict"
-    assert seen["verdict_visible"]
-    box = seen["verdict_box"]
+    assert seen["key_visible"]
+    box = seen["key_box"]
     assert box is not None and box["y"] < VERDICT_MAX_TOP_PX and box["height"] > 0, box
-    assert seen["verdict_text"].startswith(verdict_word), seen["verdict_text"]
+    assert seen["key_text"].startswith(verdict_word), seen["key_text"]
 
 
 def test_the_evaluation_page_renders_in_chromium(browser, artifacts, tmp_path):
@@ -103,5 +69,5 @@ def test_a_real_evaluation_report_in_the_browser(browser, artifacts, evaluated):
     assert all(url.startswith("file://") for url in seen["requests"]), seen["requests"]
     images = seen["images"]
     assert len(images) >= len(report["curves"]) and all(i["complete"] and i["width"] > 0 for i in images), images
-    assert seen["verdict_visible"] and seen["first_in_body"] == "verdict"
+    assert seen["key_visible"] and seen["first_in_body"] == "verdict"
     assert seen["title"] == f"Tripwire evaluation: {report['golden']['name']}@{report['golden']['version']}"

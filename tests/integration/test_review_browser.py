@@ -384,3 +384,21 @@ def test_the_admin_page_and_adjudication(watched, app_server, artifacts):
     assert store.item("item-1")["resolved_labels"] == {c: int(c in ("hate", "violence")) for c in CATEGORIES}
     w.assert_clean()
     reviewer.assert_clean()
+
+
+def test_an_appeal_shows_the_users_statement_as_text(watched, app_server, artifacts):
+    """An appeal comes first in the queue and shows the user's statement next to the contested decision, as
+    text (it is untrusted input)."""
+    base, store, tokens = app_server
+    statement = '<b onmouseover="alert(1)">I was quoting</b> the news, not attacking anyone'
+    store.enqueue([{"item_id": "appeal-srv-1", "source": "appeal", "priority": 10.0, "required_reviews": 1,
+                    "sample": {"id": "post-9", "text": "A quoted headline.", "meta": {"appeal": statement}},
+                    "result": _result("post-9", {"hate": 0.95}, "text")}])
+    w = watched()
+    page = w.page
+    w.sign_in(store.add_reviewer("cy", "reviewer", 3600.0), "/")
+    w.wait_for_item("appeal-srv-1")
+    assert page.inner_text("#item-meta .appeal") == f"Appeal {statement}"
+    assert page.eval_on_selector("#item-meta .appeal b", "e => e.children.length") == 0
+    page.screenshot(path=str(artifacts / "review-appeal.png"), full_page=True)
+    w.assert_clean()

@@ -159,3 +159,42 @@ def test_audit_verify_names_the_first_bad_record(tmp_path):
     assert result.returncode == 1 and "FAILED at record 3: its content does not match its hash" in result.stdout
     result, _ = tripwire("audit", "verify", "--store", store, "--head", "nope")
     assert_one_line_error(result, "audit", "--head: 'nope' must be SEQ:SHA256")
+
+
+def test_audit_checkpoint_prune_and_the_compliance_commands_from_the_command_line(tmp_path):
+    from tripwire.compliance.records import DECISION, decision_body
+    from tripwire.decision_log import DecisionLog
+
+    store, key = str(tmp_path / "log.db"), tmp_path / "key"
+    key.write_bytes(b"k3y")
+    log = DecisionLog(store)
+    allowed = {"id": "x", "scores": {"hate": 0.1}, "decision": {"action": "allow", "reasons": [], "flagged": [],
+                                                            "policy_version": "p", "market": None},
+               "attribution": {}, "evidence": {}, "modalities": ["text"], "model_version": "m", "policy_version": "p"}
+    at = 1764547200.0  # 2025-12-01
+    log.append([(DECISION, f"p{i}", decision_body(allowed, source="serving", policy=None, detected_at=at,
+                                                  decided_at=at, content_hash="0" * 64, content_types=["text"]))
+                for i in range(3)])
+    log.close()
+    result, _ = tripwire("audit", "checkpoint", "--store", store)
+    assert_one_line_error(result, "audit", "a signing key is needed")
+    result, _ = tripwire("audit", "prune", "--store", store, "--retention-days", "0.000001")
+    assert_one_line_error(result, "audit", "prune: no checkpoint covers the records to prune")
+    result, _ = tripwire("audit", "checkpoint", "--store", store, "--key-file", str(key))
+    assert result.returncode == 0 and "checkpoint 3:" in result.stdout
+    result, _ = tripwire("audit", "verify", "--store", store, "--key-file", str(key))
+    assert result.returncode == 0 and "OK, 3 record(s)" in result.stdout
+    (tmp_path / "other").write_bytes(b"not the key")
+    result, _ = tripwire("audit", "verify", "--store", store, "--key-file", str(tmp_path / "other"))
+    assert result.returncode == 1 and "signature is not the key's" in result.stdout
+    result, _ = tripwire("compliance", "sor", "--store", store, "--out", str(tmp_path / "sor"))
+    assert_one_line_error(result, "compliance", "--from YYYY-MM-DD and --to YYYY-MM-DD are required")
+    result, _ = tripwire("compliance", "report", "--store", store, "--from", "2026-11-02", "--to", "2026-11-01",
+                         "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, "compliance", "--to 2026-11-01 is before --from 2026-11-02")
+    result, _ = tripwire("compliance", "appeal", "--store", store, "--puid", "p1", "--statement", "unfair")
+    assert_one_line_error(result, "compliance", "only restrictive decisions")
+    result, _ = tripwire("compliance", "report", "--store", store, "--from", "2025-12-01", "--to", "2025-12-31",
+                         "--out", str(tmp_path / "r"))
+    assert result.returncode == 0 and (tmp_path / "r" / "index.html").exists(), result.stderr
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["decisions"] == 3

@@ -100,3 +100,64 @@ def test_concurrent_appenders_keep_one_chain(log):
 
 def test_verify_over_plain_records_reports_order_problems():
     assert verify([]).ok and verify([]).head == (0, GENESIS)
+
+
+KEY = b"test-signing-key"
+
+
+def test_find_returns_the_logged_record_or_none(log):
+    assert log.find("decision", "p-3").body["scores"] == {"hate": 0.53}
+    assert log.find("decision", "p-99") is None and log.find("appeal", "p-3") is None
+
+
+def test_a_signed_checkpoint_catches_a_chain_rewritten_after_it(log):
+    checkpoint = log.checkpoint(KEY)
+    assert checkpoint.seq == 6 and log.verify(key=KEY).ok
+    # Rewrite record 4 and re-hash everything after it: the chain alone is consistent again...
+    records = list(log.records())
+    sql(log, "DELETE FROM decision_log WHERE seq >= 4")
+    previous = records[2].hash
+    for record in records[3:]:
+        body = dict(record.body, action="allow") if record.seq == 4 else record.body
+        digest = record_hash(record.seq, record.kind, record.puid, body, record.logged_at, previous)
+        sql(log, "INSERT INTO decision_log (seq, kind, puid, body, logged_at, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.seq, record.kind, record.puid, canonical(body).decode(), record.logged_at, previous, digest))
+        previous = digest
+    # ...but not with the checkpoint it no longer matches.
+    result = log.verify(key=KEY)
+    assert not result.ok and result.first_bad == 6 and "checkpoint" in result.reason
+    # A checkpoint forged without the key is caught too.
+    sql(log, "UPDATE decision_log_checkpoints SET hash = ? WHERE seq = 6", (previous,))
+    result = log.verify(key=KEY)
+    assert not result.ok and "signature" in result.reason
+
+
+def test_retention_prunes_up_to_a_checkpoint_and_the_rest_still_verifies(log):
+    with pytest.raises(ValueError, match="checkpoint"):
+        log.prune(before=float("inf"))
+    records = list(log.records())
+    log.checkpoint(KEY)  # at seq 6
+    log.append([("decision", "p-7", {"action": "block"})])
+    deleted = log.prune(before=records[-1].logged_at + 1e-6)
+    assert deleted == 6 and [r.seq for r in log.records()] == [7]
+    result = log.verify(key=KEY)
+    assert result.ok and result.checked == 1 and result.head == log.head()
+    log.append([("decision", "p-8", {"action": "allow"})])
+    assert log.verify(key=KEY).ok and log.head()[0] == 8
+    # Editing the anchor (to hide the pruned span's real end) breaks the first remaining record's link.
+    sql(log, "UPDATE decision_log_anchor SET hash = ? WHERE id = 1", ("f" * 64,))
+    assert not log.verify().ok
+
+
+@pytest.mark.parametrize("body", [{}, {"a": [1, 2.5, None], "é": "ünïcode", "n": {"z": 1, "a": True}}, {"x": 1e-300}])
+def test_the_append_paths_hash_equals_the_verifiers(body):
+    from tripwire.decision_log import _hash_of_text
+
+    for seq, kind, puid, at in ((1, "decision", "p-1", 1764547200.123456), (99, "appeal", "srv-x_y", 0.0)):
+        assert _hash_of_text(seq, kind, puid, canonical(body), at, GENESIS) == record_hash(seq, kind, puid, body, at, GENESIS)
+
+
+def test_a_batch_naming_one_puid_twice_logs_it_once(log):
+    records = log.append([("decision", "dup", {"n": 1}), ("decision", "dup", {"n": 2}), ("appeal", "dup", {"n": 3})])
+    assert records[0] == records[1] and records[1].body == {"n": 1} and records[2].kind == "appeal"
+    assert log.head()[0] == 8 and log.verify().ok

@@ -116,3 +116,23 @@ def test_the_review_app_serve_config_builds(monkeypatch):
     assert {d.name for d in app.deployments} == {"ReviewApp"}
     monkeypatch.setenv("TRIPWIRE_HOME", str(REPO))
     assert build_review_app(app.args) is not None
+
+
+def test_the_compliance_cronjobs_run_commands_the_cli_accepts():
+    """Each CronJob's command parses with the real ``tripwire`` parser (a renamed option fails here, not in
+    the cluster at 3 a.m.)."""
+    import shlex
+
+    from entrypoints.cli import build_parser
+
+    parser, _ = build_parser()
+    docs = list(yaml.safe_load_all((REPO / "cluster/cronjob-compliance.yaml").read_text()))
+    assert [d["kind"] for d in docs] == ["CronJob"] * 3
+    for doc in docs:
+        [container] = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        args = container["args"]
+        if args[0] == "/bin/sh":  # the shell line: the tripwire command after the date
+            args = shlex.split(args[2].split("&&", 1)[1].replace("$day", "2026-11-30"))
+        assert args[0] == "tripwire"
+        parsed = parser.parse_args(args[1:])
+        assert parsed.command in ("audit", "compliance") and parsed.store.startswith("postgresql://")

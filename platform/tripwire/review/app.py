@@ -26,6 +26,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tripwire.compliance.appeals import AppealError, file_appeal
+from tripwire.compliance.outcomes import log_outcome
+from tripwire.decision_log import DecisionLog
 from tripwire.media import MediaError
 from tripwire.review.agreement import category_agreement, golden_accuracy, reviewer_agreement
 from tripwire.review.config import ReviewConfig
@@ -96,8 +99,9 @@ button{{padding:.55rem 1.2rem;font:inherit;background:#1f5fbf;color:#fff;border:
 <button type="submit">Sign in</button></form></body></html>""", status_code=401 if message else 200)
 
 
-def create_app(store: ReviewStore, config: ReviewConfig | None = None) -> FastAPI:
-    """The review app over ``store`` (the caller owns the store and closes it)."""
+def create_app(store: ReviewStore, config: ReviewConfig | None = None, log: DecisionLog | None = None) -> FastAPI:
+    """The review app over ``store`` (the caller owns the store and closes it). With the decision ``log``,
+    the review that resolves an item logs its outcome, and ``POST /api/appeals`` files appeals."""
     config = config or ReviewConfig()
     app = FastAPI(title="Tripwire review", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.store = store
@@ -210,7 +214,13 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None) -> FastAP
 
     @app.post("/api/reviews", status_code=201)
     def submit(body: dict[str, Any] = Body(...), who: Reviewer = Depends(reviewer)) -> Response:
-        outcome = store.submit(who, store.check_submission(body))
+        submission = store.check_submission(body)
+        outcome = store.submit(who, submission)
+        if log is not None and outcome["item_status"] == "resolved":
+            try:
+                log_outcome(store, log, submission.item_id)
+            except Exception:  # the review is stored; tripwire compliance sync appends what is missing
+                logger.exception("decision log: the outcome of %s was not logged", submission.item_id)
         return JSONResponse(outcome, status_code=200 if outcome["duplicate"] else 201)
 
     @app.post("/api/items/{item_id:path}/skip")
@@ -243,6 +253,21 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None) -> FastAP
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise ReviewError(422, "invalid_request", "items: must be a list of item objects")
         return {"enqueued": store.enqueue(items)}
+
+    @app.post("/api/appeals", status_code=201)
+    def appeal(body: dict[str, Any] = Body(...), who: Reviewer = Depends(admin)) -> Response:
+        """A user's appeal of a decision (filed by the product's service account, an admin)."""
+        if log is None:
+            raise ReviewError(404, "no_decision_log", "appeals need the decision log (review config: decision_log)")
+        sample = body.get("sample")
+        if sample is not None and not isinstance(sample, dict):
+            raise ReviewError(422, "invalid_request", "sample: must be a manifest row object")
+        try:
+            filed = file_appeal(store, log, str(body.get("puid") or ""), str(body.get("statement") or ""), sample)
+        except AppealError as exc:
+            raise ReviewError(exc.status, "invalid_appeal" if exc.status == 422 else
+                              ("unknown_decision" if exc.status == 404 else "not_appealable"), str(exc)) from None
+        return JSONResponse(filed, status_code=200 if filed["duplicate"] else 201)
 
     return app
 

@@ -26,6 +26,8 @@ class ReviewConfig:
         token_ttl_days: default lifetime of a new reviewer token.
         taxonomy: the taxonomy YAML whose categories reviewers label (default: the bundled one).
         policy: the policy YAML whose clauses reviewers cite (default: the bundled one).
+        decision_log: the decision log (SQLite path or postgresql:// URL; usually the same as ``store``):
+            each resolved item's outcome is logged, and appeals can be filed. None: off.
     """
 
     store: str = DEFAULT_STORE
@@ -35,6 +37,7 @@ class ReviewConfig:
     token_ttl_days: float = 30.0
     taxonomy: str | None = None
     policy: str | None = None
+    decision_log: str | None = None
 
     def __post_init__(self):
         if not self.store:

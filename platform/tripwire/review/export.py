@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from tripwire.golden import load_catalogue, manifest_uri
-from tripwire.sample import MEDIA_FIELDS, Sample, manifest_base, read_manifest, read_media, resolve_uri
+from tripwire.sample import (MEDIA_FIELDS, Sample, content_digest, manifest_base, read_manifest, read_media,
+                             resolve_uri)
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +36,9 @@ SNAPSHOT, MANIFEST, PROVENANCE = "snapshot.json", "manifest.jsonl", "provenance.
 
 
 def content_hash(sample: Mapping[str, Any], base_uri: str | None) -> str:
-    """sha256 of an item's content: its text and every media file's bytes (not its id or labels)."""
-    digest = hashlib.sha256()
-    digest.update(b"text\0" + (sample.get("text") or "").encode("utf-8") + b"\0")
-    for field in MEDIA_FIELDS:
-        ref = sample.get(field)
-        digest.update(field.encode() + b"\0")
-        if ref:
-            digest.update(hashlib.sha256(read_media(field, ref, base_uri)).digest())
-    return digest.hexdigest()
+    """sha256 of an item's content (:func:`tripwire.sample.content_digest`), reading its media."""
+    return content_digest(sample.get("text"), {field: read_media(field, sample[field], base_uri)
+                                               for field in MEDIA_FIELDS if sample.get(field)})
 
 
 def golden_hashes(catalogue: str | None = None) -> dict[str, str]:

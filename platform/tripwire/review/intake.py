@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import fsspec
 
+from tripwire.compliance.records import scan_puid
 from tripwire.sample import manifest_base, read_manifest
 from tripwire.scan_output import SUMMARY, row_to_result
 
@@ -41,7 +42,8 @@ def manifest_rows(manifest: str, ids: Iterable[str]) -> dict[str, dict[str, Any]
 
 
 def queue_items(rows: Sequence[Mapping[str, Any]], manifest: str, source: str, batch: str | None = None,
-                priorities: Mapping[str, float] | None = None, golden: bool = False) -> list[dict[str, Any]]:
+                priorities: Mapping[str, float] | None = None, golden: bool = False,
+                scan_out: str | None = None) -> list[dict[str, Any]]:
     """Scan result rows -> queue items with their sample (media by reference, labels removed).
 
     Args:
@@ -50,6 +52,8 @@ def queue_items(rows: Sequence[Mapping[str, Any]], manifest: str, source: str, b
         source: the item's source (``scan``, ``sampling``, ``golden``).
         priorities: id -> priority (active learning's); default: the highest category score.
         golden: hidden golden items (the manifest's labels become ``golden_labels``).
+        scan_out: the scan's output folder: each item's result names its decision's puid in the decision log
+            (:func:`tripwire.compliance.records.scan_puid`), so the reviewers' outcome is logged against it.
     """
     if "://" not in manifest:  # the queue outlives the working directory: media resolve from anywhere
         manifest = os.path.abspath(manifest)
@@ -60,6 +64,8 @@ def queue_items(rows: Sequence[Mapping[str, Any]], manifest: str, source: str, b
     items = []
     for row in rows:
         result = row_to_result(row)
+        if scan_out is not None:
+            result["puid"] = scan_puid(scan_out, row["id"])
         sample = dict(samples[row["id"]])
         labels = sample.pop("labels", {}) or {}
         if golden and not labels:

@@ -199,6 +199,41 @@ def database(url: str) -> _Database:
     return _SQLite(str(Path(url).resolve()))
 
 
+class Tables:
+    """A set of tables in the database at ``url`` (created on first use by ``schema``'s statements), over one
+    connection per thread; rows come back as tuples. The decision log and the statements' ledger use it."""
+
+    schema: Sequence[str] = ()
+
+    def __init__(self, url: str):
+        self.url = url
+        self.db = database(url)
+        self._local = threading.local()
+        with self.db.write(self.conn):
+            for statement in self.schema:
+                self.conn.execute(statement)
+
+    @property
+    def conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.db.connect()
+        return conn
+
+    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.conn.execute(self.db.sql(statement), tuple(params)).fetchall()
+
+    def _run(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(self.db.sql(statement), tuple(params))
+
+    def close(self) -> None:
+        """Closes this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local = threading.local()
+
+
 class ReviewStore:
     """The review queue over one database.
 

@@ -230,6 +230,8 @@
       el("span", null, "Model ", el("b", { text: item.model_version || "—" })),
       el("span", null, "Policy ", el("b", { text: item.policy_version || "—" })),
       el("span", null, "Model decision ", el("b", { class: `model-action act-${item.action}`, text: item.action || "—" })),
+      // An appeal: the user's own reasons, next to the decision they contest (shown as text, never as HTML).
+      item.meta && item.meta.appeal ? el("span", { class: "appeal" }, "Appeal ", el("b", { text: item.meta.appeal })) : null,
       claimInfo && claimInfo.expires_at ? el("span", null, "Claim until ", el("b", {
         text: new Date(claimInfo.expires_at * 1000).toLocaleTimeString() })) : null,
     );
