@@ -433,9 +433,12 @@ class Ingress:
         ``request_id`` first."""
         puid = serving_puid(request_id)
         result["puid"] = puid
+        decided_at = time.time()
         media = {m: getattr(sample, m) for m in ("image", "audio", "video") if getattr(sample, m) is not None}
+        # Hashing inline video (tens of MB) would hold the event loop: media is hashed off it.
+        digest = await asyncio.to_thread(content_digest, sample.text, media) if media else content_digest(sample.text, {})
         body = decision_body(result, source="serving", policy=self.core.policy, detected_at=detected_at,
-                             decided_at=time.time(), content_hash=content_digest(sample.text, media),
+                             decided_at=decided_at, content_hash=digest,
                              content_types=result["modalities"], language=language, content=content,
                              answer={k: v for k, v in result.items() if k != "latency_ms"})
         record = await self.log_writer.write(DECISION, puid, body)

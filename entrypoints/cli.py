@@ -239,8 +239,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # Every command that opens the review store takes the same two options.
-LOG_STORE_OPTION = opt("--store", help="the decision log's database: SQLite path or postgresql:// URL "
-                                       "(default: the review store's, runs/review/review.db)")
+LOG_STORE_OPTION = opt("--store", help="the decision log: SQLite path or postgresql:// URL (default: the review "
+                                       "store's, runs/review/review.db); audit: also a Parquet log's fsspec URI")
 STORE_OPTIONS = [
     opt("--config", help="review settings YAML (deployments/configs/review/settings.yaml; default: built-in settings)"),
     opt("--store", help="review store: SQLite path or postgresql:// URL (default: the config's, runs/review/review.db)"),
@@ -280,8 +280,8 @@ COMMANDS: dict[str, Command] = {
         opt("--policy", help="policy YAML (default: the checkpoint's recommended policy, else the bundled one)"),
         opt("--market", help="decide every item for this market (default: each item's meta.market)"),
         opt("--config", help="scan config YAML: actors, batch sizes, CPUs/GPUs (pipelines/configs/scan.yaml)"),
-        opt("--decision-log", help="append the scan's enforcement decisions to this decision log (SQLite path or "
-                                   "postgresql:// URL) when it finishes"),
+        opt("--decision-log", help="append the scan's enforcement decisions to this decision log when it finishes: "
+                                   "SQLite path, postgresql:// URL, or a Parquet folder on any fsspec URI"),
     ]),
     "golden": Command(_golden, "register golden sets (versioned, content-hashed evaluation manifests) or list them", [
         opt("action", choices=["list", "register", "olid", "heldout"],
@@ -402,6 +402,8 @@ COMMANDS: dict[str, Command] = {
         opt("--from", dest="from_date", help="sor, report: first day (YYYY-MM-DD, UTC)"),
         opt("--to", dest="to_date", help="sor, report: last day, inclusive"),
         opt("--out", help="sor, report: output folder"),
+        opt("--scan-log", action="append", help="sor, report: a scan's Parquet decision log (fsspec URI) read with "
+                                                "--store, repeatable"),
         opt("--mapping", help="sor: taxonomy -> DSA mapping YAML (default: the bundled one)"),
         opt("--puid", help="appeal: the decision's puid"),
         opt("--statement", help="appeal: the user's reasons"),

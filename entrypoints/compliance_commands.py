@@ -50,13 +50,17 @@ def _head(value: str | None) -> tuple[int, str] | None:
 
 
 def audit(args: argparse.Namespace) -> int:
+    from tripwire.compliance.logs import open_log
+    from tripwire.compliance.parquet_log import ParquetDecisionLog
     from tripwire.config import ConfigError
-    from tripwire.decision_log import DecisionLog
     from tripwire.review.store import redacted_url
 
     where = redacted_url(_store(args))
-    log = DecisionLog(_store(args))
+    log = open_log(_store(args))
     try:
+        if isinstance(log, ParquetDecisionLog) and (args.action == "checkpoint" or getattr(args, "key_file", None)):
+            raise ConfigError(f"{args.action}: a Parquet log has no signed checkpoints (publish its head; "
+                              "verify it with --head)")
         if args.action == "verify":
             result = log.verify(_head(args.head), _key(args, required=False))
             if result.ok:
@@ -77,8 +81,9 @@ def audit(args: argparse.Namespace) -> int:
                 deleted = log.prune(time.time() - args.retention_days * 86400.0)
             except ValueError as exc:
                 raise ConfigError(f"prune: {exc}") from None
-            print(f"[audit] {where}: {deleted} record(s) older than {args.retention_days:g} day(s) pruned; "
-                  f"the rest verifies from checkpoint {log.anchor().seq}")
+            first = next(iter(log.records()), None)
+            rest = f"the rest verifies from record {first.seq}" if first else "no record is left"
+            print(f"[audit] {where}: {deleted} record(s) older than {args.retention_days:g} day(s) pruned; {rest}")
             return 0
         if args.action == "log-scan":
             from tripwire.compliance.scan_log import log_scan
@@ -118,12 +123,17 @@ def _review_store(args: argparse.Namespace):
 
 
 def compliance(args: argparse.Namespace) -> int:
+    from tripwire.compliance.parquet_log import is_parquet_log
     from tripwire.config import ConfigError
     from tripwire.decision_log import DecisionLog
 
     if args.action in ("sor", "report") and not args.out:
         raise ConfigError(f"{args.action}: --out DIR is required")
     url = _store(args)
+    if is_parquet_log(url):
+        raise ConfigError(f"--store: {url} is a Parquet log; give the database log as --store and Parquet logs "
+                          "as --scan-log")
+    scan_logs = list(args.scan_log or [])
     log = DecisionLog(url)
     try:
         if args.action == "sor":
@@ -131,7 +141,7 @@ def compliance(args: argparse.Namespace) -> int:
             from tripwire.compliance.statements import export_statements
 
             start, end = _period(args)
-            summary = export_statements(url, start, end, args.out, DsaMapping.load(args.mapping))
+            summary = export_statements(url, start, end, args.out, DsaMapping.load(args.mapping), scan_logs)
             print(f"[compliance] statements of reasons {args.from_date}..{args.to_date}: {_sor_line(summary)} -> {args.out}")
             return 0
         if args.action == "report":
@@ -139,8 +149,14 @@ def compliance(args: argparse.Namespace) -> int:
             from tripwire.compliance.report import build_report, write_report
             from tripwire.compliance.statements import exported_puids
 
+            from tripwire.compliance.logs import LogSet
+
             start, end = _period(args)
-            period_cases = list(cases(log.records(), start, end))
+            logs = LogSet([url, *scan_logs])
+            try:
+                period_cases = list(cases(logs.records(), start, end))
+            finally:
+                logs.close()
             issued = exported_puids(url)  # the statements-of-reasons ledger: what `compliance sor` exported
             report = build_report(period_cases, start, end,
                                   statements_issued=sum(1 for c in period_cases if c.enforced and c.puid in issued))

@@ -22,9 +22,9 @@ import numpy as np
 
 from pipelines.train import LIGHT_TASK_CPUS, quiet_data_progress, read_manifest_dataset
 from tripwire.checkpoint import CheckpointManifest
+from tripwire.compliance.logs import open_log
 from tripwire.compliance.scan_log import log_scan
 from tripwire.config import ConfigError, from_dict, load_yaml, to_dict
-from tripwire.decision_log import DecisionLog
 from tripwire.policy import Policy
 from tripwire.review.store import redacted_url
 from tripwire.sample import manifest_base
@@ -159,7 +159,7 @@ def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dic
         "market": job.market, "out": job.out, "manifest": job.manifest, "config": to_dict(job.scan)})
     path = write_summary(job.out, report)
     if job.decision_log:
-        log = DecisionLog(job.decision_log)
+        log = open_log(job.decision_log)
         try:
             report["decisions_logged"] = log_scan(job.out, log, policy)
         finally:

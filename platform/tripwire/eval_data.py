@@ -13,10 +13,10 @@ from typing import Sequence
 
 import fsspec
 import numpy as np
-import pyarrow.parquet as pq
 
 from tripwire.config import ConfigError
 from tripwire.eval_metrics import EvalArrays
+from tripwire.parquet_io import read_table
 from tripwire.policy import Action
 from tripwire.sample import Sample
 from tripwire.scan_output import PARTITION, RESULTS
@@ -85,7 +85,7 @@ def read_scored(scan_out: str, categories: Sequence[str]) -> dict[str, tuple[np.
     for file in files:
         action = level[file.rsplit(f"{PARTITION}=", 1)[1].split("/", 1)[0]]
         with fs.open(file, "rb") as handle:
-            table = pq.read_table(handle, columns=["id", "scores", "reasons"])
+            table = read_table(handle, columns=["id", "scores", "reasons"])
         for row in table.to_pylist():
             scores = np.array([row["scores"][c] for c in categories], np.float64)
             acted = np.zeros(len(categories), np.int8)

@@ -21,10 +21,10 @@ import numbers
 from typing import Any
 
 import fsspec
-import pyarrow.parquet as pq
 
 from tripwire.config import ConfigError
 from tripwire.drift import row_action
+from tripwire.parquet_io import read_table
 from tripwire.scan_output import PARTITION, RESULTS
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _read_scan_output(uri: str, fs, path: str) -> list[dict[str, Any]]:
     for file in sorted(fs.glob(f"{folder}/{PARTITION}=*/part-*.parquet")):
         action = file.rsplit(f"{PARTITION}=", 1)[1].split("/", 1)[0]
         with fs.open(file, "rb") as handle:
-            table = pq.read_table(handle, columns=_COLUMNS)
+            table = read_table(handle, columns=_COLUMNS)
         for item_id, scores, modalities in zip(*(table.column(c).to_pylist() for c in _COLUMNS)):
             rows.append({"id": item_id, "scores": scores or {}, "action": action, "modalities": list(modalities or [])})
     return rows

@@ -41,7 +41,8 @@ def write_quarantine(quarantine_dir: str, rows: list[dict[str, str]]) -> None:
 def read_quarantine(quarantine_dir: str) -> list[dict[str, str]]:
     """All quarantined rows, one per id (a streaming job re-quarantines the same rows each epoch)."""
     import fsspec
-    import pyarrow.parquet as pq
+
+    from tripwire.parquet_io import read_table
 
     fs, path = fsspec.core.url_to_fs(quarantine_dir)
     if not fs.exists(path):
@@ -49,7 +50,7 @@ def read_quarantine(quarantine_dir: str) -> list[dict[str, str]]:
     seen: dict[str, dict[str, str]] = {}
     for file in sorted(fs.glob(f"{path}/*.parquet")):
         with fs.open(file, "rb") as handle:
-            for row in pq.read_table(handle).to_pylist():
+            for row in read_table(handle).to_pylist():
                 seen.setdefault(row["id"], row)
     return list(seen.values())
 

@@ -62,8 +62,9 @@ class ScanJob:
         policy: a policy YAML (default: the bundled policy).
         market: decide every item for this market (default: each item's own ``meta.market``).
         scan: the scaling settings.
-        decision_log: append the scan's enforcement decisions to this decision log (SQLite path or
-            postgresql:// URL) when it finishes; None: not logged.
+        decision_log: append the scan's enforcement decisions to this decision log when it finishes: a SQLite
+            path or postgresql:// URL (the review store's), or a folder on any fsspec URI (Parquet files,
+            one writer at a time); None: not logged.
     """
 
     checkpoint: str

@@ -28,6 +28,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tripwire.parquet_io import read_table
 from tripwire.quarantine import quarantine_reasons, read_quarantine
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def read_results(out: str) -> list[dict[str, Any]]:
     for file in _parts(fs, f"{path}/{RESULTS}"):
         action = file.rsplit(f"{PARTITION}=", 1)[1].split("/", 1)[0]
         with fs.open(file, "rb") as handle:
-            rows += [{**row, "action": action} for row in pq.read_table(handle).to_pylist()]
+            rows += [{**row, "action": action} for row in read_table(handle).to_pylist()]
     return rows
 
 
@@ -99,7 +100,7 @@ def read_review_candidates(out: str) -> list[dict[str, Any]]:
     rows = []
     for file in _parts(fs, f"{path}/{REVIEW}"):
         with fs.open(file, "rb") as handle:
-            rows += [{**row, "action": "review"} for row in pq.read_table(handle).to_pylist()]
+            rows += [{**row, "action": "review"} for row in read_table(handle).to_pylist()]
     return rows
 
 
@@ -124,7 +125,7 @@ def completed_ids(out: str) -> set[str]:
     for file in _parts(fs, f"{path}/{RESULTS}"):
         tokens.add(_token(file))
         with fs.open(file, "rb") as handle:
-            done.update(pq.read_table(handle, columns=["id"]).column("id").to_pylist())
+            done.update(read_table(handle, columns=["id"]).column("id").to_pylist())
     for file in _parts(fs, f"{path}/{REVIEW}"):
         if _token(file) not in tokens:
             fs.rm(file)

@@ -22,7 +22,8 @@ _METRICS = {
     "scores": ("tripwire_category_score", "Scores per category", ("category",), SCORE_BUCKETS),
     "decisions": ("tripwire_decisions", "Decisions per action and policy version", ("action", "policy_version"), None),
     "decision_log": ("tripwire_decision_log_records", "Answers by what became of their decision log record: logged "
-                     "(committed before the answer), unconfirmed (sent before the commit), dropped (no room)",
+                     "(committed before the answer), unconfirmed (sent before the commit), dropped (no room), rejected "
+                     "(not loggable JSON)",
                      ("outcome",), None),
 }
 

@@ -187,8 +187,9 @@ def write_splits(assignment: dict[str, str], uri: str) -> None:
 def read_splits(uri: str) -> dict[str, str]:
     """``id -> split`` as written by :func:`write_splits` (e.g. ``<model_dir>/splits.parquet``)."""
     import fsspec
-    import pyarrow.parquet as pq
+
+    from tripwire.parquet_io import read_table
 
     with fsspec.open(uri, "rb") as handle:
-        table = pq.read_table(handle)
+        table = read_table(handle)
     return dict(zip(table.column("id").to_pylist(), table.column("split").to_pylist()))

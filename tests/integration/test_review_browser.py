@@ -26,6 +26,8 @@ import browser as shared
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 VIEWPORT = {"width": 1280, "height": 900}
+# How long a page may take to show a state: generous, since CI runs the browser beside the app on 2 cores.
+WAIT_MS = 30_000
 UNTRUSTED = 'Meet at the <b>square</b> <img src=x onerror="alert(1)"> <script>alert(2)</script> tonight'
 
 shared.require_browser()  # skips the module where Debian chromium (make browser) or playwright is missing
@@ -129,7 +131,20 @@ class Watched:
 
     # (Selectors, not wait_for_function: the app's Content-Security-Policy forbids the eval it polls with.)
     def wait_for_item(self, item_id: str) -> None:
-        self.page.wait_for_selector(f'body[data-view=item] #item[data-item-id="{item_id}"]', timeout=15_000)
+        self.wait_for(f'body[data-view=item] #item[data-item-id="{item_id}"]')
+
+    def wait_for(self, selector: str) -> None:
+        """Waits for ``selector``; on a timeout, fails with what the page shows instead (its view, item, alert
+        banner, notice) and the calls that failed, not just the selector."""
+        try:
+            self.page.wait_for_selector(selector, timeout=WAIT_MS)
+        except Exception as exc:
+            shown = self.page.evaluate(
+                "() => ({view: document.body.dataset.view, item: (document.getElementById('item') || {}).dataset,"
+                " error: (document.getElementById('error') || {}).textContent,"
+                " notice: (document.getElementById('notice') || {}).textContent})")
+            raise AssertionError(f"{selector} not shown within {WAIT_MS} ms; the page shows {shown}; failed calls "
+                                 f"{self.failed}") from exc
 
     def wait_for_images(self) -> None:
         deadline = time.monotonic() + 15
@@ -340,7 +355,7 @@ def test_the_admin_page_and_adjudication(watched, app_server, artifacts):
     w = watched()
     page = w.page
     w.sign_in(tokens["boss"], "/admin")
-    page.wait_for_selector("body[data-loaded=true]", timeout=15_000)
+    w.wait_for("body[data-loaded=true]")
     cards = dict(zip(page.eval_on_selector_all("#cards .k", "es => es.map(e => e.textContent)"),
                      page.eval_on_selector_all("#cards .v", "es => es.map(e => e.textContent)")))
     # item-1: ana's block and ben's restrict disagree; item-2: ben escalated it.
@@ -375,7 +390,7 @@ def test_the_admin_page_and_adjudication(watched, app_server, artifacts):
         page.keyboard.press(key)
     page.keyboard.type("Upheld: explicit.")
     page.keyboard.press("Control+Enter")
-    page.wait_for_selector("body[data-view=empty]", timeout=15_000)
+    w.wait_for("body[data-view=empty]")
     assert page.inner_text("#empty-title") == "Adjudication queue empty"
     for item_id, action in (("item-1", "block"), ("item-2", "restrict")):
         resolved = store.item(item_id)

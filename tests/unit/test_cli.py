@@ -198,3 +198,17 @@ def test_audit_checkpoint_prune_and_the_compliance_commands_from_the_command_lin
                          "--out", str(tmp_path / "r"))
     assert result.returncode == 0 and (tmp_path / "r" / "index.html").exists(), result.stderr
     assert json.loads((tmp_path / "r" / "report.json").read_text())["decisions"] == 3
+
+
+def test_audit_reads_a_parquet_scan_log_and_compliance_wants_the_database(tmp_path):
+    from tripwire.compliance.parquet_log import ParquetDecisionLog
+
+    url = f"file://{tmp_path / 'scan-log'}"
+    ParquetDecisionLog(url).append([("decision", f"scan-x-{i}", {"action": "block"}) for i in range(3)])
+    result, _ = tripwire("audit", "verify", "--store", url)
+    assert result.returncode == 0 and "OK, 3 record(s)" in result.stdout
+    result, _ = tripwire("audit", "checkpoint", "--store", url)
+    assert_one_line_error(result, "audit", "a Parquet log has no signed checkpoints")
+    result, _ = tripwire("compliance", "report", "--store", url, "--from", "2026-11-01", "--to", "2026-11-30",
+                         "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, "compliance", "is a Parquet log", "--scan-log")

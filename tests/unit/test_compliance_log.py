@@ -188,11 +188,11 @@ def test_reviewer_outcomes_and_appeals_are_logged_once_and_join_their_decision(t
     store.close()
 
 
-def test_a_scans_enforcement_decisions_are_logged_from_its_output(tmp_path, log):
+def _scan_output(tmp_path) -> tuple[str, datetime.datetime]:
+    """A scan's output written as the scan writes it (results partitioned by action, its summary)."""
     import json
 
-    from tripwire.sample import content_digest
-    from tripwire.scan_output import ScanWriter, write_summary
+    from tripwire.scan_output import ScanWriter, result_rows, write_summary
 
     manifest = tmp_path / "catalogue.jsonl"
     manifest.write_text("".join(json.dumps({"id": f"c{i}", "text": f"item {i}", "meta": {"language": "de"}}) + "\n"
@@ -200,17 +200,59 @@ def test_a_scans_enforcement_decisions_are_logged_from_its_output(tmp_path, log)
     out = str(tmp_path / "scan")
     writer = ScanWriter(out, CATEGORIES, 100)
     at = datetime.datetime(2026, 11, 30, tzinfo=datetime.timezone.utc)
-    from tripwire.scan_output import result_rows
-
     actions = ["allow", "review", "restrict", "block", "allow", "restrict"]
     writer.add(result_rows([result(f"c{i}", a) for i, a in enumerate(actions)], at))
     writer.flush()
     write_summary(out, {"manifest": str(manifest)})
-    from tripwire.compliance.scan_log import log_scan
+    return out, at
 
+
+@pytest.mark.parametrize("store", ["database", "parquet"])
+def test_a_scans_enforcement_decisions_are_logged_from_its_output(tmp_path, store):
+    from tripwire.compliance.logs import open_log
+    from tripwire.compliance.scan_log import log_scan
+    from tripwire.sample import content_digest
+
+    out, at = _scan_output(tmp_path)
+    log = open_log(str(tmp_path / "log.db") if store == "database" else f"file://{tmp_path / 'scan-log'}")
     assert log_scan(out, log, Policy.load()) == 4 and log_scan(out, log) == 0  # allowed left out; logged once
     logged = {r.body["item_id"]: r for r in log.records()}
-    assert set(logged) == {"c1", "c2", "c3", "c5"}
+    assert set(logged) == {"c1", "c2", "c3", "c5"} and log.verify().ok
     c2 = logged["c2"]
     assert c2.puid == scan_puid(out, "c2") and c2.body["source"] == "scan" and c2.body["language"] == "de"
     assert c2.body["content_hash"] == content_digest("item 2", {}) and c2.body["detected_at"] == at.timestamp()
+    log.close()
+
+
+def test_statements_read_a_scans_parquet_log_with_the_database_log(tmp_path):
+    from tripwire.compliance.dsa import DsaMapping
+    from tripwire.compliance.logs import open_log
+    from tripwire.compliance.scan_log import log_scan
+    from tripwire.compliance.statements import export_statements
+
+    out, at = _scan_output(tmp_path)
+    scan_log, db = f"file://{tmp_path / 'scan-log'}", str(tmp_path / "log.db")
+    log_scan(out, open_log(scan_log), Policy.load())
+    DecisionLog(db).close()
+    day = at.timestamp()
+    summary = export_statements(db, day, day + 86400, tmp_path / "sor", DsaMapping.load(), [scan_log])
+    assert summary["exported"] == 3 and summary["scan_log_heads"][scan_log.rstrip("/")]["seq"] == 4
+    with pytest.raises(ValueError, match="database log"):
+        export_statements(scan_log, day, day + 86400, tmp_path / "sor2", DsaMapping.load())
+
+
+def test_a_body_the_log_cannot_hash_is_rejected_alone(log):
+    outcomes = []
+    writer = LogWriter(log, on_outcome=outcomes.append)
+
+    async def mixed():
+        bad = dict(body("i2", "allow"), scores={"hate": float("nan")})
+        return await asyncio.gather(writer.write(DECISION, "p-1", body("i1", "allow")),
+                                    writer.write(DECISION, "p-2", bad),
+                                    writer.write(DECISION, "p-3", body("i3", "allow")))
+
+    first, bad, third = asyncio.run(mixed())
+    writer.close()
+    assert bad is None and first is not None and third is not None and writer.rejected == 1
+    assert sorted(outcomes) == ["logged", "logged", "rejected"]
+    assert [r.puid for r in log.records()] == ["p-1", "p-3"] and log.verify().ok

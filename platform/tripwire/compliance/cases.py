@@ -5,8 +5,8 @@ with the log and with each other: a case is *enforced* when its effective action
 they decided, else the automated one) restricts the content, and its *application time* is when that
 action was taken.
 
-Memory: one slim :class:`Case` per decision logged in the period (the bodies' large fields, such as the
-answer and the content, are not kept).
+Memory: one slim :class:`Case` per decision logged (the bodies' large fields, such as the answer and the
+content, are not kept).
 """
 
 from __future__ import annotations
@@ -74,23 +74,32 @@ def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def all_cases(records: Iterable[LogRecord]) -> dict[str, Case]:
-    """Every decision in ``records`` (the log in ``seq`` order) joined with the records that follow it."""
+    """Every decision in ``records`` joined with the records about it. ``records`` may come from several logs
+    one after another (a scan's Parquet log and the database with its reviewers' outcomes), so an outcome
+    read before its decision waits for it; one whose decision never comes (pruned, or never logged) is
+    left out."""
     cases: dict[str, Case] = {}
+    waiting: dict[str, list[LogRecord]] = {}
     for record in records:
         if record.kind == DECISION:
-            cases[record.puid] = Case(record.puid, _slim(record.body), record.seq, records=[record.seq])
-            continue
-        case = cases.get(record.puid)
-        if case is None:  # an outcome whose decision was pruned (retention) or never logged
-            continue
-        case.records.append(record.seq)
-        if record.kind == REVIEW_OUTCOME:
-            case.review = _slim(record.body)
-        elif record.kind == APPEAL:
-            case.appeal = _slim(record.body)
-        elif record.kind == APPEAL_OUTCOME:
-            case.appeal_outcome = _slim(record.body)
+            case = cases[record.puid] = Case(record.puid, _slim(record.body), record.seq, records=[record.seq])
+            for earlier in waiting.pop(record.puid, []):
+                _attach(case, earlier)
+        elif record.puid in cases:
+            _attach(cases[record.puid], record)
+        else:
+            waiting.setdefault(record.puid, []).append(record)
     return cases
+
+
+def _attach(case: Case, record: LogRecord) -> None:
+    case.records.append(record.seq)
+    if record.kind == REVIEW_OUTCOME:
+        case.review = _slim(record.body)
+    elif record.kind == APPEAL:
+        case.appeal = _slim(record.body)
+    elif record.kind == APPEAL_OUTCOME:
+        case.appeal_outcome = _slim(record.body)
 
 
 def in_period(case: Case, start: float, end: float) -> bool:

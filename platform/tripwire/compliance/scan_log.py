@@ -14,10 +14,11 @@ import logging
 from typing import Any, Iterator
 
 import fsspec
-import pyarrow.parquet as pq
 
+from tripwire.compliance.parquet_log import ParquetDecisionLog
 from tripwire.compliance.records import DECISION, decision_body, scan_puid
 from tripwire.decision_log import DecisionLog
+from tripwire.parquet_io import read_table
 from tripwire.policy import Policy
 from tripwire.review.intake import scan_manifest
 from tripwire.sample import MEDIA_FIELDS, content_digest, manifest_base, read_manifest, read_media
@@ -52,20 +53,22 @@ def _content(manifest: str, ids: set[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def log_scan(out: str, log: DecisionLog, policy: Policy | None = None, include_allowed: bool = False) -> int:
-    """Appends a scan's decisions to ``log``; returns how many records are new."""
+def log_scan(out: str, log: DecisionLog | ParquetDecisionLog, policy: Policy | None = None,
+             include_allowed: bool = False) -> int:
+    """Appends a scan's decisions to ``log`` (the database's, or a Parquet log); returns how many records are
+    new (with no other writer meanwhile)."""
     fs, _ = fsspec.core.url_to_fs(out)
     files = list(_result_files(out, include_allowed))
     ids: set[str] = set()
     for file, _ in files:
         with fs.open(file, "rb") as handle:
-            ids.update(pq.read_table(handle, columns=["id"]).column("id").to_pylist())
+            ids.update(read_table(handle, columns=["id"]).column("id").to_pylist())
     content = _content(scan_manifest(out), ids)
     known = log.head()[0]
     entries = []
     for file, action in files:
         with fs.open(file, "rb") as handle:
-            rows = pq.read_table(handle).to_pylist()
+            rows = read_table(handle).to_pylist()
         for row in rows:
             result = row_to_result({**row, "action": action})
             item = content.get(row["id"])

@@ -42,7 +42,8 @@ from tripwire.compliance.cases import Case, cases, utc_date
 from tripwire.compliance.dsa import (AUTOMATED_DECISION_FULLY, AUTOMATED_DECISION_PARTIALLY,
                                      DECISION_GROUND_ILLEGAL, EEA_COUNTRIES, MAX_DECISION_FACTS, MAX_EXPLANATION,
                                      SCHEMA_VERSION, DsaMapping, GroundMapping, fill)
-from tripwire.decision_log import DecisionLog
+from tripwire.compliance.logs import LogSet
+from tripwire.compliance.parquet_log import is_parquet_log
 from tripwire.policy import default_resource
 from tripwire.review.store import Tables
 
@@ -532,7 +533,7 @@ def _exclusive(out_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _remove_unrecorded(out_dir: Path, ledger: ExportLedger, log: DecisionLog) -> list[str]:
+def _remove_unrecorded(out_dir: Path, ledger: ExportLedger, log: LogSet) -> list[str]:
     """Removes batch files an earlier export wrote but crashed before recording (see
     :func:`export_statements`): a file is removed only when its export has no summary, no ledger row names
     it and every puid in it is a decision of this log, so another log's files in the folder stay."""
@@ -561,7 +562,7 @@ def _iso(ts: float) -> str:
 
 
 def export_statements(log_url: str, start: float, end: float, out_dir: str | Path,
-                      mapping: DsaMapping) -> dict[str, Any]:
+                      mapping: DsaMapping, scan_logs: Sequence[str] = ()) -> dict[str, Any]:
     """Writes the statements of reasons owed for the decisions made in ``[start, end)`` (Unix seconds,
     :func:`tripwire.compliance.cases.period`) as API batch bodies, skipping puids exported before.
 
@@ -575,6 +576,9 @@ def export_statements(log_url: str, start: float, end: float, out_dir: str | Pat
     files, so each puid ends up in exactly one recorded file. Finally ``out_dir/sor-summary-<export_id>.json``
     (also returned) records the period, mapping version, counts, files and what was skipped.
 
+    ``log_url`` is the database log (it also holds the ledger); ``scan_logs`` are scans' Parquet logs read
+    with it (:class:`tripwire.compliance.logs.LogSet`).
+
     Memory: the period's cases (:func:`~tripwire.compliance.cases.cases`) plus one batch of statements.
     One export at a time per ``out_dir`` (a lock file); ``out_dir`` is a local folder, one per log.
 
@@ -585,7 +589,10 @@ def export_statements(log_url: str, start: float, end: float, out_dir: str | Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     export_id = _new_export_id()
-    log, ledger = DecisionLog(log_url), ExportLedger(log_url)
+    if is_parquet_log(log_url):
+        raise ValueError(f"{log_url}: statements need the database log (it holds the export ledger); pass "
+                         "Parquet logs as scan_logs")
+    log, ledger = LogSet([log_url, *scan_logs]), ExportLedger(log_url)
     try:
         with _exclusive(out):
             enforced = [case for case in cases(log.records(), start, end) if case.enforced]
@@ -602,6 +609,8 @@ def export_statements(log_url: str, start: float, end: float, out_dir: str | Pat
                 "mapping_version": mapping.version, "schema": mapping.schema,
                 "taxonomy_version": mapping.taxonomy_version,
                 "log_head": {"seq": head[0], "hash": head[1]},
+                **({"scan_log_heads": {url: {"seq": h[0], "hash": h[1]} for url, h in log.heads().items()
+                                       if url != log_url}} if scan_logs else {}),
                 "enforced_cases": len(enforced), "exported": len(pending), "skipped_already_exported": len(done),
                 "files": files, "unrecorded_files_removed": removed,
                 **{f"by_{name}": dict(sorted(counter.items())) for name, counter in counts.items()},

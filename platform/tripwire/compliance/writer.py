@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from tripwire.decision_log import DecisionLog, LogRecord
+from tripwire.decision_log import DecisionLog, LogRecord, canonical
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ class LogWriter:
         wait_s: the most a request waits for its record's commit (or for room) before answering without it.
         checkpoint_key: sign the head every ``checkpoint_every`` records (None: no automatic checkpoints).
         on_outcome: called (on the caller's event loop) with each :meth:`write`'s outcome: ``logged``,
-            ``unconfirmed`` or ``dropped`` (the ingress counts them in its metrics).
+            ``unconfirmed``, ``dropped`` or ``rejected`` (a body that is not JSON without NaN; the ingress
+            counts them in its metrics).
     """
 
     def __init__(self, log: DecisionLog, max_pending: int = 10_000, batch_size: int = 256, wait_s: float = 5.0,
@@ -65,7 +66,7 @@ class LogWriter:
         self.checkpoint_every = checkpoint_every
         self.on_outcome = on_outcome or (lambda outcome: None)
         self.pending: "queue.Queue[_Pending | None]" = queue.Queue(maxsize=max_pending)
-        self.written = self.dropped = self.unconfirmed = self.retries = 0
+        self.written = self.dropped = self.unconfirmed = self.retries = self.rejected = 0
         self._last_warning = 0.0
         self._thread = threading.Thread(target=self._drain, name="decision-log", daemon=True)
         self._thread.start()
@@ -92,7 +93,7 @@ class LogWriter:
             self.unconfirmed += 1
             self.on_outcome("unconfirmed")
             return None
-        self.on_outcome("logged")
+        self.on_outcome("logged" if record is not None else "rejected")
         return record
 
     def write_nowait(self, kind: str, puid: str, body: Mapping[str, Any]) -> bool:
@@ -133,16 +134,23 @@ class LogWriter:
 
     def _commit(self, batch: list[_Pending]) -> None:
         attempt = 0
-        while True:
+        while batch:
             try:
                 records = self.log.append([(e.kind, e.puid, e.body) for e in batch])
                 break
-            except Exception:  # an outage must not kill the writer: the batch is kept and retried
+            except Exception as exc:  # an outage must not kill the writer: the batch is kept and retried
+                if isinstance(exc, (TypeError, ValueError)):  # a body that cannot be hashed (NaN): not an outage
+                    loggable = self._loggable(batch)
+                    if len(loggable) < len(batch):
+                        batch = loggable
+                        continue
                 self.retries += 1
                 logger.exception("decision log: %d record(s) not written yet to %s (attempt %d)", len(batch),
                                  self.log.url, attempt + 1)
                 time.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
                 attempt += 1
+        if not batch:
+            return
         self.written += len(batch)
         for entry, record in zip(batch, records):
             if entry.future is not None:
@@ -155,6 +163,25 @@ class LogWriter:
             if last // self.checkpoint_every > (last - len(records)) // self.checkpoint_every:
                 self.log.checkpoint(self.checkpoint_key)
 
+    def _loggable(self, batch: list[_Pending]) -> list[_Pending]:
+        """The entries whose bodies the log can hash (JSON without NaN); the others are rejected and counted,
+        so one bad body cannot hold up the batch (retrying would never help it)."""
+        good = []
+        for entry in batch:
+            try:
+                canonical(entry.body)
+                good.append(entry)
+            except (TypeError, ValueError):
+                self.rejected += 1
+                logger.exception("decision log: record %s/%s rejected: its body is not JSON the log can hash",
+                                 entry.kind, entry.puid)
+                if entry.future is not None:
+                    try:
+                        entry.loop.call_soon_threadsafe(_resolve, entry.future, None)
+                    except RuntimeError:
+                        pass
+        return good
+
     def close(self, timeout_s: float = 30.0) -> None:
         """Writes every queued record, then stops the thread."""
         self.pending.put(None)
@@ -163,6 +190,6 @@ class LogWriter:
             logger.error("decision log: %d record(s) still unwritten after %.0f s", self.pending.qsize(), timeout_s)
 
 
-def _resolve(future: "asyncio.Future[LogRecord]", record: LogRecord) -> None:
+def _resolve(future: "asyncio.Future[LogRecord | None]", record: LogRecord | None) -> None:
     if not future.done():
         future.set_result(record)
