@@ -144,10 +144,6 @@ def _queued_sample(item_id: str, request: Any) -> dict[str, Any]:
     return row
 
 
-def _store_url(url: str) -> str:
-    return url if "://" in url else _resolve(url)
-
-
 def _count_items(calls: list[Any]) -> int:
     """``@serve.batch`` size of a batch of calls that each carry several requests' inputs."""
     return sum(len(call[0] if isinstance(call, tuple) else call) for call in calls)
@@ -289,11 +285,11 @@ class Ingress:
         self.answers: OrderedDict[str, dict] = OrderedDict()  # request_id -> answer (LRU, per replica)
         self.review_queue = None
         if self.args.review_store:
-            store = open_store(_store_url(self.args.review_store), self.manifest.categories)
+            store = open_store(_resolve(self.args.review_store), self.manifest.categories)
             self.review_queue = BufferedEnqueuer(store, self.args.review_buffer, self.args.review_buffer_mb * 2**20)
         self.decision_log = self.log_writer = None
         if self.args.decision_log:
-            self.decision_log = DecisionLog(_store_url(self.args.decision_log))
+            self.decision_log = DecisionLog(_resolve(self.args.decision_log))
             key = None
             if self.args.decision_log_key_file:
                 with open(_resolve(self.args.decision_log_key_file), "rb") as handle:

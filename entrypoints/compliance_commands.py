@@ -134,7 +134,8 @@ def compliance(args: argparse.Namespace) -> int:
         raise ConfigError(f"--store: {url} is a Parquet log; give the database log as --store and Parquet logs "
                           "as --scan-log")
     scan_logs = list(args.scan_log or [])
-    log = DecisionLog(url)
+    # sor and report open the logs they read themselves; appeal and sync append to this one.
+    log = DecisionLog(url) if args.action in ("appeal", "sync") else None
     try:
         if args.action == "sor":
             from tripwire.compliance.dsa import DsaMapping
@@ -145,22 +146,10 @@ def compliance(args: argparse.Namespace) -> int:
             print(f"[compliance] statements of reasons {args.from_date}..{args.to_date}: {_sor_line(summary)} -> {args.out}")
             return 0
         if args.action == "report":
-            from tripwire.compliance.cases import cases
-            from tripwire.compliance.report import build_report, write_report
-            from tripwire.compliance.statements import exported_puids
-
-            from tripwire.compliance.logs import LogSet
+            from tripwire.compliance.report import report_from_log, write_report
 
             start, end = _period(args)
-            logs = LogSet([url, *scan_logs])
-            try:
-                period_cases = list(cases(logs.records(), start, end))
-            finally:
-                logs.close()
-            issued = exported_puids(url)  # the statements-of-reasons ledger: what `compliance sor` exported
-            report = build_report(period_cases, start, end,
-                                  statements_issued=sum(1 for c in period_cases if c.enforced and c.puid in issued))
-            path = write_report(report, args.out)
+            path = write_report(report_from_log(url, start, end, scan_logs), args.out)
             print(f"[compliance] transparency report {args.from_date}..{args.to_date} -> {path}")
             return 0
         if args.action == "appeal":
@@ -189,7 +178,8 @@ def compliance(args: argparse.Namespace) -> int:
             print(f"[compliance] {added} reviewer outcome(s) logged")
             return 0
     finally:
-        log.close()
+        if log is not None:
+            log.close()
     raise ConfigError(f"compliance: unknown action {args.action!r}")
 
 

@@ -104,11 +104,11 @@ def compliance_outputs(model_dir: str, scan_out: str) -> None:
     import datetime
 
     from tripwire.checkpoint import CheckpointManifest
-    from tripwire.compliance.cases import cases, period
+    from tripwire.compliance.cases import period
     from tripwire.compliance.dsa import DsaMapping
-    from tripwire.compliance.report import build_report, write_report
+    from tripwire.compliance.report import report_from_log, write_report
     from tripwire.compliance.scan_log import log_scan
-    from tripwire.compliance.statements import export_statements, exported_puids
+    from tripwire.compliance.statements import export_statements
     from tripwire.decision_log import DecisionLog
 
     store_path, out = demo_store(model_dir), Path(model_dir).parent / "compliance"
@@ -119,9 +119,7 @@ def compliance_outputs(model_dir: str, scan_out: str) -> None:
         today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
         start, end = period(today, today)
         sor = export_statements(store_path, start, end, out / "sor", DsaMapping.load())
-        issued = exported_puids(store_path)
-        today_cases = list(cases(log.records(), start, end))
-        report = build_report(today_cases, start, end, sum(1 for c in today_cases if c.enforced and c.puid in issued))
+        report = report_from_log(store_path, start, end)
         page = write_report(report, out / "report")
     finally:
         log.close()

@@ -36,7 +36,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from tripwire.compliance.cases import Case, day_start, in_period, utc_date
+from tripwire.compliance.cases import cases as cases_of_period
+from tripwire.compliance.logs import LogSet
 from tripwire.compliance.records import RESTRICTIVE, SOURCES
+from tripwire.compliance.statements import exported_puids
 from tripwire.eval_metrics import ACTION_NAMES
 from tripwire.eval_report import _CSS, _e, _figure, _head_row, _img, _png, _short, _style
 
@@ -377,6 +380,19 @@ def build_report(cases: Iterable[Case], start: float, end: float,
     logger.info("transparency report %s to %s: %d decisions, %d enforced, %d appeals", report.first_day,
                 report.last_day, report.decisions, report.enforced, report.appeals.filed)
     return report
+
+
+def report_from_log(log_url: str, start: float, end: float, scan_logs: Sequence[str] = ()) -> TransparencyReport:
+    """The report of ``[start, end)`` from the decision log at ``log_url`` (with scans' Parquet ``scan_logs``),
+    its statements issued counted from the export ledger in the same database (what ``compliance sor``
+    recorded for the period's enforced decisions)."""
+    logs = LogSet([log_url, *scan_logs])
+    try:
+        period_cases = list(cases_of_period(logs.records(), start, end))
+    finally:
+        logs.close()
+    issued = exported_puids(log_url, [c.puid for c in period_cases if c.enforced])
+    return build_report(period_cases, start, end, statements_issued=len(issued))
 
 
 # --- tables (the same rows feed the CSV files and the page) ----------------------------------------------

@@ -63,7 +63,8 @@ def log_scan(out: str, log: DecisionLog | ParquetDecisionLog, policy: Policy | N
     for file, _ in files:
         with fs.open(file, "rb") as handle:
             ids.update(read_table(handle, columns=["id"]).column("id").to_pylist())
-    content = _content(scan_manifest(out), ids)
+    manifest = scan_manifest(out)
+    content = _content(manifest, ids)
     known = log.head()[0]
     entries = []
     for file, action in files:
@@ -73,7 +74,7 @@ def log_scan(out: str, log: DecisionLog | ParquetDecisionLog, policy: Policy | N
             result = row_to_result({**row, "action": action})
             item = content.get(row["id"])
             if item is None:
-                raise LookupError(f"{row['id']}: scanned but not in the scan's manifest {scan_manifest(out)}")
+                raise LookupError(f"{row['id']}: scanned but not in the scan's manifest {manifest}")
             at = row["scanned_at"].timestamp()
             body = decision_body(result, source="scan", policy=policy, detected_at=at, decided_at=at, **item)
             entries.append((DECISION, scan_puid(out, row["id"]), body))

@@ -44,6 +44,7 @@ from tripwire.compliance.dsa import (AUTOMATED_DECISION_FULLY, AUTOMATED_DECISIO
                                      SCHEMA_VERSION, DsaMapping, GroundMapping, fill)
 from tripwire.compliance.logs import LogSet
 from tripwire.compliance.parquet_log import is_parquet_log
+from tripwire.compliance.records import DECISION
 from tripwire.policy import default_resource
 from tripwire.review.store import Tables
 
@@ -549,7 +550,7 @@ def _remove_unrecorded(out_dir: Path, ledger: ExportLedger, log: LogSet) -> list
         except (ValueError, KeyError, TypeError):
             logger.warning("%s: not a statements batch; left alone", path)
             continue
-        if all(log.find("decision", puid) is not None for puid in puids):
+        if all(log.find(DECISION, puid) is not None for puid in puids):
             path.unlink()
             removed.append(path.name)
             logger.warning("%s: written by an export that stopped before recording it; removed, its %d "
