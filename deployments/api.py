@@ -4,7 +4,8 @@ the error handlers that give every failure the same JSON body naming the field a
 (No ``from __future__ import annotations`` here: FastAPI must see the request models' real types.)
 """
 
-from typing import Annotated, Any, Literal, Union
+import math
+from typing import Annotated, Any, Iterable, Literal, Mapping, Union
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +16,8 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tripwire.media import MediaError
+from tripwire.idempotency import RequestIdConflict
+from tripwire.media import MediaError, MediaLimits
 from tripwire.openai_compat import MAX_INPUTS
 
 MAX_BATCH_ITEMS = 32
@@ -75,9 +77,10 @@ class ModerateRequest(BaseModel):
         "anyOf": [{"required": [name], "properties": {name: {"type": "string"}}} for name in CONTENT_FIELDS]})
 
     id: Key | None = Field(default=None, description="caller's item id, echoed back")
-    request_id: Key | None = Field(default=None,
-                                   description="idempotency key: a repeated request_id gets the first answer again "
-                                               "(from any replica when the decision log is on)")
+    request_id: Key | None = Field(default=None, description=(
+        "idempotency key, bound to the request it is first used with: the same request_id with the same "
+        "request (every other field equal) gets the first answer again (from any replica when the decision "
+        "log is on); with a different request it is refused with 409 ``request_id_reused``, never answered"))
     # No maxLength: the limit is the deployment's preprocessing config (10,000 characters by default);
     # over it the answer is 413.
     text: Text | None = Field(default=None, description="text; over the configured limit (10,000 characters by "
@@ -237,13 +240,20 @@ OVERLOADED_RESPONSE = {503: {
     "description": "overloaded (a queue bound was hit) or a replica was lost; retry after Retry-After seconds",
     "content": {"text/plain": {"schema": {"type": "string"}}}}}
 ERROR_RESPONSES = {
-    413: {"model": ErrorResponse, "description": "text or media over the configured limits (size, pixels, duration)"},
+    413: {"model": ErrorResponse, "description": (
+        "text or media over the configured limits (size, pixels, duration), or a request body over the "
+        "endpoint's limit (``field: body``, the message names the limit in bytes; refused from its "
+        "Content-Length, or once that many bytes were read)")},
     422: {"model": ErrorResponse, "description": (
         "invalid request: a body that is not JSON (or not UTF-8), wrong type, unknown field, an item "
         "without content, media that does not decode, a modality the served model does not score (see "
         "GET /v1/model), a URI not on the allow-list (disallowed_uri)")},
     **OVERLOADED_RESPONSE,
 }
+# /v1/moderate also answers 409 (a batch answers it per item, in a 200).
+REQUEST_ID_RESPONSES = {**ERROR_RESPONSES, 409: {"model": ErrorResponse, "description": (
+    "``request_id_reused``: the request_id was already used with a different request (idempotency keys are "
+    "bound to the request they are first used with); send a new request_id")}}
 
 
 class BatchItemFailure(_Documented):
@@ -255,11 +265,22 @@ class BatchResponse(_Documented):
     results: list[ModerateResponse | BatchItemFailure]
 
 
+class TripwireModerationExtension(_Documented):
+    unscored_categories: list[str] = Field(description=(
+        "OpenAI categories Tripwire does not score (not checked: their score is null, never flagged); "
+        "'false' for them means 'not checked', not 'clean'"))
+
+
 class OpenAIModerationResult(_Documented):
     flagged: bool
-    categories: dict[str, bool]
-    category_scores: dict[str, float]
+    categories: dict[str, bool] = Field(description="true where flagged; false for unscored categories too "
+                                                    "(see ``tripwire.unscored_categories``)")
+    category_scores: dict[str, float | None] = Field(description=(
+        "calibrated score in [0, 1]; null for a category Tripwire does not score (not checked, which is not "
+        "a score of 0)"))
     category_applied_input_types: dict[str, list[str]]
+    tripwire: TripwireModerationExtension = Field(description=(
+        "Tripwire's extension of the OpenAI result (the openai SDK keeps it as an extra field)"))
 
 
 class OpenAIModerationResponse(_Documented):
@@ -270,6 +291,118 @@ class OpenAIModerationResponse(_Documented):
 
 api = FastAPI(title="Tripwire", version="0.1.0", responses=OVERLOADED_RESPONSE,
               description="Multimodal content moderation: scores per policy category and a policy decision.")
+
+# -- request body limits: a body is refused (413) from its Content-Length, or once more than the limit has
+# been read, so a replica never holds more of one than the limit (the endpoints would read it whole).
+SCORING_PATHS = ("/v1/moderate", "/v1/moderate/batch", "/v1/moderations")
+_OTHER_FIELDS_BYTES = 8 * 1024  # ids, market, language, content_type, field names and JSON punctuation
+
+
+def _json_chars(chars: int) -> int:
+    """The most bytes ``chars`` characters take in JSON: ``\\uXXXX\\uXXXX`` for a character outside the BMP."""
+    return 12 * chars
+
+
+def _base64_json(size: int) -> int:
+    """The most bytes ``size`` bytes of media take as a base64 JSON string: a data: URI header, and "/" escaped
+    as "\\/" by some encoders (one in 64 base64 characters on average; 5% margin)."""
+    return math.ceil(4 * math.ceil(size / 3) * 1.05) + 256
+
+
+def body_limits(limits: MediaLimits, modalities: Iterable[str], max_body_bytes: int | None = None) -> dict[str, int]:
+    """Each scoring endpoint's body limit in bytes, from the served model's media limits: the largest body
+    a request within them can take (text, then each served modality's media, inline in base64).
+
+    ``/v1/moderate``: one item. ``/v1/moderate/batch``: ``MAX_BATCH_ITEMS`` items' text and one item's
+    media. ``/v1/moderations``: ``MAX_INPUTS`` texts and one image. ``max_body_bytes`` (the app's
+    ``max_body_mb``) lowers every one of them to at most that.
+    """
+    served = set(modalities)
+    text = _json_chars(limits.max_text_chars) + _OTHER_FIELDS_BYTES
+    media = sum(_base64_json(getattr(limits, f"max_{m}_bytes")) for m in ("image", "audio", "video") if m in served)
+    derived = {"/v1/moderate": text + media, "/v1/moderate/batch": MAX_BATCH_ITEMS * text + media,
+               "/v1/moderations": MAX_INPUTS * text + _base64_json(limits.max_image_bytes)}
+    if max_body_bytes is None:
+        return derived
+    return {path: min(limit, max_body_bytes) for path, limit in derived.items()}
+
+
+# Set by the ingress replica from its model (set_body_limits); the middleware reads it per request.
+_BODY_LIMITS: dict[str, int] = body_limits(MediaLimits(), ("text", "image", "audio", "video"))
+
+
+def set_body_limits(limits: Mapping[str, int]) -> None:
+    """This process's body limits (path -> bytes); the ingress sets them from its model on start."""
+    _BODY_LIMITS.clear()
+    _BODY_LIMITS.update(limits)
+
+
+def _too_large(limit: int, path: str, size: str) -> JSONResponse:
+    return _error(413, "body", "too_large", f"the request body is {size} > the limit of {limit} bytes for "
+                                            f"POST {path}")
+
+
+class BodyLimit:
+    """ASGI middleware: a scoring endpoint's body is read here, at most its limit (``_BODY_LIMITS``) and no
+    further, then handed on whole; over the limit the answer is 413 and the rest is never read. A declared
+    ``Content-Length`` over the limit is refused before anything is read."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            return await self.app(scope, receive, send)
+        path = _route_path(scope)
+        limit = _BODY_LIMITS.get(path)
+        if limit is None:
+            return await self.app(scope, receive, send)
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            return await _too_large(limit, path, f"{declared} bytes (Content-Length)")(scope, receive, send)
+        body, more, disconnected = bytearray(), True, False
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+                break
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > limit:
+                return await _too_large(limit, path, f"over {limit} bytes (read so far: {len(body)})")(
+                    scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if disconnected:
+                return {"type": "http.disconnect"}
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()  # after the body: only a disconnect comes
+
+        return await self.app(scope, replay, send)
+
+
+def _route_path(scope) -> str:
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):].startswith("/"):
+        return path[len(root):]
+    return path
+
+
+def _content_length(scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+api.add_middleware(BodyLimit)
 
 
 def _error(status: int, field: str, reason: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -328,6 +461,11 @@ async def _replica_lost(request: Request, exc: Exception) -> JSONResponse:
     response = _error(503, "service", "replica_unavailable", f"a model replica was lost: {type(exc).__name__}")
     response.headers["Retry-After"] = "1"
     return response
+
+
+@api.exception_handler(RequestIdConflict)
+async def _request_id_reused(request: Request, exc: RequestIdConflict) -> JSONResponse:
+    return _error(409, "request_id", "request_id_reused", str(exc))
 
 
 @api.exception_handler(MediaError)

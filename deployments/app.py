@@ -18,7 +18,6 @@ import dataclasses
 import os
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,14 +28,16 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.api import (ERROR_RESPONSES, OVERLOADED, BatchRequest, BatchResponse, ModerateRequest,
-                             ModerateResponse, OpenAIModerationRequest, OpenAIModerationResponse, api)
+from deployments.api import (ERROR_RESPONSES, OVERLOADED, REQUEST_ID_RESPONSES, BatchRequest, BatchResponse,
+                             ModerateRequest, ModerateResponse, OpenAIModerationRequest, OpenAIModerationResponse, api,
+                             body_limits, set_body_limits)
 from tripwire.batching import BusyAwareBatchWait
 from tripwire.checkpoint import CheckpointManifest, checkpoint_uri, load_encoders, load_fusion
 from tripwire.compliance.records import DECISION, decision_body, serving_puid
 from tripwire.compliance.writer import LogWriter
 from tripwire.config import ConfigError, from_dict, read_yaml, to_dict
 from tripwire.decision_log import DecisionLog
+from tripwire.idempotency import REQUEST_HASH, AnswerCache, RequestIdConflict, logged_answer, request_fingerprint
 from tripwire.media import MediaError
 from tripwire.model import ENCODERS
 from tripwire.moderation import Moderator, ServeBackend, StageTimes
@@ -73,14 +74,17 @@ class AppArgs:
         openai_categories: the OpenAI category mapping file (default: the bundled one).
         uri_allow_list: URI prefixes requests may reference (end each with ``/``); empty: only inline media.
         ray_metrics: also export the API metrics through Ray's metrics pipeline (summed over replicas).
-        idempotency_cache_size: answers kept per ingress replica for repeated ``request_id``s.
+        idempotency_cache_size: answers kept per ingress replica for repeated ``request_id``s (each with its
+            request's fingerprint: the same request_id with another request is refused, 409).
+        max_body_mb: the most MiB a scoring request's body may have (413 beyond, refused before it is read
+            whole); None: each endpoint's limit follows from the model's media limits (deployments.api.body_limits).
         review_store: a review store (SQLite path or postgresql:// URL): decisions in the review band are
             queued there for people (never blocking the answer; see tripwire.review.intake). None: off.
         review_buffer: decisions an ingress replica holds for the review store before it drops (and counts) them.
         review_buffer_mb: the most MiB of those decisions' text and inline media it holds.
         decision_log: the decision log's store (SQLite path or postgresql:// URL; it may be the review store):
-            every answer is logged before it is sent, and a repeated ``request_id`` gets the logged answer
-            from any replica (tripwire.compliance.writer). None: off.
+            every answer is logged before it is sent, and a repeated ``request_id`` with the same request gets
+            the logged answer from any replica (tripwire.compliance.writer, tripwire.idempotency). None: off.
         decision_log_wait_s: the most an answer waits for its record's commit before it is sent unconfirmed.
         decision_log_pending: records an ingress replica holds waiting for their commit (back-pressure beyond).
         keep_content: also log each request's content (off: only its sha256).
@@ -96,6 +100,7 @@ class AppArgs:
     uri_allow_list: list[str] = field(default_factory=list)
     ray_metrics: bool = False
     idempotency_cache_size: int = 10_000
+    max_body_mb: float | None = None
     review_store: str | None = None
     review_buffer: int = 1000
     review_buffer_mb: int = 256
@@ -113,6 +118,8 @@ class AppArgs:
             raise ConfigError(f"batch_wait_timeout_s: must be >= 0, got {self.batch_wait_timeout_s}")
         if self.idempotency_cache_size < 0:
             raise ConfigError(f"idempotency_cache_size: must be >= 0, got {self.idempotency_cache_size}")
+        if self.max_body_mb is not None and self.max_body_mb <= 0:
+            raise ConfigError(f"max_body_mb: must be > 0, got {self.max_body_mb}")
         if self.review_buffer < 1 or self.review_buffer_mb < 1:
             raise ConfigError(f"review_buffer and review_buffer_mb: must be at least 1, got "
                               f"{self.review_buffer} and {self.review_buffer_mb}")
@@ -282,7 +289,12 @@ class Ingress:
         self.metrics = ApiMetrics(export_to_ray=self.args.ray_metrics)
         # fsspec URIs in requests are off unless their prefix (scheme + bucket/path) is allow-listed.
         self.uri_allow_list = tuple(self.args.uri_allow_list)
-        self.answers: OrderedDict[str, dict] = OrderedDict()  # request_id -> answer (LRU, per replica)
+        self.answers = AnswerCache(self.args.idempotency_cache_size)  # request_id -> (fingerprint, answer)
+        # Request bodies: at most what a request within the model's media limits can take (or max_body_mb);
+        # media is refused over its own limit before it is decoded or, by URI, read past it.
+        self.media_limits = self.manifest.spec.preprocessing.limits
+        max_body = int(self.args.max_body_mb * 2**20) if self.args.max_body_mb is not None else None
+        set_body_limits(body_limits(self.media_limits, self.manifest.modalities, max_body))
         self.review_queue = None
         if self.args.review_store:
             store = open_store(_resolve(self.args.review_store), self.manifest.categories)
@@ -334,7 +346,7 @@ class Ingress:
     # The scoring endpoints return a JSONResponse themselves: FastAPI would otherwise walk each answer with
     # jsonable_encoder, 0.6 ms of ingress CPU per request on the 2-core bench machine (json.dumps: 0.08 ms).
     # ``response_model`` still documents the answer in the OpenAPI document.
-    @api.post("/v1/moderate", response_model=ModerateResponse, responses=ERROR_RESPONSES)
+    @api.post("/v1/moderate", response_model=ModerateResponse, responses=REQUEST_ID_RESPONSES)
     async def moderate(self, request: ModerateRequest) -> JSONResponse:
         return JSONResponse(await self._counted("moderate", self._moderate_request(request)))
 
@@ -348,16 +360,24 @@ class Ingress:
             except MediaError as exc:
                 self.metrics.error("moderate_batch", exc.reason)
                 return {"id": item.id, "error": {"field": exc.field, "reason": exc.reason, "message": str(exc)}}
+            except RequestIdConflict as exc:
+                self.metrics.error("moderate_batch", "request_id_reused")
+                return {"id": item.id, "error": {"field": "request_id", "reason": "request_id_reused",
+                                                 "message": str(exc)}}
 
         self.metrics.request("moderate_batch")
         return JSONResponse({"results": list(await asyncio.gather(*(one(item) for item in request.items)))})
 
     @api.post("/v1/moderations", response_model=OpenAIModerationResponse, responses=ERROR_RESPONSES)
     async def openai_moderations(self, request: OpenAIModerationRequest) -> JSONResponse:
-        """OpenAI-compatible moderation: ``input`` is a string, strings, or text/image_url parts."""
+        """OpenAI-compatible moderation: ``input`` is a string, strings, or text/image_url parts.
+
+        Every OpenAI category is answered; one Tripwire does not score is marked not checked: a null score,
+        never flagged, and listed in each result's ``tripwire.unscored_categories`` (a score of 0.0 would
+        read as "checked and clean")."""
 
         async def run() -> dict:
-            items = parse_input(request.input)
+            items = parse_input(request.input, self.media_limits.max_image_bytes)
             results = await asyncio.gather(*(self._moderate_logged(Sample(id=uuid.uuid4().hex, text=i["text"],
                                                                           image=i["image"]))
                                              for i in items))
@@ -372,6 +392,9 @@ class Ingress:
         except MediaError as exc:
             self.metrics.error(endpoint, exc.reason)
             raise
+        except RequestIdConflict:
+            self.metrics.error(endpoint, "request_id_reused")
+            raise
         except BackPressureError:
             self.metrics.error(endpoint, "overloaded")
             raise
@@ -380,15 +403,18 @@ class Ingress:
             raise
 
     async def _media(self, field: str, value: str) -> bytes:
+        limit = getattr(self.media_limits, f"max_{field}_bytes")  # judged before decoding, or reading a URI
         if "://" not in value[:64]:
-            return decode_base64(field, value)
+            return decode_base64(field, value, limit)
         if not uri_allowed(value, self.uri_allow_list):
             raise MediaError(field, "disallowed_uri", "this URI is not on the configured allow-list (URIs are off by default)")
-        return await asyncio.to_thread(read_media, field, value, None)
+        return await asyncio.to_thread(read_media, field, value, None, limit)
 
     async def _moderate_request(self, request: ModerateRequest) -> dict:
+        fingerprint = None
         if request.request_id:
-            answer = await self._answered(request.request_id)
+            fingerprint = await self._fingerprint(request)
+            answer = await self._answered(request.request_id, fingerprint)  # or RequestIdConflict: 409
             if answer is not None:
                 return answer
         media = {m: await self._media(m, getattr(request, m)) for m in ("image", "audio", "video")
@@ -402,31 +428,45 @@ class Ingress:
             result["request_id"] = request.request_id
         if self.log_writer is not None:
             content = _queued_sample(sample.id, request) if self.args.keep_content else None
-            result = await self._logged(result, sample, detected_at, request.request_id, request.language, content)
+            result = await self._logged(result, sample, detected_at, request.request_id, request.language, content,
+                                        fingerprint)
         if self.review_queue is not None and result["decision"]["action"] == "review":
             self.review_queue.offer(serving_item(result, _queued_sample(sample.id, request)))
         if request.request_id:
-            self.answers[request.request_id] = result
-            if len(self.answers) > self.args.idempotency_cache_size:
-                self.answers.popitem(last=False)
+            self.answers.put(request.request_id, fingerprint, result)
         return result
 
-    async def _answered(self, request_id: str) -> dict | None:
-        """The first answer to ``request_id``: from this replica's cache, else (log on) from the decision log,
-        which every replica writes."""
-        if request_id in self.answers:
-            self.answers.move_to_end(request_id)
-            return self.answers[request_id]
-        if self.decision_log is None:
-            return None
+    async def _fingerprint(self, request: ModerateRequest) -> str:
+        """The request's fingerprint (every field but ``request_id``); inline media is hashed off the loop."""
+        fields = request.model_dump(exclude={"request_id"})
+        if sum(len(v) for v in fields.values() if isinstance(v, str)) > 2**16:
+            return await asyncio.to_thread(request_fingerprint, fields)
+        return request_fingerprint(fields)
+
+    async def _answered(self, request_id: str, fingerprint: str) -> dict | None:
+        """The first answer to ``request_id`` if it was this same request's: from this replica's cache, else
+        (log on) from the decision log, which every replica writes.
+
+        Raises:
+            RequestIdConflict: ``request_id`` was first used with a different request.
+        """
+        answer = self.answers.get(request_id, fingerprint)
+        if answer is not None or self.decision_log is None:
+            return answer
         record = await asyncio.to_thread(self.decision_log.find, DECISION, serving_puid(request_id))
-        return record.body.get("answer") if record is not None else None
+        if record is None:
+            return None
+        answer = logged_answer(record.body, request_id, fingerprint)
+        if answer is not None:
+            self.answers.put(request_id, fingerprint, answer)
+        return answer
 
     async def _logged(self, result: dict, sample: Sample, detected_at: float, request_id: str | None = None,
-                      language: str | None = None, content: dict | None = None) -> dict:
+                      language: str | None = None, content: dict | None = None,
+                      fingerprint: str | None = None) -> dict:
         """Logs the decision and waits for its commit (batched with concurrent requests'); returns the answer
         the log holds for this puid: this one, or the first when another replica answered the same
-        ``request_id`` first."""
+        ``request_id`` first (for the same request: a different one's is a RequestIdConflict)."""
         puid = serving_puid(request_id)
         result["puid"] = puid
         decided_at = time.time()
@@ -437,9 +477,16 @@ class Ingress:
                              decided_at=decided_at, content_hash=digest,
                              content_types=result["modalities"], language=language, content=content,
                              answer={k: v for k, v in result.items() if k != "latency_ms"})
+        if request_id:
+            body[REQUEST_HASH] = fingerprint  # a retry, from any replica, is checked against it
         record = await self.log_writer.write(DECISION, puid, body)
-        if record is not None and record.body.get("answer") is not None and record.body["answer"] != body["answer"]:
-            return record.body["answer"]
+        if record is None:
+            return result
+        if request_id:
+            # Concurrent requests with the same request_id: the first logged wins; another request loses (409).
+            answer = logged_answer(record.body, request_id, fingerprint)
+            if answer is not None and answer != body["answer"]:
+                return answer
         return result
 
     # Two batches in flight: while one is in the fusion head, the encoders already have the next.

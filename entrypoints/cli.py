@@ -82,7 +82,8 @@ def _generate(args: argparse.Namespace) -> int:
     defaults = CorpusSpec()
     spec = CorpusSpec(num_items=defaults.num_items if args.items is None else args.items,
                       seed=defaults.seed if args.seed is None else args.seed)
-    print(generate_corpus(args.out, spec, progress=True))
+    print(generate_corpus(args.out, spec, progress=lambda done, total: done % 500 == 0 and print(
+        f"[corpus] {done}/{total} items", flush=True)))
     return 0
 
 
@@ -152,7 +153,8 @@ def _scan(args: argparse.Namespace) -> int:
     from pipelines.scan import make_job, run
 
     # run() checks the checkpoint, the manifest and the policy before Ray starts.
-    run(make_job(args.checkpoint, args.manifest, args.out, args.policy, args.market, args.config, args.decision_log))
+    run(make_job(args.checkpoint, args.manifest, args.out, args.policy, args.market, args.config, args.decision_log,
+                 args.restart))
     return 0
 
 
@@ -276,12 +278,16 @@ COMMANDS: dict[str, Command] = {
     "scan": Command(_scan, "score a catalogue manifest with Ray Data; results, review candidates -> Parquet", [
         opt("--checkpoint", required=True, help="checkpoint folder or fsspec URI"),
         opt("--manifest", required=True, help="catalogue manifest: JSONL or Parquet, any fsspec URI"),
-        opt("--out", required=True, help="output folder (any fsspec URI); the same folder resumes a scan"),
+        opt("--out", required=True, help="output folder (any fsspec URI); the same folder resumes a scan written with "
+                                         "the same checkpoint, policy, manifest and market (others are refused)"),
         opt("--policy", help="policy YAML (default: the checkpoint's recommended policy, else the bundled one)"),
         opt("--market", help="decide every item for this market (default: each item's meta.market)"),
         opt("--config", help="scan config YAML: actors, batch sizes, CPUs/GPUs (pipelines/configs/scan.yaml)"),
         opt("--decision-log", help="append the scan's enforcement decisions to this decision log when it finishes: "
                                    "SQLite path, postgresql:// URL, or a Parquet folder on any fsspec URI"),
+        opt("--restart", action="store_true",
+            help="remove what an earlier scan wrote to --out and start over (to reuse an output written with "
+                 "another checkpoint, policy, manifest or market)"),
     ]),
     "golden": Command(_golden, "register golden sets (versioned, content-hashed evaluation manifests) or list them", [
         opt("action", choices=["list", "register", "olid", "heldout"],
@@ -345,10 +351,11 @@ COMMANDS: dict[str, Command] = {
         opt("--port", type=_port, default=8300, help="(default: %(default)s)"),
     ]),
     "queue": Command(review_commands.queue, "the review queue: reviewers, scan candidates, active-learning samples, status", [
-        opt("action", choices=["add-reviewer", "add", "sample", "status", "check"],
-            help="add-reviewer: print a new token; add: a scan's review candidates (--golden: hidden golden items); "
+        opt("action", choices=["add-reviewer", "revoke", "add", "sample", "status", "check"],
+            help="add-reviewer: print a new token; revoke: end a reviewer's token and every session of theirs; "
+                 "add: a scan's review candidates (--golden: hidden golden items); "
                  "sample: active learning over a scan; status; check: the store's consistency"),
-        opt("--name", help="reviewer name (add-reviewer)"),
+        opt("--name", help="reviewer name (add-reviewer, revoke)"),
         opt("--role", choices=["reviewer", "admin"], default="reviewer", help="(add-reviewer; default: %(default)s)"),
         opt("--days", type=float, help="token lifetime in days (add-reviewer; default: the review config's)"),
         opt("--scan", help="a tripwire scan output folder (add, sample)"),
@@ -360,9 +367,16 @@ COMMANDS: dict[str, Command] = {
         opt("--total", type=int, default=100, help="sample: items in all, split over categories (default: %(default)s)"),
         opt("--budget", action="append", help="sample: CATEGORY=COUNT, repeatable (instead of --total)"),
         opt("--strategy", default="uncertainty+diversity",
-            help="sample: uncertainty, margin, diversity, uncertainty+diversity or random (default: %(default)s)"),
+            help="sample: uncertainty, margin, disagreement (with --second-checkpoint or --second-scan), diversity, "
+                 "uncertainty+diversity or random (default: %(default)s)"),
+        opt("--second-checkpoint", help="sample, disagreement: the second model; it scans the scan's manifest "
+                                        "(into --second-out) and items where the two models' scores differ most are picked"),
+        opt("--second-out", help="sample: where --second-checkpoint's scan goes (default: <scan>.second-<model hash>; "
+                                 "run again, it resumes)"),
+        opt("--second-scan", help="sample, disagreement: the second model's scan output of the same manifest "
+                                  "(instead of --second-checkpoint)"),
         opt("--pool-factor", type=int, default=5, help="sample: diversity clusters over this many x budget items"),
-        opt("--reach-field", help="sample: meta field that raises priority by reach (e.g. views)"),
+        opt("--reach-field", help="sample: the manifest's meta field that raises priority by reach (e.g. views)"),
         opt("--seed", type=int, default=0, help="sample: random seed"),
         opt("--show", type=int, default=20, help="sample: picks to print"),
         opt("--enqueue", action="store_true", help="sample: queue the picks (default: only print them)"),

@@ -82,6 +82,13 @@ def queue(args: argparse.Namespace) -> int:
             token = store.add_reviewer(args.name, args.role, (args.days or config.token_ttl_days) * 86400.0)
             print(f"[queue] {args.role} {args.name}: token {token} (valid {args.days or config.token_ttl_days:g} days)")
             return 0
+        if args.action == "revoke":
+            if not args.name:
+                raise ConfigError("queue revoke: NAME (--name) is required")
+            ended = store.revoke(args.name)
+            print(f"[queue] {args.name}: token revoked and {ended} signed-in session(s) ended; "
+                  "`tripwire queue add-reviewer` issues a new token")
+            return 0
         if args.action == "status":
             return _status(store)
         if args.action == "check":
@@ -125,7 +132,7 @@ def _sample(args: argparse.Namespace, store) -> int:
     from tripwire.checkpoint import CheckpointManifest
     from tripwire.config import ConfigError, from_dict
     from tripwire.policy import Policy
-    from tripwire.review.intake import picked_items, scan_manifest
+    from tripwire.review.intake import manifest_meta, picked_items, scan_manifest
     from tripwire.review.sampling import SamplingConfig, sample
     from tripwire.scan_output import read_results
 
@@ -134,21 +141,61 @@ def _sample(args: argparse.Namespace, store) -> int:
     budget = _budget(args.budget)
     settings.update({"budget": budget} if budget else {"total": args.total})
     config = from_dict(SamplingConfig, {**settings, "exclude": sorted(store.queued_ids())}, "sampling")
-    rows = read_results(args.scan)
     if not (args.policy or args.checkpoint):
         raise ConfigError("queue sample: pass --checkpoint (its policy's thresholds) or --policy")
     policy = CheckpointManifest.read(args.checkpoint).policy(args.policy) if args.checkpoint else Policy.load(args.policy)
-    picks = sample(rows, policy, config)
+    rows = read_results(args.scan)
+    manifest = args.manifest or (scan_manifest(args.scan) if args.enqueue or config.reach_field
+                                 or args.second_checkpoint else None)
+    second = _second_scores(args, config.strategy, manifest)
+    # Reach is each item's meta field (e.g. views) in the manifest the scan read; results carry no meta.
+    meta = manifest_meta(manifest, (r["id"] for r in rows)) if config.reach_field else None
+    picks = sample(rows, policy, config, second_scores=second, meta=meta)
     for pick in picks[:args.show]:
         print(f"  {pick.item_id:24s} {pick.category:24s} priority {pick.priority:.3f}  {pick.reason}")
     if len(picks) > args.show:
         print(f"  ... {len(picks) - args.show} more")
     if args.enqueue:
-        items = picked_items(rows, picks, args.manifest or scan_manifest(args.scan), args.batch)
+        items = picked_items(rows, picks, manifest, args.batch)
         print(f"[queue] {store.enqueue(items)} sampled item(s) queued ({config.strategy}) -> {store.url}")
     else:
         print(f"[queue] {len(picks)} pick(s) ({config.strategy}); add --enqueue to queue them")
     return 0
+
+
+def _second_scores(args: argparse.Namespace, strategy: str, manifest: str | None) -> dict | None:
+    """The second model's scores for ``--strategy disagreement``: from its scan (``--second-scan``), or from a
+    scan of the same manifest with ``--second-checkpoint`` (into ``--second-out``; run again, it resumes)."""
+    import hashlib
+
+    from tripwire.config import ConfigError
+    from tripwire.review.sampling import second_model_scores
+    from tripwire.scan_output import read_results
+
+    given = [flag for flag, value in (("--second-checkpoint", args.second_checkpoint),
+                                      ("--second-scan", args.second_scan)) if value]
+    if strategy != "disagreement":
+        if given:
+            raise ConfigError(f"queue sample: {given[0]} is used by --strategy disagreement only "
+                              f"(the strategy is {strategy!r})")
+        return None
+    if len(given) != 1:
+        raise ConfigError("queue sample: --strategy disagreement needs the second model: --second-checkpoint "
+                          "(it scans the manifest now) or --second-scan (its scan of the same manifest), one of them")
+    out = args.second_scan
+    if args.second_checkpoint:
+        from pipelines.scan import make_job, run
+        from tripwire.checkpoint import CheckpointManifest
+
+        second = CheckpointManifest.read(args.second_checkpoint)
+        key = hashlib.sha256(json.dumps(second.raw, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        out = args.second_out or f"{args.scan.rstrip('/')}.second-{key}"
+        print(f"[queue] scanning {manifest} with the second model {second.version} -> {out}", flush=True)
+        run(make_job(args.second_checkpoint, manifest, out))
+    rows = read_results(out)
+    if not rows:
+        raise ConfigError(f"queue sample: {out} holds no scan results of the second model")
+    return second_model_scores(rows)
 
 
 def feedback(args: argparse.Namespace) -> int:

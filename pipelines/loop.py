@@ -8,7 +8,9 @@ killed anywhere and resumed. Submitted as a RayJob it runs the same way (``clust
 
 * **scan**: the current model over the pool (``tripwire scan``'s pipeline), fused embeddings kept;
 * **sample**: active learning (:mod:`tripwire.review.sampling`) over the scan, items already in the
-  store left out; the picks enter the review queue as batch ``<round>``;
+  store left out; the picks enter the review queue as batch ``<round>``. ``sampling.reach_field`` reads
+  each item's reach from the pool manifest's ``meta``; ``strategy: disagreement`` has ``second_checkpoint``
+  scan the pool too (``<round>/scan-second``) and samples where the two models' scores differ most;
 * **reviews**: people (or, in tests, scripted reviewers over HTTP) work the queue; ``wait`` polls;
 * **export**: every reviewed item in the store -> the next feedback snapshot (:mod:`tripwire.review.export`);
 * **retrain**: the training YAML over seed + feedback, starting from the current model's weights;
@@ -38,8 +40,8 @@ from tripwire.golden import resolve, verify
 from tripwire.loop_config import LoopConfig
 from tripwire.policy import Policy
 from tripwire.review.export import export_feedback
-from tripwire.review.intake import picked_items
-from tripwire.review.sampling import sample
+from tripwire.review.intake import manifest_meta, picked_items
+from tripwire.review.sampling import sample, second_model_scores
 from tripwire.review.store import ReviewStore, open_store, redacted_url
 from tripwire.sample import MEDIA_FIELDS, manifest_base, read_manifest, resolve_uri
 from tripwire.scan_config import ScanJob
@@ -48,7 +50,7 @@ from tripwire.train_config import TrainConfig
 
 
 PATH_FIELDS = ("checkpoint", "train_config", "seed_manifest", "pool_manifest", "work_dir", "store", "gate",
-               "catalogue", "eval_config")
+               "catalogue", "eval_config", "second_checkpoint")
 
 
 def load(path: str, overrides: dict[str, Any] | None = None) -> LoopConfig:
@@ -76,6 +78,11 @@ def validate(cfg: LoopConfig) -> tuple[CheckpointManifest, Policy, TrainConfig]:
     scan_job = ScanJob(checkpoint=cfg.checkpoint, manifest=cfg.pool_manifest, out=str(round_dir(cfg) / "scan"),
                        scan=cfg.scan)
     checkpoint, policy = validate_scan(scan_job)
+    if cfg.second_checkpoint:
+        second, _ = validate_scan(dataclasses.replace(scan_job, checkpoint=cfg.second_checkpoint))
+        if not set(second.categories) & set(policy.categories):
+            raise ConfigError(f"second_checkpoint: {cfg.second_checkpoint} scores none of the policy's categories "
+                              f"({second.categories}): there is nothing to disagree on")
     if not os.path.exists(cfg.seed_manifest):
         raise ConfigError(f"seed_manifest: {cfg.seed_manifest} does not exist")
     train = load_yaml(TrainConfig, cfg.train_config).resolved(Path.cwd())
@@ -88,14 +95,21 @@ def validate(cfg: LoopConfig) -> tuple[CheckpointManifest, Policy, TrainConfig]:
     return checkpoint, policy, train
 
 
-def queue_round(cfg: LoopConfig, store: ReviewStore, policy: Policy, scan_out: str) -> dict[str, Any]:
-    """Samples the scan and queues the picks as batch ``cfg.round`` (once: a rerun finds them queued)."""
+def queue_round(cfg: LoopConfig, store: ReviewStore, policy: Policy, scan_out: str,
+                second_out: str | None = None) -> dict[str, Any]:
+    """Samples the scan and queues the picks as batch ``cfg.round`` (once: a rerun finds them queued).
+
+    ``second_out``: the second model's scan of the pool (``strategy: disagreement``). With
+    ``sampling.reach_field`` the items' reach comes from the pool manifest's ``meta``.
+    """
     queued = store.items(batch=cfg.round)
     if queued:
         return {"queued": len(queued), "new": 0}
     rows = read_results(scan_out)
     config = dataclasses.replace(cfg.sampling, exclude=frozenset(cfg.sampling.exclude) | store.queued_ids())
-    picks = sample(rows, policy, config)
+    second = second_model_scores(read_results(second_out)) if second_out else None
+    meta = manifest_meta(cfg.pool_manifest, (r["id"] for r in rows)) if config.reach_field else None
+    picks = sample(rows, policy, config, second_scores=second, meta=meta)
     items = picked_items(rows, picks, cfg.pool_manifest, cfg.round)
     new = store.enqueue(items)
     by_category: dict[str, int] = {}
@@ -207,8 +221,14 @@ def run(cfg: LoopConfig) -> dict[str, Any]:
         scan_out = str(folder / "scan")
         execute_scan(ScanJob(checkpoint=cfg.checkpoint, manifest=cfg.pool_manifest, out=scan_out, scan=cfg.scan),
                      checkpoint, policy)
+        second_out = None
+        if cfg.second_checkpoint:  # strategy disagreement: the second model scans the pool too
+            second_out = str(folder / "scan-second")
+            second = CheckpointManifest.read(cfg.second_checkpoint)
+            execute_scan(ScanJob(checkpoint=cfg.second_checkpoint, manifest=cfg.pool_manifest, out=second_out,
+                                 scan=cfg.scan), second, second.policy())
         summary: dict[str, Any] = {"round": cfg.round, "checkpoint": cfg.checkpoint, "store": cfg.store,
-                                   "queue": queue_round(cfg, store, policy, scan_out)}
+                                   "queue": queue_round(cfg, store, policy, scan_out, second_out)}
         if not wait_for_reviews(cfg, store):
             summary["stage"] = "awaiting_reviews"
             return summary

@@ -8,12 +8,15 @@ a model actor pool -> Parquet results partitioned by action, review candidates, 
 
 Nothing is materialised whole: the manifest streams through both stages and the driver holds at most
 ``rows_per_file`` results before writing them. A scan killed at any point and started again with the same
-``--out`` skips what it already wrote (see :mod:`tripwire.scan_output`). The same entrypoint runs under
-``ray job submit`` (it joins the cluster named by ``RAY_ADDRESS``).
+``--out`` skips what it already wrote (see :mod:`tripwire.scan_output`): the manifest's items whose ids are
+not in the output are scored, so a grown catalogue scanned again into its output scores just the new ones.
+An output written with another checkpoint, policy, manifest or market is refused (``--restart`` starts it
+over). The same entrypoint runs under ``ray job submit`` (it joins the cluster named by ``RAY_ADDRESS``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -29,7 +32,8 @@ from tripwire.policy import Policy
 from tripwire.review.store import redacted_url
 from tripwire.sample import manifest_base
 from tripwire.scan_config import ScanConfig, ScanJob
-from tripwire.scan_output import QUARANTINE, ScanSummary, ScanWriter, completed_ids, write_summary
+from tripwire.scan_output import (QUARANTINE, ScanSummary, ScanWriter, completed_ids, count_pending, prepare_output,
+                                  write_summary)
 from tripwire.scan_udfs import ModerateBatch, prepare_batch
 from tripwire.splits import id_keys, in_split
 
@@ -46,6 +50,17 @@ def count_rows(manifest: str) -> int:
                    for f in (fs.glob(f"{path}/**/*.parquet") if fs.isdir(path) else [path]))
     with fsspec.open(manifest, "r", encoding="utf-8") as handle:
         return sum(1 for line in handle if line.strip())
+
+
+def written_with(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dict:
+    """What a scan's output records it was written with (:func:`tripwire.scan_output.prepare_output`)."""
+    def sha256(data) -> str:
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+    manifest = job.manifest if "://" in job.manifest else os.path.abspath(job.manifest)
+    return {"checkpoint": {"version": checkpoint.version, "sha256": sha256(checkpoint.raw), "uri": checkpoint.uri},
+            "policy": {"version": policy.version, "sha256": sha256(to_dict(policy))},
+            "manifest": manifest, "market": job.market}
 
 
 def check_manifest(manifest: str) -> None:
@@ -132,16 +147,21 @@ def run(job: ScanJob) -> dict:
 def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dict:
     """Runs a scan already checked by :func:`validate` (callers that validated it need not do so twice)."""
     started = time.perf_counter()
-    total = count_rows(job.manifest)
+    prepare_output(job.out, written_with(job, checkpoint, policy), job.restart)
     done = completed_ids(job.out)
-    print(f"[scan] {total} items in {job.manifest}; {len(done)} already done in {job.out}; "
+    if done:
+        total, pending = count_pending(job.manifest, done)
+    else:
+        total = pending = count_rows(job.manifest)
+    already = total - pending
+    print(f"[scan] {total} items in {job.manifest}; {already} already done in {job.out}; "
           f"{job.scan.actors} model actor(s), batch {job.scan.batch_size}", flush=True)
     writer = ScanWriter(job.out, checkpoint.categories, job.scan.rows_per_file)
     summary = ScanSummary(checkpoint.categories)
     last_progress = time.perf_counter()
     # Every row already done (a finished scan run again): nothing to start the pipeline and its actors for.
     tables = build_dataset(job, checkpoint, done).iter_batches(batch_size=None, batch_format="pyarrow") \
-        if len(done) < total else []
+        if pending else []
     for table in tables:
         rows = table.to_pylist()
         writer.add(rows)
@@ -149,12 +169,12 @@ def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dic
         now = time.perf_counter()
         if now - last_progress >= job.scan.progress_every_s:
             last_progress = now
-            finished = len(done) + summary.items
+            finished = already + summary.items
             print(f"[scan] {finished}/{total} items ({100 * finished / max(total, 1):.1f}%), "
                   f"{summary.items / (now - started):.1f} items/s", flush=True)
     writer.flush()
     wall = time.perf_counter() - started
-    report = summary.report(job.out, total, len(done), wall, {
+    report = summary.report(job.out, total, already, wall, {
         "model_version": checkpoint.version, "policy_version": policy.version,
         "market": job.market, "out": job.out, "manifest": job.manifest, "config": to_dict(job.scan)})
     path = write_summary(job.out, report)
@@ -175,9 +195,9 @@ def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dic
 
 
 def make_job(checkpoint: str, manifest: str, out: str, policy: str | None = None, market: str | None = None,
-             config: str | None = None, decision_log: str | None = None) -> ScanJob:
+             config: str | None = None, decision_log: str | None = None, restart: bool = False) -> ScanJob:
     """The job the command line describes, validated (``config``: a scan config YAML, default settings if None)."""
     scan = load_yaml(ScanConfig, config) if config else ScanConfig()
     return from_dict(ScanJob, {"checkpoint": checkpoint, "manifest": manifest, "out": out, "policy": policy,
                                "market": market.upper() if market else None, "scan": to_dict(scan),
-                               "decision_log": decision_log}, "scan")
+                               "decision_log": decision_log, "restart": restart}, "scan")

@@ -103,3 +103,11 @@ def wait_for(predicate, timeout_s: float = 180.0):
             pass
         time.sleep(0.5)
     raise AssertionError(f"not true within {timeout_s} s")
+
+
+def scan_command(model_dir: str, manifest: Path, out: Path, config: Path) -> list[str]:
+    """``tripwire scan`` as a subprocess command line (run by the tests as a user or ``ray job submit`` would)."""
+    import sys
+
+    return [sys.executable, "-m", "entrypoints.cli", "scan", "--checkpoint", model_dir, "--manifest", str(manifest),
+            "--out", str(out), "--config", str(config)]

@@ -36,6 +36,9 @@ class LoopConfig:
         catalogue: the golden-set catalogue (default: ``$TRIPWIRE_GOLDEN_CATALOGUE`` or the repository's).
         eval_config: the evaluation settings YAML (bootstrap, slices; default: the built-in ones).
         scan: how the scan scales.
+        second_checkpoint: a second model for ``sampling.strategy: disagreement`` (required by it, used by
+            nothing else): it scans the pool too (``<round>/scan-second``) and the items whose scores the two
+            models disagree on most are sampled.
     """
 
     checkpoint: str
@@ -55,6 +58,7 @@ class LoopConfig:
     catalogue: str | None = None
     eval_config: str | None = None
     scan: ScanConfig = field(default_factory=ScanConfig)
+    second_checkpoint: str | None = None
 
     def __post_init__(self):
         for name in ("seed_manifest", "pool_manifest"):
@@ -70,3 +74,9 @@ class LoopConfig:
             raise ConfigError("wait_timeout_s and poll_s must be positive")
         if self.retrain_epochs is not None and self.retrain_epochs < 1:
             raise ConfigError(f"retrain_epochs: must be at least 1, got {self.retrain_epochs}")
+        if self.sampling.strategy == "disagreement" and not self.second_checkpoint:
+            raise ConfigError("second_checkpoint: sampling.strategy 'disagreement' needs a second model to "
+                              "disagree with: name its checkpoint")
+        if self.second_checkpoint and self.sampling.strategy != "disagreement":
+            raise ConfigError(f"second_checkpoint: only sampling.strategy 'disagreement' uses a second model "
+                              f"(the strategy is {self.sampling.strategy!r})")

@@ -35,7 +35,11 @@ class MediaError(ValueError):
 
 @dataclass(frozen=True)
 class MediaLimits:
-    """Upper bounds on what an item may carry; enforced before any model sees it."""
+    """Upper bounds on what an item may carry; enforced before any model sees it.
+
+    Byte limits bound the read itself (:func:`tripwire.sample.read_media`). A video's soundtrack is part of
+    the video, so ``max_video_seconds`` bounds it; ``max_audio_seconds`` is for audio items.
+    """
 
     max_text_chars: int = 10_000
     max_image_bytes: int = 8 * 1024 * 1024
@@ -49,6 +53,14 @@ class MediaLimits:
         for name, value in vars(self).items():
             if value <= 0:
                 raise ConfigError(f"{name}: must be positive, got {value}")
+
+    def max_bytes(self, field: str) -> int:
+        """The byte limit of a media field (``image``, ``audio``, ``video``): what a read may fetch of it."""
+        try:
+            return getattr(self, {"image": "max_image_bytes", "audio": "max_audio_bytes",
+                                  "video": "max_video_bytes"}[field])
+        except KeyError:
+            raise ValueError(f"{field!r} is not a media field (image, audio, video)") from None
 
 
 @dataclass
@@ -130,8 +142,13 @@ def decode_audio(data: bytes, limits: MediaLimits) -> tuple[np.ndarray, int]:
     return samples, int(rate)
 
 
-def _decode_audio_av(data: bytes, limits: MediaLimits, field: str, container=None):
+def _decode_audio_av(data: bytes, limits: MediaLimits, field: str, container=None, max_seconds: float | None = None):
+    """The first audio stream as mono float32 and its rate ((None, None) without one), refused past
+    ``max_seconds`` (default: ``limits.max_audio_seconds``)."""
     import av
+
+    if max_seconds is None:
+        max_seconds = limits.max_audio_seconds
 
     try:
         own = container is None
@@ -148,8 +165,8 @@ def _decode_audio_av(data: bytes, limits: MediaLimits, field: str, container=Non
                     arr = out.to_ndarray().reshape(-1)
                     chunks.append(arr)
                     total += arr.size
-                if total / rate > limits.max_audio_seconds:
-                    raise MediaError(field, "too_long", f"soundtrack over limit {limits.max_audio_seconds}s")
+                if total / rate > max_seconds:
+                    raise MediaError(field, "too_long", f"soundtrack over limit {max_seconds}s")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         finally:
@@ -265,13 +282,15 @@ def _decode_picked(data: bytes, picks: np.ndarray, limits: MediaLimits,
         return kept, count
 
 
-def decode_video(data: bytes, num_frames: int, limits: MediaLimits) -> VideoClip:
+def decode_video(data: bytes, num_frames: int, limits: MediaLimits, with_audio: bool = True) -> VideoClip:
     """Decodes a video (MP4, WebM, ...) with PyAV into ``num_frames`` uniformly sampled RGB frames.
 
     Frames are chosen at the centres of ``num_frames`` equal segments of the clip's frames, so short and
     long clips are covered evenly. At most ``num_frames`` frames are held at a time: a demux-only pass
-    counts the frames, then one decode pass keeps just the picked ones. The soundtrack, when present,
-    is decoded too (mono float32).
+    counts the frames, then one decode pass keeps just the picked ones. The soundtrack, when present and
+    ``with_audio`` (a model without an audio encoder has no use for it, so is spared decoding it), is
+    decoded too (mono float32), bounded like the video by ``max_video_seconds``: it is the video's, not a
+    separate audio item.
     """
     _check_size("video", data, limits.max_video_bytes)
     counted = _count_video_frames(data, limits)
@@ -291,7 +310,7 @@ def decode_video(data: bytes, num_frames: int, limits: MediaLimits) -> VideoClip
         picks = np.minimum(picks, max(kept))
     arrays = [kept[int(i)][0] for i in picks]
     timestamps = [kept[int(i)][1] for i in picks]
-    audio, rate = _decode_soundtrack(data, limits)
+    audio, rate = _decode_soundtrack(data, limits) if with_audio else (None, None)
     return VideoClip(arrays, timestamps, audio, rate)
 
 
@@ -303,4 +322,4 @@ def _decode_soundtrack(data: bytes, limits: MediaLimits) -> tuple[np.ndarray | N
         # differently from a plain read (an Opus clip loses its first 20 ms frame). Kept, so soundtrack
         # features, and the scores of checkpoints trained on them, stay as they were.
         container.seek(0)
-        return _decode_audio_av(data, limits, field="video", container=container)
+        return _decode_audio_av(data, limits, field="video", container=container, max_seconds=limits.max_video_seconds)

@@ -204,15 +204,19 @@ class Preprocessor:
             check_text(sample.text, limits)
             out["text"] = {k: v[0] for k, v in self.text([sample.text]).items()}
         if sample.image is not None:
-            out["image"] = self.image(decode_image(read_media("image", sample.image, base_uri), limits))
+            out["image"] = self.image(decode_image(read_media("image", sample.image, base_uri, limits.max_image_bytes), limits))
         if sample.audio is not None:
-            wave, rate = decode_audio(read_media("audio", sample.audio, base_uri), limits)
+            wave, rate = decode_audio(read_media("audio", sample.audio, base_uri, limits.max_audio_bytes), limits)
             out["audio"] = self.audio(wave, rate)
         if sample.video is not None:
-            clip = decode_video(read_media("video", sample.video, base_uri), self.config.video.num_frames, limits)
+            # The soundtrack fills the audio slot only for a model with an audio encoder and an item without
+            # audio of its own; otherwise it would be decoded for nothing (and could refuse the item).
+            soundtrack = "audio" in self.modalities and "audio" not in out
+            clip = decode_video(read_media("video", sample.video, base_uri, limits.max_video_bytes),
+                                self.config.video.num_frames, limits, with_audio=soundtrack)
             out["video"] = self.video(clip.frames)
             out["video_timestamps"] = clip.timestamps
-            if clip.audio is not None and "audio" not in out and "audio" in self.modalities:
+            if clip.audio is not None:
                 out["audio"] = self.audio(clip.audio, clip.sample_rate)
         return out
 

@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -24,7 +25,9 @@ from urllib.parse import unquote
 import fsspec
 
 from tripwire import MODALITIES
-from tripwire.media import MediaError
+from tripwire.media import MediaError, MediaLimits
+
+logger = logging.getLogger(__name__)
 
 MEDIA_FIELDS = ("image", "audio", "video")
 META_FIELDS = ("language", "market", "content_type", "source")
@@ -111,16 +114,28 @@ def uri_allowed(uri: str, allow_list: Sequence[str]) -> bool:
     return any(uri.startswith(prefix) for prefix in allow_list)
 
 
-def decode_base64(field_name: str, value: str) -> bytes:
-    """Base64 text, optionally a ``data:...;base64,`` URI, -> bytes; a MediaError naming the field otherwise."""
+def decode_base64(field_name: str, value: str, max_bytes: int | None = None) -> bytes:
+    """Base64 text, optionally a ``data:...;base64,`` URI, -> bytes; a MediaError naming the field otherwise.
+
+    With ``max_bytes``, text that would decode to more is refused as ``too_large`` by its length, before
+    anything is decoded (base64 carries 3 bytes in 4 characters).
+    """
     if value.startswith("data:"):
         header, _, value = value.partition(",")
         if not header.endswith(";base64"):
             raise MediaError(field_name, "bad_data_uri", "data: URIs must be base64 encoded")
+    if max_bytes is not None:
+        decoded = len(value) // 4 * 3 - value[-2:].count("=") if len(value) % 4 == 0 else len(value) * 3 // 4
+        if decoded > max_bytes:
+            raise MediaError(field_name, "too_large", f"{len(value)} characters of base64 decode to about "
+                                                      f"{decoded} bytes > limit {max_bytes}")
     try:
-        return base64.b64decode(value, validate=True)
+        data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise MediaError(field_name, "invalid_base64", f"not valid base64: {exc}") from exc
+    if max_bytes is not None and len(data) > max_bytes:  # never, for valid base64; cheap to make sure
+        raise MediaError(field_name, "too_large", f"{len(data)} bytes > limit {max_bytes}")
+    return data
 
 
 def request_body(sample: Sample, base_uri: str | None) -> dict[str, Any]:
@@ -137,24 +152,58 @@ def request_body(sample: Sample, base_uri: str | None) -> dict[str, Any]:
     return body
 
 
-def read_media(field_name: str, ref: MediaRef, base_uri: str | None) -> bytes:
+def read_media(field_name: str, ref: MediaRef, base_uri: str | None, max_bytes: int | None = None) -> bytes:
     """Returns the bytes of a media reference: inline bytes, a ``data:`` URI, or an fsspec URI.
 
+    Never holds more than ``max_bytes`` (default: the field's :class:`~tripwire.media.MediaLimits` default,
+    so no caller reads unbounded): a file whose size the store reports is refused before it is opened, any
+    other read stops one byte past the limit, and a ``data:`` URI is judged by its length before decoding.
+    Callers with a configured limit (the preprocessing config's ``limits``) pass it.
+
     Raises:
-        MediaError: the reference cannot be read (missing file, bad base64), naming the field.
+        MediaError: the reference cannot be read (missing file, bad base64) or is over the limit
+            (``too_large``, naming the size and the limit), naming the field.
     """
+    limit = MediaLimits().max_bytes(field_name) if max_bytes is None else max_bytes
     if isinstance(ref, bytes):
+        if len(ref) > limit:
+            raise MediaError(field_name, "too_large", f"{len(ref)} bytes > limit {limit}")
         return ref
     if ref.startswith("data:"):
-        return decode_base64(field_name, ref)
+        return decode_base64(field_name, ref, limit)
     uri = resolve_uri(ref, base_uri)
     try:
-        with fsspec.open(uri, "rb") as handle:
-            return handle.read()
+        fs, path = fsspec.core.url_to_fs(uri)
+        size = _reported_size(fs, path)
+        if size is not None and size > limit:
+            raise MediaError(field_name, "too_large", f"{uri} is {size} bytes > limit {limit}")
+        with fs.open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except MediaError:
+        raise
     except FileNotFoundError as exc:
         raise MediaError(field_name, "missing_file", f"{uri} does not exist") from exc
     except (OSError, ValueError) as exc:
         raise MediaError(field_name, "unreadable", f"{uri}: {exc}") from exc
+    if len(data) > limit:
+        raise MediaError(field_name, "too_large", f"{uri} is more than {limit} bytes (limit {limit})")
+    return data
+
+
+def _reported_size(fs, path: str) -> int | None:
+    """The file's size as the store reports it, or None where it reports none (the capped read decides).
+
+    Raises:
+        FileNotFoundError: the store says there is no such file.
+    """
+    try:
+        size = fs.info(path).get("size")
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # a store without a usable stat (some HTTP servers): the capped read still bounds it
+        logger.debug("no size for %s: %s", path, exc)
+        return None
+    return int(size) if isinstance(size, (int, float)) else None
 
 
 def manifest_base(manifest_uri: str) -> str:
@@ -257,11 +306,43 @@ def content_digest(text: str | None, media: Mapping[str, bytes | None]) -> str:
 
     The one content hash of the platform: the review export de-duplicates by it and the decision log
     records it (so a logged decision can be matched to content without keeping the content)."""
+    return _combine(text, {name: hashlib.sha256(data).digest() for name, data in media.items() if data})
+
+
+def content_digest_of(text: str | None, refs: Mapping[str, MediaRef | None], base_uri: str | None) -> str:
+    """:func:`content_digest` of an item whose media are references: each file is hashed as a stream, so
+    media of any size are hashed without being held (no byte limit applies: hashing decides nothing)."""
+    return _combine(text, {name: media_sha256(name, ref, base_uri) for name, ref in refs.items() if ref})
+
+
+def media_sha256(field_name: str, ref: MediaRef, base_uri: str | None, chunk_bytes: int = 1 << 20) -> bytes:
+    """The sha256 digest of a media reference's bytes, read in chunks of ``chunk_bytes``.
+
+    Raises:
+        MediaError: the reference cannot be read, naming the field.
+    """
+    if isinstance(ref, bytes):
+        return hashlib.sha256(ref).digest()
+    if ref.startswith("data:"):  # inline: already in memory as text
+        return hashlib.sha256(decode_base64(field_name, ref, len(ref))).digest()
+    uri = resolve_uri(ref, base_uri)
+    digest = hashlib.sha256()
+    try:
+        with fsspec.open(uri, "rb") as handle:
+            for chunk in iter(lambda: handle.read(chunk_bytes), b""):
+                digest.update(chunk)
+    except FileNotFoundError as exc:
+        raise MediaError(field_name, "missing_file", f"{uri} does not exist") from exc
+    except (OSError, ValueError) as exc:
+        raise MediaError(field_name, "unreadable", f"{uri}: {exc}") from exc
+    return digest.digest()
+
+
+def _combine(text: str | None, media_digests: Mapping[str, bytes]) -> str:
     digest = hashlib.sha256()
     digest.update(b"text\0" + (text or "").encode("utf-8") + b"\0")
     for name in MEDIA_FIELDS:
         digest.update(name.encode() + b"\0")
-        data = media.get(name)
-        if data:
-            digest.update(hashlib.sha256(data).digest())
+        if media_digests.get(name):
+            digest.update(media_digests[name])
     return digest.hexdigest()

@@ -58,13 +58,16 @@ class ScanJob:
         checkpoint: the model (a Tripwire checkpoint URI).
         manifest: the catalogue (JSONL or Parquet; media by URI, relative to it, or inline).
         out: the output folder: ``results/`` (partitioned by action), ``review_candidates/``,
-            ``quarantine/`` and ``summary.json``. Running again with the same ``out`` resumes.
+            ``quarantine/``, ``scan.json`` and ``summary.json``. Running again with the same ``out`` resumes
+            when it was written with the same checkpoint, policy, manifest and market (refused otherwise).
         policy: a policy YAML (default: the bundled policy).
         market: decide every item for this market (default: each item's own ``meta.market``).
         scan: the scaling settings.
         decision_log: append the scan's enforcement decisions to this decision log when it finishes: a SQLite
             path or postgresql:// URL (the review store's), or a folder on any fsspec URI (Parquet files,
             one writer at a time); None: not logged.
+        restart: clear what an earlier scan wrote to ``out`` and start over (needed to reuse an output
+            written with another checkpoint, policy, manifest or market).
     """
 
     checkpoint: str
@@ -74,6 +77,7 @@ class ScanJob:
     market: str | None = None
     scan: ScanConfig = field(default_factory=ScanConfig)
     decision_log: str | None = None
+    restart: bool = False
 
     def __post_init__(self):
         if not str(self.manifest).endswith(MANIFEST_SUFFIXES):

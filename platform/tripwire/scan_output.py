@@ -5,6 +5,7 @@ Layout under the output URI (any fsspec URI)::
     results/action=<allow|review|restrict|block>/part-<token>.parquet   one row per item
     review_candidates/part-<token>.parquet                               the rows whose action is review
     quarantine/part-*.parquet                                            bad rows with their reason
+    scan.json                                                            what the output is written with
     summary.json
 
 A flush writes the review candidates first and its results files last, each file whole (written to a
@@ -12,6 +13,11 @@ temporary name and renamed on local disks; object stores publish a file only whe
 the results files are the record of what is done: a scan started again with the same output reads their
 ids, skips those items, and drops any review file whose results never landed. Every id ends up in the
 results exactly once.
+
+``scan.json``, written before any result, records what the output is written with: the checkpoint (its
+version and the sha256 of its manifest), the policy (version and the sha256 of its content), the manifest
+and the market. A scan resumes only into an output written with the same ones (:func:`prepare_output`);
+anything else would mix two models' or policies' decisions in one output.
 """
 
 from __future__ import annotations
@@ -22,18 +28,24 @@ import logging
 import time
 import uuid
 from collections import Counter
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tripwire.config import ConfigError
 from tripwire.parquet_io import read_table
 from tripwire.quarantine import quarantine_reasons, read_quarantine
+from tripwire.records import quarantine_row
+from tripwire.sample import to_records
 
 logger = logging.getLogger(__name__)
 
 RESULTS, REVIEW, QUARANTINE, SUMMARY = "results", "review_candidates", "quarantine", "summary.json"
+RECORD = "scan.json"
+# What must match for a scan to resume into an output, and how a mismatch is named.
+RECORD_FIELDS = {"checkpoint": ("version", "sha256"), "policy": ("version", "sha256"), "manifest": None, "market": None}
 PARTITION = "action"
 
 
@@ -131,6 +143,132 @@ def completed_ids(out: str) -> set[str]:
             fs.rm(file)
     done.update(row["id"] for row in read_quarantine(f"{out.rstrip('/')}/{QUARANTINE}"))
     return done
+
+
+def manifest_ids(manifest: str) -> Iterator[str]:
+    """The id under which each manifest row is scanned and recorded: its ``id`` (as :func:`to_records` gives
+    it), or for a line that is not a JSON object with one, the content id its quarantine row gets. Reads
+    only ids (the Parquet id column; JSONL lines streamed), never media."""
+    if manifest.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        fs, path = fsspec.core.url_to_fs(manifest)
+        for file in sorted(fs.glob(f"{path}/**/*.parquet")) if fs.isdir(path) else [path]:
+            with fs.open(file, "rb") as handle:
+                for batch in pq.ParquetFile(handle).iter_batches(columns=["id"], batch_size=65536):
+                    yield from to_records([{"id": i} for i in batch.column("id").to_pylist()])["id"]
+        return
+    with fsspec.open(manifest, "r", encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                record = line.rstrip("\n")
+                [row_id] = to_records([record])["id"]
+                yield row_id or quarantine_row("", record, ValueError())["id"]
+
+
+def count_pending(manifest: str, done: set[str]) -> tuple[int, int]:
+    """``(rows, rows whose id is not in done)`` of the manifest: what a scan resuming into an output with the
+    ids ``done`` has left to score (by id, not by count: the manifest may have grown or changed)."""
+    rows = pending = 0
+    for row_id in manifest_ids(manifest):
+        rows += 1
+        pending += row_id not in done
+    return rows, pending
+
+
+def read_record(out: str) -> dict[str, Any] | None:
+    """What the output at ``out`` was written with (``scan.json``), or None when it has no record."""
+    fs, path = fsspec.core.url_to_fs(out)
+    if not fs.exists(f"{path}/{RECORD}"):
+        return None
+    try:
+        with fs.open(f"{path}/{RECORD}", "r") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"out: {out}/{RECORD} is unreadable ({exc}); pass --restart to start the scan over, "
+                          "or choose another --out") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"out: {out}/{RECORD} is not a JSON object; pass --restart to start the scan over")
+    return record
+
+
+def _describe(field: str, value: Any) -> str:
+    if isinstance(value, Mapping):
+        digest = f" (sha256 {str(value.get('sha256'))[:12]})" if value.get("sha256") else ""
+        return f"{value.get('version')}{digest}"
+    return "none" if value is None else str(value)
+
+
+def record_differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """The fields of :data:`RECORD_FIELDS` in which two records differ, each as ``"field: old there, new now"``."""
+    differences = []
+    for field, keys in RECORD_FIELDS.items():
+        old, new = recorded.get(field), wanted.get(field)
+        if keys is not None:
+            same = all((old or {}).get(k) == (new or {}).get(k) for k in keys)
+        else:
+            same = old == new
+        if not same:
+            differences.append(f"{field} {_describe(field, old)} there, {_describe(field, new)} now")
+    return differences
+
+
+def _written_versions(fs, path: str) -> set[tuple[str, str]]:
+    """The (model_version, policy_version) pairs of the results rows under ``path`` (an output without a record)."""
+    pairs = set()
+    for file in _parts(fs, f"{path}/{RESULTS}"):
+        with fs.open(file, "rb") as handle:
+            table = read_table(handle, columns=["model_version", "policy_version"])
+        pairs.update(zip(table.column("model_version").to_pylist(), table.column("policy_version").to_pylist()))
+    return pairs
+
+
+def clear_output(out: str) -> None:
+    """Removes what a scan writes under ``out`` (results, review candidates, quarantine, record, summary) and
+    nothing else."""
+    fs, path = fsspec.core.url_to_fs(out)
+    for name in (RESULTS, REVIEW, QUARANTINE, RECORD, SUMMARY):
+        if fs.exists(f"{path}/{name}"):
+            fs.rm(f"{path}/{name}", recursive=True)
+
+
+def prepare_output(out: str, written_with: Mapping[str, Any], restart: bool = False) -> None:
+    """Makes ``out`` ready for a scan written with ``written_with`` (the fields of :data:`RECORD_FIELDS`).
+
+    A new output gets the record. One already written with the same checkpoint, policy, manifest and
+    market resumes. Anything else is refused, naming what differs, unless ``restart`` clears it first. An
+    output from before records were kept (results, no ``scan.json``) resumes when its rows' model and policy
+    versions are the ones given (all it can show), and gets the record.
+
+    Raises:
+        ConfigError: ``out`` was written with something else (or its record is unreadable).
+    """
+    fs, path = fsspec.core.url_to_fs(out)
+    if restart:
+        logger.info("scan: starting %s over (--restart): its earlier results are removed", out)
+        clear_output(out)
+    recorded = read_record(out)
+    if recorded is not None:
+        differences = record_differences(recorded, written_with)
+        if differences:
+            fields = ", ".join(d.split(" ", 1)[0] for d in differences)
+            raise ConfigError(f"out: {out} was scanned with a different {fields} ({'; '.join(differences)}); "
+                              "resuming into it would mix their decisions: pass --restart to start it over (its "
+                              "results are removed) or choose another --out")
+        return
+    versions = _written_versions(fs, path) if fs.exists(path) else set()
+    wanted = (written_with["checkpoint"]["version"], written_with["policy"]["version"])
+    others = sorted(v for v in versions if tuple(v) != wanted)
+    if others:
+        raise ConfigError(f"out: {out} holds results of model/policy {others[0][0]} / {others[0][1]}, not "
+                          f"{wanted[0]} / {wanted[1]}; resuming into it would mix their decisions: pass --restart "
+                          "to start it over (its results are removed) or choose another --out")
+    if versions:
+        logger.warning("scan: %s has no %s (written before outputs recorded their inputs); resuming it since its "
+                       "results are of model %s and policy %s", out, RECORD, *wanted)
+    fs.makedirs(path, exist_ok=True)
+    with fs.open(f"{path}/{RECORD}", "w") as handle:
+        handle.write(json.dumps(dict(written_with), indent=2, sort_keys=True))
 
 
 class ScanWriter:

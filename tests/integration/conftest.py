@@ -21,9 +21,14 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-    # Tests that take the session app's cores (training runs, a second cluster) go last, so the app is
-    # deployed once for all the tests that call it, not redeployed after each of them (~30 s a time).
-    items.sort(key=lambda item: bool({"cores_for_training", "head_node"} & set(getattr(item, "fixturenames", ()))))
+    # Tests that take the session app's cores (training runs) go last, so the app is deployed once for all
+    # the tests that call it, not redeployed after each of them (~30 s a time); the separate cluster's tests
+    # after them, so it is started once and nothing redeploys the app while it runs.
+    def order(item) -> int:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        return 2 if "separate_cluster" in fixtures else 1 if "cores_for_training" in fixtures else 0
+
+    items.sort(key=order)
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +120,22 @@ def cores_for_training(serve_endpoint):
         serve.delete("tripwire")
         serve_endpoint["deployed"] = False
     yield
+
+
+@pytest.fixture(scope="session")
+def separate_cluster(serve_endpoint, tmp_path_factory):
+    """A cluster of its own (``ray start``: a head and a worker node, one CPU each) beside the session's Ray,
+    shared by the ``ray job submit`` tests (tests/integration/test_cluster.py): ``(dashboard_url, env)``.
+    The session's Serve app yields its cores first."""
+    from ray import serve
+
+    from ray_nodes import local_cluster
+
+    if serve_endpoint["deployed"]:
+        serve.delete("tripwire")
+        serve_endpoint["deployed"] = False
+    with local_cluster(tmp_path_factory.mktemp("cluster"), head_cpus=1, worker_cpus=(1,)) as (address, _, env):
+        yield address, env
 
 
 # -- the evaluation framework on the session's model (tests/integration/test_evaluate.py, test_report_browser.py)

@@ -25,7 +25,9 @@ def test_openai_sdk_switches_by_base_url(trained, served):
     assert response.id.startswith("modr-") and len(response.results) == 1
     result = response.results[0]
     assert 0.0 <= result.category_scores.harassment_threatening <= 1.0
-    assert result.category_scores.hate_threatening == 0.0  # not scored by Tripwire: mapped to null
+    # Not scored by Tripwire (mapped to null): not checked, which is not a score of 0 or "clean".
+    assert result.category_scores.hate_threatening is None and result.category_scores.sexual_minors is None
+    assert {"hate/threatening", "sexual/minors"} <= set(result.tripwire["unscored_categories"])
     assert result.category_applied_input_types.harassment in (["text"], [])
 
     many = client.moderations.create(input=["hello there", "nice weather"])
@@ -251,8 +253,41 @@ def test_uris_are_read_only_under_an_allow_listed_prefix(trained, served):
         assert_uri_refused(url, outside)
 
 
-def test_request_id_is_idempotent(served):
+def test_request_id_is_idempotent_for_the_same_request_only(served):
+    """A retry gets the first answer; the same request_id with other content is refused (409), never answered
+    with the first request's decision (benign text first, then anything "allowed" under its id)."""
     url, _ = served
     first = httpx.post(f"{url}/v1/moderate", json={"text": "first text", "request_id": "req-1"}, timeout=30).json()
-    again = httpx.post(f"{url}/v1/moderate", json={"text": "something else", "request_id": "req-1"}, timeout=30).json()
-    assert again == first and first["request_id"] == "req-1"
+    again = httpx.post(f"{url}/v1/moderate", json={"text": "first text", "request_id": "req-1"}, timeout=30).json()
+    assert again == first and first["request_id"] == "req-1"  # this app has no log: from the replica's cache
+    for other in ({"text": "something else"}, {"text": "first text", "market": "DE"}):
+        refused = httpx.post(f"{url}/v1/moderate", json={**other, "request_id": "req-1"}, timeout=30)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"] == {"field": "request_id", "reason": "request_id_reused", "message": (
+            "request_id 'req-1' was already used with a different request body; use a new request_id for a "
+            "different request")}
+    batch = httpx.post(f"{url}/v1/moderate/batch", timeout=30, json={"items": [
+        {"text": "first text", "request_id": "req-1"}, {"id": "b", "text": "first text", "request_id": "req-1"}]})
+    assert [r.get("error", {}).get("reason") for r in batch.json()["results"]] == [None, "request_id_reused"]
+
+
+def test_a_body_over_the_limit_is_refused_from_its_content_length(served):
+    """A client announcing a gigabyte is answered 413 at once, before it has sent (or the ingress read) it."""
+    import socket
+
+    url, _ = served
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/moderate HTTP/1.1\r\nHost: tripwire\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000000000\r\n\r\n{\"text\": \"")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), answer[:500]
+    error = json.loads(body[body.index(b"{"):body.rindex(b"}") + 1])["error"]
+    assert (error["field"], error["reason"]) == ("body", "too_large")
+    assert "1000000000 bytes (Content-Length)" in error["message"] and "limit of" in error["message"]

@@ -4,7 +4,8 @@ One Serve deployment from the Serve config (deployments/configs/dev.yaml) with t
 decision log on, as in production, and no per-replica answer cache (``idempotency_cache_size: 0``), so a
 repeated ``request_id`` can only be answered from the log:
 
-* retries, sequential and concurrent, get the first answer from either replica, and are logged once;
+* retries, sequential and concurrent, get the first answer from either replica, and are logged once; the
+  same ``request_id`` with other content is refused (409) by either replica, from the log;
 * killing an ingress replica under load: every answered request has its record, and the chain verifies;
 * the round trip: served and scanned decisions -> reviews and appeals through the reviewer app -> the log
   -> statements of reasons -> the transparency report, with the counts reconciling exactly.
@@ -113,6 +114,16 @@ def test_a_repeated_request_id_gets_the_logged_answer_from_any_replica(logged_ap
         assert answer["puid"] == serving_puid(f"retry-{i}") and answer["request_id"] == f"retry-{i}"
     race = [_without_latency(a) for a in answers[24:]]
     assert all(a == race[0] for a in race) and race[0]["puid"] == serving_puid("race-1")
+
+    async def reused():  # a logged request_id with other content, at both replicas: refused, never answered
+        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as client:
+            return await asyncio.gather(*(client.post(f"{url}/v1/moderate", json={"text": f"not retry {n}",
+                                                                                  "market": "DE",
+                                                                                  "request_id": "retry-0"})
+                                          for n in range(6)))
+
+    for response in asyncio.run(reused()):
+        assert response.status_code == 409 and response.json()["error"]["reason"] == "request_id_reused", response.text
     log = DecisionLog(logged_app["db"])
     assert all(log.find(DECISION, serving_puid(f"retry-{i}")) is not None for i in range(8))
     assert sum(1 for r in log.records() if r.puid in {serving_puid(f"retry-{i}") for i in range(8)} | {serving_puid("race-1")}) == 9

@@ -80,7 +80,9 @@ def test_one_round_with_scripted_reviewers_over_http(trained, heldout, pool, tmp
     # The new model started from the old one's weights and went through the gate on the golden set.
     comparison = json.loads(open(summary["comparison"]).read())
     assert comparison["candidate"]["checkpoint"] == summary["candidate"] != comparison["baseline"]["checkpoint"]
-    assert summary["promoted"] in (True, False) and comparison["gate"]["bars"]
+    gate = comparison["gate"]
+    assert gate["bars"] and gate["passed"] == all(bar["passed"] for bar in gate["bars"])
+    assert summary["promoted"] is gate["passed"]  # the loop reports the gate's own verdict
     assert "macro" in summary and summary["macro"]
     store.close()
 

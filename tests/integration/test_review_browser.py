@@ -417,3 +417,30 @@ def test_an_appeal_shows_the_users_statement_as_text(watched, app_server, artifa
     assert page.eval_on_selector("#item-meta .appeal b", "e => e.children.length") == 0
     page.screenshot(path=str(artifacts / "review-appeal.png"), full_page=True)
     w.assert_clean()
+
+
+def test_one_long_word_does_not_widen_the_adjudication_page(watched, app_server, artifacts):
+    """Rationales, appeal statements and item text of one 5,000-character word (the most a rationale may be)
+    wrap: the adjudication page stays as wide as the window."""
+    base, store, tokens = app_server
+    word = "x" * 5000
+    store.enqueue([{"item_id": "long-1", "source": "scan", "priority": 50.0, "required_reviews": 2,
+                    "sample": {"id": "long-1", "text": word, "meta": {"appeal": word}},
+                    "result": _result("long-1", {"hate": 0.6}, "text")}])
+    for name, action in (("dee", "restrict"), ("eve", "block")):  # they disagree: adjudication
+        who = store.authenticate(store.add_reviewer(name, "reviewer", 3600.0))
+        store.submit(who, store.check_submission({"item_id": "long-1", "labels": {"hate": 1}, "action": action,
+                                                  "policy_clause": "hate", "rationale": word,
+                                                  "idempotency_key": f"long-{name}"}))
+    assert store.item("long-1")["status"] == "adjudication"
+    w = watched()
+    page = w.page
+    w.sign_in(tokens["boss"], "/admin")
+    w.wait_for("body[data-loaded=true]")
+    page.goto(base + "/?queue=adjudication", wait_until="load")
+    w.wait_for_item("long-1")
+    assert word in page.inner_text("#prior-reviews")
+    scroll, window = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    page.screenshot(path=str(artifacts / "review-long-words.png"), full_page=True)
+    assert scroll <= window, f"the page is {scroll} px wide in a {window} px window"
+    w.assert_clean()

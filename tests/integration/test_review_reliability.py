@@ -151,8 +151,8 @@ def test_concurrent_reviewers_store_each_acknowledged_review_once(server_factory
     # Every retry was a duplicate of the first review.
     assert retries, "no retries were sent"
     for first_id, answer in retries:
-        assert answer == {"status": 200, "review_id": first_id, "item_status": answer["item_status"],
-                          "duplicate": True}, answer
+        assert answer == {"status": 200, "review_id": first_id, "item_id": acked[first_id][2],
+                          "item_status": answer["item_status"], "duplicate": True}, answer
 
     stored = store.reviews()
     by_id = {r["review_id"]: r for r in stored}

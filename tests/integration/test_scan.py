@@ -1,8 +1,10 @@
 """``tripwire scan`` with real Ray Data: the same results as HTTP and in-process, quarantine, review candidates,
-resume after the driver is killed, and the scan's actors spread over a two-node cluster."""
+resume after the driver is killed, and resume by ids into an output of the same inputs only. The scan on a
+two-node cluster is in test_cluster.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,8 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from helpers import REPO, assert_same_result, good_samples, one_sample_per_mix
-from ray_nodes import RAY, alive_nodes, local_cluster
+from helpers import REPO, assert_same_result, good_samples, one_sample_per_mix, scan_command
 from tripwire.moderation import Moderator
 from tripwire.sample import Sample, manifest_base, request_body, write_manifest
 from tripwire.scan_config import ScanConfig, ScanJob
@@ -79,11 +80,6 @@ def test_scan_rejects_a_bad_checkpoint_or_manifest_before_starting(trained, tmp_
         ScanJob(checkpoint=summary["model_dir"], manifest=str(tmp_path / "model.bin"), out=str(tmp_path / "o"))
 
 
-def scan_command(model_dir: str, manifest: Path, out: Path, config: Path) -> list[str]:
-    return [sys.executable, "-m", "entrypoints.cli", "scan", "--checkpoint", model_dir, "--manifest", str(manifest),
-            "--out", str(out), "--config", str(config)]
-
-
 def test_a_scan_killed_mid_run_resumes_without_rescoring(ray_session, trained, tmp_path):
     """SIGKILL of the driver (it joined the session's cluster, as a job on a real cluster would), then the
     same command again: the rest is scored, nothing twice, and every id is in the output exactly once."""
@@ -119,25 +115,29 @@ def test_a_scan_killed_mid_run_resumes_without_rescoring(ray_session, trained, t
     assert "[scan] done" in second.stdout
 
 
-def test_scan_spreads_its_actors_over_a_two_node_cluster(trained, cores_for_training, tmp_path):
-    """``ray job submit`` of the scan to a cluster of a head and a worker node (two ``ray start`` processes,
-    one CPU each): the two model actors run on different nodes and the output is complete."""
-    cfg, summary = trained
-    config = tmp_path / "scan.yaml"
-    config.write_text(yaml.safe_dump({**vars(SMALL), "actors": 2, "cpus_per_actor": 0.5}))
-    out = tmp_path / "out"
-    with local_cluster(tmp_path, head_cpus=1, worker_cpus=(1,)) as (address, _, env):
-        assert len(alive_nodes(address, env)) == 2
-        submitted = subprocess.run(
-            [RAY, "job", "submit", "--address", address, "--runtime-env", "cluster/runtime_env.yaml", "--",
-             *scan_command(summary["model_dir"], Path(cfg.data.manifest), out, config)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
-        logs = submitted.stdout + submitted.stderr
-        assert submitted.returncode == 0, logs[-4000:]
-        listed = subprocess.run([RAY, "list", "actors", "--address", address, "--format", "json", "--detail",
-                                 "--limit", "1000"], env=env, capture_output=True, text=True, check=True)
-        actors = [a for a in json.loads(listed.stdout) if "ModerateBatch" in a.get("class_name", "")]
-    assert len(actors) == 2 and len({a["node_id"] for a in actors}) == 2, actors
-    ids = [row["id"] for row in read_results(str(out))]
-    assert len(ids) == len(set(ids)) == len(list(good_samples(cfg))) + 1
-    assert "[scan] done" in logs
+def test_a_scan_resumes_by_ids_and_refuses_an_output_of_another_policy(ray_session, tiny_model_config, tmp_path):
+    """A catalogue whose items changed (as many rows, other ids) scanned again into its output scores the new
+    ids; the same output with another policy is refused before anything runs (``restart`` and each field's
+    check: tests/unit/test_scan_output.py)."""
+    from helpers import save_tiny_checkpoint
+    from pipelines.scan import run
+    from tripwire.config import ConfigError, to_dict
+    from tripwire.policy import Policy
+
+    checkpoint = save_tiny_checkpoint(tiny_model_config, tmp_path / "model")
+    manifest, out = tmp_path / "catalogue.jsonl", str(tmp_path / "out")
+    write_manifest([Sample(id=f"item-{i}", text=f"post number {i}") for i in range(8)], str(manifest))
+    job = ScanJob(checkpoint=checkpoint, manifest=str(manifest), out=out, scan=SMALL)
+    assert run(job)["scored"] == 8
+
+    write_manifest([Sample(id=f"item-{i}", text=f"post number {i}") for i in range(2, 8)]
+                   + [Sample(id=f"new-{i}", text=f"new post {i}") for i in range(2)], str(manifest))
+    report = run(job)
+    assert (report["scored"], report["already_done"]) == (2, 6)
+    assert sorted(row["id"] for row in read_results(out)) == sorted([f"item-{i}" for i in range(8)] + ["new-0", "new-1"])
+
+    other = tmp_path / "other-policy.yaml"
+    other.write_text(yaml.safe_dump({**to_dict(Policy.load()), "version": "other-policy"}))
+    with pytest.raises(ConfigError, match=r"different policy .*--restart"):
+        run(dataclasses.replace(job, policy=str(other)))
+    assert len(read_results(out)) == 10

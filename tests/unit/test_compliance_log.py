@@ -170,7 +170,11 @@ def test_reviewer_outcomes_and_appeals_are_logged_once_and_join_their_decision(t
         file_appeal(store, log, "srv-zzz", "please")
     assert unknown.value.status == 404
     filed = file_appeal(store, log, "srv-b", "this was satire", {"id": "b", "text": "x"})
-    assert file_appeal(store, log, "srv-b", "again")["duplicate"] and log.find(APPEAL, "srv-b").body["statement"] == "this was satire"
+    assert file_appeal(store, log, "srv-b", "this was satire ") == {**filed, "duplicate": True}  # a retry
+    with pytest.raises(AppealError) as again:  # another statement for the same decision is not a retry
+        file_appeal(store, log, "srv-b", "again")
+    assert again.value.status == 409 and again.value.code == "appeal_conflict" and filed["item_id"] in str(again.value)
+    assert log.find(APPEAL, "srv-b").body["statement"] == "this was satire"
     item = store.item(filed["item_id"])
     assert item["source"] == "appeal" and item["result"]["decision"]["action"] == "block"
     review(store, "r2", filed["item_id"], "allow", set())

@@ -64,7 +64,8 @@ def test_every_component_accepts_its_own_arguments(kind, name):
     args = defaults(cls, kind)
     assert set(args) <= set(accepted)
     config = build(kind, name, args)
-    assert config is not None
+    component = config.encoders[cls.modality] if kind == "encoder" else config.fusion
+    assert component.name == name and dict(component.args) == args
 
 
 @pytest.mark.parametrize("kind, name", COMPONENTS, ids=[f"{k}:{n}" for k, n in COMPONENTS])

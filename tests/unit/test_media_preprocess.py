@@ -269,3 +269,62 @@ def test_text_with_a_lone_surrogate_is_a_media_error_not_a_crash():
     with pytest.raises(MediaError) as info:
         check_text("fine until \ud800 here", LIMITS)
     assert info.value.field == "text" and info.value.reason == "invalid_unicode"
+
+
+def _clip_with_sound(video_seconds: int, sound_seconds: float, fps: int = 1, rate: int = 8000) -> bytes:
+    """A tiny Matroska clip: 16x16 MPEG-4 frames, ``fps`` a second, over ``sound_seconds`` of a PCM tone
+    (PCM, not AAC: encoding 90 s of AAC alone takes seconds)."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="matroska") as container:
+        video = container.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = 16, 16, "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=rate)
+        audio.layout = "mono"
+        for i in range(video_seconds * fps):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), i * 7 % 255, np.uint8), format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        tone = (9000 * np.sin(np.arange(int(sound_seconds * rate)) * 2 * np.pi * 440 / rate)).astype(np.int16)
+        for start in range(0, len(tone), rate):
+            frame = av.AudioFrame.from_ndarray(tone[None, start:start + rate].copy(), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for packet in audio.encode(None):
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def test_a_video_longer_than_the_audio_limit_keeps_its_soundtrack():
+    # 90 s: within the 120 s video limit, over the 60 s audio limit; the soundtrack is the video's, bounded by it.
+    data = _clip_with_sound(90, 90.0)
+    clip = decode_video(data, 4, LIMITS)
+    assert len(clip.frames) == 4 and clip.timestamps[-1] > 60
+    assert clip.audio is not None and clip.audio.size / clip.sample_rate == pytest.approx(90.0, abs=0.5)
+    with pytest.raises(MediaError, match="video: too_long"):
+        decode_video(data, 4, dataclasses.replace(LIMITS, max_video_seconds=80.0))
+
+
+def test_the_soundtrack_is_not_decoded_when_the_model_cannot_use_it(tiny_model_config):
+    # 2 s of frames under 10 s of sound, limits of 5 s: decoding the soundtrack would refuse the item.
+    limits = dataclasses.replace(LIMITS, max_video_seconds=5.0, max_audio_seconds=5.0)
+    config = dataclasses.replace(tiny_model_config.preprocessing, limits=limits)
+    data = _clip_with_sound(2, 10.0, fps=4)
+    assert decode_video(data, 2, limits, with_audio=False).audio is None
+    with pytest.raises(MediaError, match="video: too_long"):
+        decode_video(data, 2, limits)
+    item = Sample(id="v", video=data)
+    # A model without an audio encoder never decodes it.
+    assert set(Preprocessor(config, ["video"]).sample(item)) == {"video", "video_timestamps"}
+    # One with an audio encoder decodes it (and refuses it here); unless the item brings its own audio.
+    with_audio = Preprocessor(config, ["audio", "video"])
+    with pytest.raises(MediaError, match="video: too_long"):
+        with_audio.sample(item)
+    own = encode_audio(np.zeros(8000, np.float32), 8000, "WAV")
+    assert set(with_audio.sample(Sample(id="va", video=data, audio=own))) == {"audio", "video", "video_timestamps"}

@@ -152,3 +152,62 @@ def test_lone_surrogates_are_refused_naming_the_field(model, body, field):
     assert first_error(model, body) == (field, "string_unicode")
     # A pair, as JSON escapes a character outside the BMP, is one character: fine.
     assert ModerateRequest.model_validate(json.loads('{"text": "\\ud83d\\ude00"}')).text == "\U0001f600"
+
+
+def moderation_result(flagged: tuple[str, ...] = ()) -> dict:
+    """A Tripwire result over the bundled taxonomy (what the moderation core answers)."""
+    from tripwire.policy import Taxonomy
+
+    names = Taxonomy.load().names
+    return {"scores": {c: (0.9 if c in flagged else 0.02) for c in names}, "flagged": list(flagged),
+            "attribution": {c: {"driven_by": "text", "contributions": {"text": 0.5}} for c in names}}
+
+
+def test_unscored_categories_are_marked_not_checked_never_scored_zero():
+    """sexual/minors (and the other categories Tripwire does not score) answered 0.0 / false: a client read
+    "checked and clean". They are null, never flagged, and listed in Tripwire's extension field."""
+    from deployments.api import OpenAIModerationResponse
+    from tripwire.openai_compat import OpenAICategoryMap, to_openai_response
+
+    mapping = OpenAICategoryMap.load()
+    unscored = [name for name, target in mapping.categories.items() if target is None]
+    assert "sexual/minors" in unscored and mapping.unscored == unscored
+    response = to_openai_response([moderation_result(("hate",))], mapping, "m")
+    OpenAIModerationResponse.model_validate(response)  # the documented schema (which forbids other fields)
+    [result] = response["results"]
+    assert result["tripwire"] == {"unscored_categories": unscored}
+    for name in unscored:
+        assert result["category_scores"][name] is None and result["categories"][name] is False
+        assert result["category_applied_input_types"][name] == []
+    scored = [name for name in mapping.categories if name not in unscored]
+    assert all(isinstance(result["category_scores"][name], float) for name in scored)
+    assert result["categories"]["hate"] is True and result["category_scores"]["hate"] == 0.9 and result["flagged"]
+    assert set(result["categories"]) == set(result["category_scores"]) == set(mapping.categories)
+
+
+def test_the_openai_sdk_parses_unscored_categories_and_the_extension():
+    """The official SDK (its own response parsing) over the body the endpoint sends: a client using it sees
+    None for an unscored category, and the extension as an extra field."""
+    import httpx
+    import openai
+
+    from tripwire.openai_compat import OpenAICategoryMap, to_openai_response
+
+    body = to_openai_response([moderation_result(), moderation_result(("violence",))], OpenAICategoryMap.load(), "m")
+    server = httpx.MockTransport(lambda request: httpx.Response(200, json=body))  # stands in for the network
+    client = openai.OpenAI(base_url="http://tripwire/v1", api_key="unused", max_retries=0,
+                           http_client=httpx.Client(transport=server))
+    clean, violent = client.moderations.create(input=["a", "b"]).results
+    assert clean.category_scores.sexual_minors is None and clean.categories.sexual_minors is False
+    assert clean.category_scores.hate == pytest.approx(0.02) and not clean.flagged
+    assert clean.tripwire["unscored_categories"] == clean.model_extra["tripwire"]["unscored_categories"]
+    assert "sexual/minors" in clean.tripwire["unscored_categories"]
+    assert violent.categories.violence is True and violent.flagged
+
+
+def test_an_image_over_the_limit_is_refused_before_it_is_decoded():
+    parts = [{"type": "text", "text": "t"}, {"type": "image_url", "image_url": {"url": PNG_URL}}]
+    assert parse_input(parts, max_image_bytes=len(PNG))[0]["image"] == PNG
+    with pytest.raises(MediaError) as caught:
+        parse_input(parts, max_image_bytes=len(PNG) - 1)
+    assert (caught.value.field, caught.value.reason) == ("input[1].image_url.url", "too_large")

@@ -6,7 +6,14 @@ a 4xx JSON body naming the problem; media is served with its sniffed type.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import io
+import json
+import re
+import socket
+import tracemalloc
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -15,6 +22,7 @@ from PIL import Image
 
 from tripwire.policy import Taxonomy
 from tripwire.review.app import create_app, sniff_media_type
+from tripwire.review.config import ReviewConfig
 from tripwire.review.store import open_store
 
 CATEGORIES = Taxonomy.load().names
@@ -83,6 +91,156 @@ def test_sign_in_sets_an_http_only_cookie_that_opens_the_pages(app):
     assert client.post("/logout").status_code == 303 and client.get("/").status_code == 303
 
 
+def test_signing_out_ends_the_session_on_the_server(app):
+    client, tokens, _ = app
+    client.post("/login", data={"token": tokens["reviewer"]})
+    session = client.cookies.get("tripwire_review")
+    assert session and session != tokens["reviewer"]  # the cookie carries a session, not the reviewer's token
+    assert client.get("/api/me").status_code == 200
+    assert client.post("/logout").status_code == 303
+    # The signed-out session's token no longer works, whether replayed as the cookie or as a bearer token.
+    client.cookies.set("tripwire_review", session)
+    for answer in (client.get("/api/me"), client.get("/api/me", headers=auth(session))):
+        assert answer.status_code == 401 and answer.json()["error"]["code"] == "unauthenticated"
+    assert client.get("/").status_code == 303
+    # The reviewer's own token signs in again; a cookie holding it (not a session) is refused.
+    assert client.post("/login", data={"token": tokens["reviewer"]}).status_code == 303
+    client.cookies.clear()
+    client.cookies.set("tripwire_review", tokens["reviewer"])
+    assert client.get("/api/me").status_code == 401
+
+
+def test_an_idempotency_key_reused_for_another_item_is_refused_naming_both(app):
+    client, tokens, store = app
+    store.enqueue([{"item_id": "b/2", "source": "scan", "sample": {"id": "b/2", "text": "yo"},
+                    "result": {"scores": {c: 0.1 for c in CATEGORIES}, "decision": {"action": "review"}}}])
+    headers = auth(tokens["reviewer"])
+    allow = {"item_id": "a/1", "labels": {}, "action": "allow", "time_spent_ms": 5, "idempotency_key": "k-1"}
+    created = client.post("/api/reviews", headers=headers, json=allow)
+    assert created.status_code == 201 and created.json()["item_id"] == "a/1"
+    block = {"item_id": "b/2", "labels": {"hate": 1}, "action": "block", "policy_clause": "hate", "rationale": "threat",
+             "time_spent_ms": 5, "idempotency_key": "k-1"}
+    refused = client.post("/api/reviews", headers=headers, json=block)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "idempotency_conflict"
+    assert "'a/1'" in refused.json()["error"]["message"] and "'b/2'" in refused.json()["error"]["message"]
+    assert store.reviews("b/2") == []
+    again = client.post("/api/reviews", headers=headers, json=allow)
+    assert again.status_code == 200 and again.json() == {**created.json(), "duplicate": True}
+
+
+def test_request_bodies_and_rationales_are_capped(app):
+    client, tokens, store = app
+    headers = auth(tokens["reviewer"])
+    body = {"item_id": "a/1", "labels": {"hate": 1}, "action": "restrict", "policy_clause": "hate",
+            "time_spent_ms": 5, "idempotency_key": "k-big"}
+    long = client.post("/api/reviews", headers=headers, json={**body, "rationale": "x" * 1_000_000})
+    assert long.status_code == 422 and long.json()["error"]["message"].startswith("rationale: at most 5000 characters")
+    huge = client.post("/api/reviews", headers=headers, json={**body, "rationale": "x" * 2_000_000})
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
+    assert str(ReviewConfig().max_body_bytes) in huge.json()["error"]["message"]
+    assert huge.headers["x-content-type-options"] == "nosniff"
+    assert store.reviews() == []
+    assert client.post("/api/reviews", headers=headers, json={**body, "rationale": "x" * 5000}).status_code == 201
+
+
+async def _asgi(app, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, dict, int]:
+    """One POST /api/reviews through the ASGI interface; returns (status, JSON answer, body bytes the app pulled)."""
+    pulled, sent = 0, []
+
+    async def receive():
+        nonlocal pulled
+        if not chunks:
+            return {"type": "http.disconnect"}
+        chunk = chunks.pop(0)
+        pulled += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/reviews", "raw_path": b"/api/reviews", "root_path": "", "query_string": b"",
+             "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), *headers],
+             "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(body), pulled
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(tmp_path):
+    store = open_store(str(tmp_path / "review.db"), CATEGORIES)
+    limit = 1024 * 1024  # ReviewConfig().max_body_bytes, the default
+    app = create_app(store)
+    chunk = b"x" * 16 * 1024
+    # 20 MB declared: refused from the Content-Length alone, not a byte of the body read.
+    status, answer, pulled = asyncio.run(_asgi(app, [(b"content-length", b"20000000")], [chunk] * 1250))
+    assert (status, answer["error"]["code"], pulled) == (413, "body_too_large", 0)
+    assert "20000000" in answer["error"]["message"] and str(limit) in answer["error"]["message"]
+    # No Content-Length (chunked): refused once the body passes the limit; the rest is never pulled.
+    status, answer, pulled = asyncio.run(_asgi(app, [], [chunk] * 1250))
+    assert (status, answer["error"]["code"]) == (413, "body_too_large") and pulled <= limit + len(chunk)
+    # Within the limit the request goes through (here: 401, it carries no token).
+    status, answer, _ = asyncio.run(_asgi(app, [(b"content-length", b"2")], [b"{}"]))
+    assert (status, answer["error"]["code"]) == (401, "unauthenticated")
+    store.close()
+
+
+def test_the_server_answers_413_without_waiting_for_a_huge_body(tmp_path):
+    from bench.reviewers import review_app_server
+
+    store = open_store(str(tmp_path / "review.db"), CATEGORIES)
+    with review_app_server(store) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /api/reviews HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 20000000\r\n\r\n" + b"x" * 1000)
+            answer = sock.recv(65536).decode()  # times out when the server waits for the 20 MB
+    store.close()
+    assert answer.startswith("HTTP/1.1 413") and "body_too_large" in answer
+
+
+def test_media_over_the_limit_is_refused_before_it_is_read(app, tmp_path):
+    client, tokens, store = app
+    big = tmp_path / "big.png"
+    limit = 64 * 1024 * 1024  # ReviewConfig().max_media_bytes, the default
+    size = limit + 1024 * 1024
+    with open(big, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n")
+        handle.truncate(size)  # sparse: nothing to write
+    store.enqueue([{"item_id": "c", "source": "scan", "sample": {"id": "c", "image": str(big)}, "result": {}}])
+    tracemalloc.start()
+    try:
+        answer = client.get("/api/items/c/media/image", headers=auth(tokens["reviewer"]))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "media_too_large"
+    assert f"{size} bytes (limit {limit})" in answer.json()["error"]["message"]
+    assert peak < 8 * 1024 * 1024, f"{peak} bytes allocated serving a refused {size}-byte file"
+    # Inline media are measured before they are decoded.
+    limited = TestClient(create_app(store, ReviewConfig(max_media_bytes=1024 * 1024)))
+    inline = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(2 * 1024 * 1024)).decode()
+    store.enqueue([{"item_id": "d", "source": "scan", "sample": {"id": "d", "image": inline}, "result": {}}])
+    refused = limited.get("/api/items/d/media/image", headers=auth(tokens["reviewer"]))
+    assert refused.status_code == 413 and "limit 1048576" in refused.json()["error"]["message"]
+    assert limited.get("/api/items/a%2F1/media/image", headers=auth(tokens["reviewer"])).status_code == 200
+
+
+def test_long_words_wrap_instead_of_widening_the_page():
+    """A rationale, statement or note of one 5,000-character word wraps in the adjudication table, the item's
+    metadata, the admin tables and the banners (the browser test measures the page)."""
+    css = re.sub(r"/\*.*?\*/", "", resources.files("tripwire.review").joinpath("static", "review.css").read_text(), flags=re.S)
+    rules: dict[str, str] = {}
+    for block in css.split("}"):
+        if "{" in block:
+            selectors, body = block.rsplit("{", 1)
+            for selector in selectors.split(","):
+                rules[selector.strip()] = rules.get(selector.strip(), "") + body
+    for selector in (".prior td", ".meta", "table.data td", ".banner", ".escalation", ".item-text"):
+        assert "overflow-wrap: anywhere" in rules.get(selector, ""), selector
+
+
 def test_a_review_through_the_api_and_its_errors(app):
     client, tokens, store = app
     headers = auth(tokens["reviewer"])
@@ -99,7 +257,7 @@ def test_a_review_through_the_api_and_its_errors(app):
     bad_json = client.post("/api/reviews", headers={**headers, "content-type": "application/json"}, content=b"{")
     assert bad_json.status_code == 422 and bad_json.json()["error"]["message"] == "body: not valid JSON"
     created = client.post("/api/reviews", headers=headers, json={**body, "rationale": "slur"})
-    assert created.status_code == 201 and created.json()["item_status"] == "resolved"
+    assert created.status_code == 201 and created.json()["item_status"] == "resolved" and created.json()["item_id"] == "a/1"
     again = client.post("/api/reviews", headers=headers, json={**body, "rationale": "slur"})
     assert again.status_code == 200 and again.json()["duplicate"] and again.json()["review_id"] == created.json()["review_id"]
     assert len(store.reviews()) == 1

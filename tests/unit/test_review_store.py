@@ -6,13 +6,14 @@ with adjudication of disagreements, hidden golden items, escalation, and errors 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 
 import pytest
 
 from tripwire.policy import Taxonomy
-from tripwire.review.store import SCHEMA_VERSION, ReviewError, open_store, redacted_url
+from tripwire.review.store import MIGRATIONS, SCHEMA_VERSION, ReviewError, database, open_store, redacted_url, token_digest
 
 CATEGORIES = Taxonomy.load().names
 
@@ -78,7 +79,7 @@ def test_two_agreeing_reviews_resolve_and_a_retry_is_not_a_second_review(store):
     alice, bob = people(store, "alice", "bob")
     store.enqueue([item(1)])
     first = submit(store, alice, review("item-1", "k1", "restrict", {"hate": 1}, "hate", "slur"))
-    assert first == {"review_id": first["review_id"], "item_status": "pending", "duplicate": False}
+    assert first == {"review_id": first["review_id"], "item_id": "item-1", "item_status": "pending", "duplicate": False}
     retry = submit(store, alice, review("item-1", "k1", "restrict", {"hate": 1}, "hate", "slur"))
     assert retry["duplicate"] and retry["review_id"] == first["review_id"]
     assert submit(store, bob, review("item-1", "k2", "restrict", {"hate": 1}, "hate", "slur"))["item_status"] == "resolved"
@@ -164,6 +165,7 @@ def test_hidden_golden_items_are_mixed_in_and_never_resolve(store_url):
     (review("item-1", "k", action="review", clause="spam"), "invalid_request", "spam"),
     ({**review("item-1", "k"), "time_spent_ms": -1}, "invalid_request", "time_spent_ms"),
     ({**review("item-1", ""), }, "invalid_request", "idempotency_key"),
+    (review("item-1", "k", "block", {"hate": 1}, "hate", "x" * 5001), "invalid_request", "rationale: at most 5000"),
 ])
 def test_bad_submissions_are_refused_naming_the_problem(store, body, code, names):
     (alice,) = people(store, "alice")
@@ -199,3 +201,114 @@ def test_sqlite_store_is_one_wal_file(tmp_path):
     open_store(f"sqlite:///{path}", CATEGORIES).close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_an_idempotency_key_is_bound_to_its_reviewer_item_and_decision(store):
+    alice, bob = people(store, "alice", "bob")
+    store.enqueue([item(1), item(2)])
+    first = submit(store, alice, review("item-1", "k", "allow"))
+    # The same key for a block of another item: refused, naming both items; nothing stored for item-2.
+    with pytest.raises(ReviewError) as other_item:
+        submit(store, alice, review("item-2", "k", "block", {"hate": 1}, "hate", "threat"))
+    assert other_item.value.status == 409 and other_item.value.code == "idempotency_conflict"
+    assert "'item-1'" in other_item.value.message and "'item-2'" in other_item.value.message
+    # The same key, the same item, another decision: refused too.
+    for body in (review("item-1", "k", "block", {"hate": 1}, "hate", "threat"), review("item-1", "k", "allow", {"hate": 1}),
+                 review("item-1", "k", "review", clause="hate")):
+        with pytest.raises(ReviewError) as other_decision:
+            submit(store, alice, body)
+        assert other_decision.value.code == "idempotency_conflict" and "'item-1'" in other_decision.value.message
+    with pytest.raises(ReviewError) as other_reviewer:
+        submit(store, bob, review("item-1", "k", "allow"))
+    assert other_reviewer.value.status == 409 and other_reviewer.value.code == "idempotency_conflict"
+    assert [r["item_id"] for r in store.reviews()] == ["item-1"] and store.reviews("item-2") == []
+    # The same request (a retry measures its time again): the first answer, naming the item.
+    retry = submit(store, alice, {**review("item-1", "k", "allow"), "time_spent_ms": 99})
+    assert retry == {**first, "duplicate": True}
+    assert retry["item_id"] == "item-1" and len(store.reviews()) == 1
+    # item-2 is still open to a review under a new key.
+    assert submit(store, alice, review("item-2", "k2", "block", {"hate": 1}, "hate", "threat"))["item_id"] == "item-2"
+
+
+def _schema_2_store(url: str) -> None:
+    """A store as schema version 2 wrote it (before bound keys, sessions and revocation), with one reviewer,
+    one item and one review."""
+    db = database(url)
+    conn = db.connect()
+    postgres = url.startswith("postgresql://")
+    with db.write(conn):
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version, statements in enumerate(MIGRATIONS[:2], start=1):
+            for statement in statements[1 if postgres else 0]:
+                conn.execute(statement)
+            conn.execute(db.sql("INSERT INTO schema_version (version) VALUES (?)"), (version,))
+        now = time.time()
+        conn.execute(db.sql("INSERT INTO reviewers (name, role, token_sha256, created_at, expires_at) "
+                            "VALUES (?, ?, ?, ?, ?)"), ("alice", "reviewer", token_digest("old-token"), now, now + 3600))
+        conn.execute(db.sql("INSERT INTO items (item_id, source, sample, result, required_reviews, status, reviews_done, "
+                            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                     ("item-1", "scan", "{}", "{}", 2, "pending", 1, now))
+        conn.execute(db.sql("INSERT INTO items (item_id, source, sample, result, required_reviews, status, created_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)"), ("item-2", "scan", "{}", "{}", 2, "pending", now))
+        labels = {c: int(c == "hate") for c in CATEGORIES}
+        conn.execute(db.sql("INSERT INTO reviews (idempotency_key, item_id, reviewer, kind, labels, action, policy_clause, "
+                            "rationale, decided_at, time_spent_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                     ("old-key", "item-1", "alice", "review", json.dumps(labels), "restrict", "hate", "slur", now, 5))
+    conn.close()
+
+
+def test_a_store_from_before_bound_keys_opens_upgraded_and_binds_its_old_keys(store_url):
+    _schema_2_store(store_url)
+    store = open_store(store_url, CATEGORIES, required_reviews=2, golden_every=0)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        alice = store.authenticate("old-token")  # tokens issued before the upgrade still work
+        old = store.reviews("item-1")[0]
+        retry = submit(store, alice, review("item-1", "old-key", "restrict", {"hate": 1}, "hate", "slur"))
+        assert retry == {"review_id": old["review_id"], "item_id": "item-1", "item_status": "pending", "duplicate": True}
+        with pytest.raises(ReviewError) as conflict:
+            submit(store, alice, review("item-2", "old-key", "allow"))
+        assert conflict.value.code == "idempotency_conflict" and "'item-1'" in conflict.value.message
+        assert store.reviews("item-2") == [] and store.check_consistency() == []
+        session, _ = store.open_session("old-token")
+        assert store.authenticate(session, sessions_only=True).name == "alice"
+    finally:
+        store.close()
+
+
+def test_sign_in_sessions_end_on_sign_out_and_revoke_ends_every_token(store):
+    token = store.add_reviewer("alice")
+    first, who = store.open_session(token)
+    second, _ = store.open_session(token)
+    assert who.name == "alice" and first not in (second, token)
+    assert store.authenticate(first, sessions_only=True).name == store.authenticate(first).name == "alice"
+    with pytest.raises(ReviewError) as not_a_session:
+        store.authenticate(token, sessions_only=True)  # the sign-in cookie carries sessions only
+    assert not_a_session.value.status == 401
+    with pytest.raises(ReviewError):
+        store.open_session(first)  # only an issued token signs in
+    assert store.end_session(first) and not store.end_session(first)
+    with pytest.raises(ReviewError) as ended:
+        store.authenticate(first)
+    assert ended.value.status == 401 and "signed out" in ended.value.message
+    assert store.authenticate(second).name == "alice" and store.authenticate(token).name == "alice"
+
+    assert store.revoke("alice") == 1  # the token and every session of alice's
+    for gone in (token, second):
+        with pytest.raises(ReviewError) as revoked:
+            store.authenticate(gone)
+        assert revoked.value.status == 401 and revoked.value.code == "unauthenticated"
+    assert "revoked" in revoked.value.message
+    with pytest.raises(ReviewError):
+        store.open_session(token)
+    assert store.authenticate(store.add_reviewer("alice")).name == "alice"  # a new token works again
+    with pytest.raises(ReviewError) as unknown:
+        store.revoke("nobody")
+    assert unknown.value.status == 404 and "'nobody'" in unknown.value.message
+
+
+def test_a_new_token_ends_the_old_tokens_sessions(store):
+    session, _ = store.open_session(store.add_reviewer("alice"))
+    store.add_reviewer("alice")
+    with pytest.raises(ReviewError):
+        store.authenticate(session)

@@ -81,3 +81,82 @@ def test_scan_job_and_config_validate_at_the_edge():
         from_dict(ScanJob, {"checkpoint": "c", "manifest": "m.jsonl", "out": "o", "scan": {"batch_size": "big"}}, "scan")
     with pytest.raises(ConfigError, match="market"):
         ScanJob(checkpoint="c", manifest="m.jsonl", out="o", market="Germany")
+
+
+def _written_with(**changes) -> dict:
+    record = {"checkpoint": {"version": "m@1", "sha256": "a" * 64, "uri": "/models/m"},
+              "policy": {"version": "p@1", "sha256": "b" * 64}, "manifest": "/data/catalogue.jsonl", "market": None}
+    for key, value in changes.items():
+        record[key] = {**record[key], **value} if isinstance(value, dict) else value
+    return record
+
+
+def _write_results(out: str, ids: list[str]) -> None:
+    writer = ScanWriter(out, CATEGORIES, rows_per_file=100)
+    writer.add(result_rows([result(i, 0.55) for i in ids], NOW))
+    writer.flush()
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"checkpoint": {"version": "m@2", "sha256": "c" * 64}}, ["checkpoint m@1 (sha256 aaaaaaaaaaaa) there",
+                                                             "m@2 (sha256 cccccccccccc) now"]),
+    ({"checkpoint": {"sha256": "c" * 64}}, ["checkpoint m@1"]),  # same name, other weights or calibration
+    ({"policy": {"sha256": "d" * 64}}, ["policy p@1 (sha256 bbbbbbbbbbbb) there, p@1 (sha256 dddddddddddd) now"]),
+    ({"manifest": "/data/other.jsonl"}, ["manifest /data/catalogue.jsonl there, /data/other.jsonl now"]),
+    ({"market": "DE"}, ["market none there, DE now"]),
+])
+def test_an_output_refuses_a_scan_written_with_something_else(tmp_path, changes, named):
+    from tripwire.config import ConfigError
+    from tripwire.scan_output import prepare_output
+
+    out = str(tmp_path / "scan")
+    prepare_output(out, _written_with())
+    _write_results(out, ["a", "b"])
+    prepare_output(out, _written_with(checkpoint={"uri": "/copied/elsewhere"}))  # the same model, moved: resumes
+    with pytest.raises(ConfigError) as info:
+        prepare_output(out, _written_with(**changes))
+    message = str(info.value)
+    assert all(fragment in message for fragment in named) and "--restart" in message, message
+    assert completed_ids(out) == {"a", "b"}  # refused: nothing removed
+    # Restarting clears the earlier results (only the scan's own files) and records the new inputs.
+    (tmp_path / "scan" / "notes.txt").write_text("not the scan's")
+    prepare_output(out, _written_with(**changes), restart=True)
+    assert completed_ids(out) == set() and (tmp_path / "scan" / "notes.txt").exists()
+    prepare_output(out, _written_with(**changes))
+    with pytest.raises(ConfigError):
+        prepare_output(out, _written_with())
+
+
+def test_an_output_without_a_record_resumes_only_for_its_own_model_and_policy(tmp_path):
+    from tripwire.config import ConfigError
+    from tripwire.scan_output import RECORD, prepare_output, read_record
+
+    out = str(tmp_path / "scan")
+    _write_results(out, ["a"])  # rows of model m@1 and the bundled policy, as scans wrote before records
+    policy = Policy.load().version
+    with pytest.raises(ConfigError, match="m@1 / .*, not m@2"):
+        prepare_output(out, _written_with(checkpoint={"version": "m@2"}, policy={"version": policy}))
+    assert not (tmp_path / "scan" / RECORD).exists()
+    prepare_output(out, _written_with(policy={"version": policy}))
+    assert read_record(out)["checkpoint"]["version"] == "m@1"
+
+
+def test_what_is_left_to_scan_is_decided_by_ids_not_counts(tmp_path):
+    import json
+
+    from tripwire.scan_output import count_pending
+    from tripwire.records import quarantine_row
+
+    manifest = tmp_path / "catalogue.jsonl"
+    broken = "{not json"
+    manifest.write_text("\n".join([json.dumps({"id": f"item-{i}", "text": "t"}) for i in range(4)] + [broken, ""]))
+    # An output that holds as many ids as the manifest has rows, but two of them are no longer in it.
+    done = {"item-0", "item-1", "gone-1", "gone-2", quarantine_row("", broken, ValueError())["id"]}
+    assert count_pending(str(manifest), done) == (5, 2)
+    assert count_pending(str(manifest), done | {"item-2", "item-3"}) == (5, 0)
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["x", "y", "z"], "text": ["a", "b", "c"]}), tmp_path / "catalogue.parquet")
+    assert count_pending(str(tmp_path / "catalogue.parquet"), {"x", "q"}) == (3, 2)

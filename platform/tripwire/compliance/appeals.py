@@ -18,11 +18,13 @@ MAX_STATEMENT = 5000
 
 
 class AppealError(ValueError):
-    """An appeal that cannot be filed; ``status`` is the HTTP status that says why."""
+    """An appeal that cannot be filed; ``status`` is the HTTP status that says why (``code``: the API error
+    code, where the status alone does not say it)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, code: str | None = None):
         super().__init__(message)
         self.status = status
+        self.code = code
 
 
 def appeal_item_id(puid: str) -> str:
@@ -42,14 +44,16 @@ def _original_result(puid: str, decision: Mapping[str, Any]) -> dict[str, Any]:
 
 def file_appeal(store, log: DecisionLog, puid: str, statement: str, sample: Mapping[str, Any] | None = None,
                 base_uri: str | None = None) -> dict[str, Any]:
-    """Queues and logs an appeal of the decision ``puid``; filing it again returns the first appeal.
+    """Queues and logs an appeal of the decision ``puid``; filing it again (the same statement) returns the
+    first appeal, and filing another statement for the same decision is refused (409, ``appeal_conflict``).
 
     Args:
         statement: the user's reasons (at most 5000 characters).
         sample: the content as a manifest row, where the log did not keep it (``keep_content``).
 
     Raises:
-        AppealError: 404 for an unknown puid, 409 for a decision that restricted nothing, 422 for bad input.
+        AppealError: 404 for an unknown puid, 409 for a decision that restricted nothing or was appealed
+            already with another statement, 422 for bad input.
     """
     try:
         check_puid(puid)
@@ -59,6 +63,9 @@ def file_appeal(store, log: DecisionLog, puid: str, statement: str, sample: Mapp
         raise AppealError(422, f"statement: required, at most {MAX_STATEMENT} characters")
     existing = log.find(APPEAL, puid)
     if existing is not None:
+        if existing.body["statement"] != statement.strip():
+            raise AppealError(409, f"decision {puid} was appealed already with another statement (item "
+                                   f"{existing.body['item_id']!r}): one appeal per decision", "appeal_conflict")
         return {"puid": puid, "item_id": existing.body["item_id"], "filed_at": existing.body["filed_at"],
                 "duplicate": True}
     decision = effective_decision(log, puid)

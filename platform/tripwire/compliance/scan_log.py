@@ -21,7 +21,7 @@ from tripwire.decision_log import DecisionLog
 from tripwire.parquet_io import read_table
 from tripwire.policy import Policy
 from tripwire.review.intake import scan_manifest
-from tripwire.sample import MEDIA_FIELDS, content_digest, manifest_base, read_manifest, read_media
+from tripwire.sample import MEDIA_FIELDS, content_digest_of, manifest_base, read_manifest
 from tripwire.scan_output import PARTITION, RESULTS, row_to_result
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ def _content(manifest: str, ids: set[str]) -> dict[str, dict[str, Any]]:
     for sample in read_manifest(manifest):
         if sample.id not in ids:
             continue
-        media = {m: read_media(m, getattr(sample, m), base) for m in MEDIA_FIELDS if getattr(sample, m) is not None}
-        found[sample.id] = {"content_hash": content_digest(sample.text, media),
+        media = {m: getattr(sample, m) for m in MEDIA_FIELDS if getattr(sample, m) is not None}
+        found[sample.id] = {"content_hash": content_digest_of(sample.text, media, base),
                             "content_types": (["text"] if sample.text else []) + sorted(media),
                             "language": sample.meta.get("language"), "content_date": sample.meta.get("content_date")}
         if len(found) == len(ids):

@@ -5,22 +5,26 @@ and ``deployments/review_app.py`` mounts the same app as a Ray Serve application
 files (``static/``) that call the JSON API below; see CONTRACT.md for every route.
 
 Every page and API call needs a token: ``Authorization: Bearer <token>`` or the HttpOnly cookie the
-sign-in form sets. Pages without one redirect to ``/login``; API calls answer 401 JSON. Admin pages and
-calls answer 403 to reviewers. Errors are ``{"error": {"code", "message"}}`` with a 4xx status.
+sign-in form sets (a server-side session, which signing out ends). Pages without one redirect to
+``/login``; API calls answer 401 JSON. Admin pages and calls answer 403 to reviewers. Errors are
+``{"error": {"code", "message"}}`` with a 4xx status. Request bodies over ``max_body_bytes`` are refused
+(413) before they are read, media files over ``max_media_bytes`` before they are opened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import mimetypes
 import statistics
 import time
 from importlib import resources
-from typing import Any
+from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
+import fsspec
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -33,12 +37,11 @@ from tripwire.media import MediaError
 from tripwire.review.agreement import category_agreement, golden_accuracy, reviewer_agreement
 from tripwire.review.config import ReviewConfig
 from tripwire.review.store import ACTIONS, ReviewError, Reviewer, ReviewStore
-from tripwire.sample import read_media
+from tripwire.sample import read_media, resolve_uri
 
 logger = logging.getLogger(__name__)
 
-COOKIE = "tripwire_review"
-MAX_MEDIA_BYTES = 64 * 1024 * 1024  # what the app sends of one media file; larger files are refused
+COOKIE = "tripwire_review"  # carries a sign-in session token, never the reviewer's own token
 STATS_WINDOW_S = 30 * 86400.0  # the admin page's agreement and throughput cover this much history
 STATIC_FILES = ("review.html", "admin.html", "dom.js", "review.js", "admin.js", "review.css")
 SECURITY_HEADERS = {
@@ -65,6 +68,90 @@ def sniff_media_type(data: bytes) -> str | None:
     if data[4:8] == b"ftyp":
         return "video/mp4"
     return None
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is refused with a 413 JSON error, from its declared
+    Content-Length before a byte of it is read, or, without one (chunked), as soon as what has arrived passes
+    the limit. The app behind it never holds more than ``limit`` bytes of a body."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = {value.strip() for name, value in scope["headers"] if name.lower() == b"content-length"}
+        if declared:
+            length = int(next(iter(declared))) if len(declared) == 1 and next(iter(declared)).isdigit() else None
+            if length is None:
+                await self.refuse(send, 400, "invalid_request", "Content-Length: not one non-negative integer")
+                return
+            if length > self.limit:
+                await self.refuse(send, 413, "body_too_large",
+                                  f"the request body is {length} bytes; the limit is {self.limit} bytes")
+                return
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > self.limit:
+                    await self.refuse(send, 413, "body_too_large", f"the request body is over the limit of {self.limit} bytes")
+                    return
+            messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        pending = iter(messages)
+
+        async def replay() -> dict:
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def refuse(send: Callable, status: int, code: str, message: str) -> None:
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   *((k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def read_media_capped(modality: str, ref: Any, base_uri: str | None, limit: int, label: str | None = None) -> bytes:
+    """The bytes of an item's media reference; a 413 ReviewError when they are over ``limit``: inline bytes and
+    ``data:`` URIs by their length, files (any fsspec URI) by their size before a byte is read, and by a read
+    that stops past the limit (a file that grew meanwhile, a filesystem that does not know sizes). ``label``
+    names the media in the error (default: the modality)."""
+    def too_large(size: str) -> ReviewError:
+        return ReviewError(413, "media_too_large", f"{label or modality} is {size} bytes (limit {limit})")
+
+    if isinstance(ref, str) and not ref.startswith("data:"):
+        uri = resolve_uri(ref, base_uri)
+        try:
+            fs, path = fsspec.core.url_to_fs(uri)
+            size = fs.size(path)
+            if size is not None and size > limit:
+                raise too_large(str(size))
+            with fs.open(path, "rb") as handle:
+                data = handle.read(limit + 1)
+        except FileNotFoundError as exc:
+            raise MediaError(modality, "missing_file", f"{uri} does not exist") from exc
+        except (OSError, ValueError) as exc:
+            raise MediaError(modality, "unreadable", f"{uri}: {exc}") from exc
+    else:
+        if isinstance(ref, (str, bytes)) and len(ref) * 3 // 4 > limit + 3 * 1024:  # base64: 4 characters, 3 bytes
+            raise too_large(f"about {len(ref) * 3 // 4}")
+        try:
+            data = read_media(modality, ref, base_uri, limit)
+        except MediaError as exc:
+            if exc.reason == "too_large":
+                raise too_large(f"over {limit}") from exc
+            raise
+    if len(data) > limit:
+        raise too_large(f"over {limit}" if len(data) == limit + 1 else str(len(data)))
+    return data
 
 
 def _root(request: Request) -> str:
@@ -112,6 +199,9 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None, log: Deci
         response.headers.update(SECURITY_HEADERS)
         return response
 
+    # Outermost: a body over the limit is refused before any other middleware or route reads it.
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+
     @app.exception_handler(ReviewError)
     async def review_error(request: Request, exc: ReviewError) -> Response:
         page = not _route(request).startswith("/api/")
@@ -136,8 +226,9 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None, log: Deci
 
     def reviewer(request: Request) -> Reviewer:
         header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
-        return store.authenticate(token)
+        if header.lower().startswith("bearer "):
+            return store.authenticate(header[7:].strip())
+        return store.authenticate(request.cookies.get(COOKIE), sessions_only=True)
 
     def admin(who: Reviewer = Depends(reviewer)) -> Reviewer:
         if not who.is_admin:
@@ -152,16 +243,20 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None, log: Deci
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         token = (parse_qs((await request.body()).decode("utf-8", "replace")).get("token") or [""])[0].strip()
-        try:
-            who = await asyncio.to_thread(store.authenticate, token)  # a database read: off the event loop
+        try:  # the reviewer's token opens a session; the cookie carries the session's own token
+            session, who = await asyncio.to_thread(store.open_session, token)  # database work: off the event loop
         except ReviewError as exc:
             return _login_page(exc.message)
         response = RedirectResponse(f"{_root(request)}{'/admin' if who.is_admin else '/'}", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=int(max(1, who.expires_at - time.time())))
+        response.set_cookie(COOKIE, session, httponly=True, samesite="strict", max_age=int(max(1, who.expires_at - time.time())))
         return response
 
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request) -> Response:
+        """Ends the session server-side (its token answers 401 from now on) and clears the cookie."""
+        header = request.headers.get("authorization", "")
+        for token in {request.cookies.get(COOKIE), header[7:].strip() if header.lower().startswith("bearer ") else None}:
+            store.end_session(token)  # a reviewer's own token is no session: `tripwire queue revoke` ends it
         response = RedirectResponse(f"{_root(request)}/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
@@ -203,11 +298,9 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None, log: Deci
         if not ref:
             raise ReviewError(404, "unknown_media", f"item {item_id!r} has no {modality}")
         try:
-            data = read_media(modality, ref, item["base_uri"])
+            data = read_media_capped(modality, ref, item["base_uri"], config.max_media_bytes, f"{modality} of {item_id!r}")
         except MediaError as exc:
             raise ReviewError(404, "unknown_media", f"{modality} of {item_id!r}: {exc}") from exc
-        if len(data) > MAX_MEDIA_BYTES:
-            raise ReviewError(413, "media_too_large", f"{modality} of {item_id!r} is {len(data)} bytes (limit {MAX_MEDIA_BYTES})")
         kind = sniff_media_type(data) or (mimetypes.guess_type(ref)[0] if isinstance(ref, str) else None)
         return Response(data, media_type=kind or "application/octet-stream",
                         headers={"Cache-Control": "private, max-age=300"})
@@ -265,8 +358,8 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None, log: Deci
         try:
             filed = file_appeal(store, log, str(body.get("puid") or ""), str(body.get("statement") or ""), sample)
         except AppealError as exc:
-            raise ReviewError(exc.status, "invalid_appeal" if exc.status == 422 else
-                              ("unknown_decision" if exc.status == 404 else "not_appealable"), str(exc)) from None
+            raise ReviewError(exc.status, exc.code or ("invalid_appeal" if exc.status == 422 else
+                              ("unknown_decision" if exc.status == 404 else "not_appealable")), str(exc)) from None
         return JSONResponse(filed, status_code=200 if filed["duplicate"] else 201)
 
     return app

@@ -12,6 +12,7 @@ from tripwire.config import ConfigError, load_yaml
 
 DEFAULT_STORE = "runs/review/review.db"
 RATIONALE_ACTIONS = ("restrict", "block")  # a restrictive decision must say why (DSA statements of reasons)
+MAX_RATIONALE = 5000  # characters of a review's rationale (as of an appeal's statement)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class ReviewConfig:
         policy: the policy YAML whose clauses reviewers cite (default: the bundled one).
         decision_log: the decision log (SQLite path or postgresql:// URL; usually the same as ``store``):
             each resolved item's outcome is logged, and appeals can be filed. None: off.
+        max_body_bytes: the largest request body the app accepts (413 beyond it, refused from the declared
+            Content-Length before reading, or as soon as a body without one passes it).
+        max_media_bytes: the largest media file the app sends to reviewers (413 beyond it, from the file's
+            size before reading it).
     """
 
     store: str = DEFAULT_STORE
@@ -38,6 +43,8 @@ class ReviewConfig:
     taxonomy: str | None = None
     policy: str | None = None
     decision_log: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    max_media_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self):
         if not self.store:
@@ -50,6 +57,9 @@ class ReviewConfig:
             raise ConfigError(f"golden_every: must be >= 0 (0 = no golden items), got {self.golden_every}")
         if self.token_ttl_days <= 0:
             raise ConfigError(f"token_ttl_days: must be positive, got {self.token_ttl_days}")
+        for name in ("max_body_bytes", "max_media_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
 
     @classmethod
     def load(cls, uri: str | Path | None) -> "ReviewConfig":

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from tripwire.golden import load_catalogue, manifest_uri
-from tripwire.sample import (MEDIA_FIELDS, Sample, content_digest, manifest_base, read_manifest, read_media,
+from tripwire.sample import (MEDIA_FIELDS, Sample, content_digest_of, manifest_base, read_manifest,
                              resolve_uri)
 
 logger = logging.getLogger(__name__)
@@ -37,8 +37,7 @@ SNAPSHOT, MANIFEST, PROVENANCE = "snapshot.json", "manifest.jsonl", "provenance.
 
 def content_hash(sample: Mapping[str, Any], base_uri: str | None) -> str:
     """sha256 of an item's content (:func:`tripwire.sample.content_digest`), reading its media."""
-    return content_digest(sample.get("text"), {field: read_media(field, sample[field], base_uri)
-                                               for field in MEDIA_FIELDS if sample.get(field)})
+    return content_digest_of(sample.get("text"), {field: sample.get(field) for field in MEDIA_FIELDS}, base_uri)
 
 
 def golden_hashes(catalogue: str | None = None) -> dict[str, str]:

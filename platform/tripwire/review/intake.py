@@ -41,6 +41,51 @@ def manifest_rows(manifest: str, ids: Iterable[str]) -> dict[str, dict[str, Any]
     return rows
 
 
+def manifest_meta(manifest: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """id -> the ``meta`` of the manifest rows of ``ids`` (for sampling's ``reach_field``).
+
+    Streams the manifest reading no media (Parquet: the id and meta columns only); memory holds the
+    meta of the ids asked for. A row that does not parse is skipped: its scan quarantined it, so it has no
+    score to sample.
+    """
+    wanted, found = {str(i) for i in ids}, {}
+
+    def keep(row: Any) -> None:
+        if isinstance(row, dict) and str(row.get("id")) in wanted:
+            meta = row.get("meta")
+            if isinstance(meta, str):  # Parquet manifests keep meta as JSON text
+                try:
+                    meta = json.loads(meta)
+                except json.JSONDecodeError:
+                    meta = None
+            found.setdefault(str(row["id"]), dict(meta) if isinstance(meta, dict) else {})
+
+    if str(manifest).endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        fs, path = fsspec.core.url_to_fs(manifest)
+        for file in sorted(fs.glob(f"{path}/**/*.parquet")) if fs.isdir(path) else [path]:
+            with fs.open(file, "rb") as handle:
+                parquet = pq.ParquetFile(handle)
+                columns = [c for c in ("id", "meta") if c in parquet.schema_arrow.names]
+                for batch in parquet.iter_batches(columns=columns, batch_size=65536):
+                    for row in batch.to_pylist():
+                        keep(row)
+        return found
+    with fsspec.open(manifest, "r", encoding="utf-8") as handle:
+        for line in handle:
+            if len(found) == len(wanted):
+                break
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            keep(row)
+    return found
+
+
 def queue_items(rows: Sequence[Mapping[str, Any]], manifest: str, source: str, batch: str | None = None,
                 priorities: Mapping[str, float] | None = None, golden: bool = False,
                 scan_out: str | None = None) -> list[dict[str, Any]]:

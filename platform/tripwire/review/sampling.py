@@ -236,6 +236,12 @@ def _second(second_scores: Mapping[str, Mapping[str, float]], item_id: str, cate
     return np.nan if value is None else float(value)
 
 
+def second_model_scores(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """item_id -> category -> score of a second model's scan results rows: ``sample``'s ``second_scores``
+    for ``disagreement`` (the second model scans the same catalogue; its policy does not matter)."""
+    return {str(r["id"]): {c: float(v) for c, v in (r.get("scores") or {}).items() if v is not None} for r in rows}
+
+
 def _by_priority(indices: np.ndarray, priority: np.ndarray) -> np.ndarray:
     """``indices`` highest priority first; ties keep id order, so the order is deterministic."""
     return indices[np.argsort(-priority[indices], kind="stable")]

@@ -7,7 +7,14 @@ numbered migrations recorded in ``schema_version``; opening a store applies the 
 Writes are transactions that either land whole or not at all: an acknowledged review is committed
 (SQLite ``synchronous=FULL``; PostgreSQL's default ``fsync``), so killing the process loses nothing
 that was answered. A client-supplied ``idempotency_key`` makes a retried submission return the first
-review instead of storing a second one, and a unique index stops a reviewer reviewing an item twice.
+review instead of storing a second one; the key is bound to what it was first used for (its reviewer and
+a digest of the request: item, labels, action, clause, rationale), so the same key sent with another
+item or decision is refused (409 ``idempotency_conflict``) instead of answered as a duplicate. A unique
+index stops a reviewer reviewing an item twice.
+
+Reviewer tokens are issued by an admin (``tripwire queue add-reviewer``); signing in exchanges one for a
+session (its own random token, stored as a digest) that signing out ends. ``revoke`` ends a reviewer's
+token and every session of theirs (``tripwire queue revoke``).
 
 Concurrency: SQLite write transactions are ``BEGIN IMMEDIATE`` (one writer at a time, readers never
 blocked); PostgreSQL locks the item row (``FOR UPDATE``) while a review changes its status and claims
@@ -31,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import quote
 
-from tripwire.review.config import RATIONALE_ACTIONS, ReviewConfig
+from tripwire.review.config import MAX_RATIONALE, RATIONALE_ACTIONS, ReviewConfig
 
 logger = logging.getLogger(__name__)
 
@@ -98,18 +105,39 @@ _REVIEWS = ("CREATE TABLE reviews (review_id {id}, idempotency_key TEXT NOT NULL
             "labels TEXT NOT NULL, action TEXT NOT NULL, policy_clause TEXT, rationale TEXT NOT NULL, "
             "claimed_at DOUBLE PRECISION, decided_at DOUBLE PRECISION NOT NULL, time_spent_ms INTEGER NOT NULL)")
 _ONE_REVIEW_EACH = "CREATE UNIQUE INDEX reviews_once ON reviews (item_id, reviewer, kind)"
+# Idempotency keys bound to the request they were first used for (reviews stored before this have no digest:
+# it is computed from the stored review), sign-in sessions that sign-out ends, and revoked reviewer tokens.
+# ADD COLUMN upgrades an existing table in place on both databases.
+_BOUND_KEYS_AND_SESSIONS = [
+    "ALTER TABLE reviews ADD COLUMN request_sha256 TEXT",
+    "ALTER TABLE reviewers ADD COLUMN revoked_at DOUBLE PRECISION",
+    "CREATE TABLE sessions (token_sha256 TEXT PRIMARY KEY, reviewer TEXT NOT NULL, "
+    "created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX sessions_by_reviewer ON sessions (reviewer)",
+]
 MIGRATIONS: list[tuple[list[str], list[str]]] = [
     (_COMMON + [_REVIEWS.format(id="INTEGER PRIMARY KEY AUTOINCREMENT"), _ONE_REVIEW_EACH],
      _COMMON + [_REVIEWS.format(id="BIGSERIAL PRIMARY KEY"), _ONE_REVIEW_EACH]),
     # 2: the admin page's per-reviewer and per-time queries.
     (["CREATE INDEX reviews_by_time ON reviews (decided_at)", "CREATE INDEX reviews_by_reviewer ON reviews (reviewer)"],
      ["CREATE INDEX reviews_by_time ON reviews (decided_at)", "CREATE INDEX reviews_by_reviewer ON reviews (reviewer)"]),
+    # 3: idempotency keys bound to their request; sign-in sessions; revoked tokens (see _BOUND_KEYS_AND_SESSIONS).
+    (_BOUND_KEYS_AND_SESSIONS, _BOUND_KEYS_AND_SESSIONS),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def request_digest(reviewer: str, item_id: str, labels: Mapping[str, int], action: str, policy_clause: str | None,
+                   rationale: str) -> str:
+    """What an idempotency key is bound to: who reviewed which item, and the decision (labels, action, clause,
+    rationale) after validation. ``time_spent_ms`` is left out: a client's retry may measure it again."""
+    canonical = {"reviewer": reviewer, "item_id": item_id, "labels": dict(sorted(labels.items())), "action": action,
+                 "policy_clause": policy_clause, "rationale": rationale}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _loads(text: str | None) -> Any:
@@ -315,7 +343,8 @@ class ReviewStore:
 
     # -- reviewers --------------------------------------------------------------------------------
     def add_reviewer(self, name: str, role: str = "reviewer", ttl_s: float = 30 * 86400.0) -> str:
-        """Creates the reviewer (or gives them a new token, revoking the old one); returns the token."""
+        """Creates the reviewer (or gives them a new token, revoking the old one and its sessions); returns the
+        token."""
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ReviewError(422, "invalid_request", f"name: {name!r} must be letters, digits, '-', '_' or '.'")
         if role not in ROLES:
@@ -326,19 +355,62 @@ class ReviewStore:
         now = time.time()
         with self.db.write(self.conn):
             self._run("DELETE FROM reviewers WHERE name = ?", (name,))
+            self._run("DELETE FROM sessions WHERE reviewer = ?", (name,))
             self._run("INSERT INTO reviewers (name, role, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                       (name, role, token_digest(token), now, now + ttl_s))
         return token
 
-    def authenticate(self, token: str | None) -> Reviewer:
+    def authenticate(self, token: str | None, sessions_only: bool = False) -> Reviewer:
+        """The reviewer a reviewer token or a sign-in session token belongs to (``sessions_only``: a session's
+        only, as the sign-in cookie carries); a 401 ReviewError for no, a wrong, an ended, a revoked or an
+        expired token."""
         if not token:
             raise ReviewError(401, "unauthenticated", "no token: sign in, or send 'Authorization: Bearer <token>'")
-        row = self._one("SELECT name, role, expires_at FROM reviewers WHERE token_sha256 = ?", (token_digest(token),))
+        digest = token_digest(token)
+        session = ("SELECT r.name, r.role, s.expires_at, r.revoked_at FROM sessions s "
+                   "JOIN reviewers r ON r.name = s.reviewer WHERE s.token_sha256 = ?")
+        row = (self._one(session, (digest,)) if sessions_only else self._one(
+            f"SELECT name, role, expires_at, revoked_at FROM reviewers WHERE token_sha256 = ? UNION ALL {session}",
+            (digest, digest)))
         if row is None:
-            raise ReviewError(401, "unauthenticated", "the token is not valid (wrong, or revoked by a new one)")
+            raise ReviewError(401, "unauthenticated",
+                              "the token is not valid (wrong, signed out, or revoked by a new one): sign in again")
+        if row["revoked_at"] is not None:
+            raise ReviewError(401, "unauthenticated", f"the token of {row['name']} was revoked; ask an admin for a new one")
         if row["expires_at"] < time.time():
             raise ReviewError(401, "token_expired", f"the token of {row['name']} expired; ask an admin for a new one")
         return Reviewer(row["name"], row["role"], row["expires_at"])
+
+    def open_session(self, token: str | None) -> tuple[str, Reviewer]:
+        """Signs in with a reviewer token: returns a new session token (what the sign-in cookie carries; it
+        ends with :meth:`end_session`, :meth:`revoke`, a new token for the reviewer, or the token's expiry)."""
+        # Only the token an admin issued signs in (a session token does not open another session).
+        if not token or self._one("SELECT 1 AS x FROM reviewers WHERE token_sha256 = ?", (token_digest(token),)) is None:
+            raise ReviewError(401, "unauthenticated", "the token is not valid (wrong, or revoked by a new one)")
+        who = self.authenticate(token)
+        session, now = secrets.token_urlsafe(32), time.time()
+        with self.db.write(self.conn):
+            self._run("DELETE FROM sessions WHERE expires_at < ?", (now,))
+            self._run("INSERT INTO sessions (token_sha256, reviewer, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                      (token_digest(session), who.name, now, who.expires_at))
+        return session, who
+
+    def end_session(self, session: str | None) -> bool:
+        """Signs out: the session token stops working. False when it was no (live) session."""
+        if not session:
+            return False
+        with self.db.write(self.conn):
+            return self._run("DELETE FROM sessions WHERE token_sha256 = ?", (token_digest(session),)) > 0
+
+    def revoke(self, name: str) -> int:
+        """Revokes the reviewer's token and ends every session of theirs (``add_reviewer`` issues a new token);
+        returns how many sessions ended. A 404 ReviewError names an unknown reviewer."""
+        with self.db.write(self.conn):
+            if self._run("UPDATE reviewers SET revoked_at = ? WHERE name = ?", (time.time(), name)) == 0:
+                raise ReviewError(404, "not_found", f"no reviewer named {name!r}")
+            ended = self._run("DELETE FROM sessions WHERE reviewer = ?", (name,))
+        logger.info("review store %s: revoked the token of %s and %d session(s)", redacted_url(self.url), name, ended)
+        return ended
 
     def reviewers(self) -> list[dict[str, Any]]:
         return self._rows("SELECT name, role, created_at, expires_at, claims FROM reviewers ORDER BY name")
@@ -521,6 +593,9 @@ class ReviewStore:
         rationale = body.get("rationale") or ""
         if not isinstance(rationale, str):
             raise ReviewError(422, "invalid_request", "rationale: must be a string")
+        if len(rationale) > MAX_RATIONALE:
+            raise ReviewError(422, "invalid_request",
+                              f"rationale: at most {MAX_RATIONALE} characters, got {len(rationale)}")
         if action in RATIONALE_ACTIONS and not rationale.strip():
             raise ReviewError(422, "rationale_required", f"rationale: required for {action} (say why, for the appeal)")
         spent = body.get("time_spent_ms", 0)
@@ -529,25 +604,44 @@ class ReviewStore:
         return Submission(body["item_id"], labels, action, clause, rationale.strip(), spent, body["idempotency_key"])
 
     def submit(self, reviewer: Reviewer, submission: Submission) -> dict[str, Any]:
-        """Stores one review and moves its item on; a repeated ``idempotency_key`` returns the first review."""
+        """Stores one review and moves its item on; a repeated ``idempotency_key`` with the same request returns
+        the first review, and with another reviewer, item or decision is refused (409 ``idempotency_conflict``).
+
+        Returns ``{"review_id", "item_id", "item_status", "duplicate"}``."""
         try:
             return self._submit(reviewer, submission)
         except self.db.integrity_errors:
             # A concurrent submission with the same key (or for the same item by the same reviewer) won.
             existing = self._by_key(submission.idempotency_key)
             if existing is not None:
-                return self._duplicate(existing, reviewer)
+                return self._duplicate(existing, reviewer, submission)
             raise ReviewError(409, "already_reviewed", f"{reviewer.name} already reviewed {submission.item_id}") from None
 
     def _by_key(self, key: str) -> dict[str, Any] | None:
-        return self._one("SELECT r.review_id, r.reviewer, r.item_id, i.status FROM reviews r "
+        return self._one("SELECT r.review_id, r.reviewer, r.item_id, r.labels, r.action, r.policy_clause, r.rationale, "
+                         "r.request_sha256, i.status FROM reviews r "
                          "JOIN items i ON i.item_id = r.item_id WHERE r.idempotency_key = ?", (key,))
 
     @staticmethod
-    def _duplicate(existing: Mapping[str, Any], reviewer: Reviewer) -> dict[str, Any]:
+    def _duplicate(existing: Mapping[str, Any], reviewer: Reviewer, s: Submission) -> dict[str, Any]:
+        """The first review's answer when ``s`` repeats the request its key was first used for; else a 409."""
+        key = s.idempotency_key
         if existing["reviewer"] != reviewer.name:
-            raise ReviewError(409, "invalid_request", "idempotency_key: already used by another reviewer's review")
-        return {"review_id": int(existing["review_id"]), "item_status": existing["status"], "duplicate": True}
+            raise ReviewError(409, "idempotency_conflict", f"idempotency_key {key!r}: already used by another "
+                                                           "reviewer's review; send a new key for a new review")
+        # Reviews stored before keys were bound (schema 3) carry no digest: it is the stored review's.
+        first = existing["request_sha256"] or request_digest(
+            existing["reviewer"], existing["item_id"], _loads(existing["labels"]), existing["action"],
+            existing["policy_clause"], existing["rationale"])
+        if first != request_digest(reviewer.name, s.item_id, s.labels, s.action, s.policy_clause, s.rationale):
+            what = (f"item {s.item_id!r}" if s.item_id != existing["item_id"] else
+                    f"a different decision ({s.action}) of item {s.item_id!r}")
+            raise ReviewError(409, "idempotency_conflict",
+                              f"idempotency_key {key!r}: already used for review {int(existing['review_id'])} of item "
+                              f"{existing['item_id']!r} ({existing['action']}); this request is for {what}: "
+                              "send a new key for a new review")
+        return {"review_id": int(existing["review_id"]), "item_id": existing["item_id"],
+                "item_status": existing["status"], "duplicate": True}
 
     def _submit(self, reviewer: Reviewer, s: Submission) -> dict[str, Any]:
         now = time.time()
@@ -556,7 +650,7 @@ class ReviewStore:
             item = self._one(f"SELECT * FROM items WHERE item_id = ?{self.db.lock_row}", (s.item_id,))
             existing = self._by_key(s.idempotency_key)
             if existing is not None:
-                return self._duplicate(existing, reviewer)
+                return self._duplicate(existing, reviewer, s)
             if item is None:
                 raise ReviewError(404, "unknown_item", f"item {s.item_id!r} is not in the review queue")
             kind = self._kind(reviewer, item)
@@ -567,13 +661,16 @@ class ReviewStore:
             if claim is None and kind == "review" and item["reviews_done"] + self._claims_by_others(item, reviewer) >= item["required_reviews"]:
                 raise ReviewError(409, "no_claim", f"{s.item_id} is held by other reviewers: claim an item first")
             review_id = self._one(
-                "INSERT INTO reviews (idempotency_key, item_id, reviewer, kind, labels, action, policy_clause, rationale, "
-                "claimed_at, decided_at, time_spent_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING review_id",
-                (s.idempotency_key, s.item_id, reviewer.name, kind, json.dumps(s.labels), s.action, s.policy_clause,
+                "INSERT INTO reviews (idempotency_key, request_sha256, item_id, reviewer, kind, labels, action, "
+                "policy_clause, rationale, claimed_at, decided_at, time_spent_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING review_id",
+                (s.idempotency_key, request_digest(reviewer.name, s.item_id, s.labels, s.action, s.policy_clause,
+                                                   s.rationale),
+                 s.item_id, reviewer.name, kind, json.dumps(s.labels), s.action, s.policy_clause,
                  s.rationale, claim["claimed_at"] if claim else None, now, s.time_spent_ms))["review_id"]
             self._run("DELETE FROM claims WHERE item_id = ? AND reviewer = ?", (s.item_id, reviewer.name))
             status = self._advance(item, kind, s, now)
-        return {"review_id": int(review_id), "item_status": status, "duplicate": False}
+        return {"review_id": int(review_id), "item_id": s.item_id, "item_status": status, "duplicate": False}
 
     def _claims_by_others(self, item: Mapping[str, Any], reviewer: Reviewer) -> int:
         return int(self._one("SELECT COUNT(*) AS n FROM claims WHERE item_id = ? AND reviewer <> ? AND expires_at >= ?",
