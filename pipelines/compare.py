@@ -51,7 +51,8 @@ def run(baseline: str, candidate: str, goldens: list[str], out: str, baseline_po
               f"({config.bootstrap.replicates} resamples)", flush=True)
         sets[header["golden"]["name"]] = {
             "golden": header["golden"], **compare_arrays(a, b, *args),
-            "slices": compare_slices(a, b, *args, config.slices, config.min_slice_items, config.max_slice_values)}
+            "slices": compare_slices(a, b, *args, config.slices, config.min_slice_items, config.max_slice_values,
+                                     config.min_slice_positives, config.min_slice_negatives)}
     report = {"kind": "comparison", "schema_version": 1, **sides, "bootstrap": to_dict(config.bootstrap),
               "target_precision": config.target_precision, "positive_action": config.positive_action,
               "sets": sets, "gate": None}
@@ -78,5 +79,7 @@ def print_summary(report: dict[str, Any]) -> None:
         print(f"[compare] gate {verdict}", flush=True)
         for bar in gate["bars"]:
             if not bar["passed"]:
-                worst = ", ".join(f"{f['where']} {f['value']:+.4f} (limit {f['limit']:+.4f})" for f in bar["failures"][:5])
+                worst = ", ".join(f"{f['where']} {f['reason']}" if f["value"] is None else
+                                  f"{f['where']} {f['value']:+.4f} (limit {f['limit']:+.4f})"
+                                  for f in bar["failures"][:5])
                 print(f"[compare]   failed: {bar['name']}: {worst}", flush=True)

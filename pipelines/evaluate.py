@@ -23,8 +23,8 @@ from tripwire.checkpoint import CheckpointManifest
 from tripwire.config import ConfigError, from_dict, load_yaml, to_dict
 from tripwire.eval_config import EvalConfig, EvalJob
 from tripwire.eval_data import join, read_labels, read_scored
-from tripwire.eval_metrics import EvalArrays, curves, summarize
-from tripwire.eval_slices import empty_slice_specs, slice_masks, slice_seed
+from tripwire.eval_metrics import EvalArrays, curves
+from tripwire.eval_slices import measure
 from tripwire.golden import GoldenSet, resolve, verify
 from tripwire.policy import SEVERE_ACTIONS, Policy
 from tripwire.scan_config import ScanJob
@@ -47,23 +47,6 @@ def scan_key(checkpoint: CheckpointManifest, policy: Policy, golden: GoldenSet) 
 def policy_thresholds(policy: Policy, categories: list[str]) -> dict[str, dict[str, float | None]]:
     return {c: {a.label: getattr(policy.categories[c], a.label) for a in SEVERE_ACTIONS}
             for c in categories if c in policy.categories}
-
-
-def measure(arrays: EvalArrays, categories: list[str], config: EvalConfig,
-            thresholds: dict[str, dict[str, float | None]] | None = None) -> dict[str, Any]:
-    """Overall and per-slice summaries of one evaluated set (the part of the report a comparison repeats)."""
-    args = (categories, config.positive_level, config.target_precision, config.bootstrap)
-    overall = summarize(arrays, *args, thresholds=thresholds)
-    slices = {spec: {"fields": {}, "items": 0, "too_small": True, "empty": "no item has a value for it"}
-              for spec in empty_slice_specs(arrays.fields, config.slices)}
-    for name, values, mask in slice_masks(arrays.fields, config.slices, config.max_slice_values):
-        items = int(mask.sum())
-        if items < config.min_slice_items:
-            slices[name] = {"fields": values, "items": items, "too_small": True}
-        else:
-            slices[name] = {"fields": values, "too_small": False,
-                            **summarize(arrays.subset(mask), *args, seed_offset=slice_seed(name))}
-    return {"overall": overall, "slices": slices}
 
 
 def score_golden(job: EvalJob) -> tuple[dict[str, Any], EvalArrays, list[str], Policy]:
@@ -89,7 +72,10 @@ def score_golden(job: EvalJob) -> tuple[dict[str, Any], EvalArrays, list[str], P
         "kind": "evaluation", "schema_version": 1, "golden": to_dict(golden), "checkpoint": checkpoint.uri,
         "model_version": checkpoint.version, "policy_version": policy.version,
         "positive_action": job.config.positive_action, "target_precision": job.config.target_precision,
-        "bootstrap": to_dict(job.config.bootstrap), "scored": len(arrays), "quarantined": len(missing) + labels.unreadable,
+        "bootstrap": to_dict(job.config.bootstrap), "review_capacity": job.config.review_capacity,
+        "slice_minimums": {"items": job.config.min_slice_items, "positives": job.config.min_slice_positives,
+                           "negatives": job.config.min_slice_negatives},
+        "scored": len(arrays), "quarantined": len(missing) + labels.unreadable,
         "quarantine_reasons": scan["quarantine_reasons"], "scoring_wall_s": round(time.perf_counter() - started, 2),
         "scan": scan_out}
     return header, arrays, categories, policy
@@ -113,6 +99,8 @@ def _fmt(estimate: dict) -> str:
     value, (lo, hi) = estimate["value"], estimate["ci"]
     if value is None:
         return "n/a"
+    if estimate.get("method") == "not estimable":
+        return f"{value:.3f} [not estimable]"
     return f"{value:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{value:.3f}"
 
 
@@ -127,8 +115,17 @@ def print_summary(report: dict[str, Any]) -> None:
     if overall["unlabelled_categories"]:
         print(f"[evaluate]   not labelled by this set: {', '.join(overall['unlabelled_categories'])}", flush=True)
     small = [name for name, s in report["slices"].items() if s["too_small"]]
+    cells = sum(1 for s in report["slices"].values() if not s["too_small"]
+                for e in s["categories"].values() if e.get("too_small"))
     print(f"[evaluate]   macro F1 {_fmt(overall['macro']['f1'])}, macro PR-AUC {_fmt(overall['macro']['pr_auc'])}; "
-          f"{len(report['slices']) - len(small)} slices measured, {len(small)} too small", flush=True)
+          f"{len(report['slices']) - len(small)} slices measured, {len(small)} too small "
+          f"(and {cells} slice categories short of positives or negatives)", flush=True)
+    load, capacity = overall["review_load"]["overall"], report.get("review_capacity")
+    within = "" if capacity is None else (f" (capacity {100 * capacity:g}%: "
+                                          f"{'OVER' if load['value'] > capacity else 'within'})")
+    lo, hi = load["ci"]
+    interval = f" [{100 * lo:.1f}%, {100 * hi:.1f}%]" if lo is not None else ""
+    print(f"[evaluate]   review load {100 * load['value']:.1f}%{interval} of items{within}", flush=True)
 
 
 def run(job: EvalJob) -> dict[str, Any]:

@@ -4,7 +4,9 @@ them as a new policy version with the evidence inside it (the old policy file is
     tripwire thresholds --checkpoint runs/demo/model --golden synthetic-heldout --out policy.tuned.yaml \\
                         [--policy FILE] [--target restrict:precision=0.9 ...] [--per-market] [--version V]
 
-Scores come from the same scoring scan as ``tripwire evaluate`` (kept under ``--work``). The new policy
+Scores come from the same scoring scan as ``tripwire evaluate`` (kept under ``--work``). Review thresholds
+are held to the evaluation config's ``review_capacity`` (a share of items), and the policy's evidence records
+the review load they imply; market overrides keep their relation to the tuned base thresholds. The new policy
 loads into a running Serve app through its live reconfiguration (``user_config: {policy_path: ...}``).
 """
 
@@ -38,7 +40,7 @@ def run(checkpoint: str, golden: str, out: str, work: str, policy: str | None = 
               "items": len(arrays)}
     tuned = recommend(base, arrays.labels, arrays.scores, categories, parsed, source, version=version,
                       min_positives=min_positives, markets=arrays.fields["market"] if per_market else None,
-                      bootstrap=config.bootstrap)
+                      bootstrap=config.bootstrap, review_capacity=config.review_capacity)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w", encoding="utf-8") as handle:
         handle.write(policy_yaml(tuned))
@@ -51,5 +53,9 @@ def run(checkpoint: str, golden: str, out: str, work: str, policy: str | None = 
                       f"precision {a['precision']['value']} {a['precision']['ci']}, recall {a['recall']['value']} "
                       f"{a['recall']['ci']}", flush=True)
     for where, why in skipped_categories(tuned).items():
-        print(f"[thresholds]   not chosen: {where}: {why}", flush=True)
+        print(f"[thresholds]   not chosen as targeted: {where}: {why}", flush=True)
+    load = tuned.evidence["review_load"]
+    capacity = "" if config.review_capacity is None else f" (capacity {100 * config.review_capacity:g}%)"
+    print(f"[thresholds]   review load {100 * load['overall']:.1f}% of items{capacity}: "
+          + ", ".join(f"{c} {100 * share:.1f}%" for c, share in load["categories"].items() if share), flush=True)
     return {"policy": out, "version": tuned.version, "evidence": to_dict(tuned)["evidence"]}

@@ -5,7 +5,8 @@ confusion counts, metrics, curves and histograms all describe the same items, an
 subset of them. Intervals are the estimate plus or minus a width that shrinks with the item count (the
 renderer only shows them). Every report has the awkward cases on purpose: a category whose name is an
 HTML ``<script>`` tag, with no predicted positives (precision and F1 null); a category the set does not
-label; a slice too small to score; a slice whose name is a ``<script>`` tag.
+label; a slice too small to score; a slice whose name is a ``<script>`` tag; within slices, categories
+with fewer than ``SLICE_MIN_POSITIVES`` positives or negatives, reported as too small.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ TARGET_PRECISION = 0.9
 THRESHOLDS = {"review": 0.4, "restrict": 0.6, "block": 0.85}
 TOO_SMALL_SLICE = "language=fr&market=FR"
 TOO_SMALL_ITEMS = 7
+SLICE_MIN_POSITIVES = 10  # per category within a slice, positives and negatives alike (EvalConfig.min_slice_*)
+REVIEW_CAPACITY = 0.05
+METRIC_NAMES = ("precision", "recall", "f1", "fpr", "roc_auc", "pr_auc", "recall_at_precision", "ece", "catch_rate",
+                "class_macro_f1")
 EVIL_SLICE = f"language={EVIL}"
 # Beta parameters of (positives, negatives) per category: larger gaps separate the classes better.
 SEPARATION = {"hate": ((5, 2), (2, 5)), "violence": ((6, 2), (2, 6)), "self_harm": ((3, 2), (2, 3)),
@@ -93,25 +98,38 @@ def _category(labels: np.ndarray, scores: np.ndarray) -> tuple[dict, dict]:
     return entry, curves
 
 
-def _scope(labels: dict, scores: dict, index: np.ndarray) -> tuple[dict, dict]:
-    """The "overall"-shaped summary of the items at ``index``, and its curves."""
+def _scope(labels: dict, scores: dict, index: np.ndarray, min_class: int = 0) -> tuple[dict, dict]:
+    """The "overall"-shaped summary of the items at ``index``, and its curves; a category with fewer than
+    ``min_class`` positives or negatives there is too small (counts and the reason, no metrics)."""
     n = len(index)
     categories, curves = {}, {}
     for name in CATEGORIES:
-        categories[name], curves[name] = _category(labels[name][index], scores[name][index])
+        y = labels[name][index]
+        positives, negatives = int(y.sum()), int((~y).sum())
+        if min(positives, negatives) < min_class:
+            why = "; ".join(f"{count} {kind} (fewer than {min_class})" for count, kind in
+                            ((positives, "positives"), (negatives, "negatives")) if count < min_class)
+            categories[name] = {"labelled": n, "positives": positives, "negatives": negatives, "too_small": why}
+            continue
+        categories[name], curves[name] = _category(y, scores[name][index])
+    measured = {name: c for name, c in categories.items() if "metrics" in c}
     macro = {}
-    for metric in categories[CATEGORIES[0]]["metrics"]:
-        values = [c["metrics"][metric]["value"] for c in categories.values()]
+    for metric in METRIC_NAMES:
+        values = [c["metrics"][metric]["value"] for c in measured.values()]
         values = [v for v in values if v is not None]
         macro[metric] = estimate(float(np.mean(values)) if values else None, n)
-    pooled = {k: sum(c["confusion"][k] for c in categories.values()) for k in ("tp", "fp", "fn")}
+    pooled = {k: sum(c["confusion"][k] for c in measured.values()) for k in ("tp", "fp", "fn")}
     micro = {"precision": estimate(_ratio(pooled["tp"], pooled["tp"] + pooled["fp"]), n),
              "recall": estimate(_ratio(pooled["tp"], pooled["tp"] + pooled["fn"]), n),
              "f1": estimate(_ratio(2 * pooled["tp"], 2 * pooled["tp"] + pooled["fp"] + pooled["fn"]), n)}
     top = np.max(np.stack([scores[c][index] for c in CATEGORIES]), axis=0)
     level = np.searchsorted([THRESHOLDS["review"], THRESHOLDS["restrict"], THRESHOLDS["block"]], top, side="right")
     actions = {a: estimate(float((level == i).mean()) if n else None, n) for i, a in enumerate(ACTIONS)}
+    bands = {c: estimate(float(((scores[c][index] >= THRESHOLDS["review"])
+                                & (scores[c][index] < THRESHOLDS["restrict"])).mean()) if n else None, n)
+             for c in CATEGORIES}
     return ({"items": n, "categories": categories, "macro": macro, "micro": micro, "actions": actions,
+             "review_load": {"overall": actions["review"], "categories": bands},
              "unlabelled_categories": [UNLABELLED]}, curves)
 
 
@@ -143,7 +161,7 @@ def evaluation_report(gate: str | None = "fail", seed: int = 0, items: int = 600
                                ("language=en&market=DE", {"language": "en", "market": "DE"},
                                 (language == "en") & (market == "DE")),
                                (EVIL_SLICE, {"language": EVIL}, language == "xx")):
-        scope, _ = _scope(labels, scores, np.flatnonzero(mask))
+        scope, _ = _scope(labels, scores, np.flatnonzero(mask), SLICE_MIN_POSITIVES)
         slices[name] = {"fields": fields, "too_small": False, **scope}
     slices[TOO_SMALL_SLICE] = {"fields": {"language": "fr", "market": "FR"}, "items": TOO_SMALL_ITEMS,
                                "too_small": True}
@@ -153,6 +171,8 @@ def evaluation_report(gate: str | None = "fail", seed: int = 0, items: int = 600
             "bootstrap": {"replicates": 1000, "seed": 0, "confidence": 0.95},
             "scored": items, "quarantined": 3, "quarantine_reasons": {"decode_error": 2, "bad_label": 1},
             "wall_s": 41.7, "overall": overall, "slices": slices, "curves": curves,
+            "review_capacity": REVIEW_CAPACITY,
+            "slice_minimums": {"items": 30, "positives": SLICE_MIN_POSITIVES, "negatives": SLICE_MIN_POSITIVES},
             "gate": copy.deepcopy(GATES[gate])}
 
 
@@ -173,7 +193,11 @@ def _deltas(base: dict, cand: dict, n: int) -> dict:
 
 def _compare_scope(base: dict, cand: dict) -> dict:
     return {name: _deltas(base["categories"][name]["metrics"], cand["categories"][name]["metrics"], base["items"])
-            for name in base["categories"]}
+            for name in base["categories"] if "metrics" in base["categories"][name]}
+
+
+def _too_small_categories(scope: dict) -> dict:
+    return {name: entry["too_small"] for name, entry in scope["categories"].items() if entry.get("too_small")}
 
 
 def comparison_report(gate: str | None = "fail") -> dict:
@@ -190,6 +214,8 @@ def comparison_report(gate: str | None = "fail") -> dict:
             else:
                 slices[name] = {"items": scope["items"], "too_small": False,
                                 "categories": _compare_scope(scope, cand["slices"][name])}
+                if _too_small_categories(scope):
+                    slices[name]["too_small_categories"] = _too_small_categories(scope)
         sets[set_name] = {"golden": golden, "items": base["overall"]["items"],
                           "categories": _compare_scope(base["overall"], cand["overall"]),
                           "macro": _deltas(base["overall"]["macro"], cand["overall"]["macro"],

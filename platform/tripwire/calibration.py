@@ -108,7 +108,11 @@ def _fit_one(z: np.ndarray, y: np.ndarray, iterations: int) -> tuple[float, floa
 
 
 def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
-    """Mean |observed rate - mean score| over equal-width score bins, weighted by bin size (known labels)."""
+    """Mean |observed rate - mean score| over equal-width score bins, weighted by bin size (known labels).
+
+    This is the plug-in estimate, biased upward on small sets (the noise in each bin only adds to the
+    difference); the evaluation report's ECE is the same statistic bias-corrected with the bootstrap
+    (:data:`tripwire.eval_metrics.BIAS_CORRECTED`), its plug-in kept beside it."""
     labels, scores = np.asarray(labels, np.float64), np.asarray(scores, np.float64)
     known = labels >= 0
     labels, scores = labels[known], scores[known]

@@ -12,6 +12,7 @@ from tripwire.config import ConfigError
 from tripwire.eval_metrics import BootstrapConfig
 from tripwire.policy import Action
 from tripwire.scan_config import ScanConfig
+from tripwire.thresholds import DEFAULT_REVIEW_CAPACITY, check_review_capacity
 
 DEFAULT_SLICES = ("language", "market", "content_type", "source", "modalities", "language&market")
 SLICE_FIELDS = ("language", "market", "content_type", "source", "modalities")
@@ -29,6 +30,12 @@ class EvalConfig:
         slices: the slice specs: a field (``language``, ``market``, ``content_type``, ``source``,
             ``modalities`` or ``meta.<key>``) or fields joined by ``&`` (their combinations).
         min_slice_items: a slice with fewer items is reported as too small, not as numbers.
+        min_slice_positives, min_slice_negatives: within a slice, a category with fewer labelled positives
+            (or negatives) is reported as too small, not as numbers (three positives, all caught, are no
+            evidence of recall 1.000).
+        review_capacity: the share of items the review team can take (0.05: one item in twenty); the
+            report sets the review load against it, and ``tripwire thresholds`` never chooses review
+            thresholds that send more (null: no limit).
         max_slice_values: at most this many values per slice spec (the largest), so a free-text field
             cannot make thousands of slices.
         scan: how the scoring scan scales (the same settings as ``tripwire scan``).
@@ -39,6 +46,9 @@ class EvalConfig:
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     slices: list[str] = field(default_factory=lambda: list(DEFAULT_SLICES))
     min_slice_items: int = 30
+    min_slice_positives: int = 10
+    min_slice_negatives: int = 10
+    review_capacity: float | None = DEFAULT_REVIEW_CAPACITY
     max_slice_values: int = 20
     scan: ScanConfig = field(default_factory=ScanConfig)
 
@@ -55,6 +65,9 @@ class EvalConfig:
                                       f"({list(SLICE_FIELDS)} or meta.<key>)")
         if self.min_slice_items < 1 or self.max_slice_values < 1:
             raise ConfigError("min_slice_items and max_slice_values must be at least 1")
+        if self.min_slice_positives < 0 or self.min_slice_negatives < 0:
+            raise ConfigError("min_slice_positives and min_slice_negatives must be at least 0")
+        check_review_capacity(self.review_capacity, "review_capacity")
 
     @property
     def positive_level(self) -> int:

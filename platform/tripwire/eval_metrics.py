@@ -14,7 +14,9 @@ decision) reaches the evaluation's ``positive_action`` (``restrict`` by default:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -27,6 +29,13 @@ PR_CURVE_POINTS = 200
 CATEGORY_METRICS = ("precision", "recall", "f1", "fpr", "roc_auc", "pr_auc", "recall_at_precision", "ece",
                     "catch_rate", "class_macro_f1")
 MICRO_METRICS = ("precision", "recall", "f1")
+# Statistics whose plug-in estimate resampling biases (ECE: the noise in each bin only adds to |observed -
+# expected|, so every resample sees more miscalibration than the sample): always reported bias-corrected.
+BIAS_CORRECTED = frozenset({"ece"})
+# Proportions: (successes, trials) from the confusion counts, for Wilson's interval where the bootstrap is
+# degenerate ("caught": positives that reached at least review).
+PROPORTIONS = {"precision": ("tp", ("tp", "fp")), "recall": ("tp", ("tp", "fn")), "fpr": ("fp", ("fp", "tn")),
+               "catch_rate": ("caught", ("tp", "fn"))}
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,8 @@ def category_arrays(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarra
         target_precision: for ``recall_at_precision``.
 
     Returns:
-        metric name -> (R,) values (NaN where undefined), plus the confusion counts.
+        metric name -> (R,) values (NaN where undefined), plus the confusion counts and ``caught``
+        (positives whose action reached at least review).
     """
     y = labels.astype(np.float64)
     order = np.argsort(-scores, kind="mergesort")
@@ -126,11 +136,12 @@ def category_arrays(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarra
         "pr_auc": pr_auc, "recall_at_precision": recall_at_precision, "ece": ece,
         "catch_rate": _divide(weights @ (y * caught), positives),
         "class_macro_f1": (_divide(2 * tp, 2 * tp + fp + fn) + _divide(2 * tn, 2 * tn + fp + fn)) / 2,
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn, "caught": weights @ (y * caught),
     }
 
 
 def _interval(values: np.ndarray, confidence: float) -> list[float | None]:
+    """The plain percentile interval of the finite values (``[None, None]`` without any)."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return [None, None]
@@ -142,10 +153,53 @@ def _value(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 6)
 
 
-def estimate(point: float, replicates: np.ndarray | None, confidence: float) -> dict:
-    """``{"value", "ci"}`` of one metric (``ci`` null without replicates)."""
-    ci = _interval(replicates, confidence) if replicates is not None and replicates.size else [None, None]
-    return {"value": _value(point), "ci": ci}
+def wilson(successes: float, trials: float, confidence: float) -> tuple[float, float]:
+    """Wilson's score interval of a proportion; it always contains ``successes / trials`` and stays in [0, 1]."""
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
+
+
+def estimate(point: float, replicates: np.ndarray | None, confidence: float, *, bias_corrected: bool = False,
+             counts: tuple[float, float] | None = None, bounds: tuple[float, float] = (0.0, 1.0)) -> dict:
+    """``{"value", "ci", "method"}`` of one metric; the interval always contains the value.
+
+    ``method`` says how the interval was made (null without replicates or without a value):
+
+    - ``percentile``: the bootstrap's percentile interval, when it contains the plug-in estimate (the
+      resamples are centred on it).
+    - ``bias-corrected``: for a statistic the resampling biases (``bias_corrected``, e.g. ECE, whose
+      plug-in is biased upward by the noise in each bin), or any statistic whose plug-in estimate falls
+      outside its own percentile interval: the value is the median-bias-corrected estimate
+      ``2 * plug_in - median(replicates)`` and the interval the basic (pivot) bootstrap interval
+      ``[2 * plug_in - q_hi, 2 * plug_in - q_lo]``, both clipped to ``bounds``; ``plug_in`` is kept.
+      The median lies between the quantiles, so the value lies in the interval.
+    - ``wilson``: the resamples all agree (a degenerate bootstrap: 3 of 3 positives caught resample to
+      recall 1 every time) and the metric is a proportion (``counts`` = successes, trials): Wilson's
+      score interval, which contains the proportion.
+    - ``not estimable``: a degenerate bootstrap of a metric that is not a proportion: no interval.
+    """
+    value = _value(point)
+    finite = replicates[np.isfinite(replicates)] if replicates is not None else np.empty(0)
+    if value is None or finite.size == 0:
+        return {"value": value, "ci": [None, None], "method": None}
+    tail = (1 - confidence) / 2 * 100
+    lo, median, hi = (float(q) for q in np.percentile(finite, [tail, 50.0, 100 - tail]))
+    point = float(point)
+    if hi - lo <= 1e-12:
+        if counts is not None and counts[1] > 0:
+            low, high = wilson(counts[0], counts[1], confidence)
+            return {"value": value, "ci": [round(low, 6), round(high, 6)], "method": "wilson"}
+        return {"value": value, "ci": [None, None], "method": "not estimable"}
+    if not bias_corrected and lo <= point <= hi:
+        return {"value": value, "ci": [round(lo, 6), round(hi, 6)], "method": "percentile"}
+    low_bound, high_bound = bounds
+    clip = lambda x: round(float(min(max(x, low_bound), high_bound)), 6)  # noqa: E731 (monotone: keeps the order)
+    return {"value": clip(2 * point - median), "ci": [clip(2 * point - hi), clip(2 * point - lo)],
+            "method": "bias-corrected", "plug_in": value}
 
 
 @dataclass
@@ -198,68 +252,120 @@ def _micro(metric: str, c: Mapping[str, np.ndarray]) -> np.ndarray:
     return _divide(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"])
 
 
+def category_estimates(point: Mapping[str, np.ndarray], replicates: Mapping[str, np.ndarray] | None,
+                       confidence: float) -> dict[str, dict]:
+    """Every category metric's ``{"value", "ci", "method"}`` from :func:`category_arrays`' point (one row)
+    and replicates (None without a bootstrap): ECE bias-corrected, proportions with their counts."""
+    out = {}
+    for metric in CATEGORY_METRICS:
+        counts = None
+        if metric in PROPORTIONS:
+            successes, (a, b) = PROPORTIONS[metric]
+            counts = (float(point[successes][0]), float(point[a][0] + point[b][0]))
+        out[metric] = estimate(point[metric][0], None if replicates is None else replicates.get(metric), confidence,
+                               bias_corrected=metric in BIAS_CORRECTED, counts=counts)
+    return out
+
+
+def too_small(positives: int, negatives: int, min_positives: int, min_negatives: int) -> str | None:
+    """Why a category's labelled items are too few to measure (None when they are enough)."""
+    reasons = [f"{count} {name} (fewer than {least})" for count, name, least in
+               ((positives, "positives", min_positives), (negatives, "negatives", min_negatives)) if count < least]
+    return "; ".join(reasons) or None
+
+
 def summarize(arrays: EvalArrays, categories: Sequence[str], positive_action: int, target_precision: float,
               bootstrap: BootstrapConfig, seed_offset: int = 0,
-              thresholds: Mapping[str, Mapping[str, float | None]] | None = None) -> dict:
-    """The metrics of one set of items: per category, macro, micro and decision rates, with intervals.
+              thresholds: Mapping[str, Mapping[str, float | None]] | None = None,
+              min_positives: int = 0, min_negatives: int = 0) -> dict:
+    """The metrics of one set of items: per category, macro, micro, decision rates and review load, with
+    intervals (:func:`estimate`: each contains its value).
 
-    Every category and the item-level rates share one draw of resampling weights, so macro and micro
-    intervals come from the same replicates as the per-category ones.
+    A category whose labelled items hold fewer than ``min_positives`` positives or ``min_negatives``
+    negatives is reported as too small (``{"labelled", "positives", "negatives", "too_small": why}``, no
+    metrics) and left out of macro and micro: a slice with three positives, all caught, would otherwise
+    read recall 1.000. ``review_load`` is the share of items the policy sends to review: ``overall`` (the
+    item's decision is review) and per category (the category's action is review), over every item,
+    labelled or not. Every category and the item-level rates share one draw of resampling weights, so
+    macro and micro intervals come from the same replicates as the per-category ones.
     """
     n = len(arrays)
-    per_category, prepared, unlabelled = {}, {}, []
+    entries: dict[str, dict] = {}
+    prepared, unlabelled = {}, []
     for j, category in enumerate(categories):
         known = arrays.labels[:, j] >= 0
         if not known.any():
             unlabelled.append(category)
             continue
-        prepared[category] = (known, (arrays.labels[known, j], arrays.scores[known, j],
+        labels = arrays.labels[known, j]
+        positives = int(labels.sum())
+        negatives = int(known.sum()) - positives
+        reason = too_small(positives, negatives, min_positives, min_negatives)
+        if reason:
+            entries[category] = {"labelled": int(known.sum()), "positives": positives, "negatives": negatives,
+                                 "too_small": reason}
+            continue
+        entries[category] = {}
+        prepared[category] = (known, (labels, arrays.scores[known, j],
                                       arrays.category_actions[known, j] >= positive_action,
                                       arrays.category_actions[known, j] >= 1))
     hits = {name: (arrays.actions == index).astype(np.float64) for index, name in enumerate(ACTION_NAMES)}
+    bands = {category: (arrays.category_actions[:, j] == 1).astype(np.float64) for j, category in enumerate(categories)}
     category_reps: dict[str, list[dict[str, np.ndarray]]] = {c: [] for c in prepared}
-    action_reps: dict[str, list[np.ndarray]] = {name: [] for name in ACTION_NAMES}
+    share_keys = [("action", a) for a in hits] + [("band", c) for c in bands]
+    share_reps: dict[tuple[str, str], list[np.ndarray]] = {key: [] for key in share_keys}
     for chunk in weight_chunks(n, bootstrap, seed_offset):
         for category, (known, args) in prepared.items():
             category_reps[category].append(category_arrays(*args, chunk[:, known], target_precision))
-        for name, hit in hits.items():
-            action_reps[name].append(chunk @ hit / n)
-    replicate_values = {c: {k: np.concatenate([r[k] for r in reps]) for k in reps[0]} if reps else {}
-                        for c, reps in category_reps.items()}
+        for (kind, name), reps in share_reps.items():
+            reps.append(chunk @ (hits[name] if kind == "action" else bands[name]) / n)
     draws = bool(n and bootstrap.replicates)
+    replicate_values = {c: {k: np.concatenate([r[k] for r in reps]) for k in reps[0]} if reps else None
+                        for c, reps in category_reps.items()}
+    points = {}
     for category, (known, args) in prepared.items():
-        point = category_arrays(*args, np.ones((1, int(known.sum()))), target_precision)
-        merged = replicate_values[category]
+        point = points[category] = category_arrays(*args, np.ones((1, int(known.sum()))), target_precision)
         entry = {"labelled": int(known.sum()), "positives": int(args[0].sum()),
-                 "metrics": {m: estimate(point[m][0], merged.get(m), bootstrap.confidence) for m in CATEGORY_METRICS},
+                 "negatives": int(known.sum() - args[0].sum()),
+                 "metrics": category_estimates(point, replicate_values[category], bootstrap.confidence),
                  "confusion": {k: int(point[k][0]) for k in ("tp", "fp", "fn", "tn")}}
         if thresholds is not None:
             entry["thresholds"] = dict(thresholds.get(category, {}))
-        per_category[category] = entry
-    labelled = list(per_category)
+        entries[category] = entry
+    measured = list(prepared)
 
-    def replicates_of(metric: str) -> np.ndarray | None:
-        return np.vstack([replicate_values[c][metric] for c in labelled]) if labelled and draws else None
+    def replicates_of(key: str) -> np.ndarray | None:
+        return np.vstack([replicate_values[c][key] for c in measured]) if measured and draws else None
 
     macro = {}
     for metric in CATEGORY_METRICS:
-        points = np.array([_nan(per_category[c]["metrics"][metric]["value"]) for c in labelled])
+        plug_in = np.array([points[c][metric][0] for c in measured])
         stacked = replicates_of(metric)
-        macro[metric] = estimate(_column_nanmean(points[:, None])[0] if labelled else float("nan"),
-                                 _column_nanmean(stacked) if stacked is not None else None, bootstrap.confidence)
+        macro[metric] = estimate(_column_nanmean(plug_in[:, None])[0] if measured else float("nan"),
+                                 _column_nanmean(stacked) if stacked is not None else None, bootstrap.confidence,
+                                 bias_corrected=metric in BIAS_CORRECTED)
+    confusion = {k: np.array([sum(points[c][k][0] for c in measured)], np.float64) for k in ("tp", "fp", "fn", "tn")}
+    confusion_reps = {k: replicates_of(k).sum(axis=0) for k in ("tp", "fp", "fn")} if measured and draws else None
     micro = {}
-    confusion = {k: np.array([sum(per_category[c]["confusion"][k] for c in labelled)], np.float64)
-                 for k in ("tp", "fp", "fn", "tn")}
-    confusion_reps = {k: replicates_of(k).sum(axis=0) for k in ("tp", "fp", "fn")} if labelled and draws else None
     for metric in MICRO_METRICS:
+        counts = None
+        if metric in PROPORTIONS:
+            successes, (a, b) = PROPORTIONS[metric]
+            counts = (float(confusion[successes][0]), float(confusion[a][0] + confusion[b][0]))
         micro[metric] = estimate(_micro(metric, confusion)[0],
-                                 _micro(metric, confusion_reps) if confusion_reps else None, bootstrap.confidence)
-    actions = {name: estimate(hit.mean() if n else float("nan"),
-                              np.concatenate(action_reps[name]) if draws else None, bootstrap.confidence)
-               for name, hit in hits.items()}
-    return {"items": n, "categories": per_category, "macro": macro,
-            "micro": micro, "actions": actions,
-            "unlabelled_categories": unlabelled}
+                                 _micro(metric, confusion_reps) if confusion_reps else None, bootstrap.confidence,
+                                 counts=counts)
+
+    def share(kind: str, name: str, hit: np.ndarray) -> dict:
+        return estimate(hit.mean() if n else float("nan"),
+                        np.concatenate(share_reps[(kind, name)]) if draws else None, bootstrap.confidence,
+                        counts=(float(hit.sum()), float(n)))
+
+    actions = {name: share("action", name, hit) for name, hit in hits.items()}
+    review_load = {"overall": actions["review"],
+                   "categories": {category: share("band", category, band) for category, band in bands.items()}}
+    return {"items": n, "categories": {c: entries[c] for c in categories if c in entries}, "macro": macro,
+            "micro": micro, "actions": actions, "review_load": review_load, "unlabelled_categories": unlabelled}
 
 
 def curves(arrays: EvalArrays, categories: Sequence[str]) -> dict:

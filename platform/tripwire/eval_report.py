@@ -8,8 +8,12 @@ so the file can be archived, mailed or opened offline. Every piece of text from 
 slice and set names, versions, paths) is HTML-escaped.
 
 The gate's verdict, when the report carries one, is the first element of the page's body
-(``<div id="verdict">``). Numbers are written as ``value [lo, hi]`` (the bootstrap interval) and null
-values as ``n/a``. Plots are drawn on a :class:`matplotlib.figure.Figure` with its own Agg canvas, so
+(``<div id="verdict">``); an evaluation page then opens with its headline (``<div id="headline">``: macro
+F1 at the policy, the weakest category, the review load against the review capacity, the slices measured
+and the gate) before any metadata. Numbers are written as ``value [lo, hi]`` (the interval, which
+contains the value), ``value [not estimable]`` where every resample gave the same value and the metric
+is no proportion, and null values as ``n/a``.
+Plots are drawn on a :class:`matplotlib.figure.Figure` with its own Agg canvas, so
 rendering never touches pyplot's global state or the process-wide backend.
 """
 
@@ -50,6 +54,9 @@ h3 { font-size: 1.05em; margin: 1.2em 0 .3em; }
 .pass { background: #d8f0d8; border-color: #2e7d32; color: #1b4d1e; }
 .fail { background: #f9d3d3; border-color: #c62828; color: #7a1111; }
 .nogate { background: #eee; border-color: #999; color: #444; }
+#headline { margin: .6em 0 1em; padding: .5em 1em; border-left: 4px solid #1f5fa8; background: #f4f7fc; }
+#headline ul { margin: .2em 0; padding-left: 1.2em; } #headline li { margin: .15em 0; }
+.over { color: #a31515; font-weight: 600; }
 table { border-collapse: collapse; margin: .4em 0 .8em; font-size: .93em; }
 th, td { border: 1px solid #ccc; padding: .2em .45em; text-align: right; vertical-align: top; }
 th { background: #f3f3f3; }
@@ -126,12 +133,15 @@ def _ci_pair(ci: Any) -> tuple[Any, Any]:
 
 
 def _with_ci(estimate: Mapping[str, Any] | None, fmt: Callable[[Any], str] = _num) -> str:
-    """``value [lo, hi]`` as HTML; ``n/a`` for a null value; the value alone when the report has no
-    interval at all (bootstrap replicates 0)."""
+    """``value [lo, hi]`` as HTML; ``n/a`` for a null value; ``[not estimable]`` for a degenerate
+    bootstrap; the value alone when the report has no interval at all (bootstrap replicates 0)."""
     if not isinstance(estimate, Mapping) or _finite(estimate.get("value")) is None:
         return "n/a"
     lo, hi = _ci_pair(estimate.get("ci"))
     text = _e(fmt(estimate["value"]))
+    if estimate.get("method") == "not estimable":
+        return (f'{text} <span class="ci" title="every bootstrap resample gave the same value">'
+                "[not estimable]</span>")
     if lo is None and hi is None:
         return text
     return f'{text} <span class="ci">[{_e(fmt(lo))}, {_e(fmt(hi))}]</span>'
@@ -193,9 +203,10 @@ def _verdict(gate: Mapping[str, Any] | None) -> list[str]:
             if failures:
                 out.append("<ul>")
                 for failure in failures:
+                    reason = f": {_e(failure['reason'])}" if failure.get("reason") else ""
                     out.append(f"<li><code>{_e(failure.get('where', '?'))}</code>: "
                                f"{_e(_num(failure.get('value'), 4))} (limit {_e(_num(failure.get('limit'), 4))})"
-                               "</li>")
+                               f"{reason}</li>")
                 out.append("</ul>")
             out.append("</li>")
         out.append("</ul>")
@@ -433,9 +444,81 @@ def _evaluation_header(report: Mapping[str, Any]) -> list[str]:
         ("positive action", f"{_e(report.get('positive_action') or 'n/a')} (or stronger)"),
         ("target precision", _e(_num(report.get("target_precision"), 2))),
         ("bootstrap", _e(_bootstrap_text(report.get("bootstrap")))),
+        ("review capacity", _e(_capacity_text(report.get("review_capacity")))),
+        ("slice minimums", _e(_minimums_text(report.get("slice_minimums")))),
         ("wall time", "n/a" if wall is None else _e(f"{wall:.1f} s")),
     ]
     return _meta_table(rows)
+
+
+def _capacity_text(capacity: Any) -> str:
+    return "no limit" if _finite(capacity) is None else f"{_pct(capacity)} of items"
+
+
+def _minimums_text(minimums: Any) -> str:
+    if not isinstance(minimums, Mapping):
+        return "n/a"
+    return (f"{minimums.get('items', 'n/a')} items; per category {minimums.get('positives', 'n/a')} positives "
+            f"and {minimums.get('negatives', 'n/a')} negatives")
+
+
+def _review_load(overall: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The share of items sent to review (the report's ``review_load``, else the review decision rate)."""
+    load = overall.get("review_load") or {}
+    return load.get("overall") or (overall.get("actions") or {}).get("review")
+
+
+def _weakest(overall: Mapping[str, Any]) -> tuple[str | None, list[str]]:
+    """The measured category with the lowest F1 at the policy, and those whose F1 is undefined."""
+    scored, undefined = [], []
+    for category, entry in (overall.get("categories") or {}).items():
+        if not isinstance(entry, Mapping) or "metrics" not in entry:
+            continue
+        f1 = _finite(((entry.get("metrics") or {}).get("f1") or {}).get("value"))
+        (undefined.append(category) if f1 is None else scored.append((f1, category)))
+    return (min(scored)[1] if scored else None), undefined
+
+
+def _headline(report: Mapping[str, Any]) -> list[str]:
+    """What a reader came for, before any metadata: macro F1 at the policy, the weakest category, the
+    review load against the capacity, how many slices could be measured, and the gate's verdict."""
+    overall = report.get("overall") or {}
+    action = _e(report.get("positive_action") or "restrict")
+    measured = [c for c, e in (overall.get("categories") or {}).items() if isinstance(e, Mapping) and "metrics" in e]
+    items = [f"Macro F1 at the policy ({action} or stronger): <b>{_with_ci((overall.get('macro') or {}).get('f1'))}"
+             f"</b> over {len(measured)} labelled categor{'y' if len(measured) == 1 else 'ies'}"]
+    weakest, undefined = _weakest(overall)
+    if weakest is not None:
+        metrics = overall["categories"][weakest]["metrics"]
+        items.append(f"Weakest category: <b>{_e(weakest)}</b>: F1 {_with_ci(metrics.get('f1'))}, recall "
+                     f"{_with_ci(metrics.get('recall'))}, precision {_with_ci(metrics.get('precision'))}")
+    if undefined:
+        items.append(f"F1 undefined (no positives and nothing flagged) for {_e(', '.join(undefined))}")
+    load, capacity = _review_load(overall), _finite(report.get("review_capacity"))
+    text = f"Review load: <b>{_with_ci(load, _pct)}</b> of items go to review"
+    if capacity is not None:
+        value = _finite((load or {}).get("value"))
+        over = value is not None and value > capacity + 1e-12
+        verdict = '<span class="over">over capacity</span>' if over else "within capacity"
+        text += f" ({verdict}: {_e(_pct(capacity))})"
+    items.append(text)
+    slices = report.get("slices") or {}
+    if slices:
+        small = sum(1 for s in slices.values() if (s or {}).get("too_small"))
+        cells = sum(1 for s in slices.values() if not (s or {}).get("too_small")
+                    for e in ((s or {}).get("categories") or {}).values()
+                    if isinstance(e, Mapping) and e.get("too_small"))
+        items.append(f"Slices: {len(slices) - small} measured, {small} too small; {cells} slice×category cell(s) "
+                     "too small in positives or negatives")
+    gate = report.get("gate")
+    if gate is None:
+        items.append("Gate: none (not checked against release bars)")
+    else:
+        bars = list(gate.get("bars") or [])
+        failed = sum(1 for b in bars if not b.get("passed"))
+        items.append(f"Gate: <b>{'PASS' if gate.get('passed') else 'FAIL'}</b> ({len(bars) - failed} of {len(bars)} "
+                     "release bar(s) met)")
+    return ['<div id="headline" role="doc-abstract"><ul>'] + [f"<li>{item}</li>" for item in items] + ["</ul></div>"]
 
 
 def _overall_table(overall: Mapping[str, Any], target_precision: Any) -> list[str]:
@@ -448,6 +531,11 @@ def _overall_table(overall: Mapping[str, Any], target_precision: Any) -> list[st
                        f'<td colspan="{len(heads) - 1}" class="note">not labelled by this set</td></tr>')
             continue
         entry = categories[category] or {}
+        if entry.get("too_small"):
+            out.append(f'<tr class="too-small"><td class="name">{_e(category)}</td><td>{_e(entry.get("labelled"))}'
+                       f'</td><td>{_e(entry.get("positives"))}</td><td colspan="{len(METRICS)}" class="note">'
+                       f'too small: {_e(entry["too_small"])}</td></tr>')
+            continue
         metrics = entry.get("metrics") or {}
         cells = [_e(category), _e(entry.get("labelled", "n/a")), _e(entry.get("positives", "n/a"))]
         cells += [_with_ci(metrics.get(m)) for m in METRICS]
@@ -468,11 +556,25 @@ def _actions_table(actions: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _review_load_table(overall: Mapping[str, Any], capacity: Any) -> list[str]:
+    load = overall.get("review_load") or {}
+    out = [f"<p>Share of items the policy sends to people: overall, the items whose decision is review; per "
+           f"category, the items whose action for that category is review (an item can be in several). Review "
+           f"capacity: {_e(_capacity_text(capacity))}.</p>", "<table><tr><th>scope</th><th>share of items</th></tr>"]
+    out.append(f'<tr class="summary"><td>overall</td><td>{_with_ci(_review_load(overall), _pct)}</td></tr>')
+    for category, estimate in (load.get("categories") or {}).items():
+        out.append(f'<tr><td class="name">{_e(category)}</td><td>{_with_ci(estimate, _pct)}</td></tr>')
+    out.append("</table>")
+    return out
+
+
 def _confusion_table(overall: Mapping[str, Any], positive_action: str) -> list[str]:
     heads = ["category", "TP", "FP", "FN", "TN"] + [f"{a} threshold" for a in ACTIONS[1:]]
     out = [f"<p>Predicted positive: the policy's action for the category is <b>{_e(positive_action)}</b> or "
            "stronger.</p>", "<table>" + _head_row(heads)]
     for category, entry in (overall.get("categories") or {}).items():
+        if (entry or {}).get("too_small"):
+            continue
         confusion = (entry or {}).get("confusion") or {}
         thresholds = (entry or {}).get("thresholds") or {}
         cells = [category] + [confusion.get(k, "n/a") for k in ("tp", "fp", "fn", "tn")]
@@ -523,9 +625,15 @@ def _slice_tables(report: Mapping[str, Any]) -> list[str]:
                 out.append(_note_row(lead, len(heads), scope, "not labelled by this set"))
                 continue
             entry = scope["categories"][category] or {}
+            counts = [_e(scope.get("items", "n/a")), _e(entry.get("labelled", "n/a")),
+                      _e(entry.get("positives", "n/a"))]
+            if entry.get("too_small"):
+                out.append(f'<tr class="too-small">{lead}' + "".join(f"<td>{c}</td>" for c in counts)
+                           + f'<td colspan="{len(SLICE_METRICS)}" class="note">too small: {_e(entry["too_small"])}'
+                           "</td></tr>")
+                continue
             metrics = entry.get("metrics") or {}
-            cells = [_e(scope.get("items", "n/a")), _e(entry.get("labelled", "n/a")),
-                     _e(entry.get("positives", "n/a"))] + [_with_ci(metrics.get(m)) for m in SLICE_METRICS]
+            cells = counts + [_with_ci(metrics.get(m)) for m in SLICE_METRICS]
             out.append(f"<tr>{lead}" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         out.append("</table>")
     return out
@@ -543,14 +651,21 @@ def render_evaluation_html(report: Mapping[str, Any]) -> str:
     title = f"Tripwire evaluation: {_golden_title(golden)}"
     out = _page_start(title) + _verdict(report.get("gate"))
     out.append(f"<h1>{_e(title)}</h1>")
+    out += _headline(report)
+    out.append("<h2>Set, model and settings</h2>")
     out += _evaluation_header(report)
     out.append(f"<h2>Overall ({_e(overall.get('items', 'n/a'))} items)</h2>")
-    out.append("<p>Each cell: the estimate and its bootstrap interval; n/a where the metric is undefined "
-               "(for example precision with no predicted positives). Macro: mean over labelled categories; "
-               "micro: pooled confusion counts.</p>")
+    out.append("<p>Each cell: the estimate and its 95% interval, which contains it; n/a where the metric is "
+               "undefined (for example precision with no predicted positives). Intervals are the bootstrap's "
+               "percentiles; ECE, whose plug-in resampling biases upward, is reported bias-corrected with the "
+               "basic bootstrap interval (as is any figure outside its own percentile interval); where every "
+               "resample agrees, a proportion gets Wilson's interval and anything else reads "
+               "[not estimable]. Macro: mean over labelled categories; micro: pooled confusion counts.</p>")
     out += _overall_table(overall, report.get("target_precision"))
     out.append("<h2>Decision rates</h2>")
     out += _actions_table(overall.get("actions") or {})
+    out.append("<h2>Review load</h2>")
+    out += _review_load_table(overall, report.get("review_capacity"))
     out.append("<h2>Confusion and thresholds</h2>")
     out += _confusion_table(overall, str(report.get("positive_action") or "restrict"))
     out.append("<h2>Curves</h2>")
@@ -629,8 +744,13 @@ def _slice_matrix(slices: Mapping[str, Any], target: Any) -> list[str]:
             out.append(_too_small_row(lead, len(heads), scope))
             continue
         categories = scope.get("categories") or {}
-        if not categories:
+        small = scope.get("too_small_categories") or {}
+        if not categories and not small:
             out.append(_note_row(lead, len(heads), scope, "no labelled categories"))
+            continue
+        if not categories:
+            out.append(_note_row(lead, len(heads), scope, "every category too small: " +
+                                 "; ".join(f"{c}: {why}" for c, why in small.items())))
             continue
         for i, (category, rows) in enumerate(categories.items()):
             cells = []
@@ -649,6 +769,10 @@ def _slice_matrix(slices: Mapping[str, Any], target: Any) -> list[str]:
                 klass = ' class="regression"' if (rows[metric] or {}).get("regression") else ""
                 cells.append(f'<td{klass}><span class="bc">{baseline} → {candidate}</span><br>{delta}</td>')
             out.append("<tr>" + "".join(cells) + "</tr>")
+        for category, why in small.items():
+            out.append(f'<tr class="too-small"><td class="name">{_e(name)}</td><td>{_e(scope.get("items", "n/a"))}'
+                       f'</td><td class="name">{_e(category)}</td><td colspan="{len(metrics)}" class="note">too small: '
+                       f"{_e(why)}</td></tr>")
     out.append("</table>")
     return out
 

@@ -14,8 +14,12 @@
         scope: slice
         max_rise: 0.02
 
-A bar is judged on the point estimate of each delta (the report shows its paired interval beside it);
-a delta that is undefined on either side (no positives, no predicted positives) is not a failure.
+A bar is judged on the point estimate of each delta (the report shows its paired interval beside it).
+A bar passes only on evidence: a delta that is undefined (the metric is undefined for the baseline or the
+candidate: no positives, no predicted positives) fails it, with a ``reason`` naming the side, and so does
+a bar with nothing in its scope (no set, category or measured slice). Slices, and categories within a
+slice, too small to measure (``min_slice_items``, ``min_slice_positives``, ``min_slice_negatives``) are
+out of scope, not failures.
 """
 
 from __future__ import annotations
@@ -79,19 +83,35 @@ def _deltas(bar: Bar, comparison: dict[str, Any]) -> Iterator[tuple[str, dict]]:
                     yield f"{set_name}/{prefix}{category}", metrics[bar.metric]
 
 
+def _undefined(metric: str, entry: dict) -> str:
+    sides = [side for side in ("baseline", "candidate") if entry.get(side) is None]
+    if not sides:  # both defined but the delta is not (a NaN difference): say so plainly
+        return f"undefined: the {metric} delta is undefined"
+    text = f"undefined: {metric} is undefined for the {' and the '.join(sides)}"
+    other = next((side for side in ("baseline", "candidate") if side not in sides), None)
+    return f"{text} ({other} {entry[other]:g})" if other else text
+
+
 def apply_gate(gate: GateConfig, comparison: dict[str, Any]) -> dict[str, Any]:
-    """``{"passed", "bars": [{"name", "passed", "failures": [{"where", "value", "limit"}]}]}``."""
+    """``{"passed", "bars": [{"name", "passed", "failures": [{"where", "value", "limit"[, "reason"]}]}]}``."""
     bars = []
     for bar in gate.bars:
-        failures = []
+        failures, measured = [], 0
+        limit = -bar.max_drop if bar.max_drop is not None else bar.max_rise
         for where, entry in _deltas(bar, comparison):
+            measured += 1
             delta = entry["delta"]
             if delta is None:
+                failures.append({"where": where, "value": None, "limit": limit,
+                                 "reason": _undefined(bar.metric, entry)})
                 continue
             if bar.max_drop is not None and delta < -bar.max_drop - 1e-12:
                 failures.append({"where": where, "value": delta, "limit": -bar.max_drop})
             if bar.max_rise is not None and delta > bar.max_rise + 1e-12:
                 failures.append({"where": where, "value": delta, "limit": bar.max_rise})
+        if not measured:
+            failures.append({"where": "(anywhere)", "value": None, "limit": limit,
+                             "reason": "nothing measured: no set, category or slice in scope"})
         bars.append({"name": bar.name, "metric": bar.metric, "scope": bar.scope, "passed": not failures,
                      "failures": failures})
     return {"passed": all(b["passed"] for b in bars), "bars": bars}

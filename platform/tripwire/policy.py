@@ -90,14 +90,24 @@ class Taxonomy:
         return load_yaml(cls, uri or default_resource(DEFAULT_TAXONOMY))
 
 
+INTENTS = ("stricter", "laxer")
+
+
 @dataclass(frozen=True)
 class CategoryRule:
-    """Score thresholds for one category; an omitted action is never taken for it."""
+    """Score thresholds for one category; an omitted action is never taken for it.
+
+    ``intent`` is for a market override only: ``stricter`` (the market acts on at least what the base
+    rule acts on: every threshold at or below the base's) or ``laxer`` (at or above). A policy whose
+    override contradicts its stated intent does not load, and :func:`tripwire.thresholds.recommend` keeps
+    the relation when it moves the base thresholds.
+    """
 
     review: float | None = None
     restrict: float | None = None
     block: float | None = None
     ground: str = "terms_of_service"
+    intent: str | None = None
 
     def __post_init__(self):
         previous = None
@@ -115,6 +125,8 @@ class CategoryRule:
             previous = (action.label, value)
         if self.ground not in ("terms_of_service", "illegal_content"):
             raise ConfigError(f"ground: {self.ground!r} must be 'terms_of_service' or 'illegal_content'")
+        if self.intent is not None and self.intent not in INTENTS:
+            raise ConfigError(f"intent: {self.intent!r} must be one of {list(INTENTS)} (or omitted)")
 
     def action_for(self, score: float) -> tuple[Action, float | None]:
         """The strictest action whose threshold ``score`` reaches, and that threshold."""
@@ -123,6 +135,19 @@ class CategoryRule:
             if threshold is not None and score >= threshold:
                 return action, threshold
         return Action.ALLOW, None
+
+
+def relation(override: float | None, base: float | None) -> str | None:
+    """How one action's override threshold relates to the base's: ``stricter`` (it acts on more items:
+    a lower threshold, or a threshold where the base has none), ``laxer`` (a higher one, or none where
+    the base has one), ``same``, or None when neither acts."""
+    if override is None and base is None:
+        return None
+    if base is None:
+        return "stricter"
+    if override is None:
+        return "laxer"
+    return "stricter" if override < base else "laxer" if override > base else "same"
 
 
 @dataclass(frozen=True)
@@ -170,6 +195,26 @@ class Policy:
             unknown = sorted(set(overrides) - set(self.categories))
             if unknown:
                 raise ConfigError(f"markets.{market}: categories {unknown} have no base rule in categories")
+            for category, override in overrides.items():
+                self._check_intent(f"markets.{market}.{category}", override, self.categories[category])
+        for category, rule in self.categories.items():
+            if rule.intent is not None:
+                raise ConfigError(f"categories.{category}.intent: only a market override states an intent "
+                                  "(stricter or laxer than its base rule)")
+
+    @staticmethod
+    def _check_intent(where: str, override: CategoryRule, base: CategoryRule) -> None:
+        """A market override meant stricter (laxer) than its base may have no laxer (stricter) threshold."""
+        if override.intent is None:
+            return
+        wrong = "laxer" if override.intent == "stricter" else "stricter"
+        for action in SEVERE_ACTIONS:
+            mine, theirs = getattr(override, action.label), getattr(base, action.label)
+            if relation(mine, theirs) == wrong:
+                shown = lambda v: "none (never acts)" if v is None else f"{v:g}"  # noqa: E731
+                raise ConfigError(f"{where}.{action.label}: the override is meant {override.intent} than the base "
+                                  f"rule, but its threshold {shown(mine)} is {wrong} than the base's {shown(theirs)} "
+                                  "(a lower threshold acts on more items)")
 
     @classmethod
     def load(cls, uri: str | Path | None = None) -> "Policy":
@@ -194,7 +239,12 @@ class Policy:
 
     def thresholds(self, market: str | None = None) -> dict[str, dict[str, Any]]:
         """The rules :meth:`decide` applies in ``market``: category -> its thresholds and ground."""
-        return {category: dataclasses.asdict(self.rule(category, market)) for category in self.categories}
+        out = {}
+        for category in self.categories:
+            rule = dataclasses.asdict(self.rule(category, market))
+            rule.pop("intent")
+            out[category] = rule
+        return out
 
     def decide(self, scores: Mapping[str, float], market: str | None = None) -> Decision:
         """Applies the policy to per-category scores.

@@ -221,6 +221,103 @@ def test_a_report_of_another_kind_or_schema_is_refused():
 
 # --- evaluation page -------------------------------------------------------------------------------------
 
+def _body_order(page: str) -> list[str]:
+    """The ids / first words of the page's top-level blocks, in order (verdict, title, headline, ...)."""
+    marks = {"verdict": page.find('id="verdict"'), "h1": page.find("<h1>"), "headline": page.find('id="headline"'),
+             "metadata": page.find('<table class="meta">'), "overall": page.find("<h2>Overall")}
+    assert all(v >= 0 for v in marks.values()), marks
+    return sorted(marks, key=marks.get)
+
+
+def test_the_page_opens_with_a_headline_before_the_metadata(evaluation):
+    report, page, parsed = evaluation
+    assert _body_order(page) == ["verdict", "h1", "headline", "metadata", "overall"]
+    ((_, _, text),) = parsed.by_id("headline")
+    overall = report["overall"]
+    macro = overall["macro"]["f1"]
+    assert f"Macro F1 at the policy (restrict or stronger): {cell(macro)} over 4 labelled categories" in text
+    scored = {c: e["metrics"]["f1"]["value"] for c, e in overall["categories"].items()
+              if e["metrics"]["f1"]["value"] is not None}
+    weakest = min(scored, key=scored.get)
+    assert f"Weakest category: {weakest}: F1 {cell(overall['categories'][weakest]['metrics']['f1'])}" in text
+    assert f"F1 undefined (no positives and nothing flagged) for {fx.EVIL}" in text
+    review = overall["review_load"]["overall"]
+    lo, hi = review["ci"]
+    share = f"{100 * review['value']:.1f}% [{100 * lo:.1f}%, {100 * hi:.1f}%]"
+    verdict = "over capacity" if review["value"] > fx.REVIEW_CAPACITY else "within capacity"
+    assert f"Review load: {share} of items go to review ({verdict}: 5.0%)" in text
+    assert "Slices: 4 measured, 1 too small; 3 slice×category cell(s) too small in positives or negatives" in text
+    assert "Gate: FAIL (1 of 3 release bar(s) met)" in text
+
+
+def test_the_headline_says_when_the_review_load_is_within_capacity_and_there_is_no_gate():
+    report = fx.evaluation_report(gate=None, items=150)
+    report["curves"] = {}
+    report["overall"]["review_load"]["overall"] = {"value": 0.031, "ci": [0.02, 0.045], "method": "percentile"}
+    ((_, _, text),) = parse(render_evaluation_html(report)).by_id("headline")
+    assert "Review load: 3.1% [2.0%, 4.5%] of items go to review (within capacity: 5.0%)" in text
+    assert "Gate: none" in text
+    report["overall"]["review_load"]["overall"]["value"] = 0.3
+    page = render_evaluation_html(report)
+    assert '<span class="over">over capacity</span>' in page
+
+
+def test_review_load_per_category_is_a_table_with_intervals(evaluation):
+    report, _, parsed = evaluation
+    load = report["overall"]["review_load"]
+    ((_, overall_row),) = [r for r in parsed.rows_starting("overall") if len(r[1]) == 2]
+    lo, hi = load["overall"]["ci"]
+    assert overall_row[1] == f"{100 * load['overall']['value']:.1f}% [{100 * lo:.1f}%, {100 * hi:.1f}%]"
+    for category, estimate in load["categories"].items():
+        rows = [cells for _, cells in parsed.rows_starting(category) if len(cells) == 2]
+        lo, hi = estimate["ci"]
+        assert rows == [[category, f"{100 * estimate['value']:.1f}% [{100 * lo:.1f}%, {100 * hi:.1f}%]"]]
+
+
+def test_a_slice_category_short_of_positives_is_too_small_not_numbers(evaluation):
+    report, _, parsed = evaluation
+    scope = report["slices"][fx.EVIL_SLICE]
+    small = {c: e for c, e in scope["categories"].items() if e.get("too_small")}
+    assert small  # the fixture's smallest slice has categories with 3 and 9 positives
+    rows = parsed.rows_starting(fx.EVIL_SLICE)
+    texts = [cells for attrs, cells in rows if attrs.get("class") == "too-small"]
+    assert sorted(map(tuple, texts)) == sorted(
+        (fx.EVIL_SLICE, str(scope["items"]), str(e["labelled"]), str(e["positives"]), f"too small: {e['too_small']}")
+        for e in small.values())
+    assert not any("1.000 [1.000, 1.000]" in " ".join(cells) for cells in texts)
+
+
+def test_a_degenerate_interval_reads_not_estimable():
+    report = fx.evaluation_report(gate=None, items=150)
+    report["curves"] = {}
+    report["overall"]["categories"]["hate"]["metrics"]["roc_auc"] = {"value": 1.0, "ci": [None, None],
+                                                                     "method": "not estimable"}
+    parsed = parse(render_evaluation_html(report))
+    ((_, cells),) = [r for r in parsed.rows_starting("hate") if len(r[1]) == 3 + len(CATEGORY_METRICS)]
+    assert cells[3 + list(CATEGORY_METRICS).index("roc_auc")] == "1.000 [not estimable]"
+
+
+def test_a_gate_failure_on_an_undefined_delta_says_why():
+    report = fx.comparison_report(gate=None)
+    for entry in report["sets"].values():
+        entry["slices"] = {}
+    report["gate"] = {"passed": False, "bars": [{"name": "precision holds", "passed": False, "failures": [
+        {"where": "core/hate", "value": None, "limit": -0.01,
+         "reason": "undefined: precision is undefined for the candidate (baseline 0.8)"}]}]}
+    ((_, _, text),) = parse(render_comparison_html(report)).by_id("verdict")
+    assert "core/hate: n/a (limit -0.0100): undefined: precision is undefined for the candidate (baseline 0.8)" in text
+
+
+def test_comparison_slices_name_their_too_small_categories(comparison):
+    report, _, parsed = comparison
+    scope = report["sets"]["core"]["slices"][fx.EVIL_SLICE]
+    assert scope["too_small_categories"]
+    rows = [cells for attrs, cells in parsed.rows_starting(fx.EVIL_SLICE) if attrs.get("class") == "too-small"]
+    expected = [[fx.EVIL_SLICE, str(scope["items"]), category, f"too small: {why}"]
+                for category, why in scope["too_small_categories"].items()]
+    assert all(row in rows for row in expected)
+
+
 def test_the_header_names_the_set_model_and_settings(evaluation):
     report, _, parsed = evaluation
     header = {cells[0]: cells[1] for _, cells in parsed.rows if len(cells) == 2}
@@ -231,6 +328,8 @@ def test_the_header_names_the_set_model_and_settings(evaluation):
     assert header["policy version"] == report["policy_version"]
     assert header["positive action"].startswith("restrict")
     assert header["bootstrap"] == "1000 replicates, 95% intervals, seed 0"
+    assert header["review capacity"] == "5.0% of items"
+    assert header["slice minimums"] == "30 items; per category 10 positives and 10 negatives"
     assert parsed.tags["h1"] == 1
 
 

@@ -49,8 +49,10 @@ def test_recommended_policy_is_a_new_loadable_version_with_evidence():
     labels[:, CATEGORIES.index("sexual")] = 0
     labels[:4, CATEGORIES.index("sexual")] = 1  # four positives: too few
     base = Policy.load()
+    # No review capacity here (its own tests below): a skipped category keeps every threshold.
     tuned = recommend(base, labels, scores, CATEGORIES, parse_targets(["review:recall=0.9", "restrict:precision=0.8"]),
-                      {"chosen_on": "unit test"}, min_positives=10, bootstrap=BootstrapConfig(replicates=50))
+                      {"chosen_on": "unit test"}, min_positives=10, bootstrap=BootstrapConfig(replicates=50),
+                      review_capacity=None)
     assert tuned.version != base.version and tuned.evidence["based_on"] == base.version
     reloaded = from_dict(Policy, yaml.safe_load(policy_yaml(tuned)), "tuned")
     assert reloaded == tuned
