@@ -111,3 +111,9 @@ def scan_command(model_dir: str, manifest: Path, out: Path, config: Path) -> lis
 
     return [sys.executable, "-m", "entrypoints.cli", "scan", "--checkpoint", model_dir, "--manifest", str(manifest),
             "--out", str(out), "--config", str(config)]
+
+
+def epochs_in(run_dir: Path) -> list[dict]:
+    """The training record of every checkpoint a run wrote, by epoch."""
+    records = [json.loads(p.read_text()) for p in run_dir.glob("checkpoint_*/manifest.json")]
+    return sorted(({**r["training"], "metrics": r["metrics"]} for r in records), key=lambda r: r["epoch"])

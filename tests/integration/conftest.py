@@ -24,9 +24,15 @@ def pytest_collection_modifyitems(items):
     # Tests that take the session app's cores (training runs) go last, so the app is deployed once for all
     # the tests that call it, not redeployed after each of them (~30 s a time); the separate cluster's tests
     # after them, so it is started once and nothing redeploys the app while it runs.
+    # Tests that replace the session app (another policy, a decision log, a review store) go after every test
+    # that calls the default app, so it is deployed once, not again after each of them.
     def order(item) -> int:
         fixtures = set(getattr(item, "fixturenames", ()))
-        return 2 if "separate_cluster" in fixtures else 1 if "cores_for_training" in fixtures else 0
+        if "separate_cluster" in fixtures:
+            return 3
+        if "cores_for_training" in fixtures:
+            return 2
+        return 1 if item.get_closest_marker("replaces_session_app") else 0
 
     items.sort(key=order)
 

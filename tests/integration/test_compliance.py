@@ -26,7 +26,7 @@ import yaml
 
 from helpers import REPO, good_samples, serve_deploy, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.replaces_session_app]
 
 APP = "compliance"
 REQUEST_TIMEOUT_S = 60.0

@@ -42,7 +42,11 @@ def loop_config(trained, heldout, pool, tmp_path, **overrides):
 
     cfg, summary = trained
     golden, catalogue = heldout
-    data = {"checkpoint": summary["model_dir"], "train_config": str(REPO / "pipelines/configs/tiny.yaml"),
+    # The retrain is the tiny job on one worker (its DDP run is the session's; here the round is tested).
+    train_config = yaml.safe_load((REPO / "pipelines/configs/tiny.yaml").read_text())
+    train_config["fit"]["num_workers"] = 1
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train_config))
+    data = {"checkpoint": summary["model_dir"], "train_config": str(tmp_path / "train.yaml"),
             "seed_manifest": cfg.data.manifest, "pool_manifest": str(pool[0]), "golden": [golden.ref],
             "work_dir": str(tmp_path / "loop"), "round": "r1", "store": str(tmp_path / "review.db"),
             "reviews": "wait", "poll_s": 0.5, "wait_timeout_s": 300, "retrain_epochs": 1, "catalogue": catalogue,
@@ -102,6 +106,7 @@ def test_a_round_stopped_for_reviews_resumes_without_queueing_twice(trained, hel
     store.close()
 
 
+@pytest.mark.replaces_session_app
 def test_review_band_decisions_of_the_served_graph_enter_the_queue(serve_endpoint, served, tmp_path):
     """With ``review_store`` set, answers whose action is ``review`` are queued (with their whole result) and
     others are not; the answer itself does not wait for the store."""
