@@ -1,4 +1,8 @@
-"""The ``tripwire`` command, run for real in subprocesses: help, and user errors as one line before Ray starts."""
+"""The ``tripwire`` command: help, and user errors as one line before Ray starts.
+
+The first tests run it for real in subprocesses, as a user does (exit codes, nothing of Ray on stderr); the
+command-by-command ones call the same ``main`` in this process (``cli`` below), since a subprocess costs
+seconds of imports a call and they make dozens of calls."""
 
 from __future__ import annotations
 
@@ -22,6 +26,33 @@ def tripwire(*args: str, timeout: float = 120) -> tuple[subprocess.CompletedProc
     result = subprocess.run([sys.executable, "-m", "entrypoints.cli", *args], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=timeout)
     return result, time.perf_counter() - started
+
+
+class Ran:
+    """What a command run in this process returned and printed (the fields of ``CompletedProcess`` used here)."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(*args)``: ``entrypoints.cli.main`` in this process; no call may start Ray."""
+    import ray
+
+    from entrypoints.cli import main
+
+    def run(*args: str) -> Ran:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code
+        out, err = capsys.readouterr()
+        assert not ray.is_initialized(), f"tripwire {' '.join(args)} started Ray"
+        return Ran(code, out, err)
+
+    return run
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, command: str, *fragments: str) -> str:
@@ -100,48 +131,48 @@ def test_an_unknown_command():
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_evaluation_commands_fail_fast_naming_the_problem(tmp_path):
+def test_evaluation_commands_fail_fast_naming_the_problem(cli, tmp_path):
     catalogue = str(tmp_path / "catalogue.yaml")
-    result, _ = tripwire("evaluate", "--checkpoint", "/tmp", "--golden", "nope", "--out", str(tmp_path / "o"),
+    result = cli("evaluate", "--checkpoint", "/tmp", "--golden", "nope", "--out", str(tmp_path / "o"),
                          "--catalogue", catalogue)
     assert_one_line_error(result, "evaluate", "golden set 'nope' is not registered")
     (tmp_path / "gate.yaml").write_text("bars:\n  - {name: b, metric: accuracy, max_drop: 0.1}\n")
-    result, _ = tripwire("compare", "--baseline", "/tmp", "--candidate", "/tmp", "--golden", "x", "--out",
+    result = cli("compare", "--baseline", "/tmp", "--candidate", "/tmp", "--golden", "x", "--out",
                          str(tmp_path / "c"), "--gate", str(tmp_path / "gate.yaml"), "--catalogue", catalogue)
     assert_one_line_error(result, "compare", "bars.b.metric: 'accuracy' is not one of")
-    result, _ = tripwire("thresholds", "--checkpoint", "/tmp", "--golden", "x", "--out", str(tmp_path / "p.yaml"),
+    result = cli("thresholds", "--checkpoint", "/tmp", "--golden", "x", "--out", str(tmp_path / "p.yaml"),
                          "--target", "restrict:accuracy=0.9")
     assert_one_line_error(result, "thresholds", "metric 'accuracy' is not one of")
     assert not any(marker in result.stdout + result.stderr for marker in RAY_START_UP)
 
 
-def test_review_commands_work_and_fail_fast_naming_the_problem(tmp_path):
+def test_review_commands_work_and_fail_fast_naming_the_problem(cli, tmp_path):
     store = str(tmp_path / "review.db")
-    result, _ = tripwire("queue", "add-reviewer", "--name", "ana", "--role", "admin", "--store", store)
+    result = cli("queue", "add-reviewer", "--name", "ana", "--role", "admin", "--store", store)
     assert result.returncode == 0 and "admin ana: token " in result.stdout
-    result, _ = tripwire("queue", "status", "--store", store)
+    result = cli("queue", "status", "--store", store)
     assert result.returncode == 0 and "0 pending" in result.stdout and "1 reviewer(s)" in result.stdout
-    result, _ = tripwire("queue", "check", "--store", store)
+    result = cli("queue", "check", "--store", store)
     assert result.returncode == 0 and "consistent" in result.stdout
-    result, _ = tripwire("queue", "add-reviewer", "--name", "bad name", "--store", store)
+    result = cli("queue", "add-reviewer", "--name", "bad name", "--store", store)
     assert_one_line_error(result, "queue", "name: 'bad name' must be letters")
-    result, _ = tripwire("queue", "sample", "--store", store)
+    result = cli("queue", "sample", "--store", store)
     assert_one_line_error(result, "queue", "--scan is required")
-    result, _ = tripwire("queue", "status", "--store", "mysql://db/x")
+    result = cli("queue", "status", "--store", "mysql://db/x")
     assert_one_line_error(result, "queue", "neither a SQLite path nor a postgresql:// URL")
-    result, _ = tripwire("feedback", "export", "--store", store, "--out", str(tmp_path / "fb"),
+    result = cli("feedback", "export", "--store", store, "--out", str(tmp_path / "fb"),
                          "--catalogue", str(tmp_path / "none.yaml"))
     assert result.returncode == 0 and "0 item(s)" in result.stdout
     (tmp_path / "loop.yaml").write_text((REPO / "pipelines/configs/loop.yaml").read_text().replace("reviews: stop",
                                                                                                    "reviews: later"))
-    result, _ = tripwire("loop", "--config", str(tmp_path / "loop.yaml"))
+    result = cli("loop", "--config", str(tmp_path / "loop.yaml"))
     assert_one_line_error(result, "loop", "reviews: 'later' must be one of")
-    result, _ = tripwire("loop", "--config", str(REPO / "pipelines/configs/loop.yaml"), "--round", "r/1")
+    result = cli("loop", "--config", str(REPO / "pipelines/configs/loop.yaml"), "--round", "r/1")
     assert_one_line_error(result, "loop", "round: 'r/1'")
     assert not any(marker in result.stdout + result.stderr for marker in RAY_START_UP)
 
 
-def test_audit_verify_names_the_first_bad_record(tmp_path):
+def test_audit_verify_names_the_first_bad_record(cli, tmp_path):
     import sqlite3
 
     from tripwire.decision_log import DecisionLog
@@ -151,17 +182,17 @@ def test_audit_verify_names_the_first_bad_record(tmp_path):
     log.append([("decision", f"p{i}", {"action": "restrict", "i": i}) for i in range(4)])
     seq, digest = log.head()
     log.close()
-    result, _ = tripwire("audit", "verify", "--store", store, "--head", f"{seq}:{digest}")
+    result = cli("audit", "verify", "--store", store, "--head", f"{seq}:{digest}")
     assert result.returncode == 0 and f"OK, 4 record(s); head 4:{digest}" in result.stdout
     with sqlite3.connect(store) as conn:
         conn.execute("UPDATE decision_log SET body = ? WHERE seq = 3", ('{"action":"allow","i":2}',))
-    result, _ = tripwire("audit", "verify", "--store", store)
+    result = cli("audit", "verify", "--store", store)
     assert result.returncode == 1 and "FAILED at record 3: its content does not match its hash" in result.stdout
-    result, _ = tripwire("audit", "verify", "--store", store, "--head", "nope")
+    result = cli("audit", "verify", "--store", store, "--head", "nope")
     assert_one_line_error(result, "audit", "--head: 'nope' must be SEQ:SHA256")
 
 
-def test_audit_checkpoint_prune_and_the_compliance_commands_from_the_command_line(tmp_path):
+def test_audit_checkpoint_prune_and_the_compliance_commands_from_the_command_line(cli, tmp_path):
     from tripwire.compliance.records import DECISION, decision_body
     from tripwire.decision_log import DecisionLog
 
@@ -176,39 +207,39 @@ def test_audit_checkpoint_prune_and_the_compliance_commands_from_the_command_lin
                                                   decided_at=at, content_hash="0" * 64, content_types=["text"]))
                 for i in range(3)])
     log.close()
-    result, _ = tripwire("audit", "checkpoint", "--store", store)
+    result = cli("audit", "checkpoint", "--store", store)
     assert_one_line_error(result, "audit", "a signing key is needed")
-    result, _ = tripwire("audit", "prune", "--store", store, "--retention-days", "0.000001")
+    result = cli("audit", "prune", "--store", store, "--retention-days", "0.000001")
     assert_one_line_error(result, "audit", "prune: no checkpoint covers the records to prune")
-    result, _ = tripwire("audit", "checkpoint", "--store", store, "--key-file", str(key))
+    result = cli("audit", "checkpoint", "--store", store, "--key-file", str(key))
     assert result.returncode == 0 and "checkpoint 3:" in result.stdout
-    result, _ = tripwire("audit", "verify", "--store", store, "--key-file", str(key))
+    result = cli("audit", "verify", "--store", store, "--key-file", str(key))
     assert result.returncode == 0 and "OK, 3 record(s)" in result.stdout
     (tmp_path / "other").write_bytes(b"not the key")
-    result, _ = tripwire("audit", "verify", "--store", store, "--key-file", str(tmp_path / "other"))
+    result = cli("audit", "verify", "--store", store, "--key-file", str(tmp_path / "other"))
     assert result.returncode == 1 and "signature is not the key's" in result.stdout
-    result, _ = tripwire("compliance", "sor", "--store", store, "--out", str(tmp_path / "sor"))
+    result = cli("compliance", "sor", "--store", store, "--out", str(tmp_path / "sor"))
     assert_one_line_error(result, "compliance", "--from YYYY-MM-DD and --to YYYY-MM-DD are required")
-    result, _ = tripwire("compliance", "report", "--store", store, "--from", "2026-11-02", "--to", "2026-11-01",
+    result = cli("compliance", "report", "--store", store, "--from", "2026-11-02", "--to", "2026-11-01",
                          "--out", str(tmp_path / "r"))
     assert_one_line_error(result, "compliance", "--to 2026-11-01 is before --from 2026-11-02")
-    result, _ = tripwire("compliance", "appeal", "--store", store, "--puid", "p1", "--statement", "unfair")
+    result = cli("compliance", "appeal", "--store", store, "--puid", "p1", "--statement", "unfair")
     assert_one_line_error(result, "compliance", "only restrictive decisions")
-    result, _ = tripwire("compliance", "report", "--store", store, "--from", "2025-12-01", "--to", "2025-12-31",
+    result = cli("compliance", "report", "--store", store, "--from", "2025-12-01", "--to", "2025-12-31",
                          "--out", str(tmp_path / "r"))
     assert result.returncode == 0 and (tmp_path / "r" / "index.html").exists(), result.stderr
     assert json.loads((tmp_path / "r" / "report.json").read_text())["decisions"] == 3
 
 
-def test_audit_reads_a_parquet_scan_log_and_compliance_wants_the_database(tmp_path):
+def test_audit_reads_a_parquet_scan_log_and_compliance_wants_the_database(cli, tmp_path):
     from tripwire.compliance.parquet_log import ParquetDecisionLog
 
     url = f"file://{tmp_path / 'scan-log'}"
     ParquetDecisionLog(url).append([("decision", f"scan-x-{i}", {"action": "block"}) for i in range(3)])
-    result, _ = tripwire("audit", "verify", "--store", url)
+    result = cli("audit", "verify", "--store", url)
     assert result.returncode == 0 and "OK, 3 record(s)" in result.stdout
-    result, _ = tripwire("audit", "checkpoint", "--store", url)
+    result = cli("audit", "checkpoint", "--store", url)
     assert_one_line_error(result, "audit", "a Parquet log has no signed checkpoints")
-    result, _ = tripwire("compliance", "report", "--store", url, "--from", "2026-11-01", "--to", "2026-11-30",
+    result = cli("compliance", "report", "--store", url, "--from", "2026-11-01", "--to", "2026-11-30",
                          "--out", str(tmp_path / "r"))
     assert_one_line_error(result, "compliance", "is a Parquet log", "--scan-log")
