@@ -49,19 +49,27 @@ def register_heldout(checkpoint: str, name: str | None = None, catalogue: str | 
     splits = read_splits(f"{manifest.uri}/splits.parquet")
     run_name = training.run_name or "model"
     out = Path(source_manifest).parent / f"heldout-{run_name}.jsonl"
-    kept = 0
+    categories = set(manifest.taxonomy.names)
+    kept, invalid = 0, 0
     with open(source_manifest, encoding="utf-8") as rows, open(out, "w", encoding="utf-8") as handle:
         for line in rows:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(row, dict) and splits.get(str(row.get("id"))) == "val":
-                handle.write(line if line.endswith("\n") else line + "\n")
-                kept += 1
+            if not isinstance(row, dict) or splits.get(str(row.get("id"))) != "val":
+                continue
+            labels = row.get("labels")
+            if not isinstance(labels, dict) or not set(labels) <= categories:
+                invalid += 1  # training quarantined it (invalid_row): it is no golden item either
+                continue
+            handle.write(line if line.endswith("\n") else line + "\n")
+            kept += 1
     if not kept:
         raise ConfigError(f"{checkpoint}: no validation-split item found in {source_manifest}")
+    left_out = f"; {invalid} row(s) with labels outside the taxonomy left out" if invalid else ""
     return register(name or f"{run_name}-heldout", str(out), manifest.taxonomy.names,
                     source=f"validation split of training run {run_name!r} ({source_manifest})",
                     licence="as the training corpus", label_provenance="the training corpus's own labels",
-                    description=f"{kept} items held out from training (model {manifest.version})", catalogue=catalogue)
+                    description=f"{kept} items held out from training (model {manifest.version}){left_out}",
+                    catalogue=catalogue)

@@ -3,7 +3,8 @@
 Both models' metrics are computed under the same resampling weights (:func:`tripwire.eval_metrics.weight_chunks`
 with one seed), so each replicate's delta compares the two on the same resample, which is far tighter
 than comparing two independent intervals. A delta is flagged a regression when its whole interval lies
-on the worse side of zero (lower is better for ``fpr`` and ``ece``, higher for the rest).
+on the worse side of zero (lower is better for ``fpr`` and ``ece``, higher for the rest), or, where every
+resample gives the same nonzero delta (no interval), when that delta is on the worse side.
 
 Every figure goes through :func:`tripwire.eval_metrics.estimate`, so each side's value is the one its own
 evaluation report shows (ECE bias-corrected) and each delta lies in its interval: the delta's own plug-in
@@ -38,6 +39,10 @@ def _delta_entry(metric: str, a_value: float | None, b_value: float | None, a_po
     delta = b_point - a_point if np.isfinite(a_point) and np.isfinite(b_point) else float("nan")
     est = estimate(delta, deltas, confidence, bias_corrected=metric in BIAS_CORRECTED, bounds=(-1.0, 1.0))
     lo, hi = est["ci"]
+    if est["method"] == "not estimable" and est["value"]:
+        # Every resample shows this same change (e.g. each positive the baseline caught, the candidate
+        # missed): no interval to draw, and no doubt in the sample either way.
+        lo = hi = est["value"]
     worse = (lo is not None and lo > 0) if metric in LOWER_IS_BETTER else (hi is not None and hi < 0)
     return {"baseline": a_value, "candidate": b_value, "delta": est["value"], "ci": est["ci"],
             "method": est["method"], "regression": bool(worse)}

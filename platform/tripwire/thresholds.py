@@ -387,6 +387,8 @@ def recommend_rules(labels: np.ndarray, scores: np.ndarray, categories: Sequence
     for category, rule in current.items():
         if rule != rules[category]:
             new_rules[category] = rule
+        else:  # fitting the capacity can bring a chosen rule back to exactly what it was
+            new_rules.pop(category, None)
     load = review_load(current, scores, categories, review_capacity)
     load["before"] = load["overall"] if before is None else before  # the chosen thresholds' load, before fitting
     load["raised"] = {c: {**change, "to": current[c].review} for c, change in raised.items()}

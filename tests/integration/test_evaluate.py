@@ -150,25 +150,28 @@ def test_compare_flags_the_regression_and_the_gate_fails_naming_the_bar(trained,
 
     _, summary = trained
     golden, catalogue = heldout
-    # The candidate policy never acts on anything: what the baseline sent to review it lets through.
+    # The baseline policy reviews everything, the candidate's never acts on anything: every positive the
+    # baseline sent to review the candidate lets through.
     base = Policy.load()
-    lenient = from_dict(Policy, {**yaml.safe_load(policy_yaml(base)), "version": "lenient",
-                                 "categories": {c: {} for c in base.categories}, "markets": {}}, "lenient")
-    (tmp_path / "lenient.yaml").write_text(policy_yaml(lenient))
+    for version, rule in (("lenient", {}), ("review-all", {"review": 0.0})):
+        policy = from_dict(Policy, {**yaml.safe_load(policy_yaml(base)), "version": version,
+                                    "categories": {c: rule for c in base.categories}, "markets": {}}, version)
+        (tmp_path / f"{version}.yaml").write_text(policy_yaml(policy))
     (tmp_path / "gate.yaml").write_text(yaml.safe_dump({"bars": [
         {"name": "positives still reach review", "metric": "catch_rate", "scope": "category", "max_drop": 0.0},
         {"name": "false positives do not rise", "metric": "fpr", "scope": "category", "max_rise": 0.0}]}))
     out = tmp_path / "compare"
     code = main(["compare", "--baseline", summary["model_dir"], "--candidate", summary["model_dir"],
+                 "--baseline-policy", str(tmp_path / "review-all.yaml"),
                  "--candidate-policy", str(tmp_path / "lenient.yaml"), "--golden", golden.name,
                  "--catalogue", catalogue, "--gate", str(tmp_path / "gate.yaml"), "--config", eval_config,
                  "--out", str(out)])
     printed = capsys.readouterr().out
     report = json.loads((out / "metrics.json").read_text())
-    assert report["candidate"]["policy_version"] == "lenient" and report["baseline"]["policy_version"] != "lenient"
+    assert report["candidate"]["policy_version"] == "lenient" and report["baseline"]["policy_version"] == "review-all"
     caught = {c: m["catch_rate"] for c, m in report["sets"][golden.name]["categories"].items()}
     dropped = {c for c, e in caught.items() if e["baseline"] and e["candidate"] == 0.0}
-    assert dropped, caught  # the baseline reviews some positives of this set
+    assert dropped, caught  # the baseline reviews every positive of this set
     assert all(caught[c]["regression"] for c in dropped if caught[c]["baseline"] == 1.0)
     bars = {b["name"]: b for b in report["gate"]["bars"]}
     assert code == 1 and not report["gate"]["passed"] and "gate FAILED" in printed

@@ -171,3 +171,16 @@ def test_the_shipped_evaluation_config_sets_slice_minimums_and_the_review_capaci
 
     config = load_yaml(EvalConfig, REPO / "pipelines" / "configs" / "evaluate.yaml")
     assert (config.min_slice_positives, config.min_slice_negatives, config.review_capacity) == (10, 10, 0.05)
+
+
+def test_a_change_every_resample_agrees_on_is_flagged_a_regression():
+    """Three positives the baseline caught and the candidate missed: each resample's catch-rate delta is -1,
+    a degenerate bootstrap with no interval, but a regression beyond doubt in this sample."""
+    from tripwire.comparison import _delta_entry
+
+    deltas = np.full(200, -1.0)
+    entry = _delta_entry("catch_rate", 1.0, 0.0, 1.0, 0.0, deltas, 0.95)
+    assert entry["method"] == "not estimable" and entry["delta"] == -1.0 and entry["regression"]
+    assert not _delta_entry("catch_rate", 0.0, 1.0, 0.0, 1.0, -deltas, 0.95)["regression"]
+    assert not _delta_entry("catch_rate", 1.0, 1.0, 1.0, 1.0, np.zeros(200), 0.95)["regression"]
+    assert _delta_entry("fpr", 0.0, 1.0, 0.0, 1.0, -deltas, 0.95)["regression"]  # lower is better

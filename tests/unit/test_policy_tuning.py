@@ -211,3 +211,29 @@ def test_training_s_threshold_config_carries_the_review_capacity():
     assert from_dict(ThresholdConfig, {"review_capacity": None}, "thresholds").review_capacity is None
     with pytest.raises(ConfigError, match="thresholds.review_capacity: must be a share of items in"):
         ThresholdConfig(review_capacity=0.0)
+
+
+def test_a_review_threshold_raised_back_to_the_base_value_is_the_policy_s_value():
+    """Fitting the capacity can raise a chosen review threshold exactly back to the base rule's: the policy
+    then holds that value, not the chosen one the capacity refused (the evidence and the policy agree)."""
+    import numpy as np
+
+    from tripwire.policy import CategoryRule, Policy
+    from tripwire.thresholds import parse_targets, recommend
+
+    base = Policy.load()
+    categories = list(base.categories)
+    rng = np.random.default_rng(0)
+    labels = (rng.random((200, len(categories))) < 0.2).astype(int)
+    scores = np.clip(labels * 0.3 + rng.random((200, len(categories))) * 0.7, 0, 1)
+    first = recommend(base, labels, scores, categories, parse_targets(["review:recall=0.8"]), {"src": "t"},
+                      min_positives=2)
+    # A base whose review thresholds are what the capacity allows: the chosen (lower) ones are raised to them.
+    fitted = {c: CategoryRule(**{**vars(base.categories[c]), "review": first.categories[c].review}) for c in categories}
+    again = recommend(Policy(version="b", taxonomy_version=base.taxonomy_version, categories=fitted, markets={}),
+                      labels, scores, categories, parse_targets(["review:recall=0.8"]), {"src": "t"}, min_positives=2)
+    raised = again.evidence["review_load"]["raised"]
+    assert raised, "the capacity should have raised some chosen review threshold"
+    for category in raised:
+        assert again.categories[category].review == again.evidence["categories"][category]["actions"]["review"]["threshold"]
+        assert again.categories[category].review >= raised[category]["from"]
