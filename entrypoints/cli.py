@@ -427,7 +427,8 @@ COMMANDS: dict[str, Command] = {
     "demo": Command(_demo, "corpus, train, serve, HTTP checks and a scan, end to end on local Ray", [
         opt("--config", default="pipelines/configs/demo.yaml", help="training config (default: %(default)s)"),
         opt("--port", type=_port, default=8000, help="HTTP port (default: %(default)s)"),
-        opt("--min-auc", type=float, default=0.95, help="fail unless every category reaches this ROC-AUC"),
+        opt("--min-auc", type=float, default=0.8,
+            help="fail unless every category reaches this held-out ROC-AUC (unseen signature variants)"),
     ]),
 }
 

@@ -1,6 +1,11 @@
 """The main job end to end on the embedded default: corpus -> train -> serve -> real HTTP requests ->
 evaluation of the held-out split (scored by the scan pipeline), with its HTML report.
 
+The held-out split is the synthetic corpus's own (``data.split_by: meta.split``): its items carry signature
+variants (phrasings, colours, shapes, tones) that no training item carries, so the figures the demo prints
+per category and per carrying modality measure what carries over to unseen variants, not memorisation.
+A few everyday messages, none of them a training text, go through the served graph too: they must be allowed.
+
 ``make demo`` (``python -m entrypoints.demo``) and ``tripwire demo`` run this; options and user errors are
 handled by :mod:`entrypoints.cli`. Everything is local: a Ray instance in this process, the synthetic
 corpus, checkpoints under ``runs/``, and the Serve HTTP proxy on 127.0.0.1.
@@ -16,17 +21,30 @@ from pathlib import Path
 
 import httpx
 
+import numpy as np
+
 from tripwire.config import load_yaml
+from tripwire.metrics import roc_auc
 from tripwire.moderation import Moderator
 from tripwire.parity import result_differences
 from tripwire.policy import Taxonomy
-from tripwire.sample import manifest_base, read_manifest, request_body
+from tripwire.sample import Sample, manifest_base, read_manifest, request_body
 from tripwire.splits import read_splits
 from tripwire.train_config import TrainConfig
 
+# Ordinary messages, none of them in the corpus's training texts (the demo says so for each): the model
+# must allow them. "hi" and the sunny morning were flagged by a model trained on a corpus without small talk.
+EVERYDAY_INPUTS = ["hi", "what a lovely sunny morning", "thanks, see you at the station tomorrow",
+                   "can you recommend a good pizza place?", "my grandma turns ninety today"]
+# The held-out report's rows: the modality that carries the signature (meta.carrier) and which benign items
+# it is told apart from (those that have that modality).
+CARRIER_ROWS = [("text", "text", ("text",)), ("image", "image", ("image",)), ("audio", "audio", ("audio",)),
+                ("video frames", "video", ("video",)), ("video soundtrack", "soundtrack", ("video",)),
+                ("combination", "combination", ("text",))]
+
 
 def pick_items(cfg: TrainConfig, model_dir: str, per_mix: int = 2, limit: int = 16):
-    """Validation items covering every modality mix, violating ones first within each mix."""
+    """Held-out (validation) items covering every modality mix, violating ones first within each mix."""
     splits = read_splits(f"{model_dir}/splits.parquet")
     by_mix: dict[tuple, list] = {}
     for sample in read_manifest(cfg.data.manifest):
@@ -38,6 +56,105 @@ def pick_items(cfg: TrainConfig, model_dir: str, per_mix: int = 2, limit: int = 
         items = sorted(by_mix[mix], key=lambda s: -sum(s.labels.values()))
         chosen += items[:1] + [s for s in items if not any(s.labels.values())][:per_mix - 1]
     return chosen[:limit]
+
+
+def _interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = (1 - confidence) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
+def modality_figures(samples: list[Sample], results: dict[str, dict], replicates: int = 1000,
+                     seed: int = 0) -> list[dict]:
+    """Held-out figures per carrying modality, with 95% bootstrap intervals.
+
+    For each row of :data:`CARRIER_ROWS`: the violating items whose signature that modality carries
+    (``meta.carrier``) against the benign items that have the modality. ``roc_auc`` ranks them by the item's
+    highest category score; ``flagged`` is the share of violating items the decision does not allow,
+    ``benign_flagged`` that of benign ones; ``right_category`` the share of violating items whose top-scoring
+    category is one of their labels. Intervals resample violating and benign items separately.
+    """
+    rng = np.random.default_rng(seed)
+    scored = [s for s in samples if s.id in results]
+    benign = [s for s in scored if not any(v == 1 for v in s.labels.values())]
+    rows = []
+    for name, carrier, needs in CARRIER_ROWS:
+        positives = [s for s in scored if s.meta.get("carrier") == carrier]
+        negatives = [s for s in benign if all(m in s.modalities for m in needs)
+                     and (carrier != "combination" or {"image", "video"} & set(s.modalities))]
+        if not positives or not negatives:
+            rows.append({"modality": name, "violating": len(positives), "benign": len(negatives)})
+            continue
+
+        def top(sample):
+            return max(results[sample.id]["scores"].values())
+
+        def flagged(sample):
+            return results[sample.id]["decision"]["action"] != "allow"
+
+        pos_scores, neg_scores = np.array([top(s) for s in positives]), np.array([top(s) for s in negatives])
+        pos_flags = np.array([flagged(s) for s in positives], float)
+        neg_flags = np.array([flagged(s) for s in negatives], float)
+        right = np.array([s.labels.get(max(results[s.id]["scores"], key=results[s.id]["scores"].get)) == 1
+                          for s in positives], float)
+        labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
+        boot = {"roc_auc": [], "flagged": [], "benign_flagged": [], "right_category": []}
+        for _ in range(replicates):
+            i = rng.integers(len(positives), size=len(positives))
+            j = rng.integers(len(negatives), size=len(negatives))
+            boot["roc_auc"].append(roc_auc(labels, np.r_[pos_scores[i], neg_scores[j]]))
+            boot["flagged"].append(pos_flags[i].mean())
+            boot["benign_flagged"].append(neg_flags[j].mean())
+            boot["right_category"].append(right[i].mean())
+        point = {"roc_auc": roc_auc(labels, np.r_[pos_scores, neg_scores]), "flagged": pos_flags.mean(),
+                 "benign_flagged": neg_flags.mean(), "right_category": right.mean()}
+        rows.append({"modality": name, "violating": len(positives), "benign": len(negatives),
+                     **{k: {"value": float(v), "ci": _interval(np.asarray(boot[k]))} for k, v in point.items()}})
+    return rows
+
+
+def _fmt(estimate: dict | None) -> str:
+    if not estimate or estimate.get("value") is None or not np.isfinite(estimate["value"]):
+        return "n/a"
+    lo, hi = estimate.get("ci") or (None, None)
+    if lo is None or not np.isfinite(lo):
+        return f"{estimate['value']:.3f}"
+    return f"{estimate['value']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def print_heldout_report(evaluation: dict, figures: list[dict], heldout_items: int) -> None:
+    """Per category (the evaluation's figures) and per modality (:func:`modality_figures`), with intervals."""
+    overall = evaluation["overall"]
+    print(f"\n[held-out] {heldout_items} items whose phrasings, colours, shapes and tones training never saw; "
+          "95% bootstrap intervals")
+    print(f"{'category':<26}{'pos':>5}  {'ROC-AUC':<24}{'PR-AUC':<24}F1 at the policy")
+    for category, entry in overall["categories"].items():
+        m = entry["metrics"]
+        print(f"{category:<26}{entry['positives']:>5}  {_fmt(m.get('roc_auc')):<24}{_fmt(m.get('pr_auc')):<24}"
+              f"{_fmt(m.get('f1'))}")
+    macro = overall["macro"]
+    print(f"{'macro':<26}{'':>5}  {_fmt(macro.get('roc_auc')):<24}{_fmt(macro.get('pr_auc')):<24}{_fmt(macro.get('f1'))}")
+    print(f"\n{'signature carried by':<22}{'viol.':>6}{'benign':>7}  {'ROC-AUC vs benign':<24}{'violating flagged':<24}"
+          f"{'benign flagged':<24}right category")
+    for row in figures:
+        print(f"{row['modality']:<22}{row['violating']:>6}{row['benign']:>7}  {_fmt(row.get('roc_auc')):<24}"
+              f"{_fmt(row.get('flagged')):<24}{_fmt(row.get('benign_flagged')):<24}{_fmt(row.get('right_category'))}")
+    print("(benign: held-out items with no violation that have the modality; combination: text with an image or "
+          "video. The best epoch, calibration and policy thresholds were chosen on this split.)", flush=True)
+
+
+def heldout_auc(evaluation: dict, summary: dict, category: str) -> float:
+    """A category's held-out ROC-AUC from the evaluation, or training's validation figure if it has none."""
+    entry = evaluation["overall"]["categories"].get(category, {}).get("metrics", {}).get("roc_auc") or {}
+    value = entry.get("value")
+    return float(value) if value is not None else float(summary["val_metrics"][category]["roc_auc"])
+
+
+def training_texts(cfg: TrainConfig, model_dir: str) -> set[str]:
+    splits = read_splits(f"{model_dir}/splits.parquet")
+    return {s.text for s in read_manifest(cfg.data.manifest) if s.text and splits.get(s.id) == "train"}
 
 
 def wait_healthy(url: str, timeout_s: float = 120.0) -> None:
@@ -53,6 +170,16 @@ def wait_healthy(url: str, timeout_s: float = 120.0) -> None:
 
 
 SERVE_LOGGING = {"log_level": "WARNING", "enable_access_log": False}  # the demo prints its own lines
+RAY_DATA_LOGGING = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "ray-data-logging.yaml"
+
+
+def quiet_console() -> None:
+    """Before Ray starts (its processes inherit the environment): the console gets the demo's report and
+    real warnings, not every process's start-up chatter. Everything still goes to Ray's session logs."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights" bars in every process
+    os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(RAY_DATA_LOGGING))  # Ray Data's INFO lines in actors
+    # A notice on every start of a local instance (token authentication stays on).
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
 def evaluate_heldout(model_dir: str) -> tuple[dict, dict[str, dict]]:
@@ -135,9 +262,10 @@ def run(config: str, port: int, min_auc: float) -> int:
     Args:
         config: the training config YAML.
         port: the Serve HTTP port on 127.0.0.1.
-        min_auc: every category's validation ROC-AUC must reach this.
+        min_auc: every category's held-out ROC-AUC (unseen signature variants) must reach this.
     """
     cfg = load_yaml(TrainConfig, config).resolved(Path.cwd())  # a bad file fails here, before Ray starts
+    quiet_console()
 
     import ray
     from ray import serve
@@ -152,7 +280,6 @@ def run(config: str, port: int, min_auc: float) -> int:
         summary = run_training(cfg)
         trained_at = time.perf_counter()
         taxonomy = Taxonomy.load(cfg.taxonomy)
-        aucs = {c: summary["val_metrics"][c]["roc_auc"] for c in taxonomy.names}
         model_dir = summary["model_dir"]
 
         print(f"\n[serve] deploying {model_dir} on http://127.0.0.1:{port}", flush=True)
@@ -167,7 +294,8 @@ def run(config: str, port: int, min_auc: float) -> int:
 
         base = manifest_base(cfg.data.manifest)
         samples = pick_items(cfg, model_dir)
-        reference = Moderator.local(model_dir).moderate_sync(samples, base)
+        local = Moderator.local(model_dir)
+        reference = local.moderate_sync(samples, base)
         http_differences: list[str] = []
         print(f"\n{'id':<11}{'modalities':<24}{'true labels':<34}{'top score':<32}{'decision':<10}driven by")
         with httpx.Client(timeout=60) as client:
@@ -182,8 +310,24 @@ def run(config: str, port: int, min_auc: float) -> int:
                 driver = body["attribution"][top_name]["driven_by"]
                 print(f"{sample.id:<11}{'+'.join(body['modalities']):<24}{truth:<34}"
                       f"{top:<32}{body['decision']['action']:<10}{driver}")
-        print(f"\n[serve] {len(samples)} HTTP requests; whole results equal to the in-process core's "
-              f"(scores within 1e-5): {not http_differences}")
+        everyday = [Sample(id=f"everyday-{i}", text=text) for i, text in enumerate(EVERYDAY_INPUTS)]
+        seen = training_texts(cfg, model_dir)
+        not_allowed = []
+        print(f"\n{'everyday input':<44}{'top score':<32}{'decision':<10}in training texts")
+        with httpx.Client(timeout=60) as client:
+            for sample, expected in zip(everyday, local.moderate_sync(everyday, base)):
+                response = client.post(f"{url}/v1/moderate", json=request_body(sample, base))
+                response.raise_for_status()
+                body = response.json()
+                http_differences += [f"{sample.text!r}: {d}" for d in result_differences(body, expected)]
+                top_name = max(taxonomy.names, key=lambda c: body["scores"][c])
+                action = body["decision"]["action"]
+                if action != "allow":
+                    not_allowed.append(f"{sample.text!r}: {action}")
+                top = f"{top_name}={body['scores'][top_name]:.3f}"
+                print(f"{sample.text!r:<44}{top:<32}{action:<10}{'yes' if sample.text in seen else 'no'}")
+        print(f"\n[serve] {len(samples) + len(everyday)} HTTP requests; whole results equal to the in-process "
+              f"core's (scores within 1e-5): {not http_differences}")
         serve.shutdown()
         served_done = time.perf_counter()
 
@@ -192,22 +336,31 @@ def run(config: str, port: int, min_auc: float) -> int:
                             for d in result_differences(scanned.get(s.id, {}), expected)]
         print(f"[evaluate] scan results equal to HTTP and in-process for the {len(samples)} items above: "
               f"{not scan_differences}")
+        splits = read_splits(f"{model_dir}/splits.parquet")
+        heldout = [s for s in read_manifest(cfg.data.manifest) if splits.get(s.id) == "val"]
+        print_heldout_report(evaluation, modality_figures(heldout, scanned), len(heldout))
+        # The check reads the evaluation of every held-out item (training's own validation pass drops the few
+        # rows that do not split evenly between its workers).
+        aucs = {c: heldout_auc(evaluation, summary, c) for c in taxonomy.names}
         queue_for_review(model_dir, evaluation["scan"])
         compliance_outputs(model_dir, evaluation["scan"])
         done = time.perf_counter()
         print(f"[demo] train {trained_at - started:.0f}s, deploy {served_at - trained_at:.0f}s, "
               f"evaluate {done - served_done:.0f}s, total {done - started:.0f}s")
-        failing = {c: a for c, a in aucs.items() if not a >= min_auc}
+        failing = {c: round(a, 4) for c, a in aucs.items() if not a >= min_auc}
         if failing:
-            print(f"[demo] FAIL: categories below ROC-AUC {min_auc}: {failing}", file=sys.stderr)
+            print(f"[demo] FAIL: categories below held-out ROC-AUC {min_auc}: {failing}", file=sys.stderr)
+            return 1
+        if not_allowed:
+            print(f"[demo] FAIL: everyday inputs not allowed: {not_allowed}", file=sys.stderr)
             return 1
         for path, differences in (("HTTP", http_differences), ("scan", scan_differences)):
             if differences:
                 print(f"[demo] FAIL: {path} results differ from the in-process core's: {differences[:5]}",
                       file=sys.stderr)
                 return 1
-        print(f"[demo] OK: every category ROC-AUC >= {min_auc} (min {min(aucs.values()):.4f}); "
-              "HTTP, scan and in-process give the same results")
+        print(f"[demo] OK: every category's held-out ROC-AUC >= {min_auc} (min {min(aucs.values()):.4f}) on unseen "
+              f"signature variants; everyday inputs allowed; HTTP, scan and in-process give the same results")
         print(f"[demo] evaluation report (open in a browser): {Path(evaluation['scan']).parent / 'report.html'}")
         return 0
     finally:

@@ -34,10 +34,19 @@ def ensure_corpus(cfg: TrainConfig, taxonomy: Taxonomy) -> None:
     from tripwire.synthetic import CorpusSpec, generate_corpus
 
     started = time.perf_counter()
-    spec = CorpusSpec(num_items=cfg.data.synthetic.num_items, seed=cfg.data.synthetic.seed)
+    # The corpus marks this share of its items as held out (meta.split = val: unseen signature variants).
+    spec = CorpusSpec(num_items=cfg.data.synthetic.num_items, seed=cfg.data.synthetic.seed,
+                      heldout_fraction=cfg.data.validation_fraction)
     print(f"[corpus] generating {spec.num_items} synthetic items at {Path(cfg.data.manifest).parent}", flush=True)
+
+    def progress(done: int, total: int) -> None:
+        if done % 500 == 0 or done == total:
+            elapsed = time.perf_counter() - started
+            print(f"[corpus] {done}/{total} items, {elapsed:.0f}s"
+                  + (f", about {elapsed * (total - done) / done:.0f}s to go" if done < total else ""), flush=True)
+
     generate_corpus(Path(cfg.data.manifest).parent, spec, taxonomy, manifest_name=Path(cfg.data.manifest).name,
-                    progress=True)
+                    progress=progress)
     print(f"[corpus] done in {time.perf_counter() - started:.1f}s", flush=True)
 
 
@@ -63,14 +72,28 @@ def plan_splits(raw, taxonomy: Taxonomy, cfg: TrainConfig) -> tuple[dict[str, st
         The split of every row, the label matrix of the training rows (for ``pos_weight``) and the number
         of manifest rows (unparseable ones included).
     """
-    names, group_by = taxonomy.names, cfg.data.group_by
-    columns = raw.map_batches(lambda batch: split_columns(list(batch["record"]), names, group_by),
+    names, group_by, split_by = taxonomy.names, cfg.data.group_by, cfg.data.split_by
+    columns = raw.map_batches(lambda batch: split_columns(list(batch["record"]), names, group_by, split_by),
                               batch_format="numpy", num_cpus=LIGHT_TASK_CPUS).take_all()
-    rows = [(str(r["id"]), str(r["group"]), np.asarray(r["labels"])) for r in columns if r["parsed"]]
-    assignment = assign_splits(rows, cfg.data.split_fractions(), cfg.data.split_seed)
-    train_labels = np.asarray([labels for row_id, _, labels in rows if assignment.get(row_id) == "train"],
-                              dtype=np.float32).reshape(-1, len(names))
+    assignment, train_labels = assign_rows(columns, len(names), cfg.data.split_fractions(), cfg.data.split_seed)
     return assignment, train_labels, len(columns)
+
+
+def assign_rows(columns: list[dict], num_categories: int, fractions: dict[str, float],
+                seed: int) -> tuple[dict[str, str], np.ndarray]:
+    """Splits the rows :func:`~tripwire.splits.split_columns` described: a row that names its split
+    (``data.split_by``) keeps it, the others are split by the fractions.
+
+    Returns:
+        id -> split, and the label matrix of every training row (for ``pos_weight``).
+    """
+    parsed = [r for r in columns if r["parsed"]]
+    assignment = {str(r["id"]): str(r["preset"]) for r in parsed if r.get("preset")}
+    rows = [(str(r["id"]), str(r["group"]), np.asarray(r["labels"])) for r in parsed if not r.get("preset")]
+    assignment.update(assign_splits(rows, fractions, seed))
+    train_labels = np.asarray([r["labels"] for r in parsed if assignment.get(str(r["id"])) == "train"],
+                              dtype=np.float32).reshape(-1, num_categories)
+    return assignment, train_labels
 
 
 def build_datasets(raw, cfg: TrainConfig, taxonomy: Taxonomy, assignment: dict[str, str], quarantine_dir: str):
@@ -111,13 +134,18 @@ def quiet_data_progress() -> None:
     DataContext.get_current().enable_progress_bars = False
     DataContext.get_current().print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": we know
 
 
 def ingest_options(ordered: bool):
     """Ray Train's ingest defaults, with ordered execution when asked (no reordering between workers)."""
+    import warnings
+
     from ray.train import DataConfig
 
-    options = DataConfig.default_ingest_options()
+    with warnings.catch_warnings():  # Ray's own defaults pass an option Ray deprecates
+        warnings.filterwarnings("ignore", message=".*exclude_resources.*deprecated")
+        options = DataConfig.default_ingest_options()
     options.preserve_order = ordered
     return options
 
@@ -136,7 +164,7 @@ def materialize(dataset, ordered: bool):
 def run(cfg: TrainConfig) -> dict:
     """Runs the job; returns the summary (also written as ``summary.json`` beside the exported model)."""
     import ray
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     taxonomy = Taxonomy.load(cfg.taxonomy)
@@ -158,8 +186,8 @@ def run(cfg: TrainConfig) -> dict:
     splits_uri = f"{cfg.storage_path}/{cfg.run_name}/splits.parquet"
     write_splits(assignment, splits_uri)
     counts = {name: sum(1 for s in assignment.values() if s == name) for name in ("train", "val", "test")}
-    print(f"[data] {num_rows} rows -> {counts} (group_by={cfg.data.group_by}); split -> {splits_uri}",
-          flush=True)
+    print(f"[data] {num_rows} rows -> {counts} (group_by={cfg.data.group_by}"
+          + (f", split_by={cfg.data.split_by}" if cfg.data.split_by else "") + f"); split -> {splits_uri}", flush=True)
     train_ds, val_ds = build_datasets(raw, cfg, taxonomy, assignment, quarantine_dir)
     cache = decide_cache(cfg.data.cache_preprocessed, counts["train"] + counts["val"], bytes_per_row(cfg.model),
                          cfg.data.cache_budget_mb)
@@ -181,6 +209,9 @@ def run(cfg: TrainConfig) -> dict:
         run_config=RunConfig(
             name=cfg.run_name, storage_path=cfg.storage_path,
             failure_config=FailureConfig(max_failures=cfg.fit.max_failures),
+            # Ray Train's own INFO lines (worker group start, process group, DDP wrapping) stay in its log
+            # files; the console gets its warnings and errors, and the job's "[train]" lines.
+            logging_config=LoggingConfig(log_level="WARNING"),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.fit.num_to_keep,
                                                checkpoint_score_attribute="val/macro/roc_auc",
                                                checkpoint_score_order="max"),
@@ -219,10 +250,30 @@ def run(cfg: TrainConfig) -> dict:
     return summary
 
 
+def recommended_policy_line(model_dir: str) -> str | None:
+    """One line on the exported checkpoint's recommended policy: the targets it could not apply as such."""
+    from tripwire.checkpoint import RECOMMENDED_POLICY
+    from tripwire.thresholds import skipped_categories
+
+    path = Path(model_dir) / RECOMMENDED_POLICY
+    if not path.exists():
+        return None
+    policy = Policy.load(str(path))
+    skipped = skipped_categories(policy)
+    if not skipped:
+        return f"[train] recommended policy {policy.version}: every threshold target met on validation"
+    return (f"[train] recommended policy {policy.version}: {len(skipped)} target(s) not applied as such "
+            f"({', '.join(sorted(skipped))}): too few labelled validation positives, an unmet target, or a review "
+            "threshold raised to fit the review capacity; the reasons are in its evidence")
+
+
 def print_summary(summary: dict, taxonomy: Taxonomy) -> None:
     metrics = summary["val_metrics"]
     print(f"\n[train] best epoch {summary['best_epoch'] + 1}, {summary['wall_seconds']}s; model -> {summary['model_dir']}")
     print(f"[train] quarantined rows: {summary['quarantined']} {summary['quarantine_reasons'] or ''}")
+    line = recommended_policy_line(summary["model_dir"])
+    if line:
+        print(line)
     print(f"{'category':<26}{'ROC-AUC':>9}{'PR-AUC':>9}{'F1@0.5':>9}{'pos':>6}{'n':>6}")
     for name in [*taxonomy.names, "macro"]:
         row = metrics[name]

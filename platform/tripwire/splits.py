@@ -143,13 +143,26 @@ def in_split(ids: Sequence[str], keys: np.ndarray) -> np.ndarray:
     return keys[positions] == hashes
 
 
-def split_columns(records: Sequence[str], categories: Sequence[str], group_by: str | None) -> dict[str, list]:
-    """What the split needs from raw manifest records (JSON strings): id, group key and label vector.
+def preset_split(meta: dict | None, split_by: str | None) -> str:
+    """The split a row names for itself in ``meta.<field>`` (``split_by``), or "" when it names none.
+
+    A value that is not a split name (``train``, ``val``, ``test``) names none.
+    """
+    if not split_by:
+        return ""
+    value = (meta or {}).get(split_by.removeprefix("meta."))
+    return value if value in SPLITS else ""
+
+
+def split_columns(records: Sequence[str], categories: Sequence[str], group_by: str | None,
+                  split_by: str | None = None) -> dict[str, list]:
+    """What the split needs from raw manifest records (JSON strings): id, group key, label vector and the
+    split the row names for itself (``preset``: see :func:`preset_split`).
 
     Reads no media. A record that is not a JSON object comes back with ``parsed`` False and no split of its
     own: it joins the training stream, where preprocessing quarantines it with its reason.
     """
-    ids, groups, labels, parsed = [], [], [], []
+    ids, groups, labels, parsed, presets = [], [], [], [], []
     for record in records:
         try:
             row = json.loads(record)
@@ -160,6 +173,7 @@ def split_columns(records: Sequence[str], categories: Sequence[str], group_by: s
             ids.append("")
             groups.append("")
             labels.append([-1] * len(categories))
+            presets.append("")
             continue
         known = row.get("labels") if isinstance(row.get("labels"), dict) else {}
         sample_id = str(row.get("id", ""))
@@ -168,7 +182,8 @@ def split_columns(records: Sequence[str], categories: Sequence[str], group_by: s
         groups.append(group_key(sample_id, row.get("text") if isinstance(row.get("text"), str) else None,
                                 meta, group_by))
         labels.append([known.get(c) if known.get(c) in (0, 1) else -1 for c in categories])
-    return {"id": ids, "group": groups, "labels": labels, "parsed": parsed}
+        presets.append(preset_split(meta, split_by))
+    return {"id": ids, "group": groups, "labels": labels, "parsed": parsed, "preset": presets}
 
 
 def write_splits(assignment: dict[str, str], uri: str) -> None:

@@ -16,7 +16,8 @@ from tripwire.config import ConfigError
 from tripwire.model.encoders import minilm_dir
 from tripwire.model.safety_model import ModelConfig
 from tripwire.policy import Taxonomy
-from tripwire.thresholds import DEFAULT_MIN_POSITIVES, DEFAULT_TARGETS, parse_targets
+from tripwire.thresholds import (DEFAULT_MIN_POSITIVES, DEFAULT_REVIEW_CAPACITY, DEFAULT_TARGETS,
+                                 check_review_capacity, parse_targets)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class DataConfig:
     test_fraction: float = 0.0  # held out: never trained or validated on; ids in splits.parquet
     split_seed: int = 0
     group_by: str | None = None  # None, "text" (near-duplicates) or "meta.<field>" (author, source, ...)
+    # "meta.<field>": a row whose field names a split (train, val, test) goes to that split (a corpus's own
+    # held-out set: the synthetic corpus's meta.split keeps unseen signature variants out of training);
+    # the other rows are split by the fractions. None: every row is split by the fractions.
+    split_by: str | None = None
     max_quarantine_fraction: float = 0.1  # fail the job when more of the rows than this are bad
     ordered: bool = True  # ordered ingest: reproducible batches (same seed + data -> same metrics)
     preprocess_batch_size: int = 32
@@ -57,6 +62,8 @@ class DataConfig:
             raise ConfigError(f"test_fraction: {self.test_fraction} must be in [0, 1 - validation_fraction)")
         if self.group_by not in (None, "text") and not str(self.group_by).startswith("meta."):
             raise ConfigError(f"group_by: {self.group_by!r} must be null, 'text' or 'meta.<field>'")
+        if self.split_by is not None and not (str(self.split_by).startswith("meta.") and len(self.split_by) > 5):
+            raise ConfigError(f"split_by: {self.split_by!r} must be null or 'meta.<field>'")
         if not 0.0 <= self.max_quarantine_fraction <= 1.0:
             raise ConfigError(f"max_quarantine_fraction: {self.max_quarantine_fraction} must be in [0, 1]")
         if self.preprocess_actors < 1 or self.preprocess_batch_size < 1:
@@ -116,13 +123,17 @@ class ThresholdConfig:
     Attributes:
         targets: ``ACTION:METRIC=VALUE`` per action, met on the validation split.
         min_positives: a category with fewer labelled validation positives keeps the base policy's thresholds.
+        review_capacity: the share of validation items the review band may take (review thresholds are
+            raised until it fits; null: no limit).
     """
 
     targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
     min_positives: int = DEFAULT_MIN_POSITIVES
+    review_capacity: float | None = DEFAULT_REVIEW_CAPACITY
 
     def __post_init__(self):
         parse_targets(self.targets)
+        check_review_capacity(self.review_capacity, "thresholds.review_capacity")
         if self.min_positives < 1:
             raise ConfigError(f"thresholds.min_positives: must be at least 1, got {self.min_positives}")
 

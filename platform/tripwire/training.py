@@ -29,7 +29,9 @@ from tripwire.quarantine import over_quarantine_limit
 from tripwire.train_config import FitConfig, TrainConfig, TrainLoopConfig
 from tripwire.train_state import load_train_state, save_train_state
 
-PROGRESS_EVERY_S = 30.0  # long epochs print a progress line this often
+logger = logging.getLogger(__name__)  # on a Ray Train worker its lines reach the driver's console once
+
+PROGRESS_EVERY_S = 30.0  # long epochs log a progress line this often
 VAL_BATCH_SIZE = 64
 
 
@@ -94,6 +96,37 @@ def label_pos_weight(labels: np.ndarray, cap: float = 10.0) -> list[float]:
         neg = float((labels[known, j] == 0).sum())
         weights.append(float(min(cap, neg / pos)) if pos else 1.0)
     return weights
+
+
+def unused_parameters(model: SafetyModel, preprocessing) -> list[str]:
+    """Trainable parameters that one forward + backward pass with every modality present does not reach
+    (e.g. a transformer's pooler when the encoder mean-pools): DDP then needs ``find_unused_parameters``.
+
+    Runs on zero inputs of the preprocessing's shapes, two rows, in eval mode (no running statistics change);
+    gradients are cleared afterwards.
+    """
+    size, audio, n = preprocessing.image.size, preprocessing.audio, 2
+    shapes = {"image": (n, 3, size, size), "audio": (n, 1, audio.n_mels, audio.num_frames),
+              "video": (n, preprocessing.video.num_frames, 3, size, size)}
+    inputs: dict[str, Any] = {}
+    for modality in model.modalities:
+        if modality == "text":
+            length = preprocessing.text.max_length
+            inputs["text"] = {"input_ids": torch.zeros(n, length, dtype=torch.long),
+                              "attention_mask": torch.ones(n, length, dtype=torch.long)}
+        else:
+            inputs[modality] = torch.zeros(shapes[modality])
+    present = {m: torch.ones(n, dtype=torch.bool) for m in model.modalities}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            model(inputs, present).sum().backward()
+        unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return unused
 
 
 def _unwrap(model: torch.nn.Module) -> SafetyModel:
@@ -191,7 +224,7 @@ def setup(loop: TrainLoopConfig) -> WorkerRun:
     if fit.init_from and not ray.train.get_checkpoint():
         warm_start(model, fit.init_from)
         if rank == 0:
-            print(f"[train] starting from the weights of {fit.init_from}", flush=True)
+            logger.info("[train] starting from the weights of %s", fit.init_from)
     optimizer = torch.optim.AdamW(param_groups(model, fit), lr=fit.lr, weight_decay=fit.weight_decay)
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]
@@ -202,8 +235,15 @@ def setup(loop: TrainLoopConfig) -> WorkerRun:
             state = load_train_state(directory, model, optimizer)
         start_epoch, history, resumed_from = state["epoch"] + 1, state.get("history", []), state["epoch"]
         if rank == 0:
-            print(f"[train] resuming from epoch {state['epoch']} checkpoint", flush=True)
-    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+            logger.info("[train] resuming from epoch %s checkpoint", state["epoch"])
+    unused = unused_parameters(model, loop.train.model.preprocessing)
+    if rank == 0 and world > 1:
+        logger.info("[train] DDP find_unused_parameters=%s (%s)", bool(unused),
+                    f"{len(unused)} trainable parameter(s) the forward pass never reaches, e.g. {unused[0]}" if unused
+                    else "every trainable parameter is reached")
+    # DDP traverses the graph for unused parameters every step only when some exist: a modality missing from a
+    # batch is no reason, since SafetyModel keeps its encoder in the graph (see SafetyModel.encode).
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": bool(unused)})
     device = ray.train.torch.get_device()
     pos_weight = torch.tensor(loop.pos_weight, device=device) if loop.pos_weight else None
     amp_dtype = autocast_dtype(fit, device)
@@ -239,8 +279,8 @@ def train_epoch(run: WorkerRun, epoch: int, shard) -> EpochStats:
         steps += 1
         if run.rank == 0 and time.perf_counter() - last_progress > PROGRESS_EVERY_S:
             last_progress = time.perf_counter()
-            print(f"[train] epoch {epoch + 1}/{fit.epochs} step {steps} loss={loss_sum / steps:.4f} "
-                  f"samples/s={seen * run.world / (last_progress - started):.1f}", flush=True)
+            logger.info("[train] epoch %d/%d step %d loss=%.4f samples/s=%.1f", epoch + 1, fit.epochs, steps,
+                        loss_sum / steps, seen * run.world / (last_progress - started))
     return EpochStats(steps, seen, loss_sum, time.perf_counter() - started)
 
 
@@ -313,15 +353,16 @@ def write_recommended_policy(run: WorkerRun, epoch: int, evaluation: Evaluation,
     base = Policy.load(cfg.policy)
     policy = recommend(base, evaluation.labels, scores, run.loop.taxonomy.names,
                        parse_targets(cfg.thresholds.targets), source, version=f"{base.version}+{cfg.run_name}.e{epoch}",
-                       min_positives=cfg.thresholds.min_positives,
+                       min_positives=cfg.thresholds.min_positives, review_capacity=cfg.thresholds.review_capacity,
                        # Every epoch's checkpoint gets one; fewer resamples keep that to a fraction of a second.
                        bootstrap=BootstrapConfig(replicates=TRAINING_BOOTSTRAP_REPLICATES))
     with open(os.path.join(directory, RECOMMENDED_POLICY), "w", encoding="utf-8") as handle:
         handle.write(policy_yaml(policy))
     skipped = skipped_categories(policy)
-    if skipped:
-        print(f"[train] recommended policy {policy.version}: base thresholds kept for {', '.join(skipped)} (too few "
-              f"labelled validation positives or an unmet target; the reasons are in its evidence)", flush=True)
+    if skipped:  # every epoch's; the job's summary names the exported (best) checkpoint's once
+        logger.debug("[train] recommended policy %s: targets not applied as such for %s (too few labelled validation "
+                    "positives, an unmet target, or a review threshold raised to fit the review capacity; the "
+                    "reasons are in its evidence)", policy.version, ", ".join(skipped))
 
 
 def stop_reason(run: WorkerRun) -> str | None:
@@ -359,14 +400,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         report = epoch_report(epoch, stats, evaluation, run.world)
         if run.rank == 0:
             macro = evaluation.metrics["macro"]
-            print(f"[train] epoch {epoch + 1}/{fit.epochs} steps={stats.steps} loss={report['train_loss']:.4f} "
-                  f"samples/s={report['samples_per_s']:.1f} val macro ROC-AUC={evaluation.score:.4f} "
-                  f"PR-AUC={macro['pr_auc']:.4f} F1={macro['f1']:.4f}", flush=True)
+            logger.info("[train] epoch %d/%d steps=%d loss=%.4f samples/s=%.1f %.0fs val macro ROC-AUC=%.4f "
+                        "PR-AUC=%.4f F1=%.4f", epoch + 1, fit.epochs, stats.steps, report["train_loss"],
+                        report["samples_per_s"], stats.elapsed_s, evaluation.score, macro["pr_auc"], macro["f1"])
         save_and_report(run, epoch, report, evaluation)
         reason = stop_reason(run)
         if reason:
             if run.rank == 0:
-                print(f"[train] {reason}", flush=True)
+                logger.info("[train] %s", reason)
             break
 
 

@@ -276,3 +276,74 @@ def test_audio_time_profile_points_at_the_loud_stretch():
     window = top_time_window(both[1]["time_profile"], 64, hop_length=160, sample_rate=16000, clip_seconds=0.64)
     assert 0.44 <= window["start_s"] <= 0.52 and window["end_s"] - window["start_s"] == pytest.approx(0.04)
     np.testing.assert_allclose(both[1]["embedding"], embedding[1].numpy(), atol=1e-6)
+
+
+def _frozen_text(config):
+    import dataclasses
+
+    from tripwire.model.safety_model import ComponentConfig
+
+    text = ComponentConfig("hf_text", {**TINY_TEXT, "trainable": False})
+    return dataclasses.replace(config, encoders={**config.encoders, "text": text})
+
+
+def test_unused_parameters_are_those_no_forward_pass_reaches(tiny_model_config):
+    from tripwire.training import unused_parameters
+
+    # A trainable BERT mean-pools its tokens: its pooler is never reached, so DDP must look for unused ones.
+    model = build_model(tiny_model_config, Taxonomy.load().names)
+    unused = unused_parameters(model, tiny_model_config.preprocessing)
+    assert unused and all(name.startswith("encoders.text.backbone.pooler.") for name in unused), unused
+    assert all(p.grad is None for p in model.parameters()) and model.training  # the probe leaves no trace
+    # Frozen text (the demo's MiniLM): every trainable parameter is reached.
+    frozen = build_model(_frozen_text(tiny_model_config), Taxonomy.load().names)
+    assert unused_parameters(frozen, tiny_model_config.preprocessing) == []
+
+
+def test_a_batch_without_a_modality_still_reaches_its_encoder_in_training(tiny_model_config):
+    config = _frozen_text(tiny_model_config)
+    model = build_model(config, Taxonomy.load().names)
+    n = 3
+    inputs = {m: example_input(m, n) for m in MODALITIES}
+    present = {"text": torch.ones(n, dtype=torch.bool), "image": torch.ones(n, dtype=torch.bool),
+               "audio": torch.zeros(n, dtype=torch.bool), "video": torch.zeros(n, dtype=torch.bool)}
+    torch.manual_seed(0)
+    model.train()
+    model(inputs, present).sum().backward()
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+    assert all(float(p.grad.abs().sum()) == 0.0 for p in model.encoders["audio"].parameters())
+    # Scores are unchanged by it: eval mode gives the same logits with and without training-mode bookkeeping.
+    model.eval()
+    with torch.no_grad():
+        plain = model(inputs, present)
+    with torch.enable_grad():
+        model.training = True  # the bookkeeping branch, without dropout (the head's dropout is 0)
+        model.fusion.training = False
+        tied = model.encode(inputs, present)
+        model.training = False
+    assert torch.equal(model.fusion(tied, present), plain)
+
+
+def test_ddp_without_find_unused_parameters_trains_on_batches_lacking_a_modality(tiny_model_config, tmp_path):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from tripwire.training import unused_parameters
+
+    config = _frozen_text(tiny_model_config)
+    model = build_model(config, Taxonomy.load().names)
+    assert unused_parameters(model, config.preprocessing) == []
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(model, find_unused_parameters=False)
+        optimizer = torch.optim.SGD([p for p in ddp.parameters() if p.requires_grad], lr=0.01)
+        n = 3
+        inputs = {m: example_input(m, n) for m in MODALITIES}
+        for absent in ("audio", "video", "image", None):  # each step lacks another modality
+            present = {m: torch.tensor([m != absent] * n) for m in MODALITIES}
+            optimizer.zero_grad()
+            ddp(inputs, present).sum().backward()
+            optimizer.step()
+    finally:
+        dist.destroy_process_group()

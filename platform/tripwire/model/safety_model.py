@@ -178,7 +178,7 @@ class SafetyModel(nn.Module):
             rows = present[modality].nonzero().squeeze(1)
             device = rows.device
             if rows.numel() == 0:
-                embeddings[modality] = torch.zeros(n, encoder.out_dim, device=device)
+                embeddings[modality] = torch.zeros(n, encoder.out_dim, device=device) + self._in_graph(encoder)
                 continue
             x = inputs[modality]
             x = {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
@@ -186,6 +186,18 @@ class SafetyModel(nn.Module):
             full = torch.zeros(n, encoder.out_dim, device=device, dtype=out.dtype)
             embeddings[modality] = full.index_copy(0, rows, out)
         return embeddings
+
+    def _in_graph(self, encoder: nn.Module) -> torch.Tensor | float:
+        """0, tied to the trainable parameters of an encoder whose modality a training batch lacks.
+
+        Their gradients are then 0 rather than missing, so DDP sees every parameter take part in every step
+        and needs no ``find_unused_parameters`` (an extra graph traversal per step) for batches without some
+        modality. Outside training it is a plain 0.0.
+        """
+        if not (self.training and torch.is_grad_enabled()):
+            return 0.0
+        touched = [p.reshape(-1)[:1] for p in encoder.parameters() if p.requires_grad]
+        return torch.cat(touched).sum() * 0.0 if touched else 0.0
 
     def forward(self, inputs: Mapping[str, Any], present: Mapping[str, torch.Tensor]) -> torch.Tensor:
         present = {m: present[m] for m in self.encoders}
