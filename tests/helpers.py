@@ -117,3 +117,13 @@ def epochs_in(run_dir: Path) -> list[dict]:
     """The training record of every checkpoint a run wrote, by epoch."""
     records = [json.loads(p.read_text()) for p in run_dir.glob("checkpoint_*/manifest.json")]
     return sorted(({**r["training"], "metrics": r["metrics"]} for r in records), key=lambda r: r["epoch"])
+
+
+def free_session_app(serve_endpoint) -> None:
+    """Deletes the app under the session app's name, whatever deployed it last (the default, or a test that
+    replaced it with another policy or store), so its replicas give their CPUs back."""
+    from ray import serve
+
+    if "tripwire" in serve.status().applications:
+        serve.delete("tripwire")
+    serve_endpoint["deployed"] = False

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import QUIET_SERVE, deploy
+from helpers import QUIET_SERVE, deploy, free_session_app
 from tripwire.config import load_yaml
 from tripwire.train_config import TrainConfig
 
@@ -120,11 +120,7 @@ def served(serve_endpoint):
 def cores_for_training(serve_endpoint):
     """Two cores cannot hold the session's Serve app and a 2-worker training run at once: the app yields
     its CPUs; the next test that needs it redeploys it (training tests run back to back, so once)."""
-    from ray import serve
-
-    if serve_endpoint["deployed"]:
-        serve.delete("tripwire")
-        serve_endpoint["deployed"] = False
+    free_session_app(serve_endpoint)
     yield
 
 
@@ -133,13 +129,9 @@ def separate_cluster(serve_endpoint, tmp_path_factory):
     """A cluster of its own (``ray start``: a head and a worker node, one CPU each) beside the session's Ray,
     shared by the ``ray job submit`` tests (tests/integration/test_cluster.py): ``(dashboard_url, env)``.
     The session's Serve app yields its cores first."""
-    from ray import serve
-
     from ray_nodes import local_cluster
 
-    if serve_endpoint["deployed"]:
-        serve.delete("tripwire")
-        serve_endpoint["deployed"] = False
+    free_session_app(serve_endpoint)
     with local_cluster(tmp_path_factory.mktemp("cluster"), head_cpus=1, worker_cpus=(1,)) as (address, _, env):
         yield address, env
 

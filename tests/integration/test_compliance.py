@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from helpers import REPO, good_samples, serve_deploy, wait_for
+from helpers import REPO, free_session_app, good_samples, serve_deploy, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.replaces_session_app]
 
@@ -52,9 +52,7 @@ def _policy(path: Path) -> Path:
 def logged_app(ray_session, trained, serve_endpoint, dashboard, tmp_path_factory):
     from ray import serve
 
-    if serve_endpoint["deployed"]:  # two cores: the session's app yields its CPUs to this one
-        serve.delete("tripwire")
-        serve_endpoint["deployed"] = False
+    free_session_app(serve_endpoint)  # two cores: the session's app yields its CPUs to this one
     root = tmp_path_factory.mktemp("compliance")
     db, policy = root / "tripwire.db", _policy(root / "policy.yaml")
     config = yaml.safe_load((REPO / "deployments/configs/dev.yaml").read_text())
