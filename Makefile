@@ -29,7 +29,7 @@ $(LINK_STAMP): $(DEPS_STAMP) pyproject.toml
 demo: setup  ## corpus -> Ray Train -> checkpoint -> Ray Serve -> HTTP requests, on local Ray
 	$(PY) -m entrypoints.demo
 
-test: setup  ## unit + integration tests (about 30 minutes on 2 cores; unit alone: about 2 min)
+test: setup  ## unit + integration tests (about 30 minutes on 2 cores, goal 15; unit alone: about 2 min)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
