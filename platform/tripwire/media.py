@@ -24,13 +24,15 @@ class MediaError(ValueError):
     Attributes:
         field: the sample field at fault (``image``, ``audio``, ``video``, ``text``).
         reason: a short machine-readable reason (``corrupt``, ``too_large``, ...).
+        size: for ``too_large``, the size measured in bytes where one was (None after a capped read).
     """
 
-    def __init__(self, field: str, reason: str, detail: str):
+    def __init__(self, field: str, reason: str, detail: str, size: int | None = None):
         super().__init__(f"{field}: {reason}: {detail}")
         self.field = field
         self.reason = reason
         self.detail = detail
+        self.size = size  # ``too_large``: the size measured (bytes, or a base64 text's decoded estimate), if known
 
 
 @dataclass(frozen=True)

@@ -128,13 +128,13 @@ def decode_base64(field_name: str, value: str, max_bytes: int | None = None) -> 
         decoded = len(value) // 4 * 3 - value[-2:].count("=") if len(value) % 4 == 0 else len(value) * 3 // 4
         if decoded > max_bytes:
             raise MediaError(field_name, "too_large", f"{len(value)} characters of base64 decode to about "
-                                                      f"{decoded} bytes > limit {max_bytes}")
+                                                      f"{decoded} bytes > limit {max_bytes}", size=decoded)
     try:
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise MediaError(field_name, "invalid_base64", f"not valid base64: {exc}") from exc
     if max_bytes is not None and len(data) > max_bytes:  # never, for valid base64; cheap to make sure
-        raise MediaError(field_name, "too_large", f"{len(data)} bytes > limit {max_bytes}")
+        raise MediaError(field_name, "too_large", f"{len(data)} bytes > limit {max_bytes}", size=len(data))
     return data
 
 
@@ -167,7 +167,7 @@ def read_media(field_name: str, ref: MediaRef, base_uri: str | None, max_bytes: 
     limit = MediaLimits().max_bytes(field_name) if max_bytes is None else max_bytes
     if isinstance(ref, bytes):
         if len(ref) > limit:
-            raise MediaError(field_name, "too_large", f"{len(ref)} bytes > limit {limit}")
+            raise MediaError(field_name, "too_large", f"{len(ref)} bytes > limit {limit}", size=len(ref))
         return ref
     if ref.startswith("data:"):
         return decode_base64(field_name, ref, limit)
@@ -176,7 +176,7 @@ def read_media(field_name: str, ref: MediaRef, base_uri: str | None, max_bytes: 
         fs, path = fsspec.core.url_to_fs(uri)
         size = _reported_size(fs, path)
         if size is not None and size > limit:
-            raise MediaError(field_name, "too_large", f"{uri} is {size} bytes > limit {limit}")
+            raise MediaError(field_name, "too_large", f"{uri} is {size} bytes > limit {limit}", size=size)
         with fs.open(path, "rb") as handle:
             data = handle.read(limit + 1)
     except MediaError:

@@ -24,7 +24,6 @@ from importlib import resources
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
-import fsspec
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -37,7 +36,7 @@ from tripwire.media import MediaError
 from tripwire.review.agreement import category_agreement, golden_accuracy, reviewer_agreement
 from tripwire.review.config import ReviewConfig
 from tripwire.review.store import ACTIONS, ReviewError, Reviewer, ReviewStore
-from tripwire.sample import read_media, resolve_uri
+from tripwire.sample import read_media
 
 logger = logging.getLogger(__name__)
 
@@ -120,38 +119,17 @@ class BodyLimit:
 
 
 def read_media_capped(modality: str, ref: Any, base_uri: str | None, limit: int, label: str | None = None) -> bytes:
-    """The bytes of an item's media reference; a 413 ReviewError when they are over ``limit``: inline bytes and
-    ``data:`` URIs by their length, files (any fsspec URI) by their size before a byte is read, and by a read
-    that stops past the limit (a file that grew meanwhile, a filesystem that does not know sizes). ``label``
-    names the media in the error (default: the modality)."""
-    def too_large(size: str) -> ReviewError:
-        return ReviewError(413, "media_too_large", f"{label or modality} is {size} bytes (limit {limit})")
-
-    if isinstance(ref, str) and not ref.startswith("data:"):
-        uri = resolve_uri(ref, base_uri)
-        try:
-            fs, path = fsspec.core.url_to_fs(uri)
-            size = fs.size(path)
-            if size is not None and size > limit:
-                raise too_large(str(size))
-            with fs.open(path, "rb") as handle:
-                data = handle.read(limit + 1)
-        except FileNotFoundError as exc:
-            raise MediaError(modality, "missing_file", f"{uri} does not exist") from exc
-        except (OSError, ValueError) as exc:
-            raise MediaError(modality, "unreadable", f"{uri}: {exc}") from exc
-    else:
-        if isinstance(ref, (str, bytes)) and len(ref) * 3 // 4 > limit + 3 * 1024:  # base64: 4 characters, 3 bytes
-            raise too_large(f"about {len(ref) * 3 // 4}")
-        try:
-            data = read_media(modality, ref, base_uri, limit)
-        except MediaError as exc:
-            if exc.reason == "too_large":
-                raise too_large(f"over {limit}") from exc
+    """The bytes of an item's media reference (:func:`tripwire.sample.read_media`, which never holds more than
+    ``limit``); a 413 ReviewError when they are over it. ``label`` names the media in the error (default: the
+    modality)."""
+    try:
+        return read_media(modality, ref, base_uri, limit)
+    except MediaError as exc:
+        if exc.reason != "too_large":
             raise
-    if len(data) > limit:
-        raise too_large(f"over {limit}" if len(data) == limit + 1 else str(len(data)))
-    return data
+        size = f"about {exc.size}" if isinstance(ref, str) and ref.startswith("data:") and exc.size else exc.size
+        raise ReviewError(413, "media_too_large",
+                          f"{label or modality} is {size or f'over {limit}'} bytes (limit {limit})") from exc
 
 
 def _root(request: Request) -> str:
