@@ -29,8 +29,10 @@ $(LINK_STAMP): $(DEPS_STAMP) pyproject.toml
 demo: setup  ## corpus -> Ray Train -> checkpoint -> Ray Serve -> HTTP requests, on local Ray
 	$(PY) -m entrypoints.demo
 
-test: setup  ## unit + integration tests (about 30 minutes on 2 cores, goal 15; unit alone: about 2 min)
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Two pytest-xdist workers: one runs every test on the session's Ray in order, the other everything else
+# (unit tests, the reviewer app and browser pages, PostgreSQL) meanwhile.
+test: setup  ## unit + integration tests (goal: 15 minutes on 2 cores; unit alone: about 2 min)
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-unit: setup
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)

@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -161,8 +162,11 @@ def materialize(dataset, ordered: bool):
     return cached
 
 
-def run(cfg: TrainConfig) -> dict:
-    """Runs the job; returns the summary (also written as ``summary.json`` beside the exported model)."""
+def run(cfg: TrainConfig, callbacks: Sequence[Any] = ()) -> dict:
+    """Runs the job; returns the summary (also written as ``summary.json`` beside the exported model).
+
+    ``callbacks``: ``ray.train.UserCallback`` instances for the run's controller (they see each report).
+    """
     import ray
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -208,7 +212,7 @@ def run(cfg: TrainConfig) -> dict:
                                      resources_per_worker={"CPU": cfg.fit.cpus_per_worker}),
         run_config=RunConfig(
             name=cfg.run_name, storage_path=cfg.storage_path,
-            failure_config=FailureConfig(max_failures=cfg.fit.max_failures),
+            failure_config=FailureConfig(max_failures=cfg.fit.max_failures), callbacks=list(callbacks),
             # Ray Train's own INFO lines (worker group start, process group, DDP wrapping) stay in its log
             # files; the console gets its warnings and errors, and the job's "[train]" lines.
             logging_config=LoggingConfig(log_level="WARNING"),

@@ -228,12 +228,13 @@ def setup(loop: TrainLoopConfig) -> WorkerRun:
     optimizer = torch.optim.AdamW(param_groups(model, fit), lr=fit.lr, weight_decay=fit.weight_decay)
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]
-    start_epoch, history, resumed_from = 0, [], None
+    start_epoch, history, resumed_from, global_step = 0, [], None, 0
     resume = ray.train.get_checkpoint()
     if resume:
         with resume.as_directory() as directory:
             state = load_train_state(directory, model, optimizer)
         start_epoch, history, resumed_from = state["epoch"] + 1, state.get("history", []), state["epoch"]
+        global_step = state.get("global_step", 0)
         if rank == 0:
             logger.info("[train] resuming from epoch %s checkpoint", state["epoch"])
     unused = unused_parameters(model, loop.train.model.preprocessing)
@@ -250,12 +251,19 @@ def setup(loop: TrainLoopConfig) -> WorkerRun:
     # fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none.
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     return WorkerRun(loop, model, optimizer, scaler, device, amp_dtype, pos_weight, rank, world,
-                     start_epoch=start_epoch, resumed_from=resumed_from, history=history)
+                     start_epoch=start_epoch, resumed_from=resumed_from, history=history, global_step=global_step)
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Seeds the random draws of one epoch (dropout) from the run's seed and the epoch alone, so a run
+    resumed from a checkpoint trains its remaining epochs exactly as an uninterrupted one would."""
+    torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
 
 
 def train_epoch(run: WorkerRun, epoch: int, shard) -> EpochStats:
     """One pass over this worker's training shard."""
     fit = run.fit
+    seed_epoch(fit.seed, epoch)
     run.model.train()
     started, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
     last_progress = started
@@ -331,7 +339,8 @@ def save_and_report(run: WorkerRun, epoch: int, report: dict[str, Any], evaluati
                         tokenizer=run.tokenizer, policy_version=run.loop.policy_version, training=training,
                         metrics=evaluation.metrics, calibration=calibration)
         write_recommended_policy(run, epoch, evaluation, directory)
-        save_train_state(directory, _unwrap(run.model), run.optimizer, {"epoch": epoch, "history": run.history})
+        save_train_state(directory, _unwrap(run.model), run.optimizer,
+                         {"epoch": epoch, "history": run.history, "global_step": run.global_step})
         ray.train.report(report, checkpoint=Checkpoint.from_directory(directory))
 
 

@@ -21,6 +21,11 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+        # ``make test`` runs two pytest-xdist workers: every test on the session's Ray runs on one of them, in
+        # the order below; the other takes the unit tests and the integration tests that need no Ray (the
+        # reviewer app, the browser pages, PostgreSQL).
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray_session"))
     # Tests that take the session app's cores (training runs) go last, so the app is deployed once for all
     # the tests that call it, not redeployed after each of them (~30 s a time); the separate cluster's tests
     # after them, so it is started once and nothing redeploys the app while it runs.
@@ -71,11 +76,18 @@ def free_port():
 
 @pytest.fixture(scope="session")
 def trained(ray_session, tmp_path_factory):
+    """The session's model: ``pipelines/configs/tiny.yaml`` on two workers, with one worker killed right
+    after the first epoch's checkpoint (Ray Train restarts the group from it; test_train_faults.py reads the
+    run's record, test_cluster.py compares it with an uninterrupted run). Every checkpoint is kept."""
+    import dataclasses
+
+    from fault_injection import KillOneWorkerAfterFirstCheckpoint
     from pipelines.train import ensure_corpus, run
     from tripwire.policy import Taxonomy
 
     root = tmp_path_factory.mktemp("e2e")
     cfg = load_yaml(TrainConfig, REPO / "pipelines/configs/tiny.yaml").resolved(root)
+    cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, max_failures=1, num_to_keep=cfg.fit.epochs))
     ensure_corpus(cfg, Taxonomy.load())
     # One broken row and one corrupt file: quarantined with reasons, the job still finishes.
     manifest = Path(cfg.data.manifest)
@@ -84,7 +96,7 @@ def trained(ray_session, tmp_path_factory):
         handle.write(json.dumps({"id": "bad-image", "image": "image/broken.png", "labels": {"hate": 1}}) + "\n")
         handle.write(json.dumps({"id": "bad-label", "text": "hello", "labels": {"not_a_category": 1}}) + "\n")
         handle.write("{this is not json\n")
-    summary = run(cfg)
+    summary = run(cfg, callbacks=[KillOneWorkerAfterFirstCheckpoint()])
     return cfg, summary
 
 

@@ -28,8 +28,10 @@ def submit(address: str, env: dict, command: list[str]) -> str:
 
 def test_training_submitted_to_another_cluster_is_reproducible_and_resumes(separate_cluster, trained, tmp_path):
     """``ray job submit`` of ``tripwire train`` with the session's config, data and seed, on a cluster of two
-    nodes: the same best epoch, validation metrics (1e-6) and split as the session's own run. Submitted again
-    under the same run name with one more epoch, it resumes after the last epoch instead of starting over."""
+    nodes, uninterrupted: the same best epoch, validation metrics (1e-6) and split as the session's own run,
+    which lost a worker after its first epoch and resumed from that checkpoint (a resumed run is the run it
+    would have been). Submitted again under the same run name with one more epoch, it resumes after the last
+    epoch instead of starting over."""
     import sys
 
     from tripwire.splits import read_splits

@@ -101,8 +101,8 @@ def test_a_tampered_golden_set_is_refused_before_ray_work(trained, heldout, tmp_
 
 
 @pytest.mark.replaces_session_app
-def test_tuned_thresholds_are_a_new_policy_the_served_graph_applies(trained, heldout, eval_config, serve_endpoint,
-                                                                    served, tmp_path):
+def test_tuned_thresholds_are_a_new_policy_the_served_graph_applies(trained, heldout, eval_config, evaluated,
+                                                                    serve_endpoint, tmp_path):
     from pipelines.thresholds import run
     from tripwire.config import load_yaml
     from tripwire.eval_config import EvalConfig
@@ -112,7 +112,9 @@ def test_tuned_thresholds_are_a_new_policy_the_served_graph_applies(trained, hel
     _, summary = trained
     golden, catalogue = heldout
     out = tmp_path / "policy.tuned.yaml"
-    result = run(summary["model_dir"], golden.name, str(out), str(tmp_path / "work"), targets=["review:recall=0.8"],
+    # Tuning works in the evaluation's folder: the golden set's scores under this model and policy are reused.
+    _, eval_out = evaluated
+    result = run(summary["model_dir"], golden.name, str(out), eval_out, targets=["review:recall=0.8"],
                  min_positives=2, catalogue=catalogue, config=load_yaml(EvalConfig, eval_config))
     tuned = Policy.load(out)
     assert tuned.version == result["version"] and tuned.evidence["golden_sha256"] == golden.sha256
@@ -127,8 +129,8 @@ def test_tuned_thresholds_are_a_new_policy_the_served_graph_applies(trained, hel
             assert "review capacity" in review["capacity"]
         else:
             assert review["achieved"]["recall"]["value"] >= 0.8
-    # Loaded through the Ingress's user_config (its live reconfiguration): answers follow the tuned policy.
-    url, model_dir = served
+    # The session's model deployed with the tuned policy (not the default app first: this replaces it).
+    url, model_dir = serve_endpoint["url"], serve_endpoint["model_dir"]
     try:
         deploy({**serve_endpoint["app_args"], "policy": yaml.safe_load(out.read_text())})
         text = "tuned thresholds"

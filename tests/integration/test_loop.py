@@ -1,7 +1,7 @@
 """The improvement loop end to end on real Ray: scan -> sample -> queue -> reviews over HTTP -> export ->
 retrain from the session model -> evaluate -> gate, with scripted reviewers answering from the ground truth.
 
-Also: a round stopped for its reviews (``reviews: stop``) resumes where it stopped, and review-band
+The round first stops for its reviews (``reviews: stop``) and resumes where it stopped. Also: review-band
 decisions of the served graph enter the review queue.
 """
 
@@ -57,22 +57,34 @@ def loop_config(trained, heldout, pool, tmp_path, **overrides):
     return from_dict(LoopConfig, data, "loop")
 
 
-def test_one_round_with_scripted_reviewers_over_http(trained, heldout, pool, tmp_path, cores_for_training):
+def test_one_round_stopped_for_reviews_then_finished_by_scripted_reviewers_over_http(trained, heldout, pool, tmp_path,
+                                                                                     cores_for_training):
+    """First with ``reviews: stop``: the round queues its batch and stops; run again, it reuses the scan and
+    queues nothing twice. Then with ``reviews: wait`` and scripted reviewers working the queue over HTTP, the
+    same round goes on from its queue to the end."""
+    import dataclasses
+
     from pipelines.loop import run
     from tripwire.review.store import open_store
     from tripwire.sample import read_manifest
 
-    cfg = loop_config(trained, heldout, pool, tmp_path)
+    cfg = loop_config(trained, heldout, pool, tmp_path, reviews="stop")
     store = open_store(cfg.store, CATEGORIES, required_reviews=2, golden_every=0)
     tokens = [store.add_reviewer(name) for name in ("ana", "ben")]
+    first = run(cfg)
+    assert first["stage"] == "awaiting_reviews" and first["queue"]["new"] == 12
+    again = run(cfg)  # the scan is reused and the batch is already queued
+    assert again["stage"] == "awaiting_reviews" and again["queue"] == {"queued": 12, "new": 0}
+    assert len(store.items(batch="r1")) == 12
+
     with review_app_server(store) as url:
         reviewers = ScriptedReviewers(url, tokens, pool[1]).start()
         try:
-            summary = run(cfg)
+            summary = run(dataclasses.replace(cfg, reviews="wait"))
         finally:
             reviewers.stop()
     assert reviewers.errors == []
-    assert summary["stage"] == "done" and summary["queue"]["queued"] == 12
+    assert summary["stage"] == "done" and summary["queue"] == {"queued": 12, "new": 0}
     batch = store.items(batch="r1")
     assert len(batch) == 12 and all(i["status"] == "resolved" and i["resolved_by"] == "unanimous" for i in batch)
     assert len(store.reviews()) == 24 and store.check_consistency() == []
@@ -91,30 +103,15 @@ def test_one_round_with_scripted_reviewers_over_http(trained, heldout, pool, tmp
     store.close()
 
 
-def test_a_round_stopped_for_reviews_resumes_without_queueing_twice(trained, heldout, pool, tmp_path,
-                                                                   cores_for_training):
-    from pipelines.loop import run
-    from tripwire.review.store import open_store
-
-    cfg = loop_config(trained, heldout, pool, tmp_path, reviews="stop", sampling={"total": 6, "strategy": "random"})
-    first = run(cfg)
-    assert first["stage"] == "awaiting_reviews" and first["queue"]["new"] == 6
-    again = run(cfg)  # the scan is reused and the batch is already queued
-    assert again["stage"] == "awaiting_reviews" and again["queue"] == {"queued": 6, "new": 0}
-    store = open_store(cfg.store, CATEGORIES)
-    assert len(store.items(batch="r1")) == 6
-    store.close()
-
-
 @pytest.mark.replaces_session_app
-def test_review_band_decisions_of_the_served_graph_enter_the_queue(serve_endpoint, served, tmp_path):
+def test_review_band_decisions_of_the_served_graph_enter_the_queue(serve_endpoint, tmp_path):
     """With ``review_store`` set, answers whose action is ``review`` are queued (with their whole result) and
     others are not; the answer itself does not wait for the store."""
     from tripwire.policy import Policy
     from tripwire.review.store import open_store
     from tripwire.thresholds import policy_yaml
 
-    url, _ = served
+    url = serve_endpoint["url"]  # the session's app is replaced, not deployed first
     base = Policy.load()
     # Nothing acts, except hate in DE where everything goes to review: requests from DE are queued, others not.
     policy = yaml.safe_load(policy_yaml(base))

@@ -256,6 +256,8 @@ def test_a_reviewer_reviews_two_items_with_the_keyboard(watched, app_server, art
     page.keyboard.press("Control+Enter")
     w.wait_for_item("item-2")
     assert "blur" in _filter(page, "#item-media img"), "a new item starts blurred again"
+    # The rationale submitted with Ctrl+Enter does not keep the focus: the next keys are shortcuts again.
+    assert page.evaluate("() => document.activeElement.id") != "rationale"
 
     # Item 2: sexual (4), restrict (S), a rationale, Esc out of the text box, Enter.
     for key in ("4", "s", "t"):

@@ -214,6 +214,11 @@
   }
 
   function showItem(item, claimInfo) {
+    // The last item's rationale (submitted with Ctrl+Enter) may still hold the focus: the next item's
+    // shortcut keys must choose labels and actions, not type into the new, empty rationale.
+    if (document.activeElement instanceof HTMLElement && $("item").contains(document.activeElement)) {
+      document.activeElement.blur();
+    }
     state.item = item;
     state.labels = {};
     state.action = null;
