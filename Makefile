@@ -30,9 +30,9 @@ demo: setup  ## corpus -> Ray Train -> checkpoint -> Ray Serve -> HTTP requests,
 	$(PY) -m entrypoints.demo
 
 # Two pytest-xdist workers: one runs every test on the session's Ray in order, the other everything else
-# (unit tests, the reviewer app and browser pages, PostgreSQL) meanwhile.
+# (unit tests, the reviewer app and browser pages, PostgreSQL) meanwhile (tests/conftest.py).
 test: setup  ## unit + integration tests (goal: 15 minutes on 2 cores; unit alone: about 2 min)
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 test-unit: setup
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)

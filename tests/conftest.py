@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from helpers import TINY_TEXT
+from helpers import TINY_TEXT, on_session_ray
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -38,6 +38,23 @@ def tiny_model_config():
                                           image=ImagePreprocessing(size=32), audio=AudioPreprocessing(n_mels=16),
                                           video=VideoPreprocessing(num_frames=4)),
     )
+
+
+# -- ``make test`` runs two pytest-xdist workers (``-n 2``): every test on the session's Ray goes to one of them,
+# in the order tests/integration/conftest.py gives; the other takes the unit tests and the integration tests
+# that need no Ray meanwhile. (xdist's own ``loadgroup`` cannot group them under pytest 9: it renames items.)
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SessionRayOnOneWorker(LoadScopeScheduling):
+        """One scope for the tests on the session's Ray (in their collection order), one per other file (a
+        module's tests may share a module-scoped server, as the reviewer app's browser tests do)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return "session-ray" if on_session_ray(nodeid) else nodeid.split("::", 1)[0]
+
+    return SessionRayOnOneWorker(config, log)
 
 
 # -- a throwaway PostgreSQL server (tests/pg_server.py): one per session, a fresh database per test

@@ -7,6 +7,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Integration test files that need no Ray: under ``make test`` (two xdist workers, tests/conftest.py) they run
+# beside the tests on the session's Ray, not after them.
+WITHOUT_RAY = frozenset({"test_review_browser.py", "test_review_reliability.py",
+                         "test_transparency_browser.py"})
+
+
+def on_session_ray(nodeid: str) -> bool:
+    """Whether a test (by node id) runs on the session's Ray: every integration test outside WITHOUT_RAY."""
+    path = nodeid.split("::", 1)[0]
+    return path.startswith("tests/integration/") and path.rsplit("/", 1)[-1] not in WITHOUT_RAY
+
+
 TINY_TEXT = {"hf_config": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
                            "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64}}
 

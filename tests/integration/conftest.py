@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import QUIET_SERVE, deploy, free_session_app
+from helpers import QUIET_SERVE, WITHOUT_RAY, deploy, free_session_app
 from tripwire.config import load_yaml
 from tripwire.train_config import TrainConfig
 
@@ -21,11 +21,10 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-        # ``make test`` runs two pytest-xdist workers: every test on the session's Ray runs on one of them, in
-        # the order below; the other takes the unit tests and the integration tests that need no Ray (the
-        # reviewer app, the browser pages, PostgreSQL).
-        if "ray_session" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("ray_session"))
+            # Under ``make test`` these files run on the worker without the session's Ray (tests/helpers.py).
+            if Path(str(item.fspath)).name in WITHOUT_RAY and "ray_session" in getattr(item, "fixturenames", ()):
+                raise pytest.UsageError(f"{item.nodeid} uses the session's Ray: take its file out of "
+                                        "tests/helpers.py WITHOUT_RAY")
     # Tests that take the session app's cores (training runs) go last, so the app is deployed once for all
     # the tests that call it, not redeployed after each of them (~30 s a time); the separate cluster's tests
     # after them, so it is started once and nothing redeploys the app while it runs.
