@@ -220,6 +220,9 @@ def test_a_reviewer_reviews_two_items_with_the_keyboard(watched, app_server, art
     w.wait_for_images()
     assert page.inner_text("#me-name") == "ana"
     assert page.is_hidden("#admin-link")
+    # The item's header names what it has and nothing it lacks (not an appeal: no "null" where one would be).
+    meta = page.inner_text("#item-meta")
+    assert "Model decision" in meta and "Appeal" not in meta and "null" not in meta, meta
 
     # The untrusted text is shown as text: no markup, no script.
     assert page.inner_text("#item-text") == UNTRUSTED

@@ -229,7 +229,8 @@
 
     // meta
     const meta = $("item-meta");
-    meta.replaceChildren(
+    // replaceChildren would show a null as the text "null": the optional parts are left out instead.
+    meta.replaceChildren(...[
       el("span", null, "Item ", el("b", { text: item.item_id })),
       el("span", null, "Market ", el("b", { text: item.market || "any" })),
       el("span", null, "Model ", el("b", { text: item.model_version || "—" })),
@@ -239,7 +240,7 @@
       item.meta && item.meta.appeal ? el("span", { class: "appeal" }, "Appeal ", el("b", { text: item.meta.appeal })) : null,
       claimInfo && claimInfo.expires_at ? el("span", null, "Claim until ", el("b", {
         text: new Date(claimInfo.expires_at * 1000).toLocaleTimeString() })) : null,
-    );
+    ].filter(Boolean));
 
     // text
     const hasText = typeof item.text === "string" && item.text.length > 0;
