@@ -42,7 +42,7 @@ def tiny_model_config():
 
 # -- ``make test`` runs two pytest-xdist workers (``-n 2``): every test on the session's Ray goes to one of them,
 # in the order tests/integration/conftest.py gives; the other takes the unit tests and the integration tests
-# that need no Ray meanwhile. (xdist's own ``loadgroup`` cannot group them under pytest 9: it renames items.)
+# that need no Ray meanwhile. (xdist's own ``--dist loadgroup`` groups nothing under pytest 9.2, marks or not.)
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
