@@ -18,7 +18,7 @@ from tripwire.sample import manifest_base, request_body
 
 from helpers import assert_same_result, epochs_in, one_sample_per_mix
 
-# Held-out validation macro ROC-AUC the session's tiny model must reach (it reaches about 0.69; chance is 0.5).
+# Held-out validation macro ROC-AUC the session's tiny model must reach (it reaches 0.67; chance is 0.5).
 LEARNING_BAR = 0.6
 
 
