@@ -48,7 +48,7 @@ def load_yaml(path: Path) -> dict:
 def olid_text_preprocessing():
     """OLID's preprocessing settings (text only), with the bundled MiniLM tokenizer."""
     from tripwire.model.encoders import minilm_dir
-    from tripwire.preprocess import PreprocessingConfig, TextPreprocessing
+    from tripwire.data.preprocess import PreprocessingConfig, TextPreprocessing
 
     text = load_yaml(REPO / "pipelines" / "configs" / "olid.yaml")["model"]["preprocessing"]["text"]
     return PreprocessingConfig(text=TextPreprocessing(tokenizer=minilm_dir(), max_length=int(text["max_length"]),
@@ -58,7 +58,7 @@ def olid_text_preprocessing():
 def demo_preprocessing():
     """The demo's four-modality preprocessing settings."""
     from tripwire.model.encoders import minilm_dir
-    from tripwire.preprocess import (AudioPreprocessing, ImagePreprocessing, PreprocessingConfig, TextPreprocessing,
+    from tripwire.data.preprocess import (AudioPreprocessing, ImagePreprocessing, PreprocessingConfig, TextPreprocessing,
                                      VideoPreprocessing)
 
     cfg = load_yaml(REPO / "pipelines" / "configs" / "demo.yaml")["model"]["preprocessing"]
@@ -69,10 +69,10 @@ def demo_preprocessing():
 
 def read_texts(limit: int) -> tuple[list, str]:
     """Up to ``limit`` OLID tweets (through the OLID adapter's tab-separated reader), else generated text."""
-    from tripwire.sample import Sample
+    from tripwire.data.sample import Sample
 
     if OLID_TSV.exists():
-        from tripwire.adapters import OLIDAdapter
+        from tripwire.data.adapters import OLIDAdapter
 
         samples = []
         for sample in OLIDAdapter(str(OLID_TSV)).samples():
@@ -108,7 +108,7 @@ def training_loop(pre, model, samples, batches: int, batch_size: int, warmup: in
     """``warmup`` + ``batches`` steps over ``samples`` (cycled); stage times over the timed steps only."""
     import torch
 
-    from tripwire.preprocess import batch_to_model_inputs
+    from tripwire.data.preprocess import batch_to_model_inputs
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     import tripwire
-    from tripwire.preprocess import Preprocessor
+    from tripwire.data.preprocess import Preprocessor
 
     torch.set_num_threads(1)  # olid.yaml's fit.torch_threads
     torch.manual_seed(0)

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     import ray
     from ray import serve
 
-    from tripwire.decision_log import DecisionLog
+    from tripwire.compliance.decision_log import DecisionLog
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from pg_server import SKIP_REASON, create_database, find_postgres_bin, postgres_server

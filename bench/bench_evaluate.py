@@ -29,7 +29,7 @@ def one(checkpoint: str, manifest: str, size: int, work: str) -> dict:
     import ray
 
     from pipelines.evaluate import make_job, run
-    from tripwire.golden import register
+    from tripwire.evaluation.golden import register
     from tripwire.policy import Taxonomy
 
     rows = Path(work) / f"golden-{size}.jsonl"
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
         print("RESULT " + json.dumps(one(args.checkpoint, args.child[0], int(args.child[1]), args.child[2])), flush=True)
         return {}
 
-    from tripwire.adapters import ingest
+    from tripwire.data.adapters import ingest
 
     with tempfile.TemporaryDirectory() as work:
         manifest = str(Path(work) / "olid.jsonl")

@@ -5,7 +5,7 @@ Side by side in one process on the same machine budget (two decode+preprocess pr
 * **Ray Data**: the training job's own path (``read_text`` -> ``to_records`` -> ``map_batches(PreprocessBatch)``
   on an actor pool of 2), consumed with ``iter_batches`` as a training worker would.
 * **DataLoader**: ``torch.utils.data.DataLoader(num_workers=2)`` over the same manifest, each item through the
-  same :class:`~tripwire.preprocess.Preprocessor` and collate.
+  same :class:`~tripwire.data.preprocess.Preprocessor` and collate.
 
 For an image-heavy corpus (256 px PNGs -> 224 px tensors) and an audio-heavy one (4 s WAVs -> log-mel),
 one cold epoch each (start-up included, as a training epoch sees it) and the steady rate after the first
@@ -35,7 +35,7 @@ PROCESSES = 2  # the decode budget both loaders get
 
 def make_corpora(root: Path, items: int) -> dict[str, Path]:
     """Image-only and audio-only manifests over one generated corpus (media paths stay relative)."""
-    from tripwire.synthetic import CorpusSpec, generate_corpus
+    from tripwire.data.synthetic import CorpusSpec, generate_corpus
 
     manifest = generate_corpus(root, CorpusSpec(num_items=int(items * 4.5), seed=11, image_size=256,
                                                 audio_seconds=4.0))
@@ -51,7 +51,7 @@ def make_corpora(root: Path, items: int) -> dict[str, Path]:
 
 def preprocessing():
     from tripwire.model.encoders import minilm_dir
-    from tripwire.preprocess import AudioPreprocessing, ImagePreprocessing, PreprocessingConfig, TextPreprocessing
+    from tripwire.data.preprocess import AudioPreprocessing, ImagePreprocessing, PreprocessingConfig, TextPreprocessing
 
     return PreprocessingConfig(text=TextPreprocessing(tokenizer=minilm_dir(), max_length=32),
                                image=ImagePreprocessing(size=224),
@@ -74,9 +74,9 @@ def consume(batches) -> dict[str, float]:
 def ray_data_epoch(manifest: Path, categories: list[str]) -> dict[str, float]:
     from ray.data import ActorPoolStrategy
 
-    from pipelines.train import LIGHT_TASK_CPUS, read_manifest_dataset
-    from tripwire.config import to_dict
-    from tripwire.ingest_udf import PreprocessBatch
+    from tripwire.data.dataset import LIGHT_TASK_CPUS, read_manifest_dataset
+    from tripwire.common.config import to_dict
+    from tripwire.training.ingest import PreprocessBatch
 
     dataset = read_manifest_dataset(str(manifest)).map_batches(
         PreprocessBatch, batch_size=BATCH, batch_format="numpy",
@@ -90,7 +90,7 @@ class ManifestItems(torch.utils.data.Dataset):
     """The DataLoader baseline: one manifest line -> one preprocessed item (same code as the UDF)."""
 
     def __init__(self, manifest: Path, categories: list[str]):
-        from tripwire.preprocess import Preprocessor
+        from tripwire.data.preprocess import Preprocessor
 
         self.lines = [line for line in manifest.read_text().splitlines() if line.strip()]
         self.base = str(manifest.parent)
@@ -101,7 +101,7 @@ class ManifestItems(torch.utils.data.Dataset):
         return len(self.lines)
 
     def __getitem__(self, index: int) -> dict:
-        from tripwire.sample import Sample
+        from tripwire.data.sample import Sample
 
         sample = Sample.from_row(json.loads(self.lines[index]))
         item = self.preprocessor.sample(sample, self.base)
@@ -122,8 +122,8 @@ def dataloader_epoch(manifest: Path, categories: list[str]) -> dict[str, float]:
 
 def training_rate(root: Path, workers: int, ordered: bool = True) -> dict:
     from pipelines.train import run
-    from tripwire.config import load_yaml
-    from tripwire.train_config import TrainConfig
+    from tripwire.common.config import load_yaml
+    from tripwire.training.config import TrainConfig
 
     cfg = load_yaml(TrainConfig, REPO / "pipelines/configs/demo.yaml").resolved(REPO)
     cfg = dataclasses.replace(

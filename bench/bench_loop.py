@@ -46,7 +46,7 @@ def fresh_work() -> None:
 
 def split_corpus(manifest: Path, seed_items: int, golden_fraction: float, seed: int) -> dict[str, Path]:
     """Seed / pool / golden manifests beside the corpus's media (ids shuffled with ``seed``)."""
-    from tripwire.sample import read_manifest, write_manifest
+    from tripwire.data.sample import read_manifest, write_manifest
 
     samples = list(read_manifest(str(manifest)))
     order = np.random.default_rng(seed).permutation(len(samples))
@@ -61,7 +61,7 @@ def split_corpus(manifest: Path, seed_items: int, golden_fraction: float, seed: 
 
 
 def labels_of(manifest: Path) -> dict[str, dict[str, int]]:
-    from tripwire.sample import read_manifest
+    from tripwire.data.sample import read_manifest
 
     return {s.id: dict(s.labels) for s in read_manifest(str(manifest))}
 
@@ -71,8 +71,8 @@ def train_seed_model(seed_manifest: Path, epochs: int) -> tuple[str, Path]:
     import yaml
 
     from pipelines.train import run
-    from tripwire.config import load_yaml, to_dict
-    from tripwire.train_config import TrainConfig
+    from tripwire.common.config import load_yaml, to_dict
+    from tripwire.training.config import TrainConfig
 
     base = load_yaml(TrainConfig, "pipelines/configs/demo.yaml")
     cfg = dataclasses.replace(base, run_name="bench-loop-seed", storage_path=str(WORK / "ray"),
@@ -89,8 +89,8 @@ def loop_round(name: str, strategy: str, args, checkpoint: str, train_config: Pa
                catalogue: str, truth: dict) -> dict:
     """One round of the loop with its own store, scripted reviewers answering from ``truth``."""
     from pipelines.loop import run
-    from tripwire.config import from_dict
-    from tripwire.loop_config import LoopConfig
+    from tripwire.common.config import from_dict
+    from tripwire.review.loop import LoopConfig
     from tripwire.policy import Taxonomy
     from tripwire.review.store import open_store
 
@@ -143,12 +143,12 @@ def main() -> None:
     import ray
 
     from pipelines.scan import make_job, run as run_scan
-    from tripwire.checkpoint import CheckpointManifest
-    from tripwire.golden import register
+    from tripwire.model.checkpoint import CheckpointManifest
+    from tripwire.evaluation.golden import register
     from tripwire.policy import Taxonomy
     from tripwire.review.sampling import compare_strategies
-    from tripwire.scan_output import read_results
-    from tripwire.synthetic import CorpusSpec, generate_corpus
+    from tripwire.scan.output import read_results
+    from tripwire.data.synthetic import CorpusSpec, generate_corpus
 
     started = time.perf_counter()
     fresh_work()

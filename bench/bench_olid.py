@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None) -> dict:
     from pipelines.evaluate import make_job, run as evaluate
     from pipelines.golden_sets import register_olid
     from pipelines.train import run as train
-    from tripwire.adapters import ingest
-    from tripwire.checkpoint import CheckpointManifest
-    from tripwire.config import load_yaml
-    from tripwire.train_config import TrainConfig
+    from tripwire.data.adapters import ingest
+    from tripwire.model.checkpoint import CheckpointManifest
+    from tripwire.common.config import load_yaml
+    from tripwire.training.config import TrainConfig
 
     started = time.perf_counter()
     cfg = load_yaml(TrainConfig, args.config).resolved(REPO)

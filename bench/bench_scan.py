@@ -40,8 +40,8 @@ BATCH = 32
 
 def mix_manifests(directory: Path, items: int) -> dict[str, Path]:
     """One manifest per modality mix, ``items`` rows each (corpus items repeated with new ids)."""
-    from tripwire.sample import read_manifest, write_manifest
-    from tripwire.synthetic import CorpusSpec, generate_corpus
+    from tripwire.data.sample import read_manifest, write_manifest
+    from tripwire.data.synthetic import CorpusSpec, generate_corpus
 
     manifest = generate_corpus(directory / "corpus", CorpusSpec(num_items=1200, seed=21))
     by_mix: dict[str, list] = {name: [] for name in MIXES}
@@ -64,9 +64,9 @@ def limit_rate(checkpoint: str, manifest: Path) -> float:
     """Items/s of the bare model forward over preprocessed batches held in memory (one thread)."""
     import torch
 
-    from tripwire.checkpoint import CheckpointManifest, load_model
-    from tripwire.preprocess import Preprocessor, batch_to_model_inputs
-    from tripwire.sample import read_manifest
+    from tripwire.model.checkpoint import CheckpointManifest, load_model
+    from tripwire.data.preprocess import Preprocessor, batch_to_model_inputs
+    from tripwire.data.sample import read_manifest
 
     torch.set_num_threads(1)
     info = CheckpointManifest.read(checkpoint)
@@ -86,8 +86,8 @@ def naive_rate(checkpoint: str, manifest: Path, limit: int = 128) -> float:
     """Items/s of the moderation core in this process, one item at a time (what a script would do)."""
     import torch
 
-    from tripwire.moderation import Moderator
-    from tripwire.sample import read_manifest
+    from tripwire.moderation.moderator import Moderator
+    from tripwire.data.sample import read_manifest
 
     torch.set_num_threads(1)
     moderator = Moderator.local(checkpoint)
@@ -102,7 +102,7 @@ def naive_rate(checkpoint: str, manifest: Path, limit: int = 128) -> float:
 def scan_rate(checkpoint: str, manifest: Path, out: Path) -> dict:
     """The scan job over ``manifest`` in this process's Ray: steady and end-to-end items/s."""
     from pipelines.scan import run
-    from tripwire.scan_config import ScanConfig, ScanJob
+    from tripwire.scan.config import ScanConfig, ScanJob
 
     started = time.perf_counter()
     report = run(ScanJob(checkpoint=checkpoint, manifest=str(manifest), out=str(out),
@@ -156,14 +156,14 @@ def growth_child(items: int, directory: str) -> None:
     """One scan of ``items`` generated text items in this (fresh) process; prints its figures as JSON."""
     import ray
 
-    from tripwire.checkpoint import save_checkpoint
+    from tripwire.model.checkpoint import save_checkpoint
     from tripwire.model import build_model
     from tripwire.model.encoders import minilm_dir
     from tripwire.model.safety_model import ComponentConfig, ModelConfig
     from tripwire.policy import Taxonomy
-    from tripwire.preprocess import PreprocessingConfig, Preprocessor, TextPreprocessing
-    from tripwire.sample import Sample, write_manifest
-    from tripwire.synthetic import make_text
+    from tripwire.data.preprocess import PreprocessingConfig, Preprocessor, TextPreprocessing
+    from tripwire.data.sample import Sample, write_manifest
+    from tripwire.data.synthetic import make_text
 
     import numpy as np
 
@@ -182,7 +182,7 @@ def growth_child(items: int, directory: str) -> None:
     write_manifest((Sample(id=f"t-{i:07d}", text=make_text(rng, None, False)) for i in range(items)), str(manifest))
 
     import pipelines.scan as scan
-    from tripwire.scan_config import ScanConfig, ScanJob
+    from tripwire.scan.config import ScanConfig, ScanJob
 
     peak_workers, stop = [0.0], threading.Event()
 

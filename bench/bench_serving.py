@@ -54,12 +54,12 @@ def save_report(report: dict, name: str) -> None:
 
 
 def build_checkpoint(directory: Path) -> str:
-    from tripwire.train_config import TrainConfig
-    from tripwire.checkpoint import save_checkpoint
-    from tripwire.config import load_yaml
+    from tripwire.training.config import TrainConfig
+    from tripwire.model.checkpoint import save_checkpoint
+    from tripwire.common.config import load_yaml
     from tripwire.model import build_model
     from tripwire.policy import Taxonomy
-    from tripwire.preprocess import Preprocessor
+    from tripwire.data.preprocess import Preprocessor
 
     repo = Path(__file__).resolve().parents[1]
     cfg = load_yaml(TrainConfig, repo / "pipelines/configs/demo.yaml").resolved(repo)
@@ -71,8 +71,8 @@ def build_checkpoint(directory: Path) -> str:
 
 
 def make_items(n: int, directory: Path) -> list[dict]:
-    from tripwire.sample import read_manifest, read_media
-    from tripwire.synthetic import CorpusSpec, generate_corpus
+    from tripwire.data.sample import read_manifest, read_media
+    from tripwire.data.synthetic import CorpusSpec, generate_corpus
 
     manifest = generate_corpus(directory / "corpus", CorpusSpec(num_items=max(4 * n, 200), seed=99))
     items = []
@@ -96,8 +96,8 @@ def bench_in_process(checkpoint: str, items: list[dict], concurrency: int, max_b
     evidence) with the model's modules in this process, in batches of ``min(concurrency, max_batch)``."""
     import torch
 
-    from tripwire.moderation import Moderator
-    from tripwire.sample import Sample, decode_base64
+    from tripwire.moderation.moderator import Moderator
+    from tripwire.data.sample import Sample, decode_base64
 
     torch.set_num_threads(1)
     moderator = Moderator.local(checkpoint)

@@ -16,9 +16,9 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tripwire.idempotency import RequestIdConflict
-from tripwire.media import MediaError, MediaLimits
-from tripwire.openai_compat import MAX_INPUTS
+from tripwire.compliance.idempotency import RequestIdConflict
+from tripwire.data.media import MediaError, MediaLimits
+from tripwire.serving.openai_compat import MAX_INPUTS
 
 MAX_BATCH_ITEMS = 32
 # Rejected calls are told to come back after this long (Serve's backpressure config and our 503s).
@@ -410,7 +410,7 @@ def _error(status: int, field: str, reason: str, message: str, headers: dict[str
                         content={"error": {"field": field, "reason": reason, "message": message}})
 
 
-def _field(loc: tuple) -> str:
+def error_field(loc: tuple) -> str:
     """An error location -> the caller's field, without the names pydantic gives union branches."""
     names: list[str] = []
     for i, part in enumerate(loc):
@@ -431,7 +431,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     if reason == "json_invalid":  # FastAPI's location is the character offset, not a field
         return _error(422, "body", reason, f"the body is not JSON: {first.get('ctx', {}).get('error', 'invalid')}")
     # An error of the whole item (no content field) is located at the item: named "item" when it is the body.
-    field = _field(tuple(first.get("loc", ()))) or ("item" if reason == "empty" else "body")
+    field = error_field(tuple(first.get("loc", ()))) or ("item" if reason == "empty" else "body")
     return _error(422, field, reason, first.get("msg", "invalid request"))
 
 
@@ -464,7 +464,7 @@ async def _replica_lost(request: Request, exc: Exception) -> JSONResponse:
 
 
 @api.exception_handler(RequestIdConflict)
-async def _request_id_reused(request: Request, exc: RequestIdConflict) -> JSONResponse:
+async def request_id_reused(request: Request, exc: RequestIdConflict) -> JSONResponse:
     return _error(409, "request_id", "request_id_reused", str(exc))
 
 

@@ -8,7 +8,7 @@ Which deployments exist follows from the checkpoint's encoders and how each decl
 serving (``Encoder.serving_upstream``): a whole encoder gets a :class:`ModalityEncoder`; a split one
 (video frames through the image encoder) gets a :class:`SplitEncoder` holding only its head, which sends
 its rows to the upstream encoder's deployment. The ingress hands every request to the moderation core
-(:class:`tripwire.moderation.Moderator`) over a :class:`~tripwire.moderation.ServeBackend`.
+(:class:`tripwire.moderation.moderator.Moderator`) over a :class:`~tripwire.moderation.moderator.ServeBackend`.
 
 (No ``from __future__ import annotations`` here: FastAPI must see the request models' real types.)
 """
@@ -31,26 +31,26 @@ from ray.serve.handle import DeploymentHandle
 from deployments.api import (ERROR_RESPONSES, OVERLOADED, REQUEST_ID_RESPONSES, BatchRequest, BatchResponse,
                              ModerateRequest, ModerateResponse, OpenAIModerationRequest, OpenAIModerationResponse, api,
                              body_limits, set_body_limits)
-from tripwire.batching import BusyAwareBatchWait
-from tripwire.checkpoint import CheckpointManifest, checkpoint_uri, load_encoders, load_fusion
+from tripwire.serving.batching import BusyAwareBatchWait
+from tripwire.model.checkpoint import CheckpointManifest, checkpoint_uri, load_encoders, load_fusion
 from tripwire.compliance.records import DECISION, decision_body, serving_puid
 from tripwire.compliance.writer import LogWriter
-from tripwire.config import ConfigError, from_dict, read_yaml, to_dict
-from tripwire.decision_log import DecisionLog
-from tripwire.idempotency import REQUEST_HASH, AnswerCache, RequestIdConflict, logged_answer, request_fingerprint
-from tripwire.media import MediaError
+from tripwire.common.config import ConfigError, from_dict, read_yaml, to_dict
+from tripwire.compliance.decision_log import DecisionLog
+from tripwire.compliance.idempotency import REQUEST_HASH, AnswerCache, RequestIdConflict, logged_answer, request_fingerprint
+from tripwire.data.media import MediaError
 from tripwire.model import ENCODERS
-from tripwire.moderation import Moderator, ServeBackend, StageTimes
-from tripwire.openai_compat import OpenAICategoryMap, parse_input, to_openai_response
+from tripwire.moderation.moderator import Moderator, ServeBackend, StageTimes
+from tripwire.serving.openai_compat import OpenAICategoryMap, parse_input, to_openai_response
 from tripwire.policy import Policy
 from tripwire.review.intake import BufferedEnqueuer, serving_item
 from tripwire.review.store import open_store
-from tripwire.sample import Sample, content_digest, decode_base64, read_media, uri_allowed
-from tripwire.scoring import encode_batch, fuse_batch, head_batch
-from tripwire.serving_metrics import ApiMetrics
+from tripwire.data.sample import Sample, content_digest, decode_base64, read_media, uri_allowed
+from tripwire.moderation.scoring import encode_batch, fuse_batch, head_batch
+from tripwire.serving.metrics import ApiMetrics
 
 DEFAULT_BATCH_SIZE = 16
-# The wait when a replica is idle: 0, since batches fill while a replica is busy (tripwire/batching.py).
+# The wait when a replica is idle: 0, since batches fill while a replica is busy (tripwire/serving/batching.py).
 DEFAULT_BATCH_WAIT_S = 0.0
 # Deployments behind the ingress write no per-call access log: the ingress logs each HTTP request and
 # counts it in /metrics, and a log line per internal call showed in the replicas' profiles (py-spy)
@@ -84,7 +84,7 @@ class AppArgs:
         review_buffer_mb: the most MiB of those decisions' text and inline media it holds.
         decision_log: the decision log's store (SQLite path or postgresql:// URL; it may be the review store):
             every answer is logged before it is sent, and a repeated ``request_id`` with the same request gets
-            the logged answer from any replica (tripwire.compliance.writer, tripwire.idempotency). None: off.
+            the logged answer from any replica (tripwire.compliance.writer, tripwire.compliance.idempotency). None: off.
         decision_log_wait_s: the most an answer waits for its record's commit before it is sent unconfirmed.
         decision_log_pending: records an ingress replica holds waiting for their commit (back-pressure beyond).
         keep_content: also log each request's content (off: only its sha256).

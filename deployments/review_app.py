@@ -19,8 +19,8 @@ from typing import Any
 
 from ray import serve
 
-from tripwire.config import from_dict
-from tripwire.decision_log import DecisionLog
+from tripwire.common.config import from_dict
+from tripwire.compliance.decision_log import DecisionLog
 from tripwire.policy import Policy, Taxonomy
 from tripwire.review.app import create_app
 from tripwire.review.config import ReviewConfig

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from entrypoints import compliance_commands, review_commands
-from tripwire.config import ConfigError
-from tripwire.quarantine import QuarantineLimitExceeded
+from tripwire.common.config import ConfigError
+from tripwire.data.quarantine import QuarantineLimitExceeded
 from tripwire.review.store import ReviewError
 
 # ConfigError covers bad config files and values and bad checkpoints (CheckpointError is one); ReviewError a
@@ -77,7 +77,7 @@ def _port(text: str) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from tripwire.synthetic import CorpusSpec, generate_corpus
+    from tripwire.data.synthetic import CorpusSpec, generate_corpus
 
     defaults = CorpusSpec()
     spec = CorpusSpec(num_items=defaults.num_items if args.items is None else args.items,
@@ -90,7 +90,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     import json
 
-    from tripwire.adapters import ADAPTERS, ingest
+    from tripwire.data.adapters import ADAPTERS, ingest
 
     if args.adapter not in ADAPTERS:
         raise ConfigError(f"--adapter: unknown adapter {args.adapter!r}; choose from {ADAPTERS.names()}")
@@ -102,8 +102,8 @@ def _ingest(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tripwire.config import load_yaml
-    from tripwire.train_config import TrainConfig
+    from tripwire.common.config import load_yaml
+    from tripwire.training.config import TrainConfig
 
     cfg = load_yaml(TrainConfig, args.config).resolved(Path.cwd())  # fails here, before Ray, on a bad file
     from pipelines.train import run
@@ -121,14 +121,14 @@ def _checkpoint_path(path: str) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from tripwire.checkpoint import CheckpointManifest
+    from tripwire.model.checkpoint import CheckpointManifest
 
     checkpoint = _checkpoint_path(args.checkpoint)
     manifest = CheckpointManifest.read(checkpoint)
     manifest.check_files()  # a wrong path fails here, before Ray and Serve start
     app_args: dict = {"checkpoint": checkpoint}
     if args.policy:  # else the checkpoint's recommended policy (or the bundled one)
-        from tripwire.config import to_dict
+        from tripwire.common.config import to_dict
 
         app_args["policy"] = to_dict(manifest.policy(args.policy))  # checked against the model's taxonomy here
 
@@ -159,7 +159,7 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _golden(args: argparse.Namespace) -> int:
-    from tripwire.golden import catalogue_path, load_catalogue
+    from tripwire.evaluation.golden import catalogue_path, load_catalogue
 
     catalogue = args.catalogue
     if args.action == "list":
@@ -178,7 +178,7 @@ def _golden(args: argparse.Namespace) -> int:
             raise ConfigError("golden heldout: --checkpoint is required")
         golden, new = golden_sets.register_heldout(_checkpoint_path(args.checkpoint), args.name, catalogue)
     else:
-        from tripwire.golden import register
+        from tripwire.evaluation.golden import register
         from tripwire.policy import Taxonomy
 
         missing = [flag for flag, value in (("--name", args.name), ("--manifest", args.manifest),
@@ -195,8 +195,8 @@ def _golden(args: argparse.Namespace) -> int:
 
 
 def _eval_config(path: str | None):
-    from tripwire.config import load_yaml
-    from tripwire.eval_config import EvalConfig
+    from tripwire.common.config import load_yaml
+    from tripwire.evaluation.config import EvalConfig
 
     return load_yaml(EvalConfig, path) if path else EvalConfig()
 
@@ -211,7 +211,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _thresholds(args: argparse.Namespace) -> int:
     from pipelines.thresholds import run
 
-    # The defaults (targets, minimum positives) are tripwire.thresholds' own, the same that training uses.
+    # The defaults (targets, minimum positives) are tripwire.evaluation.thresholds' own, the same that training uses.
     defaults = {} if args.min_positives is None else {"min_positives": args.min_positives}
     run(_checkpoint_path(args.checkpoint), args.golden, args.out, args.work or f"{args.out}.eval", args.policy,
         args.target, args.per_market, args.version, catalogue=args.catalogue, config=_eval_config(args.config),
@@ -316,12 +316,12 @@ COMMANDS: dict[str, Command] = {
         opt("--out", required=True, help="the new policy YAML (must not exist)"),
         opt("--policy", help="policy to start from (default: the checkpoint's)"),
         opt("--target", action="append",
-            help="ACTION:METRIC=VALUE, repeatable (default: training's, tripwire.thresholds.DEFAULT_TARGETS)"),
+            help="ACTION:METRIC=VALUE, repeatable (default: training's, tripwire.evaluation.thresholds.DEFAULT_TARGETS)"),
         opt("--per-market", action="store_true", help="also choose per-market overrides (items' meta.market)"),
         opt("--version", help="the new policy's version (default: <base>+tuned.<UTC time>)"),
         opt("--min-positives", type=int,
             help="fewer labelled positives: keep the category's thresholds "
-                 "(default: training's, tripwire.thresholds.DEFAULT_MIN_POSITIVES)"),
+                 "(default: training's, tripwire.evaluation.thresholds.DEFAULT_MIN_POSITIVES)"),
         opt("--work", help="folder for the scoring scan (default: <out>.eval)"),
         opt("--config", help="evaluation config YAML"),
         CATALOGUE_OPTION,

@@ -26,7 +26,7 @@ def _store(args: argparse.Namespace) -> str:
 
 def _key(args: argparse.Namespace, required: bool) -> bytes | None:
     """The checkpoint signing key: ``--key-file``, else the TRIPWIRE_LOG_KEY environment variable."""
-    from tripwire.config import ConfigError
+    from tripwire.common.config import ConfigError
 
     if getattr(args, "key_file", None):
         with open(args.key_file, "rb") as handle:
@@ -39,7 +39,7 @@ def _key(args: argparse.Namespace, required: bool) -> bytes | None:
 
 
 def _head(value: str | None) -> tuple[int, str] | None:
-    from tripwire.config import ConfigError
+    from tripwire.common.config import ConfigError
 
     if not value:
         return None
@@ -52,8 +52,8 @@ def _head(value: str | None) -> tuple[int, str] | None:
 def audit(args: argparse.Namespace) -> int:
     from tripwire.compliance.logs import open_log
     from tripwire.compliance.parquet_log import ParquetDecisionLog
-    from tripwire.config import ConfigError
-    from tripwire.review.store import redacted_url
+    from tripwire.common.config import ConfigError
+    from tripwire.storage.sql import redacted_url
 
     where = redacted_url(_store(args))
     log = open_log(_store(args))
@@ -102,7 +102,7 @@ def audit(args: argparse.Namespace) -> int:
 
 def _period(args: argparse.Namespace) -> tuple[float, float]:
     from tripwire.compliance.cases import period
-    from tripwire.config import ConfigError
+    from tripwire.common.config import ConfigError
 
     if not args.from_date or not args.to_date:
         raise ConfigError(f"{args.action}: --from YYYY-MM-DD and --to YYYY-MM-DD are required")
@@ -124,8 +124,8 @@ def _review_store(args: argparse.Namespace):
 
 def compliance(args: argparse.Namespace) -> int:
     from tripwire.compliance.parquet_log import is_parquet_log
-    from tripwire.config import ConfigError
-    from tripwire.decision_log import DecisionLog
+    from tripwire.common.config import ConfigError
+    from tripwire.compliance.decision_log import DecisionLog
 
     if args.action in ("sor", "report") and not args.out:
         raise ConfigError(f"{args.action}: --out DIR is required")

@@ -23,14 +23,14 @@ import httpx
 
 import numpy as np
 
-from tripwire.config import load_yaml
-from tripwire.metrics import roc_auc
-from tripwire.moderation import Moderator
-from tripwire.parity import result_differences
+from tripwire.common.config import load_yaml
+from tripwire.evaluation.classification import roc_auc
+from tripwire.moderation.moderator import Moderator
+from tripwire.moderation.parity import result_differences
 from tripwire.policy import Taxonomy
-from tripwire.sample import Sample, manifest_base, read_manifest, request_body
-from tripwire.splits import read_splits
-from tripwire.train_config import TrainConfig
+from tripwire.data.sample import Sample, manifest_base, read_manifest, request_body
+from tripwire.data.splits import read_splits
+from tripwire.training.config import TrainConfig
 
 # Ordinary messages, none of them in the corpus's training texts (the demo says so for each): the model
 # must allow them. "hi" and the sunny morning were flagged by a model trained on a corpus without small talk.
@@ -187,7 +187,7 @@ def evaluate_heldout(model_dir: str) -> tuple[dict, dict[str, dict]]:
     with ``tripwire scan``'s pipeline); returns the report and the scan's results by id."""
     from pipelines.evaluate import make_job, run as run_evaluation
     from pipelines.golden_sets import register_heldout
-    from tripwire.scan_output import read_results, row_to_result
+    from tripwire.scan.output import read_results, row_to_result
 
     golden, new = register_heldout(model_dir)
     print(f"\n[evaluate] golden set {golden.ref} ({'registered' if new else 'already registered'}): "
@@ -204,10 +204,11 @@ def demo_store(model_dir: str) -> str:
 
 def queue_for_review(model_dir: str, scan_out: str) -> None:
     """The evaluation scan's review-band decisions into a review store, and how to open the reviewer app."""
-    from tripwire.checkpoint import CheckpointManifest
-    from tripwire.review.intake import queue_items, scan_manifest
+    from tripwire.model.checkpoint import CheckpointManifest
+    from tripwire.review.intake import queue_items
+    from tripwire.scan.output import scan_manifest
     from tripwire.review.store import open_store
-    from tripwire.scan_output import read_review_candidates
+    from tripwire.scan.output import read_review_candidates
 
     store_path = demo_store(model_dir)
     manifest = CheckpointManifest.read(model_dir)
@@ -230,13 +231,13 @@ def compliance_outputs(model_dir: str, scan_out: str) -> None:
     today's statements of reasons and transparency report from it."""
     import datetime
 
-    from tripwire.checkpoint import CheckpointManifest
+    from tripwire.model.checkpoint import CheckpointManifest
     from tripwire.compliance.cases import period
     from tripwire.compliance.dsa import DsaMapping
     from tripwire.compliance.report import report_from_log, write_report
     from tripwire.compliance.scan_log import log_scan
     from tripwire.compliance.statements import export_statements
-    from tripwire.decision_log import DecisionLog
+    from tripwire.compliance.decision_log import DecisionLog
 
     store_path, out = demo_store(model_dir), Path(model_dir).parent / "compliance"
     log = DecisionLog(store_path)

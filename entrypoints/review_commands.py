@@ -38,7 +38,7 @@ def review_ui(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from tripwire.decision_log import DecisionLog
+    from tripwire.compliance.decision_log import DecisionLog
     from tripwire.review.app import create_app
 
     config, store = open_configured_store(args)
@@ -60,7 +60,7 @@ def review_ui(args: argparse.Namespace) -> int:
 
 
 def _budget(pairs: list[str] | None) -> dict[str, int]:
-    from tripwire.config import ConfigError
+    from tripwire.common.config import ConfigError
 
     budget = {}
     for pair in pairs or []:
@@ -72,7 +72,7 @@ def _budget(pairs: list[str] | None) -> dict[str, int]:
 
 
 def queue(args: argparse.Namespace) -> int:
-    from tripwire.config import ConfigError
+    from tripwire.common.config import ConfigError
 
     config, store = open_configured_store(args)
     try:
@@ -115,8 +115,9 @@ def _status(store) -> int:
 
 
 def _add(args: argparse.Namespace, store) -> int:
-    from tripwire.review.intake import queue_items, scan_manifest
-    from tripwire.scan_output import read_results, read_review_candidates
+    from tripwire.review.intake import queue_items
+    from tripwire.scan.output import scan_manifest
+    from tripwire.scan.output import read_results, read_review_candidates
 
     manifest = args.manifest or scan_manifest(args.scan)
     rows = read_results(args.scan) if args.golden else read_review_candidates(args.scan)
@@ -129,12 +130,13 @@ def _add(args: argparse.Namespace, store) -> int:
 
 
 def _sample(args: argparse.Namespace, store) -> int:
-    from tripwire.checkpoint import CheckpointManifest
-    from tripwire.config import ConfigError, from_dict
+    from tripwire.model.checkpoint import CheckpointManifest
+    from tripwire.common.config import ConfigError, from_dict
     from tripwire.policy import Policy
-    from tripwire.review.intake import manifest_meta, picked_items, scan_manifest
+    from tripwire.review.intake import manifest_meta, picked_items
+    from tripwire.scan.output import scan_manifest
     from tripwire.review.sampling import SamplingConfig, sample
-    from tripwire.scan_output import read_results
+    from tripwire.scan.output import read_results
 
     settings: dict[str, Any] = {"strategy": args.strategy, "seed": args.seed, "reach_field": args.reach_field,
                                 "pool_factor": args.pool_factor}
@@ -168,9 +170,9 @@ def _second_scores(args: argparse.Namespace, strategy: str, manifest: str | None
     scan of the same manifest with ``--second-checkpoint`` (into ``--second-out``; run again, it resumes)."""
     import hashlib
 
-    from tripwire.config import ConfigError
+    from tripwire.common.config import ConfigError
     from tripwire.review.sampling import second_model_scores
-    from tripwire.scan_output import read_results
+    from tripwire.scan.output import read_results
 
     given = [flag for flag, value in (("--second-checkpoint", args.second_checkpoint),
                                       ("--second-scan", args.second_scan)) if value]
@@ -185,7 +187,7 @@ def _second_scores(args: argparse.Namespace, strategy: str, manifest: str | None
     out = args.second_scan
     if args.second_checkpoint:
         from pipelines.scan import make_job, run
-        from tripwire.checkpoint import CheckpointManifest
+        from tripwire.model.checkpoint import CheckpointManifest
 
         second = CheckpointManifest.read(args.second_checkpoint)
         key = hashlib.sha256(json.dumps(second.raw, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -200,7 +202,7 @@ def _second_scores(args: argparse.Namespace, strategy: str, manifest: str | None
 
 def feedback(args: argparse.Namespace) -> int:
     from tripwire.review.export import export_feedback
-    from tripwire.review.store import redacted_url
+    from tripwire.storage.sql import redacted_url
 
     _, store = open_configured_store(args)
     try:

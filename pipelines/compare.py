@@ -16,10 +16,10 @@ import time
 from typing import Any
 
 from pipelines.evaluate import score_golden, write_report
-from tripwire.comparison import align, compare_arrays, compare_slices
-from tripwire.config import ConfigError, load_yaml, to_dict
-from tripwire.eval_config import EvalConfig, EvalJob
-from tripwire.gate import GateConfig, apply_gate
+from tripwire.evaluation.comparison import align, compare_arrays, compare_slices
+from tripwire.common.config import ConfigError, load_yaml, to_dict
+from tripwire.evaluation.config import EvalConfig, EvalJob
+from tripwire.evaluation.gate import GateConfig, apply_gate
 
 
 def run(baseline: str, candidate: str, goldens: list[str], out: str, baseline_policy: str | None = None,

@@ -19,15 +19,15 @@ from typing import Any
 
 from pipelines.scan import execute as execute_scan
 from pipelines.scan import validate as validate_scan
-from tripwire.checkpoint import CheckpointManifest
-from tripwire.config import ConfigError, from_dict, load_yaml, to_dict
-from tripwire.eval_config import EvalConfig, EvalJob
-from tripwire.eval_data import join, read_labels, read_scored
-from tripwire.eval_metrics import EvalArrays, curves
-from tripwire.eval_slices import measure
-from tripwire.golden import GoldenSet, resolve, verify
+from tripwire.model.checkpoint import CheckpointManifest
+from tripwire.common.config import ConfigError, from_dict, load_yaml, to_dict
+from tripwire.evaluation.config import EvalConfig, EvalJob
+from tripwire.evaluation.data import join, read_labels, read_scored
+from tripwire.evaluation.metrics import EvalArrays, curves
+from tripwire.evaluation.slices import measure
+from tripwire.evaluation.golden import GoldenSet, resolve, verify
 from tripwire.policy import SEVERE_ACTIONS, Policy
-from tripwire.scan_config import ScanJob
+from tripwire.scan.config import ScanJob
 
 
 def make_job(checkpoint: str, golden: str, out: str, policy: str | None = None, catalogue: str | None = None,
@@ -83,7 +83,7 @@ def score_golden(job: EvalJob) -> tuple[dict[str, Any], EvalArrays, list[str], P
 
 def write_report(out: str, report: dict[str, Any]) -> tuple[str, str]:
     """``metrics.json`` and ``report.html`` under ``out``; returns their paths."""
-    from tripwire.eval_report import render_comparison_html, render_evaluation_html
+    from tripwire.evaluation.report import render_comparison_html, render_evaluation_html
 
     os.makedirs(out, exist_ok=True)
     metrics_path, html_path = os.path.join(out, "metrics.json"), os.path.join(out, "report.html")

@@ -1,5 +1,5 @@
 """Building and registering golden sets: the OLID official test set, a training run's held-out split, or any
-manifest the user names (``tripwire golden ...``). Registration itself is :mod:`tripwire.golden`."""
+manifest the user names (``tripwire golden ...``). Registration itself is :mod:`tripwire.evaluation.golden`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 import os
 from pathlib import Path
 
-from tripwire.checkpoint import CheckpointManifest
-from tripwire.config import ConfigError
-from tripwire.golden import GoldenSet, catalogue_path, register
+from tripwire.model.checkpoint import CheckpointManifest
+from tripwire.common.config import ConfigError
+from tripwire.evaluation.golden import GoldenSet, catalogue_path, register
 from tripwire.policy import Taxonomy
-from tripwire.splits import read_splits
+from tripwire.data.splits import read_splits
 
 OLID_SOURCE = "OLID v1.0 official test set, sub-task A (OffensEval 2019; Zampieri et al., NAACL 2019)"
 OLID_PROVENANCE = ("expert-adjudicated crowd annotation (OLID); OFF -> harassment, NOT -> 0, other categories "
@@ -20,7 +20,7 @@ OLID_PROVENANCE = ("expert-adjudicated crowd annotation (OLID); OFF -> harassmen
 
 def register_olid(olid_dir: str, catalogue: str | None = None) -> tuple[GoldenSet, bool]:
     """Converts OLID's test tweets and gold labels with the project's adapter; registers ``olid-test``."""
-    from tripwire.adapters import ingest
+    from tripwire.data.adapters import ingest
 
     folder = Path(olid_dir)
     tweets, labels = folder / "testset-levela.tsv", folder / "labels-levela.csv"

@@ -32,21 +32,22 @@ import fsspec
 from pipelines import compare
 from pipelines.scan import execute as execute_scan
 from pipelines.scan import validate as validate_scan
-from tripwire.checkpoint import CheckpointManifest
-from tripwire.config import ConfigError, from_dict, load_yaml, read_yaml
-from tripwire.eval_config import EvalConfig
-from tripwire.gate import GateConfig
-from tripwire.golden import resolve, verify
-from tripwire.loop_config import LoopConfig
+from tripwire.model.checkpoint import CheckpointManifest
+from tripwire.common.config import ConfigError, from_dict, load_yaml, read_yaml
+from tripwire.evaluation.config import EvalConfig
+from tripwire.evaluation.gate import GateConfig
+from tripwire.evaluation.golden import resolve, verify
+from tripwire.review.loop import LoopConfig
 from tripwire.policy import Policy
 from tripwire.review.export import export_feedback
 from tripwire.review.intake import manifest_meta, picked_items
 from tripwire.review.sampling import sample, second_model_scores
-from tripwire.review.store import ReviewStore, open_store, redacted_url
-from tripwire.sample import MEDIA_FIELDS, manifest_base, read_manifest, resolve_uri
-from tripwire.scan_config import ScanJob
-from tripwire.scan_output import read_results
-from tripwire.train_config import TrainConfig
+from tripwire.review.store import ReviewStore, open_store
+from tripwire.storage.sql import redacted_url
+from tripwire.data.sample import MEDIA_FIELDS, manifest_base, read_manifest, resolve_uri
+from tripwire.scan.config import ScanJob
+from tripwire.scan.output import read_results
+from tripwire.training.config import TrainConfig
 
 
 PATH_FIELDS = ("checkpoint", "train_config", "seed_manifest", "pool_manifest", "work_dir", "store", "gate",

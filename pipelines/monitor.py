@@ -6,7 +6,7 @@
 (``tripwire`` is :mod:`entrypoints.cli`; from cron or a RayJob use ``python -m entrypoints.cli monitor ...``.)
 
 Each window is a scan output folder or a JSONL file of results the HTTP API served (any fsspec URI; see
-:mod:`tripwire.monitor_windows`). The comparison (:mod:`tripwire.drift`): per-category score PSI,
+:mod:`tripwire.monitoring.windows`). The comparison (:mod:`tripwire.monitoring.drift`): per-category score PSI,
 decision rates and the modality mix, checked against the bars. Writes ``<out>/monitor.json`` (the report)
 and ``<out>/monitor.html`` (the same, with score histograms). The command exits 1 when a bar is exceeded,
 so whatever runs it can alarm on the status. No Ray: the windows are read with pyarrow and fsspec.
@@ -19,9 +19,9 @@ from typing import Any
 
 import fsspec
 
-from tripwire.config import load_yaml
-from tripwire.drift import MonitorBars, compare_windows, render_monitor_html
-from tripwire.monitor_windows import read_window
+from tripwire.common.config import load_yaml
+from tripwire.monitoring.drift import MonitorBars, compare_windows, render_monitor_html
+from tripwire.monitoring.windows import read_window
 
 REPORT_JSON, REPORT_HTML = "monitor.json", "monitor.html"
 
@@ -54,7 +54,7 @@ def run(reference: str, current: str, out: str, bars_path: str | None = None) ->
         reference: the reference window (a scan output folder or a JSONL file of served results).
         current: the window to check.
         out: the folder for ``monitor.json`` and ``monitor.html``.
-        bars_path: a :class:`~tripwire.drift.MonitorBars` YAML (default: the dataclass defaults, which
+        bars_path: a :class:`~tripwire.monitoring.drift.MonitorBars` YAML (default: the dataclass defaults, which
             ``pipelines/configs/monitor.yaml`` spells out).
 
     Raises:

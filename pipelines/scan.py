@@ -8,7 +8,7 @@ a model actor pool -> Parquet results partitioned by action, review candidates, 
 
 Nothing is materialised whole: the manifest streams through both stages and the driver holds at most
 ``rows_per_file`` results before writing them. A scan killed at any point and started again with the same
-``--out`` skips what it already wrote (see :mod:`tripwire.scan_output`): the manifest's items whose ids are
+``--out`` skips what it already wrote (see :mod:`tripwire.scan.output`): the manifest's items whose ids are
 not in the output are scored, so a grown catalogue scanned again into its output scores just the new ones.
 An output written with another checkpoint, policy, manifest or market is refused (``--restart`` starts it
 over). The same entrypoint runs under ``ray job submit`` (it joins the cluster named by ``RAY_ADDRESS``).
@@ -23,19 +23,19 @@ import time
 
 import numpy as np
 
-from pipelines.train import LIGHT_TASK_CPUS, quiet_data_progress, read_manifest_dataset
-from tripwire.checkpoint import CheckpointManifest
+from tripwire.data.dataset import LIGHT_TASK_CPUS, quiet_data_progress, read_manifest_dataset
+from tripwire.model.checkpoint import CheckpointManifest
 from tripwire.compliance.logs import open_log
 from tripwire.compliance.scan_log import log_scan
-from tripwire.config import ConfigError, from_dict, load_yaml, to_dict
+from tripwire.common.config import ConfigError, from_dict, load_yaml, to_dict
 from tripwire.policy import Policy
-from tripwire.review.store import redacted_url
-from tripwire.sample import manifest_base
-from tripwire.scan_config import ScanConfig, ScanJob
-from tripwire.scan_output import (QUARANTINE, ScanSummary, ScanWriter, completed_ids, count_pending, prepare_output,
+from tripwire.storage.sql import redacted_url
+from tripwire.data.sample import manifest_base
+from tripwire.scan.config import ScanConfig, ScanJob
+from tripwire.scan.output import (QUARANTINE, ScanSummary, ScanWriter, completed_ids, count_pending, prepare_output,
                                   write_summary)
-from tripwire.scan_udfs import ModerateBatch, prepare_batch
-from tripwire.splits import id_keys, in_split
+from tripwire.scan.stages import ModerateBatch, prepare_batch
+from tripwire.data.splits import id_keys, in_split
 
 
 def count_rows(manifest: str) -> int:
@@ -53,7 +53,7 @@ def count_rows(manifest: str) -> int:
 
 
 def written_with(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dict:
-    """What a scan's output records it was written with (:func:`tripwire.scan_output.prepare_output`)."""
+    """What a scan's output records it was written with (:func:`tripwire.scan.output.prepare_output`)."""
     def sha256(data) -> str:
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 

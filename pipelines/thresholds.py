@@ -16,9 +16,9 @@ import os
 from typing import Any
 
 from pipelines.evaluate import score_golden
-from tripwire.config import ConfigError, to_dict
-from tripwire.eval_config import EvalConfig, EvalJob
-from tripwire.thresholds import (DEFAULT_MIN_POSITIVES, DEFAULT_TARGETS, parse_targets, policy_yaml, recommend,
+from tripwire.common.config import ConfigError, to_dict
+from tripwire.evaluation.config import EvalConfig, EvalJob
+from tripwire.evaluation.thresholds import (DEFAULT_MIN_POSITIVES, DEFAULT_TARGETS, parse_targets, policy_yaml, recommend,
                                  skipped_categories)
 
 

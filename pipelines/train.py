@@ -16,23 +16,24 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tripwire.checkpoint import CheckpointManifest
-from tripwire.config import ConfigError, load_yaml, to_dict
-from tripwire.data_cache import bytes_per_row, decide_cache
-from tripwire.ingest_udf import PreprocessBatch
+from tripwire.model.checkpoint import CheckpointManifest
+from tripwire.common.config import ConfigError, load_yaml, to_dict
+from tripwire.training.cache import bytes_per_row, decide_cache
+from tripwire.training.ingest import PreprocessBatch
 from tripwire.policy import Policy, Taxonomy
-from tripwire.quarantine import check_quarantine, quarantine_reasons
-from tripwire.sample import fingerprint_file, manifest_base, to_records
-from tripwire.splits import assign_splits, in_split, split_columns, split_keys, write_splits
-from tripwire.train_config import TrainConfig, TrainLoopConfig
-from tripwire.training import label_pos_weight, train_loop_per_worker
+from tripwire.data.quarantine import check_quarantine, quarantine_reasons
+from tripwire.data.dataset import LIGHT_TASK_CPUS, quiet_data_progress, read_manifest_dataset
+from tripwire.data.sample import fingerprint_file, manifest_base
+from tripwire.data.splits import assign_splits, in_split, split_columns, split_keys, write_splits
+from tripwire.training.config import TrainConfig, TrainLoopConfig
+from tripwire.training.loop import label_pos_weight, train_loop_per_worker
 
 
 def ensure_corpus(cfg: TrainConfig, taxonomy: Taxonomy) -> None:
     """Generates the synthetic corpus at the configured manifest path when asked to and missing."""
     if Path(cfg.data.manifest).exists() or cfg.data.synthetic is None:
         return
-    from tripwire.synthetic import CorpusSpec, generate_corpus
+    from tripwire.data.synthetic import CorpusSpec, generate_corpus
 
     started = time.perf_counter()
     # The corpus marks this share of its items as held out (meta.split = val: unseen signature variants).
@@ -51,21 +52,6 @@ def ensure_corpus(cfg: TrainConfig, taxonomy: Taxonomy) -> None:
     print(f"[corpus] done in {time.perf_counter() - started:.1f}s", flush=True)
 
 
-# Reading and filtering manifest rows is light work: fractional CPUs keep it from starving beside training.
-LIGHT_TASK_CPUS = 0.25
-
-
-def read_manifest_dataset(uri: str):
-    """A manifest as a stream of ``{"id", "record"}`` rows (see :func:`tripwire.sample.to_records`)."""
-    import ray.data
-
-    if uri.endswith(".parquet"):
-        table = ray.data.read_parquet(uri, num_cpus=LIGHT_TASK_CPUS)
-        return table.map_batches(lambda t: to_records(t.to_pylist()), batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
-    lines = ray.data.read_text(uri, drop_empty_lines=True, num_cpus=LIGHT_TASK_CPUS)
-    return lines.map_batches(lambda b: to_records(list(b["text"])), batch_format="numpy", num_cpus=LIGHT_TASK_CPUS)
-
-
 def plan_splits(raw, taxonomy: Taxonomy, cfg: TrainConfig) -> tuple[dict[str, str], np.ndarray, int]:
     """One light pass over ids, group keys and labels (no media).
 
@@ -82,7 +68,7 @@ def plan_splits(raw, taxonomy: Taxonomy, cfg: TrainConfig) -> tuple[dict[str, st
 
 def assign_rows(columns: list[dict], num_categories: int, fractions: dict[str, float],
                 seed: int) -> tuple[dict[str, str], np.ndarray]:
-    """Splits the rows :func:`~tripwire.splits.split_columns` described: a row that names its split
+    """Splits the rows :func:`~tripwire.data.splits.split_columns` described: a row that names its split
     (``data.split_by``) keeps it, the others are split by the fractions.
 
     Returns:
@@ -126,18 +112,6 @@ def build_datasets(raw, cfg: TrainConfig, taxonomy: Taxonomy, assignment: dict[s
     return split("train"), split("val")
 
 
-def quiet_data_progress() -> None:
-    """Ray Data's per-operator progress bars and INFO lines flood logs; the jobs print their own progress."""
-    import logging
-
-    from ray.data import DataContext
-
-    DataContext.get_current().enable_progress_bars = False
-    DataContext.get_current().print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": we know
-
-
 def ingest_options(ordered: bool):
     """Ray Train's ingest defaults, with ordered execution when asked (no reordering between workers)."""
     import warnings
@@ -152,7 +126,7 @@ def ingest_options(ordered: bool):
 
 
 def materialize(dataset, ordered: bool):
-    """Preprocesses ``dataset`` once into Ray's object store (see :mod:`tripwire.data_cache`); in block order
+    """Preprocesses ``dataset`` once into Ray's object store (see :mod:`tripwire.training.cache`); in block order
     when ingest is ordered, so a cached run is as reproducible as a streaming one."""
     dataset.context.execution_options.preserve_order = ordered
     started = time.perf_counter()
@@ -256,8 +230,8 @@ def run(cfg: TrainConfig, callbacks: Sequence[Any] = ()) -> dict:
 
 def recommended_policy_line(model_dir: str) -> str | None:
     """One line on the exported checkpoint's recommended policy: the targets it could not apply as such."""
-    from tripwire.checkpoint import RECOMMENDED_POLICY
-    from tripwire.thresholds import skipped_categories
+    from tripwire.model.checkpoint import RECOMMENDED_POLICY
+    from tripwire.evaluation.thresholds import skipped_categories
 
     path = Path(model_dir) / RECOMMENDED_POLICY
     if not path.exists():

@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A 48-item synthetic corpus with every modality (real PNG/JPEG, WAV/FLAC, MP4/WebM files)."""
-    from tripwire.synthetic import CorpusSpec, generate_corpus
+    from tripwire.data.synthetic import CorpusSpec, generate_corpus
 
     out = tmp_path_factory.mktemp("corpus")
     return generate_corpus(out, CorpusSpec(num_items=48, seed=11, image_size=32))
@@ -25,7 +25,7 @@ def tiny_corpus(tmp_path_factory):
 def tiny_model_config():
     from tripwire.model.encoders import minilm_dir
     from tripwire.model.safety_model import ComponentConfig, ModelConfig
-    from tripwire.preprocess import (AudioPreprocessing, ImagePreprocessing, PreprocessingConfig, TextPreprocessing,
+    from tripwire.data.preprocess import (AudioPreprocessing, ImagePreprocessing, PreprocessingConfig, TextPreprocessing,
                                      VideoPreprocessing)
 
     return ModelConfig(

@@ -25,7 +25,7 @@ TINY_TEXT = {"hf_config": {"model_type": "bert", "vocab_size": 30522, "hidden_si
 
 def good_samples(cfg):
     """The manifest's valid rows (the fixture appended broken ones, which training quarantined)."""
-    from tripwire.sample import Sample
+    from tripwire.data.sample import Sample
 
     for line in Path(cfg.data.manifest).read_text().splitlines():
         try:
@@ -63,8 +63,8 @@ def deploy(args: dict) -> None:
 
 
 def assert_same_result(got: dict, expected: dict, atol: float = 1e-5, where: str = "") -> None:
-    """Two complete moderation results of one item agree (:func:`tripwire.parity.result_differences`)."""
-    from tripwire.parity import result_differences
+    """Two complete moderation results of one item agree (:func:`tripwire.moderation.parity.result_differences`)."""
+    from tripwire.moderation.parity import result_differences
 
     differences = result_differences(got, expected, atol)
     assert not differences, f"{where}: {differences}"
@@ -74,7 +74,7 @@ def save_tiny_checkpoint(model_config, directory) -> str:
     """An untrained model of ``model_config`` saved as a checkpoint (speed and parity do not need training)."""
     from transformers import AutoTokenizer
 
-    from tripwire.checkpoint import save_checkpoint
+    from tripwire.model.checkpoint import save_checkpoint
     from tripwire.model import build_model
     from tripwire.policy import Taxonomy
 

@@ -1,4 +1,4 @@
-"""Evaluation and comparison report dicts, of the shapes :mod:`tripwire.eval_report` renders, for tests.
+"""Evaluation and comparison report dicts, of the shapes :mod:`tripwire.evaluation.report` renders, for tests.
 
 The numbers come from synthetic labels and scores (seeded), so a report is consistent with itself:
 confusion counts, metrics, curves and histograms all describe the same items, and a slice is a real

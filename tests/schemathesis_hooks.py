@@ -16,7 +16,7 @@ import numpy as np
 import schemathesis
 from hypothesis import strategies as st
 
-from tripwire.synthetic import encode_audio, encode_image, encode_video
+from tripwire.data.synthetic import encode_audio, encode_image, encode_video
 
 
 def _images() -> list[tuple[str, bytes]]:

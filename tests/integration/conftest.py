@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from helpers import QUIET_SERVE, WITHOUT_RAY, deploy, free_session_app
-from tripwire.config import load_yaml
-from tripwire.train_config import TrainConfig
+from tripwire.common.config import load_yaml
+from tripwire.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,7 +104,7 @@ def serve_endpoint(trained, free_port):
     """Serve's HTTP proxy for the session; the app itself is (re)deployed on demand by ``served``."""
     from ray import serve
 
-    from tripwire.sample import manifest_base
+    from tripwire.data.sample import manifest_base
 
     cfg, summary = trained
     serve.start(http_options={"host": "127.0.0.1", "port": free_port}, logging_config=QUIET_SERVE)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import good_samples, serve_deploy, wait_for
-from tripwire.sample import manifest_base, request_body, read_media
+from tripwire.data.sample import manifest_base, request_body, read_media
 
 
 def test_openai_sdk_switches_by_base_url(trained, served):
@@ -140,7 +140,7 @@ def test_serve_config_edits_reach_live_replicas(ray_session, trained, cores_for_
     from ray import serve
 
     from helpers import REPO
-    from tripwire.config import read_yaml
+    from tripwire.common.config import read_yaml
     from tripwire.policy import default_resource
 
     url, model_dir = serve_endpoint["url"], serve_endpoint["model_dir"]

@@ -14,7 +14,7 @@ RUN_S = 0.06  # one "forward pass"
 def probe_app(busy_aware: bool):
     from ray import cloudpickle, serve
 
-    from tripwire.batching import BusyAwareBatchWait
+    from tripwire.serving.batching import BusyAwareBatchWait
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test module is not importable by workers
 

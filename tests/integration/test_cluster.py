@@ -14,8 +14,8 @@ import yaml
 
 from helpers import REPO, epochs_in, good_samples, scan_command
 from ray_nodes import RAY, alive_nodes
-from tripwire.scan_config import ScanConfig
-from tripwire.scan_output import read_results
+from tripwire.scan.config import ScanConfig
+from tripwire.scan.output import read_results
 
 
 def submit(address: str, env: dict, command: list[str]) -> str:
@@ -37,9 +37,9 @@ def test_training_submitted_to_another_cluster_is_reproducible_and_resumes(separ
     import sys
 
     from pipelines.train import run
-    from tripwire.config import load_yaml
-    from tripwire.splits import read_splits
-    from tripwire.train_config import TrainConfig
+    from tripwire.common.config import load_yaml
+    from tripwire.data.splits import read_splits
+    from tripwire.training.config import TrainConfig
 
     address, env = separate_cluster
     cfg, first = trained

@@ -36,7 +36,7 @@ def _policy(path: Path) -> Path:
     """Nothing acts anywhere except: DE restricts on hate (an illegal-content ground), FR sends harassment to
     review, US blocks violence. The market decides the action, whatever the tiny model scores."""
     from tripwire.policy import Policy
-    from tripwire.thresholds import policy_yaml
+    from tripwire.evaluation.thresholds import policy_yaml
 
     base = Policy.load()
     policy = yaml.safe_load(policy_yaml(base))
@@ -90,7 +90,7 @@ def _without_latency(answer: dict) -> dict:
 
 def test_a_repeated_request_id_gets_the_logged_answer_from_any_replica(logged_app):
     from tripwire.compliance.records import DECISION, serving_puid
-    from tripwire.decision_log import DecisionLog
+    from tripwire.compliance.decision_log import DecisionLog
 
     url = logged_app["url"]
     first = {i: _post(url, {"text": f"retry {i}", "market": "DE", "request_id": f"retry-{i}"}) for i in range(8)}
@@ -133,7 +133,7 @@ def test_killing_an_ingress_replica_under_load_loses_no_answered_decision(logged
     import ray
 
     from tripwire.compliance.records import DECISION
-    from tripwire.decision_log import DecisionLog
+    from tripwire.compliance.decision_log import DecisionLog
 
     url = logged_app["url"]
     answered: list[str] = []
@@ -222,12 +222,12 @@ def test_round_trip_decisions_reviews_appeals_statements_and_report_reconcile(lo
     from pipelines.scan import make_job, run
     from tripwire.compliance.cases import all_cases, in_period, period
     from tripwire.compliance.records import APPEAL_OUTCOME, DECISION, RESTRICTIVE, REVIEW_OUTCOME
-    from tripwire.decision_log import DecisionLog
+    from tripwire.compliance.decision_log import DecisionLog
     from tripwire.review.app import create_app
     from tripwire.review.config import ReviewConfig
     from tripwire.review.intake import queue_items
     from tripwire.review.store import open_configured_store
-    from tripwire.scan_output import read_review_candidates
+    from tripwire.scan.output import read_review_candidates
 
     cfg, _ = trained
     url, db = logged_app["url"], logged_app["db"]

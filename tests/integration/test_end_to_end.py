@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tripwire.moderation import Moderator
-from tripwire.sample import manifest_base, request_body
+from tripwire.moderation.moderator import Moderator
+from tripwire.data.sample import manifest_base, request_body
 
 from helpers import assert_same_result, epochs_in, one_sample_per_mix
 
@@ -39,7 +39,7 @@ def test_training_reports_metrics_checkpoint_and_quarantine(trained):
     calibration = manifest["calibration"]
     assert calibration["method"] == "platt" and len(calibration["scale"]) == len(manifest["taxonomy"]["categories"])
     assert all(s > 0 for s in calibration["scale"]) and "macro" in calibration["ece"]
-    from tripwire.splits import read_splits
+    from tripwire.data.splits import read_splits
 
     splits = read_splits(str(model_dir / "splits.parquet"))
     assert set(splits.values()) == {"train", "val"} and "bad-image" in splits

@@ -15,15 +15,15 @@ import pytest
 import yaml
 
 from helpers import assert_same_result, deploy
-from tripwire.config import from_dict
+from tripwire.common.config import from_dict
 
 pytestmark = pytest.mark.integration
 
 def test_metrics_agree_with_the_scan_rows_and_the_labels(trained, heldout, evaluated):
-    from tripwire.golden import manifest_uri
-    from tripwire.metrics import roc_auc
-    from tripwire.sample import read_manifest
-    from tripwire.scan_output import read_results
+    from tripwire.evaluation.golden import manifest_uri
+    from tripwire.evaluation.classification import roc_auc
+    from tripwire.data.sample import read_manifest
+    from tripwire.scan.output import read_results
 
     report, out = evaluated
     golden, catalogue = heldout
@@ -32,7 +32,7 @@ def test_metrics_agree_with_the_scan_rows_and_the_labels(trained, heldout, evalu
     assert set(rows) == set(samples) and report["scored"] == len(samples) == golden.items
     assert report["golden"]["sha256"] == golden.sha256 and report["quarantined"] == 0
     # Training exported thresholds chosen on its validation split; evaluation (like serving) applies them.
-    from tripwire.checkpoint import CheckpointManifest
+    from tripwire.model.checkpoint import CheckpointManifest
     from tripwire.policy import Policy
 
     _, summary = trained
@@ -77,7 +77,7 @@ def test_a_second_run_reuses_the_scan_and_gives_the_same_figures(trained, heldou
 
 def test_a_tampered_golden_set_is_refused_before_ray_work(trained, heldout, tmp_path, capsys):
     from entrypoints.cli import main
-    from tripwire.golden import manifest_uri, register
+    from tripwire.evaluation.golden import manifest_uri, register
 
     _, summary = trained
     golden, catalogue = heldout
@@ -104,9 +104,9 @@ def test_a_tampered_golden_set_is_refused_before_ray_work(trained, heldout, tmp_
 def test_tuned_thresholds_are_a_new_policy_the_served_graph_applies(trained, heldout, eval_config, evaluated,
                                                                     serve_endpoint, tmp_path):
     from pipelines.thresholds import run
-    from tripwire.config import load_yaml
-    from tripwire.eval_config import EvalConfig
-    from tripwire.moderation import Moderator
+    from tripwire.common.config import load_yaml
+    from tripwire.evaluation.config import EvalConfig
+    from tripwire.moderation.moderator import Moderator
     from tripwire.policy import Policy
 
     _, summary = trained
@@ -136,7 +136,7 @@ def test_tuned_thresholds_are_a_new_policy_the_served_graph_applies(trained, hel
         text = "tuned thresholds"
         answer = httpx.post(f"{url}/v1/moderate", json={"id": "t", "text": text}, timeout=60).json()
         assert answer["policy_version"] == tuned.version
-        from tripwire.sample import Sample
+        from tripwire.data.sample import Sample
 
         [expected] = Moderator.local(model_dir, tuned).moderate_sync([Sample(id="t", text=text)])
         assert_same_result(answer, expected, where="served with the tuned policy")
@@ -148,7 +148,7 @@ def test_compare_flags_the_regression_and_the_gate_fails_naming_the_bar(trained,
                                                                         capsys):
     from entrypoints.cli import main
     from tripwire.policy import Policy
-    from tripwire.thresholds import policy_yaml
+    from tripwire.evaluation.thresholds import policy_yaml
 
     _, summary = trained
     golden, catalogue = heldout

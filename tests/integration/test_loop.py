@@ -28,8 +28,8 @@ SMALL_SCAN = {"batch_size": 8, "actors": 1, "cpus_per_actor": 0.5, "preprocess_b
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     """An unlabelled catalogue for the loop to scan (its labels are the scripted reviewers' ground truth)."""
-    from tripwire.sample import read_manifest
-    from tripwire.synthetic import CorpusSpec, generate_corpus
+    from tripwire.data.sample import read_manifest
+    from tripwire.data.synthetic import CorpusSpec, generate_corpus
 
     manifest = generate_corpus(tmp_path_factory.mktemp("pool"), CorpusSpec(num_items=40, seed=23, image_size=32,
                                                                             video_frames=8))
@@ -37,8 +37,8 @@ def pool(tmp_path_factory):
 
 
 def loop_config(trained, heldout, pool, tmp_path, **overrides):
-    from tripwire.config import from_dict
-    from tripwire.loop_config import LoopConfig
+    from tripwire.common.config import from_dict
+    from tripwire.review.loop import LoopConfig
 
     cfg, summary = trained
     golden, catalogue = heldout
@@ -66,7 +66,7 @@ def test_one_round_stopped_for_reviews_then_finished_by_scripted_reviewers_over_
 
     from pipelines.loop import run
     from tripwire.review.store import open_store
-    from tripwire.sample import read_manifest
+    from tripwire.data.sample import read_manifest
 
     cfg = loop_config(trained, heldout, pool, tmp_path, reviews="stop")
     store = open_store(cfg.store, CATEGORIES, required_reviews=2, golden_every=0)
@@ -109,7 +109,7 @@ def test_review_band_decisions_of_the_served_graph_enter_the_queue(serve_endpoin
     others are not; the answer itself does not wait for the store."""
     from tripwire.policy import Policy
     from tripwire.review.store import open_store
-    from tripwire.thresholds import policy_yaml
+    from tripwire.evaluation.thresholds import policy_yaml
 
     url = serve_endpoint["url"]  # the session's app is replaced, not deployed first
     base = Policy.load()

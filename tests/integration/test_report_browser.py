@@ -15,7 +15,7 @@ import pytest
 
 import browser as shared
 import report_fixtures
-from tripwire.eval_report import render_comparison_html, render_evaluation_html
+from tripwire.evaluation.report import render_comparison_html, render_evaluation_html
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from helpers import REPO, assert_same_result, good_samples, one_sample_per_mix, scan_command
-from tripwire.moderation import Moderator
-from tripwire.sample import Sample, manifest_base, request_body, write_manifest
-from tripwire.scan_config import ScanConfig, ScanJob
-from tripwire.scan_output import read_results, row_to_result
+from tripwire.moderation.moderator import Moderator
+from tripwire.data.sample import Sample, manifest_base, request_body, write_manifest
+from tripwire.scan.config import ScanConfig, ScanJob
+from tripwire.scan.output import read_results, row_to_result
 
 # Fits beside the session's Serve app on 2 cores (its replicas reserve 1 CPU).
 SMALL = ScanConfig(batch_size=8, actors=1, cpus_per_actor=0.25, preprocess_batch_size=16, preprocess_cpus=0.25,
@@ -64,7 +64,7 @@ def test_scan_gives_the_same_results_as_http_and_in_process(trained, served, tmp
 
 def test_scan_rejects_a_bad_checkpoint_or_manifest_before_starting(trained, tmp_path):
     from pipelines.scan import validate
-    from tripwire.config import ConfigError
+    from tripwire.common.config import ConfigError
 
     cfg, summary = trained
     with pytest.raises((ConfigError, FileNotFoundError), match="not a Tripwire checkpoint"):
@@ -119,7 +119,7 @@ def test_a_scan_resumes_by_ids_and_refuses_an_output_of_another_policy(ray_sessi
     check: tests/unit/test_scan_output.py)."""
     from helpers import save_tiny_checkpoint
     from pipelines.scan import run
-    from tripwire.config import ConfigError, to_dict
+    from tripwire.common.config import ConfigError, to_dict
     from tripwire.policy import Policy
 
     checkpoint = save_tiny_checkpoint(tiny_model_config, tmp_path / "model")

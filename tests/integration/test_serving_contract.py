@@ -14,8 +14,8 @@ import httpx
 from helpers import QUIET_SERVE, assert_same_result, save_tiny_checkpoint
 from tripwire.model import ENCODERS
 from tripwire.model.safety_model import ComponentConfig
-from tripwire.moderation import Moderator
-from tripwire.sample import read_manifest, request_body
+from tripwire.moderation.moderator import Moderator
+from tripwire.data.sample import read_manifest, request_body
 
 
 def test_a_whole_video_encoder_serves_the_same_results_as_in_process(serve_endpoint, cores_for_training,

@@ -14,7 +14,7 @@ from helpers import epochs_in
 @pytest.mark.parametrize("cached", [False, True], ids=["streaming", "cached_preprocessing"])
 def test_too_many_bad_rows_fail_the_job_with_reasons(trained, cores_for_training, tmp_path, cached):
     from pipelines.train import run
-    from tripwire.quarantine import QuarantineLimitExceeded
+    from tripwire.data.quarantine import QuarantineLimitExceeded
 
     cfg, _ = trained  # the session corpus has 3 bad rows in ~160
     strict = dataclasses.replace(cfg, run_name="strict", storage_path=str(tmp_path / "ray"),

@@ -20,7 +20,7 @@ from tripwire.compliance.cases import cases, period
 from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIEW_OUTCOME, appeal_body,
                                          appeal_outcome_body, decision_body, review_outcome_body)
 from tripwire.compliance.report import build_report, write_report
-from tripwire.decision_log import DecisionLog
+from tripwire.compliance.decision_log import DecisionLog
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

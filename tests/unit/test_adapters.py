@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tripwire.adapters import ADAPTERS, LabelMapping, ingest
-from tripwire.config import ConfigError
+from tripwire.data.adapters import ADAPTERS, LabelMapping, ingest
+from tripwire.common.config import ConfigError
 from tripwire.policy import Taxonomy
-from tripwire.sample import read_manifest
+from tripwire.data.sample import read_manifest
 
 OLID_SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "olid"
 
@@ -100,7 +100,7 @@ def test_real_olid_files_stream_through(tmp_path):
 
 
 def test_olid_collapses_mention_runs():
-    from tripwire.adapters import collapse_mentions
+    from tripwire.data.adapters import collapse_mentions
 
     assert collapse_mentions("@USER @USER  @USER you are a joke @USER") == "@USER you are a joke @USER"
     assert collapse_mentions("no mentions") == "no mentions"

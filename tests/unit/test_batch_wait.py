@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tripwire.batching import BusyAwareBatchWait
+from tripwire.serving.batching import BusyAwareBatchWait
 
 
 class Method:

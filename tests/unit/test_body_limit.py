@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from deployments import api as api_module
 from deployments.api import MAX_BATCH_ITEMS, BodyLimit, body_limits, set_body_limits
-from tripwire.media import MediaLimits
-from tripwire.openai_compat import MAX_INPUTS
+from tripwire.data.media import MediaLimits
+from tripwire.serving.openai_compat import MAX_INPUTS
 
 ALL = ("text", "image", "audio", "video")
 LIMITS = MediaLimits(max_text_chars=50, max_image_bytes=3000, max_audio_bytes=5000, max_video_bytes=7000)

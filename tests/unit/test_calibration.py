@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tripwire.calibration import PlattCalibration, calibration_report, expected_calibration_error
-from tripwire.metrics import roc_auc
+from tripwire.model.calibration import PlattCalibration, calibration_report, expected_calibration_error
+from tripwire.evaluation.classification import roc_auc
 
 
 def overconfident(n: int, seed: int):

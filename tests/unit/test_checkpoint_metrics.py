@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from tripwire.checkpoint import (CheckpointError, CheckpointManifest, ComponentSpec, load_encoders, load_fusion,
+from tripwire.model.checkpoint import (CheckpointError, CheckpointManifest, ComponentSpec, load_encoders, load_fusion,
                                  load_model, save_checkpoint)
-from tripwire.config import ConfigError
-from tripwire.metrics import average_precision, category_metrics, roc_auc
+from tripwire.common.config import ConfigError
+from tripwire.evaluation.classification import average_precision, category_metrics, roc_auc
 from tripwire.model import build_model
 from tripwire.policy import Taxonomy
-from tripwire.preprocess import Preprocessor, batch_to_model_inputs
-from tripwire.sample import read_manifest
+from tripwire.data.preprocess import Preprocessor, batch_to_model_inputs
+from tripwire.data.sample import read_manifest
 
 
 @pytest.fixture(scope="module")

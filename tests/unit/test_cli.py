@@ -185,7 +185,7 @@ def test_review_commands_work_and_fail_fast_naming_the_problem(cli, tmp_path):
 def test_audit_verify_names_the_first_bad_record(cli, tmp_path):
     import sqlite3
 
-    from tripwire.decision_log import DecisionLog
+    from tripwire.compliance.decision_log import DecisionLog
 
     store = str(tmp_path / "log.db")
     log = DecisionLog(store)
@@ -204,7 +204,7 @@ def test_audit_verify_names_the_first_bad_record(cli, tmp_path):
 
 def test_audit_checkpoint_prune_and_the_compliance_commands_from_the_command_line(cli, tmp_path):
     from tripwire.compliance.records import DECISION, decision_body
-    from tripwire.decision_log import DecisionLog
+    from tripwire.compliance.decision_log import DecisionLog
 
     store, key = str(tmp_path / "log.db"), tmp_path / "key"
     key.write_bytes(b"k3y")

@@ -16,7 +16,7 @@ from tripwire.compliance.outcomes import log_outcome, sync_outcomes
 from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIEW_OUTCOME, check_puid,
                                          decision_body, scan_puid, serving_puid)
 from tripwire.compliance.writer import LogWriter
-from tripwire.decision_log import DecisionLog
+from tripwire.compliance.decision_log import DecisionLog
 from tripwire.policy import Policy, Taxonomy
 from tripwire.review.store import ReviewStore, Submission
 
@@ -196,7 +196,7 @@ def _scan_output(tmp_path) -> tuple[str, datetime.datetime]:
     """A scan's output written as the scan writes it (results partitioned by action, its summary)."""
     import json
 
-    from tripwire.scan_output import ScanWriter, result_rows, write_summary
+    from tripwire.scan.output import ScanWriter, result_rows, write_summary
 
     manifest = tmp_path / "catalogue.jsonl"
     manifest.write_text("".join(json.dumps({"id": f"c{i}", "text": f"item {i}", "meta": {"language": "de"}}) + "\n"
@@ -215,7 +215,7 @@ def _scan_output(tmp_path) -> tuple[str, datetime.datetime]:
 def test_a_scans_enforcement_decisions_are_logged_from_its_output(tmp_path, store):
     from tripwire.compliance.logs import open_log
     from tripwire.compliance.scan_log import log_scan
-    from tripwire.sample import content_digest
+    from tripwire.data.sample import content_digest
 
     out, at = _scan_output(tmp_path)
     log = open_log(str(tmp_path / "log.db") if store == "database" else f"file://{tmp_path / 'scan-log'}")

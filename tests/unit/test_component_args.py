@@ -11,7 +11,7 @@ import inspect
 
 import pytest
 
-from tripwire.config import ConfigError, from_dict
+from tripwire.common.config import ConfigError, from_dict
 from tripwire.model import ENCODERS, FUSION_HEADS
 from tripwire.model.safety_model import ComponentConfig, ModelConfig, accepted_args, injected_args
 
@@ -105,7 +105,7 @@ def test_builder_arguments_cannot_come_from_the_config():
 
 
 def test_a_typo_in_a_training_config_names_the_whole_path():
-    from tripwire.train_config import TrainConfig
+    from tripwire.training.config import TrainConfig
 
     with pytest.raises(ConfigError, match=r"TrainConfig\.model\.fusion\.args\.d_modle: unexpected argument; "
                                           r"accepted: \['d_model', "):

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from tripwire.config import ConfigError
+from tripwire.common.config import ConfigError
 from tripwire.policy import Action, Policy, Taxonomy
 
 
@@ -95,8 +95,8 @@ def test_omitted_action_is_never_taken():
 
 # -- training configs ---------------------------------------------------------------------------------
 def test_every_shipped_training_config_loads():
-    from tripwire.config import load_yaml
-    from tripwire.train_config import TrainConfig
+    from tripwire.common.config import load_yaml
+    from tripwire.training.config import TrainConfig
 
     from helpers import REPO
 
@@ -105,8 +105,8 @@ def test_every_shipped_training_config_loads():
 
 
 def test_a_semantic_error_in_a_nested_config_names_its_path():
-    from tripwire.config import from_dict
-    from tripwire.train_config import TrainConfig
+    from tripwire.common.config import from_dict
+    from tripwire.training.config import TrainConfig
 
     with pytest.raises(ConfigError, match=r"^TrainConfig\.fit\.mixed_precision: 'fp8' must be"):
         from_dict(TrainConfig, {"fit": {"mixed_precision": "fp8"}})
@@ -115,8 +115,8 @@ def test_a_semantic_error_in_a_nested_config_names_its_path():
 
 
 def test_train_loop_config_round_trips_through_plain_data():
-    from tripwire.config import from_dict, to_dict
-    from tripwire.train_config import TrainConfig, TrainLoopConfig
+    from tripwire.common.config import from_dict, to_dict
+    from tripwire.training.config import TrainConfig, TrainLoopConfig
 
     taxonomy = Taxonomy.load()
     loop = TrainLoopConfig(train=TrainConfig(run_name="r"), taxonomy=taxonomy, data_fingerprint="abc",
@@ -132,9 +132,9 @@ def test_train_loop_config_round_trips_through_plain_data():
 
 # -- data.cache_preprocessed ----------------------------------------------------------------------------
 def test_bytes_per_row_counts_the_models_modalities_only():
-    from tripwire.data_cache import bytes_per_row
+    from tripwire.training.cache import bytes_per_row
     from tripwire.model.safety_model import ComponentConfig, ModelConfig
-    from tripwire.preprocess import (AudioPreprocessing, ImagePreprocessing, PreprocessingConfig, TextPreprocessing,
+    from tripwire.data.preprocess import (AudioPreprocessing, ImagePreprocessing, PreprocessingConfig, TextPreprocessing,
                                      VideoPreprocessing)
 
     pre = PreprocessingConfig(text=TextPreprocessing(max_length=32), image=ImagePreprocessing(size=48),
@@ -150,9 +150,9 @@ def test_bytes_per_row_counts_the_models_modalities_only():
 
 
 def test_the_demo_config_is_cached_automatically():
-    from tripwire.config import load_yaml
-    from tripwire.data_cache import bytes_per_row, decide_cache
-    from tripwire.train_config import TrainConfig
+    from tripwire.common.config import load_yaml
+    from tripwire.training.cache import bytes_per_row, decide_cache
+    from tripwire.training.config import TrainConfig
 
     from helpers import REPO
 
@@ -172,15 +172,15 @@ def test_the_demo_config_is_cached_automatically():
     (False, 1, 1, 4096, False, "data.cache_preprocessed=false"),
 ])
 def test_cache_decision(setting, rows, row_bytes, budget_mb, cache, reason):
-    from tripwire.data_cache import decide_cache
+    from tripwire.training.cache import decide_cache
 
     decision = decide_cache(setting, rows, row_bytes, budget_mb)
     assert decision.cache is cache and reason in decision.reason
 
 
 def test_cache_setting_is_validated():
-    from tripwire.data_cache import decide_cache
-    from tripwire.train_config import DataConfig
+    from tripwire.training.cache import decide_cache
+    from tripwire.training.config import DataConfig
 
     with pytest.raises(ValueError, match="cache_preprocessed"):
         decide_cache("sometimes", 1, 1, 1)

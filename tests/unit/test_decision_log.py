@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from tripwire.decision_log import GENESIS, DecisionLog, canonical, record_hash, verify
+from tripwire.compliance.decision_log import GENESIS, DecisionLog, canonical, record_hash, verify
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -151,10 +151,10 @@ def test_retention_prunes_up_to_a_checkpoint_and_the_rest_still_verifies(log):
 
 @pytest.mark.parametrize("body", [{}, {"a": [1, 2.5, None], "é": "ünïcode", "n": {"z": 1, "a": True}}, {"x": 1e-300}])
 def test_the_append_paths_hash_equals_the_verifiers(body):
-    from tripwire.decision_log import _hash_of_text
+    from tripwire.compliance.decision_log import hash_of_text
 
     for seq, kind, puid, at in ((1, "decision", "p-1", 1764547200.123456), (99, "appeal", "srv-x_y", 0.0)):
-        assert _hash_of_text(seq, kind, puid, canonical(body), at, GENESIS) == record_hash(seq, kind, puid, body, at, GENESIS)
+        assert hash_of_text(seq, kind, puid, canonical(body), at, GENESIS) == record_hash(seq, kind, puid, body, at, GENESIS)
 
 
 def test_a_batch_naming_one_puid_twice_logs_it_once(log):

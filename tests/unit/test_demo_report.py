@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from entrypoints.demo import CARRIER_ROWS, modality_figures, print_heldout_report
-from tripwire.sample import Sample
+from tripwire.data.sample import Sample
 
 
 def _item(i, modalities, carrier=None, label=None):

@@ -77,8 +77,8 @@ def test_every_deployment_bounds_its_queue_and_asks_rejected_callers_to_retry():
 
 @pytest.mark.parametrize("name", ["scan.yaml", "scan-gpu.yaml"])
 def test_scan_configs_validate(name):
-    from tripwire.config import load_yaml
-    from tripwire.scan_config import ScanConfig
+    from tripwire.common.config import load_yaml
+    from tripwire.scan.config import ScanConfig
 
     config = load_yaml(ScanConfig, REPO / "pipelines" / "configs" / name)
     assert config.actors >= 1 and config.batch_size >= 1
@@ -89,8 +89,8 @@ def test_scan_rayjob_runs_the_scan_command_with_a_committed_config():
     import shlex
 
     from entrypoints.cli import build_parser
-    from tripwire.config import load_yaml
-    from tripwire.scan_config import ScanConfig
+    from tripwire.common.config import load_yaml
+    from tripwire.scan.config import ScanConfig
 
     doc = yaml.safe_load((REPO / "cluster" / "rayjob-scan.yaml").read_text())
     command = shlex.split(doc["spec"]["entrypoint"])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from helpers import REPO
-from tripwire.config import ConfigError, from_dict, load_yaml
-from tripwire.drift import (MonitorBars, compare_windows, modality_mix, psi, psi_band, quantile_edges,
+from tripwire.common.config import ConfigError, from_dict, load_yaml
+from tripwire.monitoring.drift import (MonitorBars, compare_windows, modality_mix, psi, psi_band, quantile_edges,
                             render_monitor_html)
 
 N = 20_000

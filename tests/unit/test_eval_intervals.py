@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tripwire import eval_metrics as em
-from tripwire.comparison import compare_arrays
-from tripwire.config import ConfigError, from_dict
-from tripwire.eval_config import EvalConfig
-from tripwire.eval_slices import measure
+from tripwire.evaluation import metrics as em
+from tripwire.evaluation.comparison import compare_arrays
+from tripwire.common.config import ConfigError, from_dict
+from tripwire.evaluation.config import EvalConfig
+from tripwire.evaluation.slices import measure
 
 
 def _estimates(summary: dict):
@@ -167,7 +167,7 @@ def test_review_load_is_the_share_sent_to_review_overall_and_per_category():
 
 def test_the_shipped_evaluation_config_sets_slice_minimums_and_the_review_capacity():
     from helpers import REPO
-    from tripwire.config import load_yaml
+    from tripwire.common.config import load_yaml
 
     config = load_yaml(EvalConfig, REPO / "pipelines" / "configs" / "evaluate.yaml")
     assert (config.min_slice_positives, config.min_slice_negatives, config.review_capacity) == (10, 10, 0.05)
@@ -176,11 +176,11 @@ def test_the_shipped_evaluation_config_sets_slice_minimums_and_the_review_capaci
 def test_a_change_every_resample_agrees_on_is_flagged_a_regression():
     """Three positives the baseline caught and the candidate missed: each resample's catch-rate delta is -1,
     a degenerate bootstrap with no interval, but a regression beyond doubt in this sample."""
-    from tripwire.comparison import _delta_entry
+    from tripwire.evaluation.comparison import delta_entry
 
     deltas = np.full(200, -1.0)
-    entry = _delta_entry("catch_rate", 1.0, 0.0, 1.0, 0.0, deltas, 0.95)
+    entry = delta_entry("catch_rate", 1.0, 0.0, 1.0, 0.0, deltas, 0.95)
     assert entry["method"] == "not estimable" and entry["delta"] == -1.0 and entry["regression"]
-    assert not _delta_entry("catch_rate", 0.0, 1.0, 0.0, 1.0, -deltas, 0.95)["regression"]
-    assert not _delta_entry("catch_rate", 1.0, 1.0, 1.0, 1.0, np.zeros(200), 0.95)["regression"]
-    assert _delta_entry("fpr", 0.0, 1.0, 0.0, 1.0, -deltas, 0.95)["regression"]  # lower is better
+    assert not delta_entry("catch_rate", 0.0, 1.0, 0.0, 1.0, -deltas, 0.95)["regression"]
+    assert not delta_entry("catch_rate", 1.0, 1.0, 1.0, 1.0, np.zeros(200), 0.95)["regression"]
+    assert delta_entry("fpr", 0.0, 1.0, 0.0, 1.0, -deltas, 0.95)["regression"]  # lower is better

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tripwire import eval_metrics as em
-from tripwire.config import ConfigError
-from tripwire.metrics import average_precision, roc_auc
+from tripwire.evaluation import metrics as em
+from tripwire.common.config import ConfigError
+from tripwire.evaluation.classification import average_precision, roc_auc
 
 
 def _direct(y, s, threshold, target):
@@ -36,7 +36,7 @@ def test_point_estimates_match_direct_definitions():
         assert got[key][0] == pytest.approx(value), key
     assert got["roc_auc"][0] == pytest.approx(roc_auc(y, s))
     assert got["catch_rate"][0] == pytest.approx(((s >= 0.4) & y).sum() / y.sum())
-    from tripwire.metrics import binary_macro_f1
+    from tripwire.evaluation.classification import binary_macro_f1
 
     assert got["class_macro_f1"][0] == pytest.approx(binary_macro_f1(y, s >= 0.6))
     # Average precision with ties grouped: the mean precision at each positive, ties scored as one run.

@@ -1,4 +1,4 @@
-"""The evaluation and comparison HTML pages (tripwire.eval_report), parsed back with html.parser.
+"""The evaluation and comparison HTML pages (tripwire.evaluation.report), parsed back with html.parser.
 
 The reports come from tests/report_fixtures.py: synthetic but self-consistent numbers, with the awkward
 cases on purpose (null metrics, a too-small slice, an unlabelled category, ``<script>`` names, a failing
@@ -9,7 +9,7 @@ lay it out (tests/integration/test_report_browser.py opens the same pages in Chr
 
 from __future__ import annotations
 
-from tripwire.eval_metrics import CATEGORY_METRICS
+from tripwire.evaluation.metrics import CATEGORY_METRICS
 import base64
 import io
 import subprocess
@@ -21,7 +21,8 @@ from PIL import Image
 
 import report_fixtures as fx
 from helpers import REPO
-from tripwire.eval_report import CATEGORY_FIGSIZE, FIGURE_DPI, render_comparison_html, render_evaluation_html
+from tripwire.evaluation.report import CATEGORY_FIGSIZE, render_comparison_html, render_evaluation_html
+from tripwire.reporting.figures import FIGURE_DPI
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -426,7 +427,7 @@ def test_degenerate_curves_still_render():
 
 def test_rendering_leaves_pyplot_alone():
     code = ("import sys; sys.path.insert(0, 'tests'); import report_fixtures as fx; "
-            "from tripwire.eval_report import render_evaluation_html, render_comparison_html; "
+            "from tripwire.evaluation.report import render_evaluation_html, render_comparison_html; "
             "e = fx.evaluation_report(items=60); e['curves'] = {'hate': e['curves']['hate']}; "
             "render_evaluation_html(e); "
             "r = fx.comparison_report(); [e.update(slices={}) for e in r['sets'].values()]; "

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tripwire.config import ConfigError
-from tripwire.golden import load_catalogue, register, resolve, verify
+from tripwire.common.config import ConfigError
+from tripwire.evaluation.golden import load_catalogue, register, resolve, verify
 from tripwire.policy import Taxonomy
 
 NAMES = Taxonomy.load().names

@@ -8,11 +8,11 @@ import asyncio
 
 import pytest
 
-from deployments.api import ModerateRequest, _request_id_reused
+from deployments.api import ModerateRequest, request_id_reused
 from tripwire.compliance.records import DECISION, decision_body, serving_puid
 from tripwire.compliance.writer import LogWriter
-from tripwire.decision_log import DecisionLog
-from tripwire.idempotency import REQUEST_HASH, AnswerCache, RequestIdConflict, logged_answer, request_fingerprint
+from tripwire.compliance.decision_log import DecisionLog
+from tripwire.compliance.idempotency import REQUEST_HASH, AnswerCache, RequestIdConflict, logged_answer, request_fingerprint
 from tripwire.policy import Taxonomy
 
 CATEGORIES = Taxonomy.load().names
@@ -112,7 +112,7 @@ def test_concurrent_requests_with_one_key_the_first_logged_wins_and_another_requ
 
 
 def test_a_conflict_is_a_409_naming_the_field():
-    response = asyncio.run(_request_id_reused(None, RequestIdConflict("order-17")))
+    response = asyncio.run(request_id_reused(None, RequestIdConflict("order-17")))
     assert response.status_code == 409
     assert response.body == (b'{"error":{"field":"request_id","reason":"request_id_reused","message":"request_id '
                              b"'order-17' was already used with a different request body; use a new request_id "

@@ -1,8 +1,13 @@
-"""Layering: the library imports no job, app or entry point; jobs and the Serve app do not know each other.
+"""Layering: which code may import which, as import-linter contracts in pyproject.toml (``[tool.importlinter]``).
 
-The contract lives in pyproject.toml (``[tool.importlinter]``) and ``lint-imports`` checks it. The second
-test runs the very same contract over a throwaway tree of four packages with one import each, so a
-contract that stopped forbidding something would be caught too.
+* The top folders: the library imports no job, app or entry point; jobs and the Serve app do not know each
+  other; only the entry points (CLI, demo) see both.
+* The library's capability packages depend downwards only (``tripwire.review`` on ``tripwire.compliance``,
+  ..., everything on ``tripwire.common``); siblings in one layer do not know each other.
+* No pipeline imports another (what two jobs share lives in the library).
+
+``lint-imports`` checks the repository. The other tests run the very same contracts over throwaway trees with
+the same package names and one import each, so a contract that stopped forbidding something is caught too.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ from helpers import REPO
 
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
 ROOTS = ["tripwire", "pipelines", "deployments", "entrypoints"]
+CONFIG = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+CONTRACTS = {contract["id"]: contract for contract in CONFIG["contracts"]}
+
+
+def library_layers() -> list[list[str]]:
+    """The library contract's layers, top first; each a list of sibling packages."""
+    return [[name.strip() for name in layer.split("|")] for layer in CONTRACTS["library"]["layers"]]
 
 
 def lint(cwd: Path, config: Path) -> subprocess.CompletedProcess:
@@ -28,23 +40,43 @@ def lint(cwd: Path, config: Path) -> subprocess.CompletedProcess:
 def test_the_repository_keeps_its_layers():
     result = lint(REPO, REPO / "pyproject.toml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 kept, 0 broken" in result.stdout
+    assert f"{len(CONTRACTS)} kept, 0 broken" in result.stdout
 
 
-def test_the_contract_names_every_package():
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
-    assert config["root_packages"] == ROOTS
-    (contract,) = config["contracts"]
-    assert contract["type"] == "layers"
-    assert contract["layers"] == ["entrypoints", "pipelines | deployments", "tripwire"]
+def test_the_contracts_name_every_package():
+    assert CONFIG["root_packages"] == ROOTS
+    assert CONTRACTS["layers"]["layers"] == ["entrypoints", "pipelines | deployments", "tripwire"]
+    packages = sorted(p.parent.name for p in (REPO / "platform/tripwire").glob("*/__init__.py"))
+    assert sorted(name for layer in library_layers() for name in layer) == packages
+    jobs = sorted(f"pipelines.{p.stem}" for p in (REPO / "pipelines").glob("*.py") if p.stem != "__init__")
+    assert sorted(CONTRACTS["pipelines"]["modules"]) == jobs
 
 
 def write_tree(root: Path, importer: str, imported: str) -> None:
-    """The four packages, empty but for ``importer.mod`` importing ``imported``."""
-    for name in ROOTS:
-        (root / name).mkdir()
-        (root / name / "__init__.py").write_text("")
-    (root / importer / "mod.py").write_text(f"import {imported}\n")
+    """Every package the contracts name, empty but for ``<importer>.mod`` importing ``imported``."""
+    modules = [*ROOTS, *(f"tripwire.{name}" for layer in library_layers() for name in layer),
+               *CONTRACTS["pipelines"]["modules"]]
+    for name in modules:
+        folder = root.joinpath(*name.split("."))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "__init__.py").write_text("")
+    for ignored in CONTRACTS["pipelines"].get("ignore_imports", ()):  # they must match, as in the repository
+        source, target = (name.strip() for name in ignored.split("->"))
+        with root.joinpath(*source.split("."), "__init__.py").open("a") as handle:
+            handle.write(f"import {target}\n")
+    root.joinpath(*importer.split("."), "mod.py").write_text(f"import {imported}\n")
+
+
+def library_cases():
+    """Each layer importing the one above it (broken), and the one below (kept); siblings importing each other."""
+    layers = library_layers()
+    cases = []
+    for upper, lower in zip(layers, layers[1:]):
+        cases.append((f"tripwire.{lower[0]}", f"tripwire.{upper[-1]}", False))
+        cases.append((f"tripwire.{upper[0]}", f"tripwire.{lower[-1]}", True))
+    for layer in layers:
+        cases += [(f"tripwire.{a}", f"tripwire.{b}", False) for a, b in zip(layer, layer[1:])]
+    return cases
 
 
 @pytest.mark.parametrize("importer, imported, allowed", [
@@ -58,8 +90,11 @@ def write_tree(root: Path, importer: str, imported: str) -> None:
     ("entrypoints", "pipelines", True),
     ("entrypoints", "deployments", True),
     ("deployments", "tripwire", True),
+    ("pipelines.scan", "pipelines.train", False),
+    ("pipelines.train", "pipelines.monitor", False),
+    *library_cases(),
 ])
-def test_the_contract_bites(tmp_path, importer, imported, allowed):
+def test_the_contracts_bite(tmp_path, importer, imported, allowed):
     # The repository's contract text as it is (up to the next [tool.*] table), nothing else of pyproject.toml.
     pyproject = (REPO / "pyproject.toml").read_text()
     start = pyproject.index("[tool.importlinter]")

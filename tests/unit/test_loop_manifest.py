@@ -8,9 +8,9 @@ import json
 import os
 
 from pipelines.loop import combined_manifest, resolved
-from tripwire.config import from_dict, read_yaml
-from tripwire.loop_config import LoopConfig
-from tripwire.sample import Sample, write_manifest
+from tripwire.common.config import from_dict, read_yaml
+from tripwire.review.loop import LoopConfig
+from tripwire.data.sample import Sample, write_manifest
 
 from helpers import REPO
 

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tripwire.media import MediaError, MediaLimits, decode_audio, decode_image, decode_video
-from tripwire.preprocess import Preprocessor
-from tripwire.sample import Sample, read_manifest, read_media
-from tripwire.synthetic import encode_audio, encode_image, encode_video
+from tripwire.data.media import MediaError, MediaLimits, decode_audio, decode_image, decode_video
+from tripwire.data.preprocess import Preprocessor
+from tripwire.data.sample import Sample, read_manifest, read_media
+from tripwire.data.synthetic import encode_audio, encode_image, encode_video
 
 LIMITS = MediaLimits()
 
@@ -264,7 +264,7 @@ def test_tokenizer_is_never_called_concurrently(tiny_model_config):
 
 
 def test_text_with_a_lone_surrogate_is_a_media_error_not_a_crash():
-    from tripwire.media import check_text
+    from tripwire.data.media import check_text
 
     with pytest.raises(MediaError) as info:
         check_text("fine until \ud800 here", LIMITS)

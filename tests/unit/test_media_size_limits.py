@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from tripwire.media import MediaError, MediaLimits
-from tripwire.sample import Sample, read_media
+from tripwire.data.media import MediaError, MediaLimits
+from tripwire.data.sample import Sample, read_media
 
 
 class _SizelessFS(MemoryFileSystem):
@@ -106,7 +106,7 @@ def test_without_a_limit_the_fields_default_limit_applies(tmp_path):
 def test_the_preprocessor_caps_each_read_at_its_modalitys_limit(tiny_model_config, sizeless):
     import dataclasses
 
-    from tripwire.preprocess import Preprocessor
+    from tripwire.data.preprocess import Preprocessor
 
     config = dataclasses.replace(tiny_model_config.preprocessing, limits=MediaLimits(max_image_bytes=2000))
     sizeless.pipe("/big.png", bytes(500_000))
@@ -116,10 +116,10 @@ def test_the_preprocessor_caps_each_read_at_its_modalitys_limit(tiny_model_confi
 
 
 def test_a_scan_quarantines_an_oversized_item_with_its_reason(tiny_model_config, tmp_path, sizeless):
-    from tripwire.config import to_dict
-    from tripwire.quarantine import read_quarantine
-    from tripwire.scan_udfs import prepare_batch
-    from tripwire.synthetic import encode_image
+    from tripwire.common.config import to_dict
+    from tripwire.data.quarantine import read_quarantine
+    from tripwire.scan.stages import prepare_batch
+    from tripwire.data.synthetic import encode_image
 
     config = dataclasses_replace_limits(tiny_model_config.preprocessing, max_image_bytes=5000)
     (tmp_path / "small.png").write_bytes(encode_image(np.zeros((8, 8, 3), np.uint8), "PNG"))
@@ -147,8 +147,8 @@ def dataclasses_replace_limits(preprocessing, **limits):
 def test_content_hashes_stream_media_of_any_size(tmp_path):
     """Hashing decides nothing, so it is not bound by the read limits: an image over the default limit
     (which read_media refuses) is hashed in chunks, to the same digest as hashing its bytes."""
-    from tripwire.media import MediaLimits
-    from tripwire.sample import content_digest, content_digest_of
+    from tripwire.data.media import MediaLimits
+    from tripwire.data.sample import content_digest, content_digest_of
 
     data = bytes(range(256)) * (MediaLimits().max_bytes("image") // 256 + 4096)
     (tmp_path / "big.png").write_bytes(data)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tripwire import MODALITIES
+from tripwire.data.sample import MODALITIES
 from tripwire.model import ENCODERS, FUSION_HEADS, build_model
 from tripwire.model.safety_model import build_encoder
 from tripwire.policy import Taxonomy
@@ -133,7 +133,7 @@ def test_fusion_attribution_is_zero_for_absent_rows(fusion):
 
 
 def test_fused_scores_and_attribution_share_one_full_forward(fusion):
-    from tripwire.scoring import fuse_batch
+    from tripwire.moderation.scoring import fuse_batch
 
     emb = embeddings()
     requests = [{m: e[i].numpy() for m, e in emb.items()} for i in range(4)]
@@ -180,7 +180,7 @@ def test_model_runs_encoders_only_on_present_rows(tiny_model_config):
 def test_model_config_validation(tiny_model_config):
     import dataclasses
 
-    from tripwire.config import ConfigError, from_dict
+    from tripwire.common.config import ConfigError, from_dict
     from tripwire.model import ModelConfig
 
     with pytest.raises(ConfigError, match="encoders: unknown modalities"):
@@ -192,9 +192,9 @@ def test_model_config_validation(tiny_model_config):
 
 
 def test_param_groups_give_encoders_their_own_learning_rate(tiny_model_config):
-    from tripwire.config import ConfigError
-    from tripwire.train_config import FitConfig
-    from tripwire.training import param_groups
+    from tripwire.common.config import ConfigError
+    from tripwire.training.config import FitConfig
+    from tripwire.training.loop import param_groups
 
     model = build_model(tiny_model_config, Taxonomy.load().names)
     groups = {g["name"]: g for g in param_groups(model, FitConfig(lr=1e-3, encoder_lr={"text": 3e-5}))}
@@ -206,8 +206,8 @@ def test_param_groups_give_encoders_their_own_learning_rate(tiny_model_config):
 
 
 def test_lr_schedule_warms_up_then_decays():
-    from tripwire.train_config import FitConfig
-    from tripwire.training import lr_factor
+    from tripwire.training.config import FitConfig
+    from tripwire.training.loop import lr_factor
 
     fit = FitConfig(epochs=4, lr_schedule="cosine", warmup_steps=10)
     assert lr_factor(fit, 0, 0) == pytest.approx(0.1)
@@ -217,7 +217,7 @@ def test_lr_schedule_warms_up_then_decays():
 
 
 def test_early_stopping_rule():
-    from tripwire.training import should_stop
+    from tripwire.training.loop import should_stop
 
     assert not should_stop([0.5, 0.6, 0.7], patience=2)
     assert should_stop([0.5, 0.7, 0.69, 0.7], patience=2)
@@ -249,9 +249,9 @@ def test_trim_padding_keeps_the_longest_row_and_left_padding():
 
 
 def test_mixed_precision_only_on_gpu_and_validated():
-    from tripwire.config import ConfigError
-    from tripwire.train_config import FitConfig
-    from tripwire.training import autocast_dtype
+    from tripwire.common.config import ConfigError
+    from tripwire.training.config import FitConfig
+    from tripwire.training.loop import autocast_dtype
 
     assert autocast_dtype(FitConfig(mixed_precision="bf16"), torch.device("cpu")) is None
     assert autocast_dtype(FitConfig(mixed_precision="bf16"), torch.device("cuda")) is torch.bfloat16
@@ -263,7 +263,7 @@ def test_mixed_precision_only_on_gpu_and_validated():
 
 def test_audio_time_profile_points_at_the_loud_stretch():
     """The audio evidence: a burst late in the clip moves the top window there; embeddings are unchanged."""
-    from tripwire.scoring import encode_batch, top_time_window
+    from tripwire.moderation.scoring import encode_batch, top_time_window
 
     encoder = make("audio_cnn").eval()
     quiet = torch.full((2, 1, 16, 64), -4.0)
@@ -288,7 +288,7 @@ def _frozen_text(config):
 
 
 def test_unused_parameters_are_those_no_forward_pass_reaches(tiny_model_config):
-    from tripwire.training import unused_parameters
+    from tripwire.training.loop import unused_parameters
 
     # A trainable BERT mean-pools its tokens: its pooler is never reached, so DDP must look for unused ones.
     model = build_model(tiny_model_config, Taxonomy.load().names)
@@ -329,7 +329,7 @@ def test_ddp_without_find_unused_parameters_trains_on_batches_lacking_a_modality
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from tripwire.training import unused_parameters
+    from tripwire.training.loop import unused_parameters
 
     config = _frozen_text(tiny_model_config)
     model = build_model(config, Taxonomy.load().names)

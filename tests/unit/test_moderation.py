@@ -10,9 +10,9 @@ import pytest
 from helpers import assert_same_result, save_tiny_checkpoint
 from tripwire.model import ENCODERS
 from tripwire.model.safety_model import ComponentConfig
-from tripwire.moderation import Moderator
+from tripwire.moderation.moderator import Moderator
 from tripwire.policy import Policy, Taxonomy
-from tripwire.sample import read_manifest
+from tripwire.data.sample import read_manifest
 
 # The video encoders; the other modalities' encoders are in every contract model.
 VIDEO_ENCODERS = {"frame_pool": {}, "video_cnn": {"channels": [4, 8], "out_dim": 16}}
@@ -70,7 +70,7 @@ def test_a_result_is_complete_and_follows_the_policy(checkpoint, corpus):
 
 
 def test_policy_swaps_live_and_must_fit_the_taxonomy(checkpoint, corpus):
-    from tripwire.config import ConfigError, from_dict, read_yaml
+    from tripwire.common.config import ConfigError, from_dict, read_yaml
     from tripwire.policy import default_resource
 
     samples, base = corpus
@@ -88,8 +88,8 @@ def test_policy_swaps_live_and_must_fit_the_taxonomy(checkpoint, corpus):
 
 
 def test_bad_media_is_a_media_error_naming_the_field(checkpoint):
-    from tripwire.media import MediaError
-    from tripwire.sample import Sample
+    from tripwire.data.media import MediaError
+    from tripwire.data.sample import Sample
 
     moderator = Moderator.local(checkpoint)
     with pytest.raises(MediaError) as info:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from entrypoints.cli import FAILED_EXIT, USAGE_EXIT, main
-from tripwire.monitor_windows import read_window
+from tripwire.monitoring.windows import read_window
 from tripwire.policy import Policy, Taxonomy
-from tripwire.scan_output import ScanWriter, result_rows
+from tripwire.scan.output import ScanWriter, result_rows
 
 CATEGORIES = Taxonomy.load().names
 SHIFTED = ("hate", "illicit")

@@ -10,10 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from deployments.api import (CONTENT_FIELDS, IMAGE_DATA_URL_FORMAT, MEDIA_FORMATS, BatchRequest, ImageURLPart,
-                             ModerateRequest, OpenAIModerationRequest, TextPart, _field)
-from tripwire.media import MediaError
-from tripwire.openai_compat import MAX_INPUTS, parse_input
-from tripwire.synthetic import encode_image
+                             ModerateRequest, OpenAIModerationRequest, TextPart, error_field)
+from tripwire.data.media import MediaError
+from tripwire.serving.openai_compat import MAX_INPUTS, parse_input
+from tripwire.data.synthetic import encode_image
 
 PNG = encode_image(__import__("numpy").zeros((4, 4, 3), dtype="uint8"), "PNG")
 PNG_URL = f"data:image/png;base64,{base64.b64encode(PNG).decode()}"
@@ -24,8 +24,8 @@ def first_error(model, body) -> tuple[str, str]:
     with pytest.raises(ValidationError) as caught:
         model.model_validate(body)
     error = caught.value.errors()[0]
-    # Pydantic's location starts at the model; the API's adds "body" first (stripped again by _field).
-    return _field(("body", *error["loc"])) or ("item" if error["type"] == "empty" else "body"), error["type"]
+    # Pydantic's location starts at the model; the API's adds "body" first (stripped again by error_field).
+    return error_field(("body", *error["loc"])) or ("item" if error["type"] == "empty" else "body"), error["type"]
 
 
 @pytest.mark.parametrize("body", [{}, {name: None for name in CONTENT_FIELDS},
@@ -167,7 +167,7 @@ def test_unscored_categories_are_marked_not_checked_never_scored_zero():
     """sexual/minors (and the other categories Tripwire does not score) answered 0.0 / false: a client read
     "checked and clean". They are null, never flagged, and listed in Tripwire's extension field."""
     from deployments.api import OpenAIModerationResponse
-    from tripwire.openai_compat import OpenAICategoryMap, to_openai_response
+    from tripwire.serving.openai_compat import OpenAICategoryMap, to_openai_response
 
     mapping = OpenAICategoryMap.load()
     unscored = [name for name, target in mapping.categories.items() if target is None]
@@ -191,7 +191,7 @@ def test_the_openai_sdk_parses_unscored_categories_and_the_extension():
     import httpx
     import openai
 
-    from tripwire.openai_compat import OpenAICategoryMap, to_openai_response
+    from tripwire.serving.openai_compat import OpenAICategoryMap, to_openai_response
 
     body = to_openai_response([moderation_result(), moderation_result(("violence",))], OpenAICategoryMap.load(), "m")
     server = httpx.MockTransport(lambda request: httpx.Response(200, json=body))  # stands in for the network

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from tripwire.parity import result_differences
+from tripwire.moderation.parity import result_differences
 from tripwire.policy import Policy, Taxonomy
 
 CATEGORIES = Taxonomy.load().names

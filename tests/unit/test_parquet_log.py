@@ -13,7 +13,7 @@ from tripwire.compliance.cases import all_cases
 from tripwire.compliance.logs import LogSet, open_log
 from tripwire.compliance.parquet_log import ParquetDecisionLog, is_parquet_log
 from tripwire.compliance.records import DECISION, REVIEW_OUTCOME
-from tripwire.decision_log import DecisionLog
+from tripwire.compliance.decision_log import DecisionLog
 
 
 def entries(start: int, n: int, kind: str = DECISION):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import yaml
 
-from tripwire.config import ConfigError, from_dict
-from tripwire.eval_metrics import BootstrapConfig
-from tripwire.gate import GateConfig, apply_gate
+from tripwire.common.config import ConfigError, from_dict
+from tripwire.evaluation.metrics import BootstrapConfig
+from tripwire.evaluation.gate import GateConfig, apply_gate
 from tripwire.policy import SEVERE_ACTIONS, Policy, Taxonomy
-from tripwire.thresholds import DEFAULT_REVIEW_CAPACITY, DEFAULT_TARGETS, parse_targets, policy_yaml, recommend
+from tripwire.evaluation.thresholds import DEFAULT_REVIEW_CAPACITY, DEFAULT_TARGETS, parse_targets, policy_yaml, recommend
 
 CATEGORIES = Taxonomy.load().names
 LABELS = [a.label for a in SEVERE_ACTIONS]
@@ -205,7 +205,7 @@ def test_a_bar_that_measures_nothing_fails():
 
 
 def test_training_s_threshold_config_carries_the_review_capacity():
-    from tripwire.train_config import ThresholdConfig
+    from tripwire.training.config import ThresholdConfig
 
     assert ThresholdConfig().review_capacity == DEFAULT_REVIEW_CAPACITY
     assert from_dict(ThresholdConfig, {"review_capacity": None}, "thresholds").review_capacity is None
@@ -219,7 +219,7 @@ def test_a_review_threshold_raised_back_to_the_base_value_is_the_policy_s_value(
     import numpy as np
 
     from tripwire.policy import CategoryRule, Policy
-    from tripwire.thresholds import parse_targets, recommend
+    from tripwire.evaluation.thresholds import parse_targets, recommend
 
     base = Policy.load()
     categories = list(base.categories)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from helpers import TINY_TEXT
-from tripwire.preprocess import Preprocessor, batch_to_model_inputs
-from tripwire.sample import Sample, read_manifest
+from tripwire.data.preprocess import Preprocessor, batch_to_model_inputs
+from tripwire.data.sample import Sample, read_manifest
 
 TEXT_COLUMNS = {"text_input_ids", "text_attention_mask", "present_text"}
 

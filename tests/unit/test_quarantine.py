@@ -9,8 +9,8 @@ import pytest
 
 from tripwire.model.encoders import minilm_dir
 from tripwire.policy import Taxonomy
-from tripwire.ingest_udf import PreprocessBatch
-from tripwire.quarantine import QuarantineLimitExceeded, check_quarantine, read_quarantine
+from tripwire.training.ingest import PreprocessBatch
+from tripwire.data.quarantine import QuarantineLimitExceeded, check_quarantine, read_quarantine
 
 
 def preprocess(tmp_path, records):

@@ -9,13 +9,13 @@ import threading
 
 import pytest
 
-from tripwire.golden import register
+from tripwire.evaluation.golden import register
 from tripwire.policy import Taxonomy
 from tripwire.review.export import content_hash, export_feedback, resolve_labels
 from tripwire.review.intake import BufferedEnqueuer, queue_items
 from tripwire.review.store import open_store
-from tripwire.sample import Sample, read_manifest, write_manifest
-from tripwire.scan_output import ScanWriter, read_results, result_rows
+from tripwire.data.sample import Sample, read_manifest, write_manifest
+from tripwire.scan.output import ScanWriter, read_results, result_rows
 
 CATEGORIES = Taxonomy.load().names
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tripwire.config import ConfigError
+from tripwire.common.config import ConfigError
 from tripwire.policy import Policy
 from tripwire.review.sampling import (Pick, SamplingConfig, compare_strategies, kmeans, rare_positive_yield,
                                       sample)

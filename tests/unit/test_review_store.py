@@ -13,7 +13,8 @@ import time
 import pytest
 
 from tripwire.policy import Taxonomy
-from tripwire.review.store import MIGRATIONS, SCHEMA_VERSION, ReviewError, database, open_store, redacted_url, token_digest
+from tripwire.review.store import MIGRATIONS, SCHEMA_VERSION, ReviewError, open_store, token_digest
+from tripwire.storage.sql import database, redacted_url
 
 CATEGORIES = Taxonomy.load().names
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from tripwire.policy import Taxonomy
-from tripwire.sample import Sample, read_manifest, read_media, to_records, uri_allowed, write_manifest
-from tripwire.synthetic import CorpusSpec, generate_corpus
+from tripwire.data.sample import Sample, read_manifest, read_media, to_records, uri_allowed, write_manifest
+from tripwire.data.synthetic import CorpusSpec, generate_corpus
 
 
 @pytest.mark.parametrize("row, message", [
@@ -78,7 +78,7 @@ def test_full_size_corpus_has_every_category_and_combination_items(tmp_path):
     samples = list(read_manifest(str(manifest)))
     positives = {c: sum(s.labels[c] for s in samples) for c in Taxonomy.load().names}
     assert min(positives.values()) >= 10, positives
-    from tripwire.synthetic import COMBINATION_PHRASES
+    from tripwire.data.synthetic import COMBINATION_PHRASES
 
     combos = [s for s in samples if s.text and any(p in s.text for p in COMBINATION_PHRASES) and s.labels["harassment/threatening"]]
     assert combos, "expected combination-only items"

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from tripwire.config import ConfigError, from_dict
+from tripwire.common.config import ConfigError, from_dict
 from tripwire.policy import Policy, default_resource
-from tripwire.scan_output import ScanWriter, result_rows
+from tripwire.scan.output import ScanWriter, result_rows
 
 POLICY = Policy.load()  # hate: restrict 0.70, the default boundary
 CATEGORIES = list(POLICY.categories)
@@ -91,10 +91,10 @@ def test_disagreement_from_the_command_line_with_a_second_checkpoint(capsys, tmp
     when the command runs again), so the scan resumes into it, scores nothing and Ray never starts."""
     from helpers import save_tiny_checkpoint
     from pipelines.scan import make_job, written_with
-    from tripwire.checkpoint import CheckpointManifest
-    from tripwire.quarantine import write_quarantine
-    from tripwire.records import quarantine_row
-    from tripwire.scan_output import prepare_output
+    from tripwire.model.checkpoint import CheckpointManifest
+    from tripwire.data.quarantine import write_quarantine
+    from tripwire.data.rows import quarantine_row
+    from tripwire.scan.output import prepare_output
 
     manifest = write_manifest(tmp_path / "catalogue.jsonl", {"a": None, "b": None, "c": None})
     scan = write_scan(tmp_path / "scan", {"a": 0.5, "b": 0.5, "c": 0.5})
@@ -110,7 +110,7 @@ def test_disagreement_from_the_command_line_with_a_second_checkpoint(capsys, tmp
 
 
 def loop_config(tmp_path, pool: str, **sampling):
-    from tripwire.loop_config import LoopConfig
+    from tripwire.review.loop import LoopConfig
 
     second = sampling.pop("second_checkpoint", None)
     return from_dict(LoopConfig, {"checkpoint": "model", "train_config": "train.yaml", "seed_manifest": "seed.jsonl",

@@ -8,8 +8,8 @@ import datetime
 import pytest
 
 from tripwire.policy import Policy, Taxonomy
-from tripwire.scan_config import ScanConfig, ScanJob
-from tripwire.scan_output import (REVIEW, ScanSummary, ScanWriter, completed_ids, read_results, result_rows,
+from tripwire.scan.config import ScanConfig, ScanJob
+from tripwire.scan.output import (REVIEW, ScanSummary, ScanWriter, completed_ids, read_results, result_rows,
                                   row_to_result)
 
 CATEGORIES = Taxonomy.load().names
@@ -73,7 +73,7 @@ def test_summary_counts_actions_and_flags():
 
 
 def test_scan_job_and_config_validate_at_the_edge():
-    from tripwire.config import ConfigError, from_dict
+    from tripwire.common.config import ConfigError, from_dict
 
     with pytest.raises(ConfigError, match="actors"):
         ScanConfig(actors=0)
@@ -106,8 +106,8 @@ def _write_results(out: str, ids: list[str]) -> None:
     ({"market": "DE"}, ["market none there, DE now"]),
 ])
 def test_an_output_refuses_a_scan_written_with_something_else(tmp_path, changes, named):
-    from tripwire.config import ConfigError
-    from tripwire.scan_output import prepare_output
+    from tripwire.common.config import ConfigError
+    from tripwire.scan.output import prepare_output
 
     out = str(tmp_path / "scan")
     prepare_output(out, _written_with())
@@ -128,8 +128,8 @@ def test_an_output_refuses_a_scan_written_with_something_else(tmp_path, changes,
 
 
 def test_an_output_without_a_record_resumes_only_for_its_own_model_and_policy(tmp_path):
-    from tripwire.config import ConfigError
-    from tripwire.scan_output import RECORD, prepare_output, read_record
+    from tripwire.common.config import ConfigError
+    from tripwire.scan.output import RECORD, prepare_output, read_record
 
     out = str(tmp_path / "scan")
     _write_results(out, ["a"])  # rows of model m@1 and the bundled policy, as scans wrote before records
@@ -144,8 +144,8 @@ def test_an_output_without_a_record_resumes_only_for_its_own_model_and_policy(tm
 def test_what_is_left_to_scan_is_decided_by_ids_not_counts(tmp_path):
     import json
 
-    from tripwire.scan_output import count_pending
-    from tripwire.records import quarantine_row
+    from tripwire.scan.output import count_pending
+    from tripwire.data.rows import quarantine_row
 
     manifest = tmp_path / "catalogue.jsonl"
     broken = "{not json"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tripwire.serving_metrics import ApiMetrics
+from tripwire.serving.metrics import ApiMetrics
 
 
 def sample_value(text: str, prefix: str) -> float:

@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 
-from tripwire.config import ConfigError
-from tripwire.splits import (assign_splits, group_key, in_split, near_duplicate_key, read_splits, split_columns,
+from tripwire.common.config import ConfigError
+from tripwire.data.splits import (assign_splits, group_key, in_split, near_duplicate_key, read_splits, split_columns,
                              split_keys, write_splits)
-from tripwire.train_config import DataConfig
+from tripwire.training.config import DataConfig
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 

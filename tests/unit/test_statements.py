@@ -17,8 +17,8 @@ from tripwire.compliance import statements as sor
 from tripwire.compliance.cases import cases, day_start, period
 from tripwire.compliance.dsa import DsaMapping
 from tripwire.compliance.records import decision_body, review_outcome_body
-from tripwire.config import ConfigError
-from tripwire.decision_log import DecisionLog
+from tripwire.common.config import ConfigError
+from tripwire.compliance.decision_log import DecisionLog
 from tripwire.policy import Policy, Taxonomy, default_resource
 
 POLICY = Policy.load()
@@ -37,7 +37,7 @@ ENFORCED = [
 
 
 def result(item_id: str, scores: dict[str, float], market: str | None = None, model_version: str = "tw-test-1"):
-    """A result shaped like the moderation core's (tripwire.moderation.Moderator.result)."""
+    """A result shaped like the moderation core's (tripwire.moderation.moderator.Moderator.result)."""
     decision = POLICY.decide(scores, market).to_dict()
     return {"id": item_id, "scores": dict(scores), "flagged": decision["flagged"], "decision": decision,
             "attribution": {c: {"driven_by": "text", "contributions": {"text": 0.3}} for c in scores},

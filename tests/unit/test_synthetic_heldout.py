@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tripwire.sample import read_manifest
-from tripwire.splits import split_columns
-from tripwire.synthetic import (COLOUR_FAMILIES, COMBINATION_PHRASES, HELDOUT_POOL, HELDOUT_SPLIT, PHRASES,
-                                SIGNATURES, TONE_VARIANTS, TRAIN_POOL, CorpusSpec, _benign_text, _variant_tables,
+from tripwire.data.sample import read_manifest
+from tripwire.data.splits import split_columns
+from tripwire.data.synthetic import (COLOUR_FAMILIES, COMBINATION_PHRASES, HELDOUT_POOL, HELDOUT_SPLIT, PHRASES,
+                                SIGNATURES, TONE_VARIANTS, TRAIN_POOL, CorpusSpec, benign_text, variant_tables,
                                 generate_corpus, variant_pools)
 
 SMALL = {"image_size": 32, "video_frames": 4, "audio_seconds": 0.25}
@@ -25,7 +25,7 @@ def corpus(tmp_path_factory):
 
 def test_train_and_heldout_pools_are_disjoint_and_cover_every_variant():
     pools = variant_pools(7)
-    tables = _variant_tables()
+    tables = variant_tables()
     assert set(pools) == set(tables)
     for key, values in tables.items():
         train, held = pools[key][TRAIN_POOL], pools[key][HELDOUT_POOL]
@@ -39,7 +39,7 @@ def test_train_and_heldout_pools_are_disjoint_and_cover_every_variant():
 
 def test_benign_texts_are_varied_everyday_language():
     rng = np.random.default_rng(0)
-    texts = [_benign_text(rng) for _ in range(3000)]
+    texts = [benign_text(rng) for _ in range(3000)]
     assert len(set(texts)) > 1500
     lengths = [len(t.split()) for t in texts]
     assert min(lengths) <= 2 and max(lengths) >= 7  # from "hi!" to whole everyday sentences
@@ -102,7 +102,7 @@ def test_the_training_job_keeps_the_corpus_split(corpus):
 
 
 def test_every_tone_variant_is_playable():
-    from tripwire.synthetic import make_audio
+    from tripwire.data.synthetic import make_audio
 
     for category in SIGNATURES:
         for variant in range(len(TONE_VARIANTS[category])):
@@ -128,8 +128,8 @@ def test_rows_naming_their_split_keep_it_and_count_for_the_class_weights():
 
 
 def test_split_by_names_a_meta_field():
-    from tripwire.config import ConfigError
-    from tripwire.train_config import DataConfig
+    from tripwire.common.config import ConfigError
+    from tripwire.training.config import DataConfig
 
     assert DataConfig(split_by="meta.split").split_by == "meta.split"
     for bad in ("split", "meta.", "text"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tripwire.policy import Taxonomy
-from tripwire.sample import read_manifest
-from tripwire.synthetic import SIGNATURES, CorpusSpec, generate_corpus
+from tripwire.data.sample import read_manifest
+from tripwire.data.synthetic import SIGNATURES, CorpusSpec, generate_corpus
 
 SMALL = {"image_size": 16, "video_frames": 4, "audio_seconds": 0.25}
 

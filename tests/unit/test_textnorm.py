@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from tripwire.config import ConfigError, from_dict, to_dict
-from tripwire.preprocess import PreprocessingConfig, Preprocessor, TextPreprocessing
-from tripwire.textnorm import emoji_names, hashtag_words, normalize
+from tripwire.common.config import ConfigError, from_dict, to_dict
+from tripwire.data.preprocess import PreprocessingConfig, Preprocessor, TextPreprocessing
+from tripwire.data.textnorm import emoji_names, hashtag_words, normalize
 
 
 def test_emoji_names_words_runs_flags_and_modifiers():

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import yaml
 
-from tripwire.comparison import align, compare_arrays
-from tripwire.config import ConfigError, from_dict
-from tripwire.eval_metrics import BootstrapConfig, EvalArrays
-from tripwire.gate import GateConfig, apply_gate
+from tripwire.evaluation.comparison import align, compare_arrays
+from tripwire.common.config import ConfigError, from_dict
+from tripwire.evaluation.metrics import BootstrapConfig, EvalArrays
+from tripwire.evaluation.gate import GateConfig, apply_gate
 from tripwire.policy import Policy, Taxonomy
-from tripwire.thresholds import Target, choose, parse_targets, policy_yaml, recommend, skipped_categories
+from tripwire.evaluation.thresholds import Target, choose, parse_targets, policy_yaml, recommend, skipped_categories
 
 CATEGORIES = Taxonomy.load().names
 

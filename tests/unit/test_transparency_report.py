@@ -15,7 +15,7 @@ from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIE
                                          appeal_outcome_body, decision_body, review_outcome_body)
 from tripwire.compliance.report import (ALL_LANGUAGES, BY_PEOPLE, FULLY_AUTOMATED, build_report, last_day,
                                         wilson_interval, write_report)
-from tripwire.decision_log import DecisionLog
+from tripwire.compliance.decision_log import DecisionLog
 
 START, END = period("2025-03-01", "2025-03-31")
 T0 = START + 3600.0  # an hour into the period

@@ -30,7 +30,7 @@ ALL_FRAMES_BYTES = SECONDS * FPS * WIDTH * HEIGHT * 3 // 2
 DECODE = """
 import json, sys
 import tripwire
-from tripwire.media import MediaLimits, decode_video
+from tripwire.data.media import MediaLimits, decode_video
 
 def high_water_bytes():
     with open("/proc/self/status") as status:

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from tripwire.compliance.outcomes import effective_decision
 from tripwire.compliance.records import APPEAL, RESTRICTIVE, appeal_body, check_puid
-from tripwire.decision_log import DecisionLog
+from tripwire.compliance.decision_log import DecisionLog
 
 APPEAL_PRIORITY = 10.0  # ahead of model-sampled work: an appeal has a person waiting (scores are <= 1)
 MAX_STATEMENT = 5000

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
 from tripwire.compliance.records import APPEAL, APPEAL_OUTCOME, DECISION, RESTRICTIVE, REVIEW_OUTCOME
-from tripwire.decision_log import LogRecord
+from tripwire.compliance.decision_log import LogRecord
 
 _SLIM = ("answer", "content", "attribution", "thresholds")
 

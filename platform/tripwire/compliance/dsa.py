@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from tripwire.compliance.records import RESTRICTIVE, SOURCES
-from tripwire.config import ConfigError, load_yaml
+from tripwire.common.config import ConfigError, load_yaml
 from tripwire.policy import default_resource
 
 SCHEMA_VERSION = "2025-07-01"

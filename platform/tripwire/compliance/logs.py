@@ -1,6 +1,6 @@
 """Opening decision logs by URL, and reading several as one (a database log plus scans' Parquet logs).
 
-A SQLite path, ``sqlite:///`` or ``postgresql://`` URL opens :class:`tripwire.decision_log.DecisionLog`;
+A SQLite path, ``sqlite:///`` or ``postgresql://`` URL opens :class:`tripwire.compliance.decision_log.DecisionLog`;
 any other fsspec URI (``s3://bucket/log``, ``file:///abs/dir``) a
 :class:`~tripwire.compliance.parquet_log.ParquetDecisionLog`.
 """
@@ -11,7 +11,7 @@ import itertools
 from typing import Iterator, Sequence
 
 from tripwire.compliance.parquet_log import ParquetDecisionLog, is_parquet_log
-from tripwire.decision_log import DecisionLog, LogRecord
+from tripwire.compliance.decision_log import DecisionLog, LogRecord
 
 
 def open_log(url: str) -> DecisionLog | ParquetDecisionLog:

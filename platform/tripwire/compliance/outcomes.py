@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIEW_OUTCOME, appeal_outcome_body,
                                          review_outcome_body)
-from tripwire.decision_log import DecisionLog
+from tripwire.compliance.decision_log import DecisionLog
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Layout under the log's folder::
                                           prev_hash, hash; one file per append
     anchor.json                           after retention: the last pruned record's seq and hash
 
-Records, hashes and verification are exactly :mod:`tripwire.decision_log`'s (:func:`~tripwire.decision_log.verify`
+Records, hashes and verification are exactly :mod:`tripwire.compliance.decision_log`'s (:func:`~tripwire.compliance.decision_log.verify`
 walks them), so ``tripwire audit verify`` and the reports read either store. Differences from the
 database log:
 
@@ -30,8 +30,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tripwire.decision_log import GENESIS, LogRecord, Verification, _hash_of_text, canonical, verify
-from tripwire.parquet_io import read_table
+from tripwire.compliance.decision_log import GENESIS, LogRecord, Verification, hash_of_text, canonical, verify
+from tripwire.storage.parquet import read_table
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class ParquetDecisionLog:
                 continue
             text = canonical(body)
             seq, logged_at = seq + 1, time.time()
-            digest = _hash_of_text(seq, kind, puid, text, logged_at, previous)
+            digest = hash_of_text(seq, kind, puid, text, logged_at, previous)
             rows.append({"seq": seq, "kind": kind, "puid": puid, "body": text.decode(), "logged_at": logged_at,
                          "prev_hash": previous, "hash": digest})
             out.append(LogRecord(seq, kind, puid, json.loads(text), logged_at, previous, digest))

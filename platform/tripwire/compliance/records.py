@@ -58,7 +58,7 @@ def decision_body(result: Mapping[str, Any], *, source: str, policy: Policy | No
                   decided_at: float, content_hash: str, content_types: Sequence[str], language: str | None = None,
                   content_date: str | None = None, content: Mapping[str, Any] | None = None,
                   answer: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One moderation result (the moderation core's, :meth:`tripwire.moderation.Moderator.result`) as logged.
+    """One moderation result (the moderation core's, :meth:`tripwire.moderation.moderator.Moderator.result`) as logged.
 
     Args:
         result: the complete result.
@@ -66,7 +66,7 @@ def decision_body(result: Mapping[str, Any], *, source: str, policy: Policy | No
         policy: the policy that decided (its thresholds for the result's market are recorded); None when
             only the result's reasons are known.
         detected_at / decided_at: when scoring began and when the decision was made.
-        content_hash: :func:`tripwire.sample.content_digest` of the content.
+        content_hash: :func:`tripwire.data.sample.content_digest` of the content.
         content_types: the modalities the content had (``text``, ``image``, ``audio``, ``video``).
         language / content_date: the content's language (ISO 639-1) and the date it was posted (Y-m-d).
         content: the raw content, only where the log is configured to keep it.

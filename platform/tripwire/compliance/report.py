@@ -40,8 +40,9 @@ from tripwire.compliance.cases import cases as cases_of_period
 from tripwire.compliance.logs import LogSet
 from tripwire.compliance.records import RESTRICTIVE, SOURCES
 from tripwire.compliance.statements import exported_puids
-from tripwire.eval_metrics import ACTION_NAMES
-from tripwire.eval_report import _CSS, _e, _figure, _head_row, _img, _png, _short, _style
+from tripwire.evaluation.metrics import ACTION_NAMES
+from tripwire.reporting.figures import figure as _figure, img as _img, png as _png, style_axes as _style
+from tripwire.reporting.html import CSS as _CSS, escape as _e, head_row as _head_row, shorten as _short
 
 logger = logging.getLogger(__name__)
 

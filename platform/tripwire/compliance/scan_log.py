@@ -17,12 +17,11 @@ import fsspec
 
 from tripwire.compliance.parquet_log import ParquetDecisionLog
 from tripwire.compliance.records import DECISION, decision_body, scan_puid
-from tripwire.decision_log import DecisionLog
-from tripwire.parquet_io import read_table
+from tripwire.compliance.decision_log import DecisionLog
+from tripwire.storage.parquet import read_table
 from tripwire.policy import Policy
-from tripwire.review.intake import scan_manifest
-from tripwire.sample import MEDIA_FIELDS, content_digest_of, manifest_base, read_manifest
-from tripwire.scan_output import PARTITION, RESULTS, row_to_result
+from tripwire.data.sample import MEDIA_FIELDS, content_digest_of, manifest_base, read_manifest
+from tripwire.scan.output import PARTITION, RESULTS, row_to_result, scan_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from tripwire.compliance.logs import LogSet
 from tripwire.compliance.parquet_log import is_parquet_log
 from tripwire.compliance.records import DECISION
 from tripwire.policy import default_resource
-from tripwire.review.store import Tables
+from tripwire.storage.sql import Tables
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from tripwire.decision_log import DecisionLog, LogRecord, canonical
+from tripwire.compliance.decision_log import DecisionLog, LogRecord, canonical
 
 logger = logging.getLogger(__name__)
 

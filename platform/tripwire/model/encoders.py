@@ -12,7 +12,7 @@ Every encoder is an ``nn.Module`` with:
 * how it splits for serving (``serving_upstream``, ``head``, ``drop_upstream``): by default the whole
   encoder runs in its own deployment; an encoder that embeds its input's rows with another modality's
   encoder (video frames through the image encoder) names that modality, and only its :meth:`head` runs
-  in its own deployment. :mod:`tripwire.scoring` runs both shapes, in-process and behind Serve.
+  in its own deployment. :mod:`tripwire.moderation.scoring` runs both shapes, in-process and behind Serve.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from tripwire.registry import Registry
+from tripwire.common.registry import Registry
 
 ENCODERS: Registry = Registry("encoder")
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tripwire import MODALITIES
-from tripwire.registry import Registry
+from tripwire.data.sample import MODALITIES
+from tripwire.common.registry import Registry
 
 FUSION_HEADS: Registry = Registry("fusion head")
 

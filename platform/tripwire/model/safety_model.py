@@ -11,11 +11,11 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from tripwire import MODALITIES
-from tripwire.config import ConfigError, check_value
+from tripwire.data.sample import MODALITIES
+from tripwire.common.config import ConfigError, check_value
 from tripwire.model.encoders import ENCODERS, Encoder
 from tripwire.model.fusion import FUSION_HEADS
-from tripwire.preprocess import PreprocessingConfig
+from tripwire.data.preprocess import PreprocessingConfig
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tripwire.compliance.appeals import AppealError, file_appeal
 from tripwire.compliance.outcomes import log_outcome
-from tripwire.decision_log import DecisionLog
-from tripwire.media import MediaError
+from tripwire.compliance.decision_log import DecisionLog
+from tripwire.data.media import MediaError
 from tripwire.review.agreement import category_agreement, golden_accuracy, reviewer_agreement
 from tripwire.review.config import ReviewConfig
 from tripwire.review.store import ACTIONS, ReviewError, Reviewer, ReviewStore
-from tripwire.sample import read_media
+from tripwire.data.sample import read_media
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class BodyLimit:
 
 
 def read_media_capped(modality: str, ref: Any, base_uri: str | None, limit: int, label: str | None = None) -> bytes:
-    """The bytes of an item's media reference (:func:`tripwire.sample.read_media`, which never holds more than
+    """The bytes of an item's media reference (:func:`tripwire.data.sample.read_media`, which never holds more than
     ``limit``); a 413 ReviewError when they are over it. ``label`` names the media in the error (default: the
     modality)."""
     try:

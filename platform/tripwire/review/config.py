@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tripwire.config import ConfigError, load_yaml
+from tripwire.common.config import ConfigError, load_yaml
 
 DEFAULT_STORE = "runs/review/review.db"
 RATIONALE_ACTIONS = ("restrict", "block")  # a restrictive decision must say why (DSA statements of reasons)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from tripwire.golden import load_catalogue, manifest_uri
-from tripwire.sample import (MEDIA_FIELDS, Sample, content_digest_of, manifest_base, read_manifest,
+from tripwire.evaluation.golden import load_catalogue, manifest_uri
+from tripwire.data.sample import (MEDIA_FIELDS, Sample, content_digest_of, manifest_base, read_manifest,
                              resolve_uri)
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ SNAPSHOT, MANIFEST, PROVENANCE = "snapshot.json", "manifest.jsonl", "provenance.
 
 
 def content_hash(sample: Mapping[str, Any], base_uri: str | None) -> str:
-    """sha256 of an item's content (:func:`tripwire.sample.content_digest`), reading its media."""
+    """sha256 of an item's content (:func:`tripwire.data.sample.content_digest`), reading its media."""
     return content_digest_of(sample.get("text"), {field: sample.get(field) for field in MEDIA_FIELDS}, base_uri)
 
 

@@ -15,19 +15,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import fsspec
 
 from tripwire.compliance.records import scan_puid
-from tripwire.sample import manifest_base, read_manifest
-from tripwire.scan_output import SUMMARY, row_to_result
+from tripwire.data.sample import manifest_base, read_manifest
+from tripwire.scan.output import row_to_result
 
 logger = logging.getLogger(__name__)
-
-
-def scan_manifest(scan_out: str) -> str:
-    """The manifest a scan read (from its summary)."""
-    with fsspec.open(f"{scan_out.rstrip('/')}/{SUMMARY}", "r") as handle:
-        summary = json.load(handle)
-    if not summary.get("manifest"):
-        raise FileNotFoundError(f"{scan_out}/{SUMMARY} does not name its manifest: pass --manifest")
-    return summary["manifest"]
 
 
 def manifest_rows(manifest: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -92,7 +83,7 @@ def queue_items(rows: Sequence[Mapping[str, Any]], manifest: str, source: str, b
     """Scan result rows -> queue items with their sample (media by reference, labels removed).
 
     Args:
-        rows: scan results rows (``read_results`` or ``read_review_candidates`` of :mod:`tripwire.scan_output`).
+        rows: scan results rows (``read_results`` or ``read_review_candidates`` of :mod:`tripwire.scan.output`).
         manifest: the manifest the scan read (media references are resolved against its folder).
         source: the item's source (``scan``, ``sampling``, ``golden``).
         priorities: id -> priority (active learning's); default: the highest category score.

@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tripwire.config import ConfigError
+from tripwire.common.config import ConfigError
 from tripwire.policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -375,7 +375,7 @@ def sample(rows: Sequence[Mapping[str, Any]], policy: Policy, config: SamplingCo
     """Chooses items for human review from scan results.
 
     Args:
-        rows: results rows (``tripwire.scan_output.read_results``); ``embedding`` is optional.
+        rows: results rows (``tripwire.scan.output.read_results``); ``embedding`` is optional.
         policy: the policy the scan applied (its thresholds define uncertainty).
         config: budgets and strategy.
         second_scores: item_id -> category -> score from a second model (``disagreement`` only).

@@ -30,14 +30,13 @@ import hashlib
 import json
 import logging
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
+from tripwire.storage.sql import StoreURLError, database, redacted_url
 from tripwire.review.config import MAX_RATIONALE, RATIONALE_ACTIONS, ReviewConfig
 
 logger = logging.getLogger(__name__)
@@ -144,124 +143,6 @@ def _loads(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
 
 
-class _Database:
-    """What differs between SQLite and PostgreSQL: connecting, placeholders, write transactions, locks."""
-
-    lock_row = ""  # appended to a SELECT that must lock the item row it reads
-    skip_locked = ""
-    integrity_errors: tuple[type[BaseException], ...] = ()
-
-    def connect(self):
-        raise NotImplementedError
-
-    def sql(self, statement: str) -> str:
-        return statement
-
-    @contextlib.contextmanager
-    def write(self, conn) -> Iterator[None]:
-        raise NotImplementedError
-
-
-class _SQLite(_Database):
-    integrity_errors = (sqlite3.IntegrityError,)
-
-    def __init__(self, path: str):
-        self.path = path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # One writer at a time within this process, queued on a lock: SQLite's own busy handler makes
-        # waiting writers sleep and poll, which gave multi-second tails under 32 concurrent reviewers.
-        # Other processes on the same file still wait through busy_timeout.
-        self.writer = threading.Lock()
-
-    def connect(self):
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")  # an acknowledged review survives a crash, not just a kill
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
-
-    @contextlib.contextmanager
-    def write(self, conn) -> Iterator[None]:
-        with self.writer:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-
-class _Postgres(_Database):
-    lock_row = " FOR UPDATE"
-    skip_locked = " FOR UPDATE SKIP LOCKED"
-
-    def __init__(self, url: str):
-        import psycopg  # only PostgreSQL stores need it
-
-        self.psycopg = psycopg
-        self.url = url
-        self.integrity_errors = (psycopg.errors.IntegrityError,)
-
-    def connect(self):
-        return self.psycopg.connect(self.url, autocommit=True)
-
-    def sql(self, statement: str) -> str:
-        return statement.replace("%", "%%").replace("?", "%s")
-
-    @contextlib.contextmanager
-    def write(self, conn) -> Iterator[None]:
-        with conn.transaction():
-            yield
-
-
-def database(url: str) -> _Database:
-    """The database behind a store URL: a SQLite path (or sqlite:///abs/path) or a postgresql:// URL."""
-    if url.startswith(("postgresql://", "postgres://")):
-        return _Postgres(url)
-    if url.startswith("sqlite:///"):
-        return _SQLite(url[len("sqlite:///") - 1:])
-    if "://" in url:
-        raise ReviewError(400, "invalid_store", f"store: {url!r} is neither a SQLite path nor a postgresql:// URL")
-    return _SQLite(str(Path(url).resolve()))
-
-
-class Tables:
-    """A set of tables in the database at ``url`` (created on first use by ``schema``'s statements), over one
-    connection per thread; rows come back as tuples. The decision log and the statements' ledger use it."""
-
-    schema: Sequence[str] = ()
-
-    def __init__(self, url: str):
-        self.url = url
-        self.db = database(url)
-        self._local = threading.local()
-        with self.db.write(self.conn):
-            for statement in self.schema:
-                self.conn.execute(statement)
-
-    @property
-    def conn(self):
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self.db.connect()
-        return conn
-
-    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return self.conn.execute(self.db.sql(statement), tuple(params)).fetchall()
-
-    def _run(self, statement: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(self.db.sql(statement), tuple(params))
-
-    def close(self) -> None:
-        """Closes this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local = threading.local()
-
-
 class ReviewStore:
     """The review queue over one database.
 
@@ -279,7 +160,10 @@ class ReviewStore:
     def __init__(self, url: str, categories: Sequence[str], clauses: Sequence[str] | None = None,
                  required_reviews: int = 2, claim_ttl_s: float = 900.0, golden_every: int = 10):
         self.url = url
-        self.db = database(url)
+        try:
+            self.db = database(url)
+        except StoreURLError as exc:
+            raise ReviewError(400, "invalid_store", str(exc)) from exc
         self.categories = list(categories)
         self.clauses = list(clauses) if clauses is not None else list(categories)
         self.required_reviews = required_reviews
@@ -324,7 +208,7 @@ class ReviewStore:
 
     def migrate(self) -> int:
         """Applies the migrations this database lacks; returns the schema version."""
-        postgres = isinstance(self.db, _Postgres)
+        postgres = self.db.kind == "postgresql"
         with self.db.write(self.conn):
             if postgres:  # one migrator at a time across processes
                 self._run("SELECT pg_advisory_xact_lock(7242)")
@@ -793,7 +677,7 @@ class ReviewStore:
     def check_consistency(self) -> list[str]:
         """Problems in the stored state (an empty list when consistent), for tests and `tripwire queue check`."""
         problems = []
-        if isinstance(self.db, _SQLite):
+        if self.db.kind == "sqlite":
             status = self._one("PRAGMA integrity_check")
             if list(status.values())[0] != "ok":
                 problems.append(f"sqlite integrity_check: {status}")
@@ -811,15 +695,6 @@ class ReviewStore:
         if orphans:
             problems.append(f"{orphans} reviews of items that do not exist")
         return problems
-
-
-def redacted_url(url: str) -> str:
-    """A store URL without its password (for logs and for the snapshots that record where labels came from)."""
-    if "://" in url and "@" in url.split("://", 1)[1]:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        return f"{scheme}://{credentials.split(':', 1)[0]}@{host}"
-    return url
 
 
 def open_configured_store(config: ReviewConfig) -> ReviewStore:

@@ -1,0 +1,252 @@
+"""The moderation core: samples -> complete moderation results, over a backend.
+
+This is the one place a result is assembled: calibrated scores per category, the policy decision with
+its reasons, the modality that drove each category, evidence (top video frames, the loudest audio
+window), and the model and policy versions. The Serve ingress, the in-process path, ``tripwire scan``,
+the demo and the benchmarks all call :class:`Moderator`; they differ only in the backend that runs the
+model's parts:
+
+* :class:`LocalBackend`: the model's own modules in this process (optionally routed exactly as serving
+  splits them, which the encoder contract tests use);
+* :class:`ServeBackend`: Ray Serve deployment handles, one per encoder plus the fusion head.
+
+Both compute with the kernels in :mod:`tripwire.moderation.scoring`, so their numbers agree to float rounding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from tripwire.data.sample import MODALITIES
+from tripwire.model.calibration import PlattCalibration
+from tripwire.model.checkpoint import CheckpointManifest, load_model
+from tripwire.policy import Policy
+from tripwire.data.preprocess import Preprocessor
+from tripwire.data.sample import Sample
+from tripwire.moderation.scoring import encode_batch, explain, fuse_batch, head_batch, top_time_window
+
+TOP_FRAMES = 3  # video evidence: the frames with the most attention weight
+
+
+class Backend(Protocol):
+    """Runs the model's parts over a batch of requests' preprocessed inputs."""
+
+    async def encode(self, modality: str, items: list[Any]) -> list[dict[str, np.ndarray]]:
+        """One modality's encoder: per request ``{"embedding": (D,), **evidence}``."""
+
+    async def fuse(self, embeddings: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+        """The fusion head with calibration: per request ``{"scores": (C,), "attribution": {m: (C,)}}``."""
+
+
+class LocalBackend:
+    """The model's modules in this process.
+
+    Args:
+        model: a loaded :class:`tripwire.model.SafetyModel` (eval mode).
+        calibration: the checkpoint's score calibration.
+        device: where the modules run.
+        follow_serving_split: run split encoders as serving does (rows through the upstream encoder,
+            then the encoder's own head) instead of whole; the results must not change.
+    """
+
+    def __init__(self, model: torch.nn.Module, calibration: PlattCalibration, device: torch.device | str = "cpu",
+                 follow_serving_split: bool = False):
+        self.model = model
+        self.calibration = calibration
+        self.device = device
+        self.follow_serving_split = follow_serving_split
+
+    async def encode(self, modality: str, items: list[Any]) -> list[dict[str, np.ndarray]]:
+        encoder = self.model.encoders[modality]
+        upstream = encoder.serving_upstream
+        if self.follow_serving_split and upstream is not None:
+            rows = encode_batch(self.model.encoders[upstream], upstream, items, self.device, rows=True)
+            return head_batch(encoder, rows, self.device)
+        return encode_batch(encoder, modality, items, self.device)
+
+    async def fuse(self, embeddings: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+        return fuse_batch(self.model.fusion, embeddings, self.calibration)
+
+
+class ServeBackend:
+    """Ray Serve deployment handles: ``encoders`` (modality -> handle) and the ``fusion`` head's handle.
+
+    Each call carries a whole batch of requests' inputs (one Serve hop per part, not per request).
+    """
+
+    def __init__(self, encoders: Mapping[str, Any], fusion: Any):
+        self.encoders = dict(encoders)
+        self.fusion = fusion
+
+    async def encode(self, modality: str, items: list[Any]) -> list[dict[str, np.ndarray]]:
+        return await self.encoders[modality].remote(items)
+
+    async def fuse(self, embeddings: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+        return await self.fusion.remote(embeddings)
+
+
+@dataclass
+class Scored:
+    """One request's model outputs: encoder outputs by modality, calibrated scores, attribution."""
+
+    encoded: dict[str, dict[str, np.ndarray]]
+    scores: np.ndarray
+    attribution: dict[str, np.ndarray]
+    encoders_ms: float = 0.0
+    fusion_ms: float = 0.0
+    embedding: np.ndarray | None = None  # the fusion head's fused embedding (active learning clusters by it)
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """``time.perf_counter()`` marks of one request, for its ``latency_ms``."""
+
+    started: float
+    prepared: float
+    scored: float
+
+
+class Moderator:
+    """Turns samples into complete moderation results.
+
+    Args:
+        manifest: the checkpoint's manifest (categories, modalities, preprocessing, version).
+        backend: what runs the model's parts (:class:`LocalBackend` or :class:`ServeBackend`).
+        policy: the enforcement policy (default: the checkpoint's, :meth:`CheckpointManifest.policy`);
+            :meth:`set_policy` swaps it live.
+    """
+
+    def __init__(self, manifest: CheckpointManifest, backend: Backend, policy: Policy | None = None):
+        self.manifest = manifest
+        self.backend = backend
+        self.categories = manifest.categories
+        self.modalities = manifest.modalities
+        self.model_version = manifest.version
+        preprocessing = manifest.preprocessing()
+        self.preprocessor = Preprocessor(preprocessing, self.modalities)
+        self.audio = preprocessing.audio  # maps audio evidence back to seconds
+        self.policy = None
+        self.set_policy(policy or manifest.policy())
+
+    @classmethod
+    def local(cls, checkpoint: str, policy: Policy | None = None, device: torch.device | str = "cpu",
+              follow_serving_split: bool = False) -> "Moderator":
+        """The whole model in this process (the reference that every other path must match)."""
+        manifest = CheckpointManifest.read(checkpoint)
+        model = load_model(checkpoint).to(device)
+        return cls(manifest, LocalBackend(model, manifest.calibration, device, follow_serving_split), policy)
+
+    def set_policy(self, policy: Policy) -> None:
+        """Applies ``policy`` from the next decision on (it must target the model's taxonomy)."""
+        policy.check_taxonomy(self.manifest.taxonomy)
+        self.policy = policy
+
+    # -- stages -----------------------------------------------------------------------------------
+    def prepare(self, sample: Sample, base_uri: str | None = None) -> dict[str, Any]:
+        """Fetches, decodes and preprocesses one sample (thread-safe); raises MediaError naming the field."""
+        return self.preprocessor.sample(sample, base_uri)
+
+    async def score(self, prepared: Sequence[Mapping[str, Any]]) -> list[Scored]:
+        """The model over a batch of prepared items: each encoder that some item needs, concurrently, on
+        the items that have its modality; then the fusion head over every item."""
+        started = time.perf_counter()
+        calls, members = [], []
+        for modality in MODALITIES:
+            rows = [i for i, item in enumerate(prepared) if modality in item]
+            if rows:
+                calls.append(self.backend.encode(modality, [prepared[i][modality] for i in rows]))
+                members.append((modality, rows))
+        encoded: list[dict[str, dict[str, np.ndarray]]] = [{} for _ in prepared]
+        for (modality, rows), outputs in zip(members, await asyncio.gather(*calls)):
+            for i, output in zip(rows, outputs):
+                encoded[i][modality] = output
+        encoded_at = time.perf_counter()
+        fused = await self.backend.fuse([{m: out["embedding"] for m, out in item.items()} for item in encoded])
+        encoders_ms, fusion_ms = 1000 * (encoded_at - started), 1000 * (time.perf_counter() - encoded_at)
+        return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms, f.get("embedding"))
+                for enc, f in zip(encoded, fused)]
+
+    def result(self, item_id: str, prepared: Mapping[str, Any], scored: Scored, market: str | None = None,
+               times: StageTimes | None = None, with_embedding: bool = False) -> dict[str, Any]:
+        """The complete, JSON-ready result for one item (the one place a result is assembled).
+
+        ``with_embedding`` adds the fused ``embedding`` (a list of floats): scans keep it for active
+        learning; HTTP answers leave it out."""
+        decision = self.policy.decide({c: float(s) for c, s in zip(self.categories, scored.scores)}, market).to_dict()
+        result = {
+            "id": item_id,
+            "scores": {c: float(s) for c, s in zip(self.categories, scored.scores)},
+            "flagged": decision["flagged"],
+            "decision": decision,
+            "attribution": explain(self.categories, scored.scores, scored.attribution),
+            "evidence": self.evidence(prepared, scored.encoded),
+            "modalities": list(scored.encoded),
+            "model_version": self.model_version,
+            "policy_version": decision["policy_version"],
+        }
+        if with_embedding and scored.embedding is not None:
+            result["embedding"] = [float(v) for v in scored.embedding]
+        if times is not None:
+            done = time.perf_counter()
+            model_ms = scored.encoders_ms + scored.fusion_ms
+            # "batching" is the wait for, and the return from, the request's batch.
+            result["latency_ms"] = {
+                "preprocess": round(1000 * (times.prepared - times.started), 2),
+                "encoders": round(scored.encoders_ms, 2),
+                "fusion_policy": round(scored.fusion_ms + 1000 * (done - times.scored), 2),
+                "batching": round(max(0.0, 1000 * (times.scored - times.prepared) - model_ms), 2),
+                "total": round(1000 * (done - times.started), 2)}
+        return result
+
+    def evidence(self, prepared: Mapping[str, Any], encoded: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+        """Where the encoders fired: the top video frames (with timestamps) and the strongest audio window."""
+        evidence = {}
+        video = encoded.get("video", {})
+        if "frame_weights" in video and "video_timestamps" in prepared:
+            weights = np.asarray(video["frame_weights"])
+            evidence["video_top_frames"] = [
+                {"timestamp_s": round(float(prepared["video_timestamps"][i]), 3), "weight": round(float(weights[i]), 4)}
+                for i in np.argsort(-weights)[:TOP_FRAMES]]
+        audio = encoded.get("audio", {})
+        if "time_profile" in audio:
+            evidence["audio_top_window"] = top_time_window(
+                audio["time_profile"], prepared["audio"].shape[-1], self.audio.hop_length, self.audio.sample_rate,
+                self.audio.clip_seconds)
+        return evidence
+
+    # -- whole samples ----------------------------------------------------------------------------
+    async def moderate_prepared(self, ids: Sequence[str], prepared: Sequence[Mapping[str, Any]],
+                                markets: Sequence[str | None] | None = None,
+                                with_embedding: bool = False) -> list[dict[str, Any]]:
+        """Results for items already prepared elsewhere (a scan's preprocessing tasks), as one batch."""
+        markets = list(markets) if markets is not None else [None] * len(prepared)
+        scored = await self.score(prepared) if prepared else []
+        return [self.result(i, p, s, m, with_embedding=with_embedding)
+                for i, p, s, m in zip(ids, prepared, scored, markets)]
+
+    async def moderate(self, samples: Sequence[Sample], base_uri: str | None = None) -> list[dict[str, Any]]:
+        """Results for samples, scored as one batch; each sample's market is ``sample.meta["market"]``.
+
+        Raises:
+            MediaError: for the first sample that cannot be prepared (callers that must isolate bad items
+                prepare them one by one with :meth:`prepare`).
+        """
+        prepared = [self.prepare(s, base_uri) for s in samples]
+        return await self.moderate_prepared([s.id for s in samples], prepared,
+                                            [s.meta.get("market") for s in samples])
+
+    def moderate_sync(self, samples: Sequence[Sample], base_uri: str | None = None) -> list[dict[str, Any]]:
+        """:meth:`moderate` for synchronous callers (scan actors, the demo, benchmarks, tests)."""
+        return asyncio.run(self.moderate(samples, base_uri))
+
+    def moderate_prepared_sync(self, ids: Sequence[str], prepared: Sequence[Mapping[str, Any]],
+                               markets: Sequence[str | None] | None = None,
+                               with_embedding: bool = False) -> list[dict[str, Any]]:
+        return asyncio.run(self.moderate_prepared(ids, prepared, markets, with_embedding))
+

@@ -1,0 +1,1 @@
+"""Monitoring: score and decision drift over windows of served or scanned results."""

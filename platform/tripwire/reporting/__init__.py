@@ -1,0 +1,1 @@
+"""Reporting: the HTML and plot helpers the evaluation and transparency reports share."""

@@ -1,0 +1,104 @@
+"""The scan's two Ray Data stages: decode + preprocess in CPU tasks, the moderation core in a model actor pool.
+
+Preprocessing (:func:`prepare_batch`) runs as stateless tasks that scale with the cluster's CPUs; the
+model (:class:`ModerateBatch`) runs in long-lived actors, on GPUs when they have them. Between the two,
+rows travel as the collated, fixed-shape columns of :meth:`tripwire.data.preprocess.Preprocessor.collate`,
+plus the item's id, market and video frame timestamps.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tripwire.data.sample import MODALITIES
+from tripwire.common.config import from_dict
+from tripwire.data.preprocess import PreprocessingConfig, Preprocessor
+from tripwire.data.quarantine import write_quarantine
+from tripwire.data.rows import prepare_records
+
+
+@functools.lru_cache(maxsize=4)
+def _preprocessor(preprocessing_json: str, modalities: tuple[str, ...]) -> Preprocessor:
+    """One Preprocessor per worker process and setting (the tokenizer and mel filters take a while to build)."""
+    return Preprocessor(from_dict(PreprocessingConfig, json.loads(preprocessing_json)), modalities)
+
+
+def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalities: tuple[str, ...],
+                  base_uri: str, quarantine_dir: str, market: str | None) -> dict[str, np.ndarray]:
+    """Manifest records -> collated model inputs (bad rows to the quarantine, with their reason).
+
+    Args:
+        batch: ``{"id", "record"}`` columns (:func:`tripwire.data.sample.to_records`).
+        preprocessing_json: the checkpoint's :class:`PreprocessingConfig` as JSON (tokenizer path made local).
+        modalities: the model's modalities.
+        base_uri: the manifest's folder, for relative media URIs.
+        quarantine_dir: where bad rows go.
+        market: the market every item is decided for (None: each item's ``meta.market``).
+    """
+    preprocessor = _preprocessor(preprocessing_json, tuple(modalities))
+    good, bad = prepare_records(batch["id"], batch["record"], lambda s: preprocessor.sample(s, base_uri))
+    write_quarantine(quarantine_dir, bad)
+    items = [prepared for _, prepared in good]
+    out = preprocessor.collate(items)
+    if "video" in modalities:  # the frames' times, for the evidence
+        frames = preprocessor.config.video.num_frames
+        out["video_timestamps"] = np.asarray([np.asarray(p.get("video_timestamps", np.zeros(frames)), np.float64)
+                                              for p in items]).reshape(len(items), frames)
+    out["id"] = np.asarray([s.id for s, _ in good], dtype=object)
+    out["market"] = np.asarray([market or s.meta.get("market") for s, _ in good], dtype=object)
+    return out
+
+
+def rows_from_batch(batch: dict[str, Any], modalities: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Collated columns -> one prepared item per row (what :meth:`Preprocessor.sample` returned)."""
+    items = []
+    for i in range(len(batch["id"])):
+        item: dict[str, Any] = {}
+        for modality in modalities:
+            if not batch[f"present_{modality}"][i]:
+                continue
+            if modality == "text":
+                item["text"] = {"input_ids": batch["text_input_ids"][i], "attention_mask": batch["text_attention_mask"][i]}
+            else:
+                item[modality] = batch[modality][i]
+        if "video" in item:
+            item["video_timestamps"] = list(batch["video_timestamps"][i])
+        items.append(item)
+    return items
+
+
+class ModerateBatch:
+    """Ray Data actor: the moderation core with the model in this process (a GPU when the actor has one).
+
+    Args:
+        checkpoint: the model's checkpoint URI.
+        policy: a policy YAML (None: the checkpoint's, :meth:`CheckpointManifest.policy`).
+    """
+
+    def __init__(self, checkpoint: str, policy: str | None):
+        import torch
+
+        from tripwire.model.checkpoint import CheckpointManifest
+        from tripwire.moderation.moderator import Moderator
+
+        torch.set_num_threads(1)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.moderator = Moderator.local(checkpoint, CheckpointManifest.read(checkpoint).policy(policy), device)
+        self.modalities = tuple(m for m in MODALITIES if m in self.moderator.modalities)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        from tripwire.scan.output import result_rows, result_schema
+
+        ids = [str(i) for i in batch["id"]]
+        markets = [m if isinstance(m, str) else None for m in batch["market"]]
+        results = self.moderator.moderate_prepared_sync(ids, rows_from_batch(batch, self.modalities), markets,
+                                                       with_embedding=True)
+        rows = result_rows(results, datetime.datetime.now(datetime.timezone.utc))
+        schema = result_schema(self.moderator.categories).append(pa.field("action", pa.string()))
+        return pa.Table.from_pylist(rows, schema=schema)
