@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import httpx
 
+from tripwire.policy import ACTION_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -153,7 +155,7 @@ def make_items(n: int, prefix: str = "item", seed: int = 7) -> list[dict]:
 def random_review(item_id: str, categories: list[str], rng: random.Random) -> dict:
     """A valid review body of ``item_id`` with a random action and category from ``rng`` (a fresh idempotency
     key; the category cited as the clause when the action is not ``allow``, with a rationale when restrictive)."""
-    action = rng.choice(["allow", "review", "restrict", "block"])
+    action = rng.choice(list(ACTION_NAMES))
     category = rng.choice(categories)
     body = {"item_id": item_id, "labels": {category: int(action != "allow")}, "action": action,
             "time_spent_ms": rng.randrange(500, 20000), "idempotency_key": str(uuid.uuid4())}

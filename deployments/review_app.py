@@ -13,13 +13,13 @@ the app works under any route prefix.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
 
 from tripwire.common.config import from_dict
+from tripwire.common.home import from_home
 from tripwire.compliance.decision_log import DecisionLog
 from tripwire.policy import Policy, Taxonomy
 from tripwire.review.app import create_app
@@ -33,13 +33,6 @@ class ReviewAppArgs:
 
     config: str | None = None
     store: str | None = None
-
-
-def _home(path: str) -> str:
-    """Relative paths are taken from TRIPWIRE_HOME (default: the current directory), as the main app's are."""
-    if "://" in path or os.path.isabs(path):
-        return path
-    return os.path.abspath(os.path.join(os.environ.get("TRIPWIRE_HOME", os.getcwd()), path))
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
@@ -64,11 +57,11 @@ class ReviewApp:
 def build_review_app(args: dict[str, Any]) -> serve.Application:
     """Serve application builder; ``args`` are :class:`ReviewAppArgs`, checked before anything deploys."""
     app_args = from_dict(ReviewAppArgs, dict(args), "args")
-    config = ReviewConfig.load(_home(app_args.config) if app_args.config else None)
+    config = ReviewConfig.load(from_home(app_args.config) if app_args.config else None)
     store = app_args.store or config.store
-    config = dataclasses.replace(config, store=store if "://" in store else _home(store))
+    config = dataclasses.replace(config, store=store if "://" in store else from_home(store))
     if config.decision_log:
         config = dataclasses.replace(config, decision_log=config.decision_log if "://" in config.decision_log
-                                     else _home(config.decision_log))
+                                     else from_home(config.decision_log))
     Policy.load(config.policy).check_taxonomy(Taxonomy.load(config.taxonomy))
     return ReviewApp.bind(config)

@@ -24,13 +24,13 @@ manifest), and raise one of :data:`USER_ERRORS` with a message that names the fi
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from entrypoints import compliance_commands, review_commands
 from tripwire.common.config import ConfigError
+from tripwire.common.home import from_home
 from tripwire.data.quarantine import QuarantineLimitExceeded
 from tripwire.review.store import ReviewError
 
@@ -112,18 +112,10 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoint_path(path: str) -> str:
-    """Relative checkpoint paths are taken from TRIPWIRE_HOME (default: the current directory), as in the
-    Serve config; the absolute result goes to the app, so both resolve it alike."""
-    if "://" in path or os.path.isabs(path):
-        return path
-    return os.path.abspath(os.path.join(os.environ.get("TRIPWIRE_HOME", os.getcwd()), path))
-
-
 def _serve(args: argparse.Namespace) -> int:
     from tripwire.model.checkpoint import CheckpointManifest
 
-    checkpoint = _checkpoint_path(args.checkpoint)
+    checkpoint = from_home(args.checkpoint)
     manifest = CheckpointManifest.read(checkpoint)
     manifest.check_files()  # a wrong path fails here, before Ray and Serve start
     app_args: dict = {"checkpoint": checkpoint}
@@ -176,7 +168,7 @@ def _golden(args: argparse.Namespace) -> int:
     elif args.action == "heldout":
         if not args.checkpoint:
             raise ConfigError("golden heldout: --checkpoint is required")
-        golden, new = golden_sets.register_heldout(_checkpoint_path(args.checkpoint), args.name, catalogue)
+        golden, new = golden_sets.register_heldout(from_home(args.checkpoint), args.name, catalogue)
     else:
         from tripwire.evaluation.golden import register
         from tripwire.policy import Taxonomy
@@ -204,7 +196,7 @@ def _eval_config(path: str | None):
 def _evaluate(args: argparse.Namespace) -> int:
     from pipelines.evaluate import make_job, run
 
-    run(make_job(_checkpoint_path(args.checkpoint), args.golden, args.out, args.policy, args.catalogue, args.config))
+    run(make_job(from_home(args.checkpoint), args.golden, args.out, args.policy, args.catalogue, args.config))
     return 0
 
 
@@ -213,7 +205,7 @@ def _thresholds(args: argparse.Namespace) -> int:
 
     # The defaults (targets, minimum positives) are tripwire.evaluation.thresholds' own, the same that training uses.
     defaults = {} if args.min_positives is None else {"min_positives": args.min_positives}
-    run(_checkpoint_path(args.checkpoint), args.golden, args.out, args.work or f"{args.out}.eval", args.policy,
+    run(from_home(args.checkpoint), args.golden, args.out, args.work or f"{args.out}.eval", args.policy,
         args.target, args.per_market, args.version, catalogue=args.catalogue, config=_eval_config(args.config),
         **defaults)
     return 0
@@ -222,7 +214,7 @@ def _thresholds(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from pipelines.compare import run
 
-    report = run(_checkpoint_path(args.baseline), _checkpoint_path(args.candidate), args.golden, args.out,
+    report = run(from_home(args.baseline), from_home(args.candidate), args.golden, args.out,
                  args.baseline_policy, args.candidate_policy, args.gate, args.catalogue, _eval_config(args.config))
     return FAILED_EXIT if report["gate"] is not None and not report["gate"]["passed"] else 0
 

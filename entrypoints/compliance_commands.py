@@ -139,14 +139,15 @@ def compliance(args: argparse.Namespace) -> int:
     try:
         if args.action == "sor":
             from tripwire.compliance.dsa import DsaMapping
-            from tripwire.compliance.statements import export_statements
+            from tripwire.compliance.statement_export import export_statements
 
             start, end = _period(args)
             summary = export_statements(url, start, end, args.out, DsaMapping.load(args.mapping), scan_logs)
             print(f"[compliance] statements of reasons {args.from_date}..{args.to_date}: {_sor_line(summary)} -> {args.out}")
             return 0
         if args.action == "report":
-            from tripwire.compliance.report import report_from_log, write_report
+            from tripwire.compliance.report import report_from_log
+            from tripwire.compliance.report_page import write_report
 
             start, end = _period(args)
             path = write_report(report_from_log(url, start, end, scan_logs), args.out)

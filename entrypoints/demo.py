@@ -234,9 +234,10 @@ def compliance_outputs(model_dir: str, scan_out: str) -> None:
     from tripwire.model.checkpoint import CheckpointManifest
     from tripwire.compliance.cases import period
     from tripwire.compliance.dsa import DsaMapping
-    from tripwire.compliance.report import report_from_log, write_report
+    from tripwire.compliance.report import report_from_log
+    from tripwire.compliance.report_page import write_report
     from tripwire.compliance.scan_log import log_scan
-    from tripwire.compliance.statements import export_statements
+    from tripwire.compliance.statement_export import export_statements
     from tripwire.compliance.decision_log import DecisionLog
 
     store_path, out = demo_store(model_dir), Path(model_dir).parent / "compliance"

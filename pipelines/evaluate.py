@@ -10,24 +10,19 @@ reuses it instead of scoring again.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import os
 import time
 from typing import Any
 
-from pipelines.scan import execute as execute_scan
-from pipelines.scan import validate as validate_scan
-from tripwire.model.checkpoint import CheckpointManifest
 from tripwire.common.config import ConfigError, from_dict, load_yaml, to_dict
 from tripwire.evaluation.config import EvalConfig, EvalJob
-from tripwire.evaluation.data import join, read_labels, read_scored
-from tripwire.evaluation.metrics import EvalArrays, curves
+from tripwire.evaluation.golden_scoring import policy_thresholds, score_golden
+from tripwire.evaluation.metrics import curves
+from tripwire.evaluation.report import write_report
 from tripwire.evaluation.slices import measure
-from tripwire.evaluation.golden import GoldenSet, resolve, verify
-from tripwire.policy import SEVERE_ACTIONS, Policy
-from tripwire.scan.config import ScanJob
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 def make_job(checkpoint: str, golden: str, out: str, policy: str | None = None, catalogue: str | None = None,
@@ -36,63 +31,6 @@ def make_job(checkpoint: str, golden: str, out: str, policy: str | None = None, 
     settings = load_yaml(EvalConfig, config) if config else EvalConfig()
     return from_dict(EvalJob, {"checkpoint": checkpoint, "golden": golden, "out": out, "policy": policy,
                                "catalogue": catalogue, "config": to_dict(settings)}, "evaluate")
-
-
-def scan_key(checkpoint: CheckpointManifest, policy: Policy, golden: GoldenSet) -> str:
-    """What a scoring scan depends on: a different model, policy or set content scans anew."""
-    text = json.dumps([checkpoint.version, checkpoint.uri, to_dict(policy), golden.sha256], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def policy_thresholds(policy: Policy, categories: list[str]) -> dict[str, dict[str, float | None]]:
-    return {c: {a.label: getattr(policy.categories[c], a.label) for a in SEVERE_ACTIONS}
-            for c in categories if c in policy.categories}
-
-
-def score_golden(job: EvalJob) -> tuple[dict[str, Any], EvalArrays, list[str], Policy]:
-    """Verifies the set, scores it with the scan (resuming one already there) and joins labels and results.
-
-    Returns:
-        The report's header fields, the aligned arrays, the model's categories and the policy applied.
-    """
-    golden = resolve(job.golden, job.catalogue)
-    manifest = verify(golden, job.catalogue)
-    scan_job = ScanJob(checkpoint=job.checkpoint, manifest=manifest, out="", policy=job.policy, scan=job.config.scan)
-    checkpoint, policy = validate_scan(scan_job)
-    categories = checkpoint.categories
-    labels = read_labels(manifest, categories, job.config.slice_fields)
-    scan_out = os.path.join(job.out, f"scan-{scan_key(checkpoint, policy, golden)}")
-    scan_job = dataclasses.replace(scan_job, out=scan_out)
-    print(f"[evaluate] {golden.ref}: {len(labels.ids)} labelled items ({', '.join(golden.categories)}); "
-          f"model {checkpoint.version}, policy {policy.version}", flush=True)
-    started = time.perf_counter()
-    scan = execute_scan(scan_job, checkpoint, policy)
-    arrays, missing = join(labels, read_scored(scan_out, categories), categories)
-    header = {
-        "kind": "evaluation", "schema_version": 1, "golden": to_dict(golden), "checkpoint": checkpoint.uri,
-        "model_version": checkpoint.version, "policy_version": policy.version,
-        "positive_action": job.config.positive_action, "target_precision": job.config.target_precision,
-        "bootstrap": to_dict(job.config.bootstrap), "review_capacity": job.config.review_capacity,
-        "slice_minimums": {"items": job.config.min_slice_items, "positives": job.config.min_slice_positives,
-                           "negatives": job.config.min_slice_negatives},
-        "scored": len(arrays), "quarantined": len(missing) + labels.unreadable,
-        "quarantine_reasons": scan["quarantine_reasons"], "scoring_wall_s": round(time.perf_counter() - started, 2),
-        "scan": scan_out}
-    return header, arrays, categories, policy
-
-
-def write_report(out: str, report: dict[str, Any]) -> tuple[str, str]:
-    """``metrics.json`` and ``report.html`` under ``out``; returns their paths."""
-    from tripwire.evaluation.report import render_comparison_html, render_evaluation_html
-
-    os.makedirs(out, exist_ok=True)
-    metrics_path, html_path = os.path.join(out, "metrics.json"), os.path.join(out, "report.html")
-    with open(metrics_path, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=1, allow_nan=False)
-    render = render_comparison_html if report["kind"] == "comparison" else render_evaluation_html
-    with open(html_path, "w", encoding="utf-8") as handle:
-        handle.write(render(report))
-    return metrics_path, html_path
 
 
 def _fmt(estimate: dict) -> str:
@@ -131,7 +69,7 @@ def print_summary(report: dict[str, Any]) -> None:
 def run(job: EvalJob) -> dict[str, Any]:
     """Runs the evaluation; returns the report (also written to ``<out>/metrics.json`` and ``report.html``)."""
     started = time.perf_counter()
-    header, arrays, categories, policy = score_golden(job)
+    header, arrays, categories, policy = score_golden(job, say)
     if not len(arrays):
         raise ConfigError(f"golden set {job.golden}: no item could be scored ({header['quarantined']} quarantined: "
                           f"{header['quarantine_reasons']})")

@@ -29,11 +29,9 @@ from typing import Any
 
 import fsspec
 
-from pipelines import compare
-from pipelines.scan import execute as execute_scan
-from pipelines.scan import validate as validate_scan
 from tripwire.model.checkpoint import CheckpointManifest
 from tripwire.common.config import ConfigError, from_dict, load_yaml, read_yaml
+from tripwire.evaluation.checkpoint_comparison import compare_checkpoints
 from tripwire.evaluation.config import EvalConfig
 from tripwire.evaluation.gate import GateConfig
 from tripwire.evaluation.golden import resolve, verify
@@ -46,8 +44,15 @@ from tripwire.review.store import ReviewStore, open_store
 from tripwire.storage.sql import redacted_url
 from tripwire.data.sample import MEDIA_FIELDS, manifest_base, read_manifest, resolve_uri
 from tripwire.scan.config import ScanJob
+from tripwire.scan.job import execute as execute_scan
+from tripwire.scan.job import validate as validate_scan
 from tripwire.scan.output import read_results
 from tripwire.training.config import TrainConfig
+from tripwire.training.job import run as run_training
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 PATH_FIELDS = ("checkpoint", "train_config", "seed_manifest", "pool_manifest", "work_dir", "store", "gate",
@@ -189,8 +194,6 @@ def _seed_lines(manifest: str):
 
 def retrain(cfg: LoopConfig, train: TrainConfig, manifest: str) -> str:
     """The training job over ``manifest`` from the current model's weights; returns the new checkpoint."""
-    from pipelines.train import run as run_training
-
     folder = round_dir(cfg)
     export = folder / "model"
     if (export / "manifest.json").exists() and (folder / "train-summary.json").exists():
@@ -201,7 +204,8 @@ def retrain(cfg: LoopConfig, train: TrainConfig, manifest: str) -> str:
     data = dataclasses.replace(train.data, manifest=manifest, synthetic=None)
     job = dataclasses.replace(train, run_name=f"loop-{cfg.round}", export_dir=str(export), data=data, fit=fit,
                               storage_path=str(folder / "ray"))
-    summary = run_training(job)
+    summary = run_training(job, say=say)
+    say(f"[loop] retrained: best epoch {summary['best_epoch'] + 1}, {summary['wall_seconds']}s; model -> {export}")
     (folder / "train-summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return str(export)
 
@@ -221,13 +225,13 @@ def run(cfg: LoopConfig) -> dict[str, Any]:
     try:
         scan_out = str(folder / "scan")
         execute_scan(ScanJob(checkpoint=cfg.checkpoint, manifest=cfg.pool_manifest, out=scan_out, scan=cfg.scan),
-                     checkpoint, policy)
+                     checkpoint, policy, say)
         second_out = None
         if cfg.second_checkpoint:  # strategy disagreement: the second model scans the pool too
             second_out = str(folder / "scan-second")
             second = CheckpointManifest.read(cfg.second_checkpoint)
             execute_scan(ScanJob(checkpoint=cfg.second_checkpoint, manifest=cfg.pool_manifest, out=second_out,
-                                 scan=cfg.scan), second, second.policy())
+                                 scan=cfg.scan), second, second.policy(), say)
         summary: dict[str, Any] = {"round": cfg.round, "checkpoint": cfg.checkpoint, "store": cfg.store,
                                    "queue": queue_round(cfg, store, policy, scan_out, second_out)}
         if not wait_for_reviews(cfg, store):
@@ -243,8 +247,8 @@ def run(cfg: LoopConfig) -> dict[str, Any]:
               flush=True)
         candidate = retrain(cfg, train, manifest)
         config = load_yaml(EvalConfig, cfg.eval_config) if cfg.eval_config else EvalConfig()
-        report = compare.run(cfg.checkpoint, candidate, list(cfg.golden), str(folder / "compare"), gate_path=cfg.gate,
-                             catalogue=cfg.catalogue, config=config)
+        report = compare_checkpoints(cfg.checkpoint, candidate, list(cfg.golden), str(folder / "compare"),
+                                     gate_path=cfg.gate, catalogue=cfg.catalogue, config=config, say=say)
         summary.update({"stage": "done", "snapshot": {k: snapshot[k] for k in ("version", "items", "path", "left_out")},
                         "train_rows": {"seed": seed_rows, "feedback": feedback_rows}, "candidate": candidate,
                         "comparison": str(folder / "compare" / "metrics.json"),

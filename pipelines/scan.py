@@ -16,182 +16,19 @@ over). The same entrypoint runs under ``ray job submit`` (it joins the cluster n
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import time
-
-import numpy as np
-
-from tripwire.data.dataset import LIGHT_TASK_CPUS, quiet_data_progress, read_manifest_dataset
-from tripwire.model.checkpoint import CheckpointManifest
+from tripwire.common.config import from_dict, load_yaml, to_dict
 from tripwire.compliance.logs import open_log
 from tripwire.compliance.scan_log import log_scan
-from tripwire.common.config import ConfigError, from_dict, load_yaml, to_dict
+from tripwire.model.checkpoint import CheckpointManifest
 from tripwire.policy import Policy
-from tripwire.storage.sql import redacted_url
-from tripwire.data.sample import manifest_base
+from tripwire.scan import job as scan_job
 from tripwire.scan.config import ScanConfig, ScanJob
-from tripwire.scan.output import (QUARANTINE, ScanSummary, ScanWriter, completed_ids, count_pending, prepare_output,
-                                  write_summary)
-from tripwire.scan.stages import ModerateBatch, prepare_batch
-from tripwire.data.splits import id_keys, in_split
+from tripwire.scan.output import write_summary
+from tripwire.storage.sql import redacted_url
 
 
-def count_rows(manifest: str) -> int:
-    """The manifest's rows, read cheaply (Parquet metadata; JSONL lines streamed), for progress."""
-    import fsspec
-
-    if manifest.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        fs, path = fsspec.core.url_to_fs(manifest)
-        return sum(pq.ParquetFile(fs.open(f, "rb")).metadata.num_rows
-                   for f in (fs.glob(f"{path}/**/*.parquet") if fs.isdir(path) else [path]))
-    with fsspec.open(manifest, "r", encoding="utf-8") as handle:
-        return sum(1 for line in handle if line.strip())
-
-
-def written_with(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dict:
-    """What a scan's output records it was written with (:func:`tripwire.scan.output.prepare_output`)."""
-    def sha256(data) -> str:
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-    manifest = job.manifest if "://" in job.manifest else os.path.abspath(job.manifest)
-    return {"checkpoint": {"version": checkpoint.version, "sha256": sha256(checkpoint.raw), "uri": checkpoint.uri},
-            "policy": {"version": policy.version, "sha256": sha256(to_dict(policy))},
-            "manifest": manifest, "market": job.market}
-
-
-def check_manifest(manifest: str) -> None:
-    """Fails fast, naming the problem, when ``manifest`` is missing or plainly not a manifest."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(manifest)
-    if not fs.exists(path):
-        raise ConfigError(f"manifest: {manifest} does not exist")
-    if manifest.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        files = fs.glob(f"{path}/**/*.parquet") if fs.isdir(path) else [path]
-        try:
-            names = pq.ParquetFile(fs.open(files[0], "rb")).schema_arrow.names if files else []
-        except Exception as exc:
-            raise ConfigError(f"manifest: {manifest} is not a Parquet manifest: {exc}") from None
-        if "id" not in names:
-            raise ConfigError(f"manifest: {manifest} has no 'id' column (columns: {names})")
-        return
-    with fsspec.open(manifest, "r", encoding="utf-8", errors="replace") as handle:
-        first = next((line for line in handle if line.strip()), None)
-    try:
-        row = json.loads(first) if first is not None else None
-    except json.JSONDecodeError:
-        row = None
-    if not isinstance(row, dict) or "id" not in row:
-        raise ConfigError(f"manifest: {manifest} is not a JSONL manifest (its first row is not an object with an 'id')")
-
-
-def validate(job: ScanJob) -> tuple[CheckpointManifest, Policy]:
-    """Everything that can be checked before Ray starts: the checkpoint, the manifest, the policy."""
-    checkpoint = CheckpointManifest.read(job.checkpoint)
-    check_manifest(job.manifest)
-    return checkpoint, checkpoint.policy(job.policy)
-
-
-def drop_done(batch: dict[str, np.ndarray], done_ref) -> dict[str, np.ndarray]:
-    """Keeps the rows whose id a previous run of this scan did not finish (``done_ref``: their :func:`id_keys`)."""
-    import ray
-
-    keep = ~in_split(batch["id"], ray.get(done_ref))
-    return {column: values[keep] for column, values in batch.items()}
-
-
-def gpus_per_actor(config: ScanConfig) -> float:
-    """The configured GPUs per model actor, or one when the cluster has GPUs and the config leaves it open."""
-    import ray
-
-    if config.gpus_per_actor is not None:
-        return config.gpus_per_actor
-    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-
-
-def build_dataset(job: ScanJob, checkpoint: CheckpointManifest, done: set[str]):
-    """The lazy pipeline: read -> skip done -> decode + preprocess (tasks) -> moderate (actor pool)."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, logging_level="WARNING")
-    quiet_data_progress()
-    from ray.data import ActorPoolStrategy
-
-    config = job.scan
-    done_ref = ray.put(id_keys(done))
-    rows = read_manifest_dataset(job.manifest).map_batches(
-        drop_done, fn_kwargs={"done_ref": done_ref}, batch_format="numpy", num_cpus=LIGHT_TASK_CPUS)
-    prepared = rows.map_batches(
-        prepare_batch, batch_size=config.preprocess_batch_size, batch_format="numpy", num_cpus=config.preprocess_cpus,
-        fn_kwargs={"preprocessing_json": json.dumps(to_dict(checkpoint.preprocessing())),
-                   "modalities": tuple(checkpoint.modalities), "base_uri": manifest_base(job.manifest),
-                   "quarantine_dir": f"{job.out.rstrip('/')}/{QUARANTINE}", "market": job.market})
-    return prepared.map_batches(
-        ModerateBatch, fn_constructor_kwargs={"checkpoint": checkpoint.uri, "policy": job.policy},
-        batch_size=config.batch_size, batch_format="numpy", compute=ActorPoolStrategy(size=config.actors),
-        num_cpus=config.cpus_per_actor, num_gpus=gpus_per_actor(config))
-
-
-def run(job: ScanJob) -> dict:
-    """Runs the scan; returns its summary (also written to ``<out>/summary.json``)."""
-    return execute(job, *validate(job))
-
-
-def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dict:
-    """Runs a scan already checked by :func:`validate` (callers that validated it need not do so twice)."""
-    started = time.perf_counter()
-    prepare_output(job.out, written_with(job, checkpoint, policy), job.restart)
-    done = completed_ids(job.out)
-    if done:
-        total, pending = count_pending(job.manifest, done)
-    else:
-        total = pending = count_rows(job.manifest)
-    already = total - pending
-    print(f"[scan] {total} items in {job.manifest}; {already} already done in {job.out}; "
-          f"{job.scan.actors} model actor(s), batch {job.scan.batch_size}", flush=True)
-    writer = ScanWriter(job.out, checkpoint.categories, job.scan.rows_per_file)
-    summary = ScanSummary(checkpoint.categories)
-    last_progress = time.perf_counter()
-    # Every row already done (a finished scan run again): nothing to start the pipeline and its actors for.
-    tables = build_dataset(job, checkpoint, done).iter_batches(batch_size=None, batch_format="pyarrow") \
-        if pending else []
-    for table in tables:
-        rows = table.to_pylist()
-        writer.add(rows)
-        summary.add(rows)
-        now = time.perf_counter()
-        if now - last_progress >= job.scan.progress_every_s:
-            last_progress = now
-            finished = already + summary.items
-            print(f"[scan] {finished}/{total} items ({100 * finished / max(total, 1):.1f}%), "
-                  f"{summary.items / (now - started):.1f} items/s", flush=True)
-    writer.flush()
-    wall = time.perf_counter() - started
-    report = summary.report(job.out, total, already, wall, {
-        "model_version": checkpoint.version, "policy_version": policy.version,
-        "market": job.market, "out": job.out, "manifest": job.manifest, "config": to_dict(job.scan)})
-    path = write_summary(job.out, report)
-    if job.decision_log:
-        log = open_log(job.decision_log)
-        try:
-            report["decisions_logged"] = log_scan(job.out, log, policy)
-        finally:
-            log.close()
-        write_summary(job.out, report)
-        print(f"[scan] {report['decisions_logged']} new enforcement decision(s) logged to "
-              f"{redacted_url(job.decision_log)}", flush=True)
-    reasons = f" {report['quarantine_reasons']}" if report["quarantine_reasons"] else ""
-    print(f"[scan] done: {report['scored']} scored, {report['already_done']} already done, "
-          f"{report['quarantined']} quarantined{reasons} in {wall:.1f}s ({report['items_per_s']} items/s); "
-          f"actions {report['actions']}; summary -> {path}", flush=True)
-    return report
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 def make_job(checkpoint: str, manifest: str, out: str, policy: str | None = None, market: str | None = None,
@@ -201,3 +38,28 @@ def make_job(checkpoint: str, manifest: str, out: str, policy: str | None = None
     return from_dict(ScanJob, {"checkpoint": checkpoint, "manifest": manifest, "out": out, "policy": policy,
                                "market": market.upper() if market else None, "scan": to_dict(scan),
                                "decision_log": decision_log, "restart": restart}, "scan")
+
+
+def validate(job: ScanJob) -> tuple[CheckpointManifest, Policy]:
+    """Everything that can be checked before Ray starts: the checkpoint, the manifest, the policy."""
+    return scan_job.validate(job)
+
+
+def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy) -> dict:
+    """Runs a scan already checked by :func:`validate`, printing its progress; then logs its enforcement
+    decisions when the job names a decision log."""
+    report = scan_job.execute(job, checkpoint, policy, say=say)
+    if job.decision_log:
+        log = open_log(job.decision_log)
+        try:
+            report["decisions_logged"] = log_scan(job.out, log, policy)
+        finally:
+            log.close()
+        write_summary(job.out, report)
+        say(f"[scan] {report['decisions_logged']} new enforcement decision(s) logged to {redacted_url(job.decision_log)}")
+    return report
+
+
+def run(job: ScanJob) -> dict:
+    """Runs the scan; returns its summary (also written to ``<out>/summary.json``)."""
+    return execute(job, *validate(job))

@@ -15,11 +15,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pipelines.evaluate import score_golden
 from tripwire.common.config import ConfigError, to_dict
 from tripwire.evaluation.config import EvalConfig, EvalJob
-from tripwire.evaluation.thresholds import (DEFAULT_MIN_POSITIVES, DEFAULT_TARGETS, parse_targets, policy_yaml, recommend,
-                                 skipped_categories)
+from tripwire.evaluation.golden_scoring import score_golden
+from tripwire.evaluation.thresholds import (DEFAULT_MIN_POSITIVES, DEFAULT_TARGETS, parse_targets, policy_yaml,
+                                            recommend, skipped_categories)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 def run(checkpoint: str, golden: str, out: str, work: str, policy: str | None = None,
@@ -32,7 +36,7 @@ def run(checkpoint: str, golden: str, out: str, work: str, policy: str | None = 
         raise ConfigError(f"--out: {out} exists; a tuned policy is a new file (the old one stays as it was)")
     config = config or EvalConfig()
     header, arrays, categories, base = score_golden(EvalJob(checkpoint=checkpoint, golden=golden, out=work,
-                                                            policy=policy, catalogue=catalogue, config=config))
+                                                            policy=policy, catalogue=catalogue, config=config), say)
     if "market" not in arrays.fields and per_market:
         raise ConfigError("--per-market: the evaluation config's slices do not read the market field")
     source = {"chosen_on": f"golden set {header['golden']['name']}@{header['golden']['version']}",

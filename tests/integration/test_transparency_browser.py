@@ -19,7 +19,8 @@ import browser as shared
 from tripwire.compliance.cases import cases, period
 from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIEW_OUTCOME, appeal_body,
                                          appeal_outcome_body, decision_body, review_outcome_body)
-from tripwire.compliance.report import build_report, write_report
+from tripwire.compliance.report import build_report
+from tripwire.compliance.report_page import write_report
 from tripwire.compliance.decision_log import DecisionLog
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]

@@ -13,8 +13,8 @@ import pytest
 from tripwire.compliance.appeals import AppealError, file_appeal
 from tripwire.compliance.cases import all_cases
 from tripwire.compliance.outcomes import log_outcome, sync_outcomes
-from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIEW_OUTCOME, check_puid,
-                                         decision_body, scan_puid, serving_puid)
+from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIEW_OUTCOME, check_puid, decision_body,
+                                         scan_puid, serving_puid)
 from tripwire.compliance.writer import LogWriter
 from tripwire.compliance.decision_log import DecisionLog
 from tripwire.policy import Policy, Taxonomy
@@ -232,7 +232,7 @@ def test_statements_read_a_scans_parquet_log_with_the_database_log(tmp_path):
     from tripwire.compliance.dsa import DsaMapping
     from tripwire.compliance.logs import open_log
     from tripwire.compliance.scan_log import log_scan
-    from tripwire.compliance.statements import export_statements
+    from tripwire.compliance.statement_export import export_statements
 
     out, at = _scan_output(tmp_path)
     scan_log, db = f"file://{tmp_path / 'scan-log'}", str(tmp_path / "log.db")

@@ -90,7 +90,8 @@ def test_disagreement_from_the_command_line_with_a_second_checkpoint(capsys, tmp
     """``--second-checkpoint`` scans the manifest with the second model; its scan is already complete here (as
     when the command runs again), so the scan resumes into it, scores nothing and Ray never starts."""
     from helpers import save_tiny_checkpoint
-    from pipelines.scan import make_job, written_with
+    from pipelines.scan import make_job
+    from tripwire.scan.job import written_with
     from tripwire.model.checkpoint import CheckpointManifest
     from tripwire.data.quarantine import write_quarantine
     from tripwire.data.rows import quarantine_row

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tripwire.compliance import dsa
+from tripwire.compliance import statement_export, statement_schema
 from tripwire.compliance import statements as sor
 from tripwire.compliance.cases import cases, day_start, period
 from tripwire.compliance.dsa import DsaMapping
@@ -121,16 +122,16 @@ def one_case(url: str, puid: str):
 def test_every_exported_statement_validates_and_batches_hold_at_most_100(sqlite_url, tmp_path):
     puids = populate(sqlite_url)
     out = tmp_path / "sor"
-    summary = sor.export_statements(sqlite_url, START, END, out, MAPPING)
+    summary = statement_export.export_statements(sqlite_url, START, END, out, MAPPING)
     files = batch_files(out)
     sizes = [len(json.loads(p.read_text())["statements"]) for p in files]
     assert sizes == [100, 100, 51] and summary["files"] == [p.name for p in files]
     for path in files:
         body = json.loads(path.read_text())
         assert set(body) == {"statements"}
-        sor.validate_batch(body)
+        statement_schema.validate_batch(body)
         for statement in body["statements"]:
-            sor.validate(statement)
+            statement_schema.validate(statement)
     exported = {s["puid"] for s in exported_statements(out)}
     assert exported == set(puids["automated"]) | set(puids["partially"])
     assert not exported & set(puids["allowed"] + puids["pending"] + puids["lifted"] + ["srv-october"])
@@ -169,14 +170,14 @@ def test_statement_fields_follow_the_decision(sqlite_url):
     assert by_puid["srv-auto-2"]["decision_visibility"] == ["DECISION_VISIBILITY_CONTENT_REMOVED"]  # sexual block
     assert by_puid["srv-auto-2"]["category"] == "STATEMENT_CATEGORY_OTHER_VIOLATION_TC"
     for statement in by_puid.values():
-        sor.validate(statement)
+        statement_schema.validate(statement)
 
 
 def test_a_review_band_decision_reviewers_restricted_is_partially_automated(sqlite_url):
     populate(sqlite_url, enforced=0)
     case = one_case(sqlite_url, "scan-rev-restrict")
     statement = sor.statement(case, MAPPING)
-    sor.validate(statement)
+    statement_schema.validate(statement)
     assert statement["automated_decision"] == "AUTOMATED_DECISION_PARTIALLY"
     # The model's top reason was hate; the reviewers confirmed harassment only: that is the reason given.
     assert statement["category"] == "STATEMENT_CATEGORY_CYBER_VIOLENCE"
@@ -192,26 +193,26 @@ def test_a_review_band_decision_reviewers_restricted_is_partially_automated(sqli
 def test_reexporting_the_same_period_writes_nothing_new(log_url, tmp_path):
     populate(log_url, enforced=120)
     out = tmp_path / "sor"
-    first = sor.export_statements(log_url, START, END, out, MAPPING)
+    first = statement_export.export_statements(log_url, START, END, out, MAPPING)
     files = batch_files(out)
     assert first["exported"] == 121 and len(files) == 2
-    again = sor.export_statements(log_url, START, END, out, MAPPING)
+    again = statement_export.export_statements(log_url, START, END, out, MAPPING)
     assert again["exported"] == 0 and again["files"] == [] and again["skipped_already_exported"] == 121
     assert batch_files(out) == files
     # New decisions later in the period: only they are exported by the next run.
     append(log_url, [decision("srv-late", {"sexual": 0.97}, DAY + 86400.0)])
-    third = sor.export_statements(log_url, START, END, out, MAPPING)
+    third = statement_export.export_statements(log_url, START, END, out, MAPPING)
     assert third["exported"] == 1 and third["skipped_already_exported"] == 121
     puids = [s["puid"] for s in exported_statements(out)]
     assert len(puids) == len(set(puids)) == 122
-    assert sor.exported_puids(log_url) == set(puids)
-    assert sor.exported_puids(log_url, ["srv-late", "srv-allow-0"]) == {"srv-late"}
+    assert statement_export.exported_puids(log_url) == set(puids)
+    assert statement_export.exported_puids(log_url, ["srv-late", "srv-allow-0"]) == {"srv-late"}
 
 
 def test_a_crash_between_file_and_ledger_is_exported_once_on_the_next_run(sqlite_url, tmp_path, monkeypatch):
     populate(sqlite_url, enforced=250)
     out = tmp_path / "sor"
-    record = sor.ExportLedger.record
+    record = statement_export.ExportLedger.record
     calls = []
 
     def crash_on_second(self, export_id, batch, puids):
@@ -220,12 +221,12 @@ def test_a_crash_between_file_and_ledger_is_exported_once_on_the_next_run(sqlite
             raise KeyboardInterrupt("killed after writing the file, before recording it")
         record(self, export_id, batch, puids)
 
-    monkeypatch.setattr(sor.ExportLedger, "record", crash_on_second)
+    monkeypatch.setattr(statement_export.ExportLedger, "record", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        sor.export_statements(sqlite_url, START, END, out, MAPPING)
+        statement_export.export_statements(sqlite_url, START, END, out, MAPPING)
     assert len(batch_files(out)) == 2  # the second file exists, unrecorded
-    monkeypatch.setattr(sor.ExportLedger, "record", record)
-    summary = sor.export_statements(sqlite_url, START, END, out, MAPPING)
+    monkeypatch.setattr(statement_export.ExportLedger, "record", record)
+    summary = statement_export.export_statements(sqlite_url, START, END, out, MAPPING)
     assert summary["unrecorded_files_removed"] == [calls[1]] and summary["skipped_already_exported"] == 100
     puids = [s["puid"] for s in exported_statements(out)]
     assert len(puids) == len(set(puids)) == 251
@@ -236,7 +237,7 @@ def test_an_invalid_statement_stops_the_export_before_any_file(sqlite_url, tmp_p
     append(sqlite_url, [decision("srv-ancient", {"sexual": 0.99}, DAY, content_date="1999-12-31")])
     out = tmp_path / "sor"
     with pytest.raises(sor.StatementError) as raised:
-        sor.export_statements(sqlite_url, START, END, out, MAPPING)
+        statement_export.export_statements(sqlite_url, START, END, out, MAPPING)
     assert raised.value.puid == "srv-ancient" and raised.value.field == "content_date"
     assert batch_files(out) == [] and not list(out.glob("sor-summary-*.json"))
 
@@ -247,8 +248,8 @@ def valid(sqlite_url):
     populate(sqlite_url, enforced=2)
     illegal = sor.statement(one_case(sqlite_url, "srv-auto-0"), MAPPING)
     incompatible = sor.statement(one_case(sqlite_url, "srv-auto-1"), MAPPING)
-    sor.validate(illegal)
-    sor.validate(incompatible)
+    statement_schema.validate(illegal)
+    statement_schema.validate(incompatible)
     return illegal, incompatible
 
 
@@ -291,33 +292,33 @@ def mutated(statement, **changes):
 def test_a_statement_the_api_would_reject_fails_validation_naming_the_field(valid, which, changes, field):
     statement = mutated(valid[which], **changes)
     with pytest.raises(sor.StatementError) as raised:
-        sor.validate(statement)
+        statement_schema.validate(statement)
     assert raised.value.field == field
     assert raised.value.puid == statement["puid"]
     assert field in str(raised.value)
 
 
 def test_other_values_with_their_texts_and_a_dash_underscore_puid_pass(valid):
-    sor.validate(mutated(valid[0], decision_visibility=["DECISION_VISIBILITY_OTHER"], decision_visibility_other="x",
+    statement_schema.validate(mutated(valid[0], decision_visibility=["DECISION_VISIBILITY_OTHER"], decision_visibility_other="x",
                          puid="a-b_C9", end_date_visibility_restriction="2026-12-01", decision_facts="y" * 5000))
 
 
 def test_batches_are_1_to_100_statements_with_unique_puids(valid):
     statement = valid[0]
     ok = [mutated(statement, puid=f"p-{i}") for i in range(100)]
-    sor.validate_batch({"statements": ok})
+    statement_schema.validate_batch({"statements": ok})
     with pytest.raises(sor.StatementError, match="batch"):
-        sor.validate_batch({"statements": ok + [mutated(statement, puid="p-100")]})
+        statement_schema.validate_batch({"statements": ok + [mutated(statement, puid="p-100")]})
     with pytest.raises(sor.StatementError, match="batch"):
-        sor.validate_batch({"statements": []})
+        statement_schema.validate_batch({"statements": []})
     with pytest.raises(sor.StatementError, match="batch"):
-        sor.validate_batch({"statements": ok[:1], "extra": 1})
+        statement_schema.validate_batch({"statements": ok[:1], "extra": 1})
     with pytest.raises(sor.StatementError, match="appears twice") as raised:
-        sor.validate_batch({"statements": [ok[0], ok[1], ok[0]]})
+        statement_schema.validate_batch({"statements": [ok[0], ok[1], ok[0]]})
     assert "statements[2]" in str(raised.value)
     bad = ok[:3] + [mutated(ok[3], illegal_content_explanation=None)]
     with pytest.raises(sor.StatementError) as raised:
-        sor.validate_batch({"statements": bad})
+        statement_schema.validate_batch({"statements": bad})
     assert raised.value.puid == "p-3" and raised.value.field == "illegal_content_explanation"
     assert "statement_3" in str(raised.value)
 
@@ -326,7 +327,7 @@ def test_decision_facts_are_truncated_safely(sqlite_url):
     append(sqlite_url, [decision("srv-long", {"hate": 0.95}, DAY, model_version="m " * 3000)])
     statement = sor.statement(one_case(sqlite_url, "srv-long"), MAPPING)
     assert len(statement["decision_facts"]) <= 5000 and statement["decision_facts"].endswith("[truncated]")
-    sor.validate(statement)
+    statement_schema.validate(statement)
 
 
 def test_language_content_types_and_dates_from_the_decision(sqlite_url):
@@ -336,7 +337,7 @@ def test_language_content_types_and_dates_from_the_decision(sqlite_url):
     assert "content_language" not in statement
     assert statement["content_type"] == ["CONTENT_TYPE_IMAGE", "CONTENT_TYPE_TEXT"]
     assert statement["content_date"] == "2025-06-01" and statement["territorial_scope"] == ["GR"]
-    sor.validate(statement)
+    statement_schema.validate(statement)
 
 
 # -- the mapping ---------------------------------------------------------------------------------------
@@ -347,7 +348,7 @@ def test_the_bundled_mapping_covers_the_bundled_taxonomy_and_policy():
 
 
 def test_the_schema_file_repeats_the_module_enumerations():
-    properties = sor.schema()["properties"]
+    properties = statement_schema.schema()["properties"]
     for name, values in [("category", dsa.STATEMENT_CATEGORY), ("decision_ground", dsa.DECISION_GROUND),
                          ("source_type", dsa.SOURCE_TYPE), ("automated_decision", dsa.AUTOMATED_DECISION),
                          ("decision_monetary", dsa.DECISION_MONETARY), ("decision_provision", dsa.DECISION_PROVISION),

@@ -10,8 +10,8 @@ from PIL import Image
 from tripwire.data.sample import read_manifest
 from tripwire.data.splits import split_columns
 from tripwire.data.synthetic import (COLOUR_FAMILIES, COMBINATION_PHRASES, HELDOUT_POOL, HELDOUT_SPLIT, PHRASES,
-                                SIGNATURES, TONE_VARIANTS, TRAIN_POOL, CorpusSpec, benign_text, variant_tables,
-                                generate_corpus, variant_pools)
+                                     SIGNATURES, TONE_VARIANTS, TRAIN_POOL, CorpusSpec, benign_text, variant_tables,
+                                     generate_corpus, variant_pools)
 
 SMALL = {"image_size": 32, "video_frames": 4, "audio_seconds": 0.25}
 
@@ -111,7 +111,7 @@ def test_every_tone_variant_is_playable():
 
 
 def test_rows_naming_their_split_keep_it_and_count_for_the_class_weights():
-    from pipelines.train import assign_rows
+    from tripwire.training.job import assign_rows
 
     def row(i, preset, label):
         return {"id": f"r{i}", "group": f"id:r{i}", "labels": [label, 0], "parsed": True, "preset": preset}

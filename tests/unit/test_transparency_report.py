@@ -14,7 +14,8 @@ from tripwire.compliance.cases import all_cases, cases, period
 from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIEW_OUTCOME, appeal_body,
                                          appeal_outcome_body, decision_body, review_outcome_body)
 from tripwire.compliance.report import (ALL_LANGUAGES, BY_PEOPLE, FULLY_AUTOMATED, build_report, last_day,
-                                        wilson_interval, write_report)
+                                        wilson_interval)
+from tripwire.compliance.report_page import write_report
 from tripwire.compliance.decision_log import DecisionLog
 
 START, END = period("2025-03-01", "2025-03-31")

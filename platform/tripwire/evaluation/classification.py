@@ -84,14 +84,3 @@ def binary_macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
         denominator = y.sum() + p.sum()
         scores.append(2.0 * (y & p).sum() / denominator if denominator else 0.0)
     return float(np.mean(scores))
-
-
-def best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """The score threshold that maximises binary macro-F1 on (validation) data, and that F1."""
-    candidates = np.unique(np.round(np.asarray(scores, dtype=np.float64), 4))
-    best = (0.5, binary_macro_f1(labels, np.asarray(scores) >= 0.5))
-    for threshold in candidates:
-        f1 = binary_macro_f1(labels, np.asarray(scores) >= threshold)
-        if f1 > best[1]:
-            best = (float(threshold), f1)
-    return best

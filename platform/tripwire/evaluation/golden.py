@@ -28,7 +28,6 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import fsspec
@@ -242,12 +241,3 @@ def verify(golden: GoldenSet, catalogue: str | None = None) -> str:
                           f"registered {golden.sha256[:12]}; {items} rows, registered {golden.items}); register the "
                           "new content as a new version instead of editing a registered one")
     return manifest
-
-
-def write_manifest_rows(rows: Sequence[dict], out: str) -> str:
-    """Writes manifest rows as JSONL (for sets built from other data: a held-out split)."""
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return out

@@ -21,6 +21,8 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from tripwire.policy import ACTION_NAMES
+
 MAX_CHUNK_WEIGHTS = 2_000_000  # weights per chunk of replicates (16 MB of float64)
 RELIABILITY_BINS = 10
 HISTOGRAM_BINS = 20
@@ -228,9 +230,6 @@ class EvalArrays:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-
-ACTION_NAMES = ("allow", "review", "restrict", "block")
 
 
 def _nan(value: float | None) -> float:

@@ -19,14 +19,19 @@ rendering never touches pyplot's global state or the process-wide backend.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 from typing import Any, Callable, Mapping, Sequence
 
 from tripwire.evaluation.comparison import LOWER_IS_BETTER
-from tripwire.evaluation.metrics import ACTION_NAMES, CATEGORY_METRICS, MICRO_METRICS
-from tripwire.reporting.figures import figure as _figure, img as _img, no_data as _no_data, png as _png, style_axes as _style
-from tripwire.reporting.html import escape as _e, head_row as _head_row, meta_table as _meta_table, page_start as _page_start, shorten as _short
+from tripwire.evaluation.metrics import CATEGORY_METRICS, MICRO_METRICS
+from tripwire.policy import ACTION_NAMES
+from tripwire.reporting.figures import (figure as _figure, img as _img, no_data as _no_data, png as _png, style_axes as
+                                        _style)
+from tripwire.reporting.html import (escape as _e, head_row as _head_row, meta_table as _meta_table, page_start as
+                                     _page_start, shorten as _short)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +46,6 @@ SHA_PREFIX = 12
 _LABELS = {"precision": "precision", "recall": "recall", "f1": "F1", "fpr": "FPR", "roc_auc": "ROC-AUC",
            "pr_auc": "PR-AUC", "recall_at_precision": "recall@P", "ece": "ECE", "catch_rate": "catch rate",
            "class_macro_f1": "2-class macro-F1"}
-
 
 
 # --- text -----------------------------------------------------------------------------------------------
@@ -740,3 +744,15 @@ def render_comparison_html(report: Mapping[str, Any]) -> str:
     page = "\n".join(out)
     logger.info("rendered the comparison page of %d set(s): %d bytes", len(sets), len(page))
     return page
+
+
+def write_report(out: str, report: dict[str, Any]) -> tuple[str, str]:
+    """``metrics.json`` and ``report.html`` under ``out``; returns their paths."""
+    os.makedirs(out, exist_ok=True)
+    metrics_path, html_path = os.path.join(out, "metrics.json"), os.path.join(out, "report.html")
+    with open(metrics_path, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1, allow_nan=False)
+    render = render_comparison_html if report["kind"] == "comparison" else render_evaluation_html
+    with open(html_path, "w", encoding="utf-8") as handle:
+        handle.write(render(report))
+    return metrics_path, html_path

@@ -32,7 +32,7 @@ from tripwire.model.encoders import ENCODERS, Encoder, local_path
 from tripwire.model.fusion import FUSION_HEADS
 from tripwire.model.safety_model import SafetyModel, build_encoders
 from tripwire.policy import Policy, Taxonomy
-from tripwire.data.preprocess import PreprocessingConfig, Preprocessor
+from tripwire.data.preprocess import PreprocessingConfig
 
 FORMAT = "tripwire-checkpoint/1"
 MANIFEST = "manifest.json"
@@ -291,11 +291,6 @@ class CheckpointManifest:
         for field_name, name in named.items():
             if not fs.exists(f"{root}/{name}"):
                 raise CheckpointError(f"{self.uri}/{MANIFEST}: {field_name}: {name!r} is not in the checkpoint")
-
-
-def load_preprocessor(uri: str | Path) -> Preprocessor:
-    manifest = CheckpointManifest.read(uri)
-    return Preprocessor(manifest.preprocessing(), manifest.modalities)
 
 
 def load_encoders(uri: str | Path, modalities: list[str] | None = None) -> dict[str, Encoder]:

@@ -32,10 +32,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tripwire.common.config import ConfigError, to_dict
+from tripwire.policy import ACTION_NAMES
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = ("allow", "review", "restrict", "block")  # mildest first; other actions seen are listed after these
+ACTIONS = ACTION_NAMES  # mildest first; other actions seen are listed after these
 PSI_EPSILON = 1e-4  # the share given to an empty bin, so PSI stays finite
 STABLE_BELOW, MAJOR_FROM = 0.1, 0.25
 HISTOGRAM_BINS = 20  # fixed bins over [0, 1] for the report's histograms (scores are calibrated to [0, 1])

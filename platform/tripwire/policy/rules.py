@@ -26,6 +26,7 @@ class Action(enum.IntEnum):
 
 
 SEVERE_ACTIONS = (Action.REVIEW, Action.RESTRICT, Action.BLOCK)
+ACTION_NAMES = tuple(action.label for action in Action)  # mildest first: allow, review, restrict, block
 
 
 INTENTS = ("stricter", "laxer")

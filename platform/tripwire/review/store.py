@@ -38,10 +38,11 @@ from urllib.parse import quote
 
 from tripwire.storage.sql import StoreURLError, database, redacted_url
 from tripwire.review.config import MAX_RATIONALE, RATIONALE_ACTIONS, ReviewConfig
+from tripwire.policy import ACTION_NAMES
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = ("allow", "review", "restrict", "block")
+ACTIONS = ACTION_NAMES
 ROLES = ("reviewer", "admin")
 SOURCES = ("serving", "scan", "sampling", "appeal", "golden", "manual")
 OPEN_STATUSES = {"review": "pending", "adjudication": "adjudication", "golden": "golden"}

@@ -1,0 +1,319 @@
+"""The HTTP ingress: validates and preprocesses requests (bad input never reaches a model), hands them to
+the moderation core over the model deployments, logs each answer before it is sent, and serves the API's
+health, model, metrics and OpenAI-compatible endpoints.
+
+(No ``from __future__ import annotations`` here: FastAPI must see the request models' real types.)
+"""
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import torch
+from fastapi.responses import JSONResponse, PlainTextResponse
+from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+
+from deployments.api import (ERROR_RESPONSES, OVERLOADED, REQUEST_ID_RESPONSES, BatchRequest, BatchResponse,
+                             ModerateRequest, ModerateResponse, OpenAIModerationRequest, OpenAIModerationResponse, api,
+                             body_limits, set_body_limits)
+from deployments.args import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_S, MAX_QUEUED_REQUESTS, AppArgs
+from tripwire.serving.batching import BusyAwareBatchWait
+from tripwire.model.checkpoint import CheckpointManifest
+from tripwire.compliance.records import DECISION, decision_body, serving_puid
+from tripwire.compliance.writer import LogWriter
+from tripwire.common.config import ConfigError, from_dict, read_yaml, to_dict
+from tripwire.common.home import from_home
+from tripwire.compliance.decision_log import DecisionLog
+from tripwire.compliance.idempotency import (REQUEST_HASH, AnswerCache, RequestIdConflict, logged_answer,
+                                             request_fingerprint)
+from tripwire.data.media import MediaError
+from tripwire.moderation.moderator import Moderator, ServeBackend, StageTimes
+from tripwire.serving.openai_compat import OpenAICategoryMap, parse_input, to_openai_response
+from tripwire.policy import Policy
+from tripwire.review.intake import BufferedEnqueuer, serving_item
+from tripwire.review.store import open_store
+from tripwire.data.sample import Sample, content_digest, decode_base64, read_media, uri_allowed
+from tripwire.serving.metrics import ApiMetrics
+
+
+def _queued_sample(item_id: str, request: Any) -> dict[str, Any]:
+    """The request as the review queue keeps it: text, media as sent (URIs, or inline bytes as data: URIs)."""
+    row: dict[str, Any] = {"id": item_id, "text": request.text,
+                           "meta": {k: v for k, v in (("market", request.market), ("language", request.language),
+                                                      ("content_type", request.content_type)) if v}}
+    for modality in ("image", "audio", "video"):
+        value = getattr(request, modality)
+        if value is not None:
+            inline = "://" not in value[:64] and not value.startswith("data:")
+            row[modality] = f"data:application/octet-stream;base64,{value}" if inline else value
+    return row
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64, max_queued_requests=MAX_QUEUED_REQUESTS,
+                  backpressure_config=OVERLOADED)
+@serve.ingress(api)
+class Ingress:
+    """HTTP front door: validates and preprocesses (bad input never reaches a model), then the moderation
+    core scores each request through the encoder and fusion deployments and applies the policy.
+
+    Concurrent requests are scored together: one call per encoder and one to the fusion head carry
+    a whole batch (``max_batch_size``, ``batch_wait_timeout_s``), because on a small machine each
+    Serve call costs milliseconds of CPU on both sides, more than the fusion head's own work.
+
+    The policy is applied here, in-process, rather than in a deployment of its own: it is a few
+    comparisons per category, and a separate deployment cost a sequential hop on every request
+    (bench/RESULTS.md). Its ``user_config`` carries the policy, so editing thresholds and redeploying
+    the Serve config updates live replicas without a restart. user_config keys (one of): ``policy``
+    (the policy YAML's content as a mapping) or ``policy_path``.
+
+    Args:
+        args: the application's arguments, as :func:`build_app` validated them.
+        encoders: modality -> the deployment that encodes it.
+        fusion: the fusion head's deployment.
+    """
+
+    def __init__(self, args: AppArgs, encoders: dict[str, DeploymentHandle], fusion: DeploymentHandle):
+        torch.set_num_threads(1)
+        self.args = args  # validated once, by build_app
+        # The same bound as the encoders' and fusion head's batches, so one call never exceeds theirs.
+        self._score.set_max_batch_size(self.args.max_batch_size)
+        self.batch_wait = BusyAwareBatchWait(self._score, self.args.batch_wait_timeout_s)
+        self.manifest = CheckpointManifest.read(self.args.checkpoint)
+        # The checkpoint's policy (its recommended one, else the bundled one) until a user_config names another.
+        self.core = Moderator(self.manifest, ServeBackend(encoders, fusion), self.manifest.policy())
+        openai_categories = self.args.openai_categories
+        self.openai_map = OpenAICategoryMap.load(from_home(openai_categories) if openai_categories else None)
+        self.openai_map.check_taxonomy(self.manifest.taxonomy)
+        self.metrics = ApiMetrics(export_to_ray=self.args.ray_metrics)
+        # fsspec URIs in requests are off unless their prefix (scheme + bucket/path) is allow-listed.
+        self.uri_allow_list = tuple(self.args.uri_allow_list)
+        self.answers = AnswerCache(self.args.idempotency_cache_size)  # request_id -> (fingerprint, answer)
+        # Request bodies: at most what a request within the model's media limits can take (or max_body_mb);
+        # media is refused over its own limit before it is decoded or, by URI, read past it.
+        self.media_limits = self.manifest.spec.preprocessing.limits
+        max_body = int(self.args.max_body_mb * 2**20) if self.args.max_body_mb is not None else None
+        set_body_limits(body_limits(self.media_limits, self.manifest.modalities, max_body))
+        self.review_queue = None
+        if self.args.review_store:
+            store = open_store(from_home(self.args.review_store), self.manifest.categories)
+            self.review_queue = BufferedEnqueuer(store, self.args.review_buffer, self.args.review_buffer_mb * 2**20)
+        self.decision_log = self.log_writer = None
+        if self.args.decision_log:
+            self.decision_log = DecisionLog(from_home(self.args.decision_log))
+            key = None
+            if self.args.decision_log_key_file:
+                with open(from_home(self.args.decision_log_key_file), "rb") as handle:
+                    key = handle.read().strip()
+            self.log_writer = LogWriter(self.decision_log, self.args.decision_log_pending,
+                                        wait_s=self.args.decision_log_wait_s, checkpoint_key=key,
+                                        checkpoint_every=self.args.decision_log_checkpoint_every,
+                                        on_outcome=self.metrics.decision_log)
+
+    def __del__(self):
+        # Serve's graceful shutdown: what is buffered for the review queue and the decision log is written.
+        if getattr(self, "review_queue", None) is not None:
+            self.review_queue.close()
+            self.review_queue.store.close()
+        if getattr(self, "log_writer", None) is not None:
+            self.log_writer.close()
+
+    def reconfigure(self, user_config: dict) -> None:
+        if "policy" in user_config:
+            policy = from_dict(Policy, user_config["policy"], "policy")
+        elif "policy_path" in user_config:
+            path = from_home(user_config["policy_path"])
+            policy = from_dict(Policy, read_yaml(path), path)
+        else:
+            raise ConfigError("user_config: give 'policy' (a mapping) or 'policy_path'")
+        self.core.set_policy(policy)
+
+    @api.get("/v1/health")
+    async def health(self) -> dict:
+        return {"status": "ok", "model_version": self.manifest.version}
+
+    @api.get("/v1/model")
+    async def model(self) -> dict:
+        spec = self.manifest.spec
+        return {"model_version": self.manifest.version, "modalities": self.manifest.modalities,
+                "taxonomy": to_dict(spec.taxonomy), "preprocessing": to_dict(spec.preprocessing), "metrics": spec.metrics}
+
+    @api.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus(self) -> PlainTextResponse:
+        return PlainTextResponse(self.metrics.render().decode(), media_type="text/plain; version=0.0.4")
+
+    # The scoring endpoints return a JSONResponse themselves: FastAPI would otherwise walk each answer with
+    # jsonable_encoder, 0.6 ms of ingress CPU per request on the 2-core bench machine (json.dumps: 0.08 ms).
+    # ``response_model`` still documents the answer in the OpenAPI document.
+    @api.post("/v1/moderate", response_model=ModerateResponse, responses=REQUEST_ID_RESPONSES)
+    async def moderate(self, request: ModerateRequest) -> JSONResponse:
+        return JSONResponse(await self._counted("moderate", self._moderate_request(request)))
+
+    @api.post("/v1/moderate/batch", response_model=BatchResponse, responses=ERROR_RESPONSES)
+    async def moderate_batch(self, request: BatchRequest) -> JSONResponse:
+        """Up to ``MAX_BATCH_ITEMS`` items, scored concurrently; a bad item gets its own error entry."""
+
+        async def one(item: ModerateRequest) -> dict:
+            try:
+                return await self._moderate_request(item)
+            except MediaError as exc:
+                self.metrics.error("moderate_batch", exc.reason)
+                return {"id": item.id, "error": {"field": exc.field, "reason": exc.reason, "message": str(exc)}}
+            except RequestIdConflict as exc:
+                self.metrics.error("moderate_batch", "request_id_reused")
+                return {"id": item.id, "error": {"field": "request_id", "reason": "request_id_reused",
+                                                 "message": str(exc)}}
+
+        self.metrics.request("moderate_batch")
+        return JSONResponse({"results": list(await asyncio.gather(*(one(item) for item in request.items)))})
+
+    @api.post("/v1/moderations", response_model=OpenAIModerationResponse, responses=ERROR_RESPONSES)
+    async def openai_moderations(self, request: OpenAIModerationRequest) -> JSONResponse:
+        """OpenAI-compatible moderation: ``input`` is a string, strings, or text/image_url parts.
+
+        Every OpenAI category is answered; one Tripwire does not score is marked not checked: a null score,
+        never flagged, and listed in each result's ``tripwire.unscored_categories`` (a score of 0.0 would
+        read as "checked and clean")."""
+
+        async def run() -> dict:
+            items = parse_input(request.input, self.media_limits.max_image_bytes)
+            results = await asyncio.gather(*(self._moderate_logged(Sample(id=uuid.uuid4().hex, text=i["text"],
+                                                                          image=i["image"]))
+                                             for i in items))
+            return to_openai_response(results, self.openai_map, request.model or self.manifest.version)
+
+        return JSONResponse(await self._counted("moderations", run()))
+
+    async def _counted(self, endpoint: str, work) -> dict:
+        self.metrics.request(endpoint)
+        try:
+            return await work
+        except MediaError as exc:
+            self.metrics.error(endpoint, exc.reason)
+            raise
+        except RequestIdConflict:
+            self.metrics.error(endpoint, "request_id_reused")
+            raise
+        except BackPressureError:
+            self.metrics.error(endpoint, "overloaded")
+            raise
+        except (RayActorError, ActorUnavailableError):
+            self.metrics.error(endpoint, "replica_unavailable")
+            raise
+
+    async def _media(self, field: str, value: str) -> bytes:
+        limit = getattr(self.media_limits, f"max_{field}_bytes")  # judged before decoding, or reading a URI
+        if "://" not in value[:64]:
+            return decode_base64(field, value, limit)
+        if not uri_allowed(value, self.uri_allow_list):
+            raise MediaError(field, "disallowed_uri", "this URI is not on the configured allow-list (URIs are off by default)")
+        return await asyncio.to_thread(read_media, field, value, None, limit)
+
+    async def _moderate_request(self, request: ModerateRequest) -> dict:
+        fingerprint = None
+        if request.request_id:
+            fingerprint = await self._fingerprint(request)
+            answer = await self._answered(request.request_id, fingerprint)  # or RequestIdConflict: 409
+            if answer is not None:
+                return answer
+        media = {m: await self._media(m, getattr(request, m)) for m in ("image", "audio", "video")
+                 if getattr(request, m) is not None}
+        sample = Sample(id=request.id or uuid.uuid4().hex, text=request.text, **media,
+                        meta={"market": request.market, "language": request.language,
+                              "content_type": request.content_type})
+        detected_at = time.time()
+        result = await self._moderate(sample, request.market)
+        if request.request_id:
+            result["request_id"] = request.request_id
+        if self.log_writer is not None:
+            content = _queued_sample(sample.id, request) if self.args.keep_content else None
+            result = await self._logged(result, sample, detected_at, request.request_id, request.language, content,
+                                        fingerprint)
+        if self.review_queue is not None and result["decision"]["action"] == "review":
+            self.review_queue.offer(serving_item(result, _queued_sample(sample.id, request)))
+        if request.request_id:
+            self.answers.put(request.request_id, fingerprint, result)
+        return result
+
+    async def _fingerprint(self, request: ModerateRequest) -> str:
+        """The request's fingerprint (every field but ``request_id``); inline media is hashed off the loop."""
+        fields = request.model_dump(exclude={"request_id"})
+        if sum(len(v) for v in fields.values() if isinstance(v, str)) > 2**16:
+            return await asyncio.to_thread(request_fingerprint, fields)
+        return request_fingerprint(fields)
+
+    async def _answered(self, request_id: str, fingerprint: str) -> dict | None:
+        """The first answer to ``request_id`` if it was this same request's: from this replica's cache, else
+        (log on) from the decision log, which every replica writes.
+
+        Raises:
+            RequestIdConflict: ``request_id`` was first used with a different request.
+        """
+        answer = self.answers.get(request_id, fingerprint)
+        if answer is not None or self.decision_log is None:
+            return answer
+        record = await asyncio.to_thread(self.decision_log.find, DECISION, serving_puid(request_id))
+        if record is None:
+            return None
+        answer = logged_answer(record.body, request_id, fingerprint)
+        if answer is not None:
+            self.answers.put(request_id, fingerprint, answer)
+        return answer
+
+    async def _logged(self, result: dict, sample: Sample, detected_at: float, request_id: str | None = None,
+                      language: str | None = None, content: dict | None = None,
+                      fingerprint: str | None = None) -> dict:
+        """Logs the decision and waits for its commit (batched with concurrent requests'); returns the answer
+        the log holds for this puid: this one, or the first when another replica answered the same
+        ``request_id`` first (for the same request: a different one's is a RequestIdConflict)."""
+        puid = serving_puid(request_id)
+        result["puid"] = puid
+        decided_at = time.time()
+        media = {m: getattr(sample, m) for m in ("image", "audio", "video") if getattr(sample, m) is not None}
+        # Hashing inline video (tens of MB) would hold the event loop: media is hashed off it.
+        digest = await asyncio.to_thread(content_digest, sample.text, media) if media else content_digest(sample.text, {})
+        body = decision_body(result, source="serving", policy=self.core.policy, detected_at=detected_at,
+                             decided_at=decided_at, content_hash=digest,
+                             content_types=result["modalities"], language=language, content=content,
+                             answer={k: v for k, v in result.items() if k != "latency_ms"})
+        if request_id:
+            body[REQUEST_HASH] = fingerprint  # a retry, from any replica, is checked against it
+        record = await self.log_writer.write(DECISION, puid, body)
+        if record is None:
+            return result
+        if request_id:
+            # Concurrent requests with the same request_id: the first logged wins; another request loses (409).
+            answer = logged_answer(record.body, request_id, fingerprint)
+            if answer is not None and answer != body["answer"]:
+                return answer
+        return result
+
+    # Two batches in flight: while one is in the fusion head, the encoders already have the next.
+    @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S, max_concurrent_batches=2)
+    async def _score(self, batch: list[dict[str, Any]]) -> list[Any]:
+        """The moderation core's model stage (encoders, then fusion) for a batch of concurrent requests."""
+        with self.batch_wait.running():
+            return await self.core.score(batch)
+
+    async def _moderate_logged(self, sample: Sample) -> dict:
+        """An OpenAI-compatible input scored (no market) and, with the log on, logged."""
+        detected_at = time.time()
+        result = await self._moderate(sample, None)
+        if self.log_writer is None:
+            return result
+        content = {"id": sample.id, "text": sample.text} if self.args.keep_content else None
+        return await self._logged(result, sample, detected_at, content=content)
+
+    async def _moderate(self, sample: Sample, market: str | None) -> dict:
+        started = time.perf_counter()
+        # Decoding and preprocessing run off the event loop and concurrently (only tokenizing is locked).
+        prepared = await asyncio.to_thread(self.core.prepare, sample)
+        prepared_at = time.perf_counter()
+        scored = await self._score(prepared)
+        result = self.core.result(sample.id, prepared, scored, market,
+                                  StageTimes(started, prepared_at, time.perf_counter()))
+        self.metrics.observe_result(result)
+        return result
