@@ -133,6 +133,7 @@ class ReviewUI:
 def make_items(n: int, prefix: str = "item", seed: int = 7) -> list[dict]:
     """``n`` scan queue items ``{prefix}-0000``... with complete synthetic moderation results (random scores
     from ``seed``, the bundled policy's decision on them)."""
+    from tripwire.moderation.result import ModerationResult
     from tripwire.policy import Policy, Taxonomy
 
     policy, cats, rng = Policy.load(), Taxonomy.load().names, random.Random(seed)
@@ -141,14 +142,13 @@ def make_items(n: int, prefix: str = "item", seed: int = 7) -> list[dict]:
     for i in range(n):
         item_id = f"{prefix}-{i:0{width}d}"
         scores = {c: round(rng.random(), 4) for c in cats}
-        decision = policy.decide(scores).to_dict()
+        result = ModerationResult(
+            id=item_id, scores=scores, decision=policy.decide(scores),
+            attribution={c: {"driven_by": "text", "contributions": {"text": s}} for c, s in scores.items()},
+            evidence={}, modalities=["text"], model_version="scripted")
         items.append({
             "item_id": item_id, "source": "scan", "priority": float(rng.random()), "base_uri": None,
-            "sample": {"id": item_id, "text": f"sample text {i}", "meta": {}},
-            "result": {"id": item_id, "scores": scores, "flagged": decision["flagged"], "decision": decision,
-                       "attribution": {c: {"driven_by": "text", "contributions": {"text": s}} for c, s in scores.items()},
-                       "evidence": {}, "modalities": ["text"], "model_version": "scripted",
-                       "policy_version": decision["policy_version"]}})
+            "sample": {"id": item_id, "text": f"sample text {i}", "meta": {}}, "result": result.to_json()})
     return items
 
 

@@ -32,6 +32,7 @@ from tripwire.compliance.idempotency import (REQUEST_HASH, AnswerCache, RequestI
                                              request_fingerprint)
 from tripwire.data.media import MediaError
 from tripwire.moderation.moderator import Moderator, ServeBackend, StageTimes
+from tripwire.moderation.result import ModerationResult
 from tripwire.serving.openai_compat import OpenAICategoryMap, parse_input, to_openai_response
 from tripwire.policy import Policy
 from tripwire.review.intake import BufferedEnqueuer, serving_item
@@ -150,7 +151,7 @@ class Ingress:
     # ``response_model`` still documents the answer in the OpenAPI document.
     @api.post("/v1/moderate", response_model=ModerateResponse, responses=REQUEST_ID_RESPONSES)
     async def moderate(self, request: ModerateRequest) -> JSONResponse:
-        return JSONResponse(await self._counted("moderate", self._moderate_request(request)))
+        return JSONResponse((await self._counted("moderate", self._moderate_request(request))).to_json())
 
     @api.post("/v1/moderate/batch", response_model=BatchResponse, responses=ERROR_RESPONSES)
     async def moderate_batch(self, request: BatchRequest) -> JSONResponse:
@@ -158,7 +159,7 @@ class Ingress:
 
         async def one(item: ModerateRequest) -> dict:
             try:
-                return await self._moderate_request(item)
+                return (await self._moderate_request(item)).to_json()
             except MediaError as exc:
                 self.metrics.error("moderate_batch", exc.reason)
                 return {"id": item.id, "error": {"field": exc.field, "reason": exc.reason, "message": str(exc)}}
@@ -187,7 +188,7 @@ class Ingress:
 
         return JSONResponse(await self._counted("moderations", run()))
 
-    async def _counted(self, endpoint: str, work) -> dict:
+    async def _counted(self, endpoint: str, work) -> Any:
         self.metrics.request(endpoint)
         try:
             return await work
@@ -212,7 +213,7 @@ class Ingress:
             raise MediaError(field, "disallowed_uri", "this URI is not on the configured allow-list (URIs are off by default)")
         return await asyncio.to_thread(read_media, field, value, None, limit)
 
-    async def _moderate_request(self, request: ModerateRequest) -> dict:
+    async def _moderate_request(self, request: ModerateRequest) -> ModerationResult:
         fingerprint = None
         if request.request_id:
             fingerprint = await self._fingerprint(request)
@@ -227,12 +228,12 @@ class Ingress:
         detected_at = time.time()
         result = await self._moderate(sample, request.market)
         if request.request_id:
-            result["request_id"] = request.request_id
+            result = result.replace(request_id=request.request_id)
         if self.log_writer is not None:
             content = _queued_sample(sample.id, request) if self.args.keep_content else None
             result = await self._logged(result, sample, detected_at, request.request_id, request.language, content,
                                         fingerprint)
-        if self.review_queue is not None and result["decision"]["action"] == "review":
+        if self.review_queue is not None and result.action == "review":
             self.review_queue.offer(serving_item(result, _queued_sample(sample.id, request)))
         if request.request_id:
             self.answers.put(request.request_id, fingerprint, result)
@@ -245,7 +246,7 @@ class Ingress:
             return await asyncio.to_thread(request_fingerprint, fields)
         return request_fingerprint(fields)
 
-    async def _answered(self, request_id: str, fingerprint: str) -> dict | None:
+    async def _answered(self, request_id: str, fingerprint: str) -> ModerationResult | None:
         """The first answer to ``request_id`` if it was this same request's: from this replica's cache, else
         (log on) from the decision log, which every replica writes.
 
@@ -258,27 +259,29 @@ class Ingress:
         record = await asyncio.to_thread(self.decision_log.find, DECISION, serving_puid(request_id))
         if record is None:
             return None
-        answer = logged_answer(record.body, request_id, fingerprint)
-        if answer is not None:
-            self.answers.put(request_id, fingerprint, answer)
+        logged = logged_answer(record.body, request_id, fingerprint)
+        if logged is None:
+            return None
+        answer = ModerationResult.from_json(logged)
+        self.answers.put(request_id, fingerprint, answer)
         return answer
 
-    async def _logged(self, result: dict, sample: Sample, detected_at: float, request_id: str | None = None,
-                      language: str | None = None, content: dict | None = None,
-                      fingerprint: str | None = None) -> dict:
+    async def _logged(self, result: ModerationResult, sample: Sample, detected_at: float,
+                      request_id: str | None = None, language: str | None = None, content: dict | None = None,
+                      fingerprint: str | None = None) -> ModerationResult:
         """Logs the decision and waits for its commit (batched with concurrent requests'); returns the answer
         the log holds for this puid: this one, or the first when another replica answered the same
         ``request_id`` first (for the same request: a different one's is a RequestIdConflict)."""
         puid = serving_puid(request_id)
-        result["puid"] = puid
+        result = result.replace(puid=puid)
         decided_at = time.time()
         media = {m: getattr(sample, m) for m in ("image", "audio", "video") if getattr(sample, m) is not None}
         # Hashing inline video (tens of MB) would hold the event loop: media is hashed off it.
         digest = await asyncio.to_thread(content_digest, sample.text, media) if media else content_digest(sample.text, {})
         body = decision_body(result, source="serving", policy=self.core.policy, detected_at=detected_at,
                              decided_at=decided_at, content_hash=digest,
-                             content_types=result["modalities"], language=language, content=content,
-                             answer={k: v for k, v in result.items() if k != "latency_ms"})
+                             content_types=result.modalities, language=language, content=content,
+                             answer=result.replace(latency_ms=None).to_json())
         if request_id:
             body[REQUEST_HASH] = fingerprint  # a retry, from any replica, is checked against it
         record = await self.log_writer.write(DECISION, puid, body)
@@ -288,7 +291,7 @@ class Ingress:
             # Concurrent requests with the same request_id: the first logged wins; another request loses (409).
             answer = logged_answer(record.body, request_id, fingerprint)
             if answer is not None and answer != body["answer"]:
-                return answer
+                return ModerationResult.from_json(answer)
         return result
 
     # Two batches in flight: while one is in the fusion head, the encoders already have the next.
@@ -298,7 +301,7 @@ class Ingress:
         with self.batch_wait.running():
             return await self.core.score(batch)
 
-    async def _moderate_logged(self, sample: Sample) -> dict:
+    async def _moderate_logged(self, sample: Sample) -> ModerationResult:
         """An OpenAI-compatible input scored (no market) and, with the log on, logged."""
         detected_at = time.time()
         result = await self._moderate(sample, None)
@@ -307,7 +310,7 @@ class Ingress:
         content = {"id": sample.id, "text": sample.text} if self.args.keep_content else None
         return await self._logged(result, sample, detected_at, content=content)
 
-    async def _moderate(self, sample: Sample, market: str | None) -> dict:
+    async def _moderate(self, sample: Sample, market: str | None) -> ModerationResult:
         started = time.perf_counter()
         # Decoding and preprocessing run off the event loop and concurrently (only tokenizing is locked).
         prepared = await asyncio.to_thread(self.core.prepare, sample)

@@ -27,6 +27,7 @@ from tripwire.common.config import load_yaml
 from tripwire.evaluation.classification import roc_auc
 from tripwire.moderation.moderator import Moderator
 from tripwire.moderation.parity import result_differences
+from tripwire.moderation.result import ModerationResult
 from tripwire.policy import Taxonomy
 from tripwire.data.sample import Sample, manifest_base, read_manifest, request_body
 from tripwire.data.splits import read_splits
@@ -66,7 +67,7 @@ def _interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, floa
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
-def modality_figures(samples: list[Sample], results: dict[str, dict], replicates: int = 1000,
+def modality_figures(samples: list[Sample], results: dict[str, ModerationResult], replicates: int = 1000,
                      seed: int = 0) -> list[dict]:
     """Held-out figures per carrying modality, with 95% bootstrap intervals.
 
@@ -89,15 +90,15 @@ def modality_figures(samples: list[Sample], results: dict[str, dict], replicates
             continue
 
         def top(sample):
-            return max(results[sample.id]["scores"].values())
+            return max(results[sample.id].scores.values())
 
         def flagged(sample):
-            return results[sample.id]["decision"]["action"] != "allow"
+            return results[sample.id].action != "allow"
 
         pos_scores, neg_scores = np.array([top(s) for s in positives]), np.array([top(s) for s in negatives])
         pos_flags = np.array([flagged(s) for s in positives], float)
         neg_flags = np.array([flagged(s) for s in negatives], float)
-        right = np.array([s.labels.get(max(results[s.id]["scores"], key=results[s.id]["scores"].get)) == 1
+        right = np.array([s.labels.get(max(results[s.id].scores, key=results[s.id].scores.get)) == 1
                           for s in positives], float)
         labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
         boot = {"roc_auc": [], "flagged": [], "benign_flagged": [], "right_category": []}
@@ -304,14 +305,14 @@ def run(config: str, port: int, min_auc: float) -> int:
             for sample, expected in zip(samples, reference):
                 response = client.post(f"{url}/v1/moderate", json=request_body(sample, base))
                 response.raise_for_status()
-                body = response.json()
-                http_differences += [f"{sample.id}: {d}" for d in result_differences(body, expected)]
-                top_name = max(taxonomy.names, key=lambda c: body["scores"][c])
-                top = f"{top_name}={body['scores'][top_name]:.3f}"
+                answer = ModerationResult.from_json(response.json())
+                http_differences += [f"{sample.id}: {d}" for d in result_differences(answer, expected)]
+                top_name = max(taxonomy.names, key=lambda c: answer.scores[c])
+                top = f"{top_name}={answer.scores[top_name]:.3f}"
                 truth = ",".join(c for c, v in sample.labels.items() if v) or "-"
-                driver = body["attribution"][top_name]["driven_by"]
-                print(f"{sample.id:<11}{'+'.join(body['modalities']):<24}{truth:<34}"
-                      f"{top:<32}{body['decision']['action']:<10}{driver}")
+                driver = answer.attribution[top_name]["driven_by"]
+                print(f"{sample.id:<11}{'+'.join(answer.modalities):<24}{truth:<34}"
+                      f"{top:<32}{answer.action:<10}{driver}")
         everyday = [Sample(id=f"everyday-{i}", text=text) for i, text in enumerate(EVERYDAY_INPUTS)]
         seen = training_texts(cfg, model_dir)
         not_allowed = []
@@ -320,13 +321,13 @@ def run(config: str, port: int, min_auc: float) -> int:
             for sample, expected in zip(everyday, local.moderate_sync(everyday, base)):
                 response = client.post(f"{url}/v1/moderate", json=request_body(sample, base))
                 response.raise_for_status()
-                body = response.json()
-                http_differences += [f"{sample.text!r}: {d}" for d in result_differences(body, expected)]
-                top_name = max(taxonomy.names, key=lambda c: body["scores"][c])
-                action = body["decision"]["action"]
+                answer = ModerationResult.from_json(response.json())
+                http_differences += [f"{sample.text!r}: {d}" for d in result_differences(answer, expected)]
+                top_name = max(taxonomy.names, key=lambda c: answer.scores[c])
+                action = answer.action
                 if action != "allow":
                     not_allowed.append(f"{sample.text!r}: {action}")
-                top = f"{top_name}={body['scores'][top_name]:.3f}"
+                top = f"{top_name}={answer.scores[top_name]:.3f}"
                 print(f"{sample.text!r:<44}{top:<32}{action:<10}{'yes' if sample.text in seen else 'no'}")
         print(f"\n[serve] {len(samples) + len(everyday)} HTTP requests; whole results equal to the in-process "
               f"core's (scores within 1e-5): {not http_differences}")
@@ -335,7 +336,8 @@ def run(config: str, port: int, min_auc: float) -> int:
 
         evaluation, scanned = evaluate_heldout(model_dir)
         scan_differences = [f"{s.id}: {d}" for s, expected in zip(samples, reference)
-                            for d in result_differences(scanned.get(s.id, {}), expected)]
+                            for d in (result_differences(scanned[s.id], expected) if s.id in scanned
+                                      else ["not in the scan's results"])]
         print(f"[evaluate] scan results equal to HTTP and in-process for the {len(samples)} items above: "
               f"{not scan_differences}")
         splits = read_splits(f"{model_dir}/splits.parquet")

@@ -62,11 +62,16 @@ def deploy(args: dict) -> None:
 
 
 
-def assert_same_result(got: dict, expected: dict, atol: float = 1e-5, where: str = "") -> None:
-    """Two complete moderation results of one item agree (:func:`tripwire.moderation.parity.result_differences`)."""
+def assert_same_result(got, expected, atol: float = 1e-5, where: str = "") -> None:
+    """Two complete moderation results of one item agree (:func:`tripwire.moderation.parity.result_differences`);
+    an HTTP answer (JSON) is read back with :meth:`ModerationResult.from_json` first."""
     from tripwire.moderation.parity import result_differences
+    from tripwire.moderation.result import ModerationResult
 
-    differences = result_differences(got, expected, atol)
+    def typed(result):
+        return result if isinstance(result, ModerationResult) else ModerationResult.from_json(result)
+
+    differences = result_differences(typed(got), typed(expected), atol)
     assert not differences, f"{where}: {differences}"
 
 

@@ -22,6 +22,7 @@ from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIE
 from tripwire.compliance.report import build_report
 from tripwire.compliance.report_page import write_report
 from tripwire.compliance.decision_log import DecisionLog
+from tripwire.moderation.result import ModerationResult
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -43,11 +44,11 @@ def decision_entry(rng: random.Random, i: int) -> tuple[str, dict]:
     action = next((a for a in ("block", "restrict", "review") if score >= THRESHOLDS[a]), "allow")
     reasons = [] if action == "allow" else [{"category": category, "score": score, "threshold": THRESHOLDS[action],
                                              "action": action, "ground": "incompatible"}]
-    result = {"id": f"item-{i}", "scores": {category: score},
+    result = ModerationResult.from_json({"id": f"item-{i}", "scores": {category: score}, "flagged": [r["category"] for r in reasons],
               "decision": {"action": action, "reasons": reasons, "flagged": [r["category"] for r in reasons],
                            "policy_version": "p1", "market": rng.choice(MARKETS)},
               "attribution": {}, "evidence": {}, "modalities": ["text"], "model_version": "m1",
-              "policy_version": "p1"}
+              "policy_version": "p1"})
     detected = START + rng.uniform(0, END - START - 86400)
     body = decision_body(result, source=rng.choice(("serving", "serving", "scan")), policy=None,
                          detected_at=detected, decided_at=detected + rng.lognormvariate(-0.5, 1.0),

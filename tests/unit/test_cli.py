@@ -204,14 +204,16 @@ def test_audit_verify_names_the_first_bad_record(cli, tmp_path):
 
 def test_audit_checkpoint_prune_and_the_compliance_commands_from_the_command_line(cli, tmp_path):
     from tripwire.compliance.records import DECISION, decision_body
+    from tripwire.moderation.result import ModerationResult
     from tripwire.compliance.decision_log import DecisionLog
 
     store, key = str(tmp_path / "log.db"), tmp_path / "key"
     key.write_bytes(b"k3y")
     log = DecisionLog(store)
-    allowed = {"id": "x", "scores": {"hate": 0.1}, "decision": {"action": "allow", "reasons": [], "flagged": [],
-                                                            "policy_version": "p", "market": None},
-               "attribution": {}, "evidence": {}, "modalities": ["text"], "model_version": "m", "policy_version": "p"}
+    allowed = ModerationResult.from_json(
+        {"id": "x", "scores": {"hate": 0.1}, "flagged": [],
+         "decision": {"action": "allow", "reasons": [], "flagged": [], "policy_version": "p", "market": None},
+         "attribution": {}, "evidence": {}, "modalities": ["text"], "model_version": "m", "policy_version": "p"})
     at = 1764547200.0  # 2025-12-01
     log.append([(DECISION, f"p{i}", decision_body(allowed, source="serving", policy=None, detected_at=at,
                                                   decided_at=at, content_hash="0" * 64, content_types=["text"]))

@@ -19,25 +19,27 @@ from tripwire.compliance.writer import LogWriter
 from tripwire.compliance.decision_log import DecisionLog
 from tripwire.policy import Policy, Taxonomy
 from tripwire.review.store import ReviewStore, Submission
+from tripwire.moderation.result import ModerationResult
 
 CATEGORIES = Taxonomy.load().names
 
 
-def result(item_id: str, action: str, category: str = "hate", score: float = 0.9, market: str | None = "DE") -> dict:
+def result(item_id: str, action: str, category: str = "hate", score: float = 0.9,
+           market: str | None = "DE") -> ModerationResult:
     reasons = [] if action == "allow" else [{"category": category, "score": score, "threshold": 0.5, "action": action,
                                              "ground": "illegal_content"}]
-    return {"id": item_id, "scores": {c: (score if c == category else 0.01) for c in CATEGORIES},
+    return ModerationResult.from_json({"id": item_id, "scores": {c: (score if c == category else 0.01) for c in CATEGORIES},
             "flagged": [r["category"] for r in reasons],
             "decision": {"action": action, "reasons": reasons, "flagged": [r["category"] for r in reasons],
                          "policy_version": "p1", "market": market},
             "attribution": {category: {"driven_by": "text", "contributions": {"text": 0.8}}}, "evidence": {},
-            "modalities": ["text"], "model_version": "m1", "policy_version": "p1"}
+            "modalities": ["text"], "model_version": "m1", "policy_version": "p1"})
 
 
 def body(item_id: str, action: str, **kwargs) -> dict:
     return decision_body(result(item_id, action, **kwargs), source="serving", policy=Policy.load(), detected_at=1e9,
                          decided_at=1e9 + 0.05, content_hash="a" * 64, content_types=["text"], language="en",
-                         answer=result(item_id, action, **kwargs))
+                         answer=result(item_id, action, **kwargs).to_json())
 
 
 @pytest.fixture
@@ -157,7 +159,7 @@ def test_reviewer_outcomes_and_appeals_are_logged_once_and_join_their_decision(t
     log.append([(DECISION, "srv-a", body("a", "review")), (DECISION, "srv-b", body("b", "block")),
                 (DECISION, "srv-c", body("c", "allow"))])
     store.enqueue([{"item_id": "a", "source": "serving", "sample": {"id": "a", "text": "x"},
-                    "result": dict(result("a", "review"), puid="srv-a")}])
+                    "result": result("a", "review").replace(puid="srv-a").to_json()}])
     assert review(store, "r1", "a", "restrict", {"hate"})["item_status"] == "resolved"
     assert log_outcome(store, log, "a") and not log_outcome(store, log, "a")  # once
     outcome = log.find(REVIEW_OUTCOME, "srv-a").body

@@ -20,7 +20,13 @@ def _item(i, modalities, carrier=None, label=None):
 def _result(score, top="hate", action=None):
     scores = {"hate": 0.0, "harassment": 0.0}
     scores[top] = score
-    return {"scores": scores, "decision": {"action": action or ("restrict" if score > 0.5 else "allow")}}
+    from tripwire.moderation.result import ModerationResult
+
+    action = action or ("restrict" if score > 0.5 else "allow")
+    return ModerationResult.from_json(
+        {"id": "x", "scores": scores, "flagged": [], "attribution": {}, "evidence": {}, "modalities": ["text"],
+         "model_version": "m", "decision": {"action": action, "reasons": [], "flagged": [], "policy_version": "p",
+                                            "market": None}})
 
 
 def test_each_modality_row_ranks_its_carried_violations_against_benign_items_with_that_modality():

@@ -14,6 +14,7 @@ from tripwire.compliance.writer import LogWriter
 from tripwire.compliance.decision_log import DecisionLog
 from tripwire.compliance.idempotency import REQUEST_HASH, AnswerCache, RequestIdConflict, logged_answer, request_fingerprint
 from tripwire.policy import Taxonomy
+from tripwire.moderation.result import ModerationResult
 
 CATEGORIES = Taxonomy.load().names
 
@@ -23,15 +24,15 @@ def fingerprint(**fields) -> str:
     return request_fingerprint(ModerateRequest.model_validate(fields).model_dump(exclude={"request_id"}))
 
 
-def answer(item_id: str, action: str) -> dict:
-    return {"id": item_id, "request_id": "k", "scores": {c: 0.1 for c in CATEGORIES}, "flagged": [],
+def answer(item_id: str, action: str) -> ModerationResult:
+    return ModerationResult.from_json({"id": item_id, "request_id": "k", "scores": {c: 0.1 for c in CATEGORIES}, "flagged": [],
             "decision": {"action": action, "reasons": [], "flagged": [], "policy_version": "p1", "market": None},
-            "attribution": {}, "evidence": {}, "modalities": ["text"], "model_version": "m1", "policy_version": "p1"}
+            "attribution": {}, "evidence": {}, "modalities": ["text"], "model_version": "m1", "policy_version": "p1"})
 
 
 def logged_body(item_id: str, action: str, request_hash: str | None) -> dict:
     body = decision_body(answer(item_id, action), source="serving", policy=None, detected_at=1e9, decided_at=1e9,
-                         content_hash="a" * 64, content_types=["text"], answer=answer(item_id, action))
+                         content_hash="a" * 64, content_types=["text"], answer=answer(item_id, action).to_json())
     if request_hash is not None:
         body[REQUEST_HASH] = request_hash
     return body

@@ -4,6 +4,7 @@ in training and the in-process scorer, and split as Serve runs it)."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
 import pytest
 
@@ -13,6 +14,9 @@ from tripwire.model.safety_model import ComponentConfig
 from tripwire.moderation.moderator import Moderator
 from tripwire.policy import Policy, Taxonomy
 from tripwire.data.sample import read_manifest
+from tripwire.moderation.result import ModerationResult
+
+NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
 
 # The video encoders; the other modalities' encoders are in every contract model.
 VIDEO_ENCODERS = {"frame_pool": {}, "video_cnn": {"channels": [4, 8], "out_dim": 16}}
@@ -54,18 +58,21 @@ def test_a_result_is_complete_and_follows_the_policy(checkpoint, corpus):
     mixes = set()
     for sample, result in zip(samples, moderator.moderate_sync(samples, base)):
         mixes.add(tuple(sample.modalities))
-        assert result["id"] == sample.id and sorted(result["scores"]) == sorted(categories)
-        assert all(0.0 <= s <= 1.0 for s in result["scores"].values())
-        expected = Policy.load().decide(result["scores"], sample.meta.get("market")).to_dict()
-        assert result["decision"] == expected and result["flagged"] == expected["flagged"]
-        assert set(sample.modalities) <= set(result["modalities"])
+        assert result.id == sample.id and sorted(result.scores) == sorted(categories)
+        assert all(0.0 <= s <= 1.0 for s in result.scores.values())
+        expected = Policy.load().decide(result.scores, sample.meta.get("market"))
+        assert result.decision == expected and result.flagged == expected.flagged
+        assert set(sample.modalities) <= set(result.modalities)
         for category in categories:
-            assert result["attribution"][category]["driven_by"] in result["modalities"]
+            assert result.attribution[category]["driven_by"] in result.modalities
         if "video" in sample.modalities:
-            frames = result["evidence"]["video_top_frames"]
+            frames = result.evidence["video_top_frames"]
             assert 1 <= len(frames) <= 3 and all(f["timestamp_s"] >= 0 for f in frames)
-        assert result["model_version"].startswith("contract@") and result["policy_version"] == expected["policy_version"]
-        assert "latency_ms" not in result  # only a caller that timed the stages gets them
+        assert result.model_version.startswith("contract@") and result.policy_version == expected.policy_version
+        assert result.latency_ms is None  # only a caller that timed the stages gets them
+        # One writer and one reader per format: the API's JSON and a scan's Parquet row give the result back.
+        assert ModerationResult.from_json(result.to_json()) == result
+        assert ModerationResult.from_row(result.to_row(NOW)) == result
     assert len(mixes) >= 6
 
 
@@ -80,7 +87,7 @@ def test_policy_swaps_live_and_must_fit_the_taxonomy(checkpoint, corpus):
                   categories={c: {"review": 0.0} for c in strict["categories"]})
     moderator.set_policy(from_dict(Policy, strict))
     [result] = moderator.moderate_sync(samples[:1], base)
-    assert result["decision"]["action"] == "review" and result["policy_version"] == "all-review"
+    assert result.action == "review" and result.policy_version == "all-review"
     wrong = dict(strict, taxonomy_version="1999.1")
     with pytest.raises(ConfigError, match="taxonomy"):
         moderator.set_policy(from_dict(Policy, wrong))

@@ -13,6 +13,7 @@ from entrypoints.cli import FAILED_EXIT, USAGE_EXIT, main
 from tripwire.monitoring.windows import read_window
 from tripwire.policy import Policy, Taxonomy
 from tripwire.scan.output import ScanWriter, result_rows
+from tripwire.moderation.result import ModerationResult
 
 CATEGORIES = Taxonomy.load().names
 SHIFTED = ("hate", "illicit")
@@ -41,7 +42,7 @@ def results(seed: int, shifted: tuple[str, ...] = (), n: int = ITEMS) -> list[di
 
 def scan_output(folder, items: list[dict]) -> str:
     writer = ScanWriter(str(folder), CATEGORIES, rows_per_file=700)
-    writer.add(result_rows(items, NOW))
+    writer.add(result_rows([ModerationResult.from_json(item) for item in items], NOW))
     writer.flush()
     return str(folder)
 

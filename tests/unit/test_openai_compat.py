@@ -154,13 +154,18 @@ def test_lone_surrogates_are_refused_naming_the_field(model, body, field):
     assert ModerateRequest.model_validate(json.loads('{"text": "\\ud83d\\ude00"}')).text == "\U0001f600"
 
 
-def moderation_result(flagged: tuple[str, ...] = ()) -> dict:
+def moderation_result(flagged: tuple[str, ...] = ()):
     """A Tripwire result over the bundled taxonomy (what the moderation core answers)."""
+    from tripwire.moderation.result import ModerationResult
     from tripwire.policy import Taxonomy
 
     names = Taxonomy.load().names
-    return {"scores": {c: (0.9 if c in flagged else 0.02) for c in names}, "flagged": list(flagged),
-            "attribution": {c: {"driven_by": "text", "contributions": {"text": 0.5}} for c in names}}
+    return ModerationResult.from_json(
+        {"id": "x", "scores": {c: (0.9 if c in flagged else 0.02) for c in names}, "flagged": list(flagged),
+         "decision": {"action": "block" if flagged else "allow", "reasons": [], "flagged": list(flagged),
+                      "policy_version": "p", "market": None},
+         "attribution": {c: {"driven_by": "text", "contributions": {"text": 0.5}} for c in names},
+         "evidence": {}, "modalities": ["text"], "model_version": "m"})
 
 
 def test_unscored_categories_are_marked_not_checked_never_scored_zero():

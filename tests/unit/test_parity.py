@@ -6,10 +6,16 @@ import copy
 
 import pytest
 
-from tripwire.moderation.parity import result_differences
+from tripwire.moderation.parity import result_differences as typed_differences
+from tripwire.moderation.result import ModerationResult
 from tripwire.policy import Policy, Taxonomy
 
 CATEGORIES = Taxonomy.load().names
+
+
+def result_differences(got: dict, expected: dict) -> list[str]:
+    """The differences of two answers as the API writes them (JSON), each read back as a typed result."""
+    return typed_differences(ModerationResult.from_json(got), ModerationResult.from_json(expected))
 
 
 def result() -> dict:
@@ -44,7 +50,7 @@ def test_identical_results_and_float_noise_agree():
     (lambda r: r["evidence"].pop("audio_top_window"), "evidence"),
     (lambda r: r.update(model_version="m@2"), "model_version"),
     (lambda r: r.update(modalities=["text"]), "modalities"),
-    (lambda r: r.pop("evidence"), "fields"),
+    (lambda r: r.update(embedding=[0.5]), "fields"),
 ])
 def test_each_kind_of_difference_is_named(change, field):
     expected, got = result(), result()
@@ -58,3 +64,10 @@ def test_a_near_tie_between_modalities_does_not_decide_the_driver():
     for r, driver in ((a, "text"), (b, "video")):
         r["attribution"]["hate"] = {"driven_by": driver, "contributions": {"text": 0.2, "video": 0.2 + 1e-6}}
     assert result_differences(b, a) == []
+
+
+def test_an_answer_missing_a_field_cannot_be_read():
+    answer = result()
+    answer.pop("evidence")
+    with pytest.raises(KeyError, match="evidence"):
+        ModerationResult.from_json(answer)

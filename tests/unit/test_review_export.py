@@ -15,6 +15,7 @@ from tripwire.review.export import content_hash, export_feedback, resolve_labels
 from tripwire.review.intake import BufferedEnqueuer, queue_items
 from tripwire.review.store import open_store
 from tripwire.data.sample import Sample, read_manifest, write_manifest
+from tripwire.moderation.result import ModerationResult
 from tripwire.scan.output import ScanWriter, read_results, result_rows
 
 CATEGORIES = Taxonomy.load().names
@@ -105,7 +106,7 @@ def test_scan_rows_become_queue_items_without_their_labels(tmp_path):
                                                                           "flagged": [], "policy_version": "p"},
               "attribution": {}, "evidence": {}, "modalities": ["text"], "model_version": "m", "policy_version": "p"}
     writer = ScanWriter(str(tmp_path / "scan"), CATEGORIES, 10)
-    writer.add(result_rows([result], datetime.datetime.now(datetime.timezone.utc)))
+    writer.add(result_rows([ModerationResult.from_json(result)], datetime.datetime.now(datetime.timezone.utc)))
     writer.flush()
     [item] = queue_items(read_results(str(tmp_path / "scan")), str(manifest), "sampling", "round-1", {"p1": 0.7})
     assert item["sample"]["text"] == "t1" and "labels" not in item["sample"]

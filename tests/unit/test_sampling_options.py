@@ -12,6 +12,7 @@ import pytest
 from tripwire.common.config import ConfigError, from_dict
 from tripwire.policy import Policy, default_resource
 from tripwire.scan.output import ScanWriter, result_rows
+from tripwire.moderation.result import ModerationResult
 
 POLICY = Policy.load()  # hate: restrict 0.70, the default boundary
 CATEGORIES = list(POLICY.categories)
@@ -23,10 +24,10 @@ def write_scan(out, hate: dict[str, float], model_version: str = "m@1") -> str:
     for item_id, score in hate.items():
         scores = {c: 0.0 for c in CATEGORIES} | {"hate": score}
         decision = POLICY.decide(scores).to_dict()
-        results.append({"id": item_id, "scores": scores, "flagged": decision["flagged"], "decision": decision,
+        results.append(ModerationResult.from_json({"id": item_id, "scores": scores, "flagged": decision["flagged"], "decision": decision,
                         "attribution": {c: {"driven_by": "text", "contributions": {"text": 0.1}} for c in CATEGORIES},
                         "evidence": {}, "modalities": ["text"], "model_version": model_version,
-                        "policy_version": POLICY.version})
+                        "policy_version": POLICY.version}))
     writer = ScanWriter(str(out), CATEGORIES, rows_per_file=100)
     writer.add(result_rows(results, NOW))
     writer.flush()

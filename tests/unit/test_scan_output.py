@@ -11,18 +11,19 @@ from tripwire.policy import Policy, Taxonomy
 from tripwire.scan.config import ScanConfig, ScanJob
 from tripwire.scan.output import (REVIEW, ScanSummary, ScanWriter, completed_ids, read_results, result_rows,
                                   row_to_result)
+from tripwire.moderation.result import ModerationResult
 
 CATEGORIES = Taxonomy.load().names
 NOW = datetime.datetime(2026, 12, 1, 9, 0, tzinfo=datetime.timezone.utc)
 
 
-def result(item_id: str, score: float, market: str | None = None) -> dict:
+def result(item_id: str, score: float, market: str | None = None) -> ModerationResult:
     scores = {c: score for c in CATEGORIES}
     decision = Policy.load().decide(scores, market).to_dict()
-    return {"id": item_id, "scores": scores, "flagged": decision["flagged"], "decision": decision,
+    return ModerationResult.from_json({"id": item_id, "scores": scores, "flagged": decision["flagged"], "decision": decision,
             "attribution": {c: {"driven_by": "text", "contributions": {"text": 0.25, "image": -0.1}} for c in CATEGORIES},
             "evidence": {"video_top_frames": [{"timestamp_s": 1.5, "weight": 0.6}]},
-            "modalities": ["text", "image"], "model_version": "m@1", "policy_version": decision["policy_version"]}
+            "modalities": ["text", "image"], "model_version": "m@1", "policy_version": decision["policy_version"]})
 
 
 def test_a_result_survives_the_parquet_round_trip(tmp_path):
@@ -31,12 +32,12 @@ def test_a_result_survives_the_parquet_round_trip(tmp_path):
     writer.add(result_rows(originals, NOW))
     writer.flush()
     back = {row["id"]: row for row in read_results(str(tmp_path))}
-    assert {r["decision"]["action"] for r in originals} == {row["action"] for row in back.values()}
+    assert {r.action for r in originals} == {row["action"] for row in back.values()}
     for original in originals:
-        assert row_to_result(back[original["id"]]) == original
-        assert back[original["id"]]["scanned_at"] == NOW
+        assert row_to_result(back[original.id]) == original
+        assert back[original.id]["scanned_at"] == NOW
     # Partitioned by action; review candidates hold exactly the review rows.
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(f"action={r['decision']['action']}"
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(f"action={r.action}"
                                                                               for r in originals)
     review = {row["id"] for row in read_results(str(tmp_path)) if row["action"] == "review"}
     import pyarrow.parquet as pq
@@ -69,7 +70,7 @@ def test_summary_counts_actions_and_flags():
     summary = ScanSummary(CATEGORIES)
     summary.add(result_rows([result("a", 0.05), result("b", 0.95)], NOW))
     assert summary.items == 2 and sum(summary.actions.values()) == 2
-    assert all(summary.flagged[c] == 1 for c in result("b", 0.95)["flagged"])
+    assert all(summary.flagged[c] == 1 for c in result("b", 0.95).flagged)
 
 
 def test_scan_job_and_config_validate_at_the_edge():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tripwire.serving.metrics import ApiMetrics
+from tripwire.moderation.result import ModerationResult
 
 
 def sample_value(text: str, prefix: str) -> float:
@@ -12,8 +13,10 @@ def sample_value(text: str, prefix: str) -> float:
 
 def test_requests_errors_latency_scores_and_decisions_are_counted():
     metrics = ApiMetrics()
-    result = {"latency_ms": {"preprocess": 2.0, "total": 30.0}, "scores": {"hate": 0.93, "sexual": 0.05},
-              "decision": {"action": "block", "policy_version": "2026.11.0"}}
+    result = ModerationResult.from_json({
+        "id": "x", "latency_ms": {"preprocess": 2.0, "total": 30.0}, "scores": {"hate": 0.93, "sexual": 0.05},
+        "flagged": ["hate"], "attribution": {}, "evidence": {}, "modalities": ["text"], "model_version": "m",
+        "decision": {"action": "block", "reasons": [], "flagged": ["hate"], "policy_version": "2026.11.0", "market": None}})
     for _ in range(3):
         metrics.request("moderate")
         metrics.observe_result(result)

@@ -21,6 +21,7 @@ from tripwire.compliance.records import decision_body, review_outcome_body
 from tripwire.common.config import ConfigError
 from tripwire.compliance.decision_log import DecisionLog
 from tripwire.policy import Policy, Taxonomy, default_resource
+from tripwire.moderation.result import ModerationResult
 
 POLICY = Policy.load()
 MAPPING = DsaMapping.load()
@@ -40,10 +41,11 @@ ENFORCED = [
 def result(item_id: str, scores: dict[str, float], market: str | None = None, model_version: str = "tw-test-1"):
     """A result shaped like the moderation core's (tripwire.moderation.moderator.Moderator.result)."""
     decision = POLICY.decide(scores, market).to_dict()
-    return {"id": item_id, "scores": dict(scores), "flagged": decision["flagged"], "decision": decision,
-            "attribution": {c: {"driven_by": "text", "contributions": {"text": 0.3}} for c in scores},
-            "evidence": {}, "modalities": ["text"], "model_version": model_version,
-            "policy_version": decision["policy_version"]}
+    return ModerationResult.from_json(
+        {"id": item_id, "scores": dict(scores), "flagged": decision["flagged"], "decision": decision,
+         "attribution": {c: {"driven_by": "text", "contributions": {"text": 0.3}} for c in scores},
+         "evidence": {}, "modalities": ["text"], "model_version": model_version,
+         "policy_version": decision["policy_version"]})
 
 
 def decision(puid: str, scores: dict[str, float], at: float, market: str | None = None, source: str = "serving",

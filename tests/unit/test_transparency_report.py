@@ -17,6 +17,7 @@ from tripwire.compliance.report import (ALL_LANGUAGES, BY_PEOPLE, FULLY_AUTOMATE
                                         wilson_interval)
 from tripwire.compliance.report_page import write_report
 from tripwire.compliance.decision_log import DecisionLog
+from tripwire.moderation.result import ModerationResult
 
 START, END = period("2025-03-01", "2025-03-31")
 T0 = START + 3600.0  # an hour into the period
@@ -30,12 +31,13 @@ def reason(category: str, action: str, score: float) -> dict:
             "ground": "incompatible"}
 
 
-def result(item_id: str, action: str, reasons: list[dict], market: str | None) -> dict:
+def result(item_id: str, action: str, reasons: list[dict], market: str | None) -> ModerationResult:
     """A moderation result as the moderation core assembles it (reasons strictest first)."""
-    return {"id": item_id, "scores": {r["category"]: r["score"] for r in reasons},
+    return ModerationResult.from_json({"id": item_id, "scores": {r["category"]: r["score"] for r in reasons},
+            "flagged": [r["category"] for r in reasons],
             "decision": {"action": action, "reasons": reasons, "flagged": [r["category"] for r in reasons],
                          "policy_version": "p1", "market": market},
-            "attribution": {}, "evidence": {}, "modalities": ["text"], "model_version": "m1", "policy_version": "p1"}
+            "attribution": {}, "evidence": {}, "modalities": ["text"], "model_version": "m1", "policy_version": "p1"})
 
 
 class Log:

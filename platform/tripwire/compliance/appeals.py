@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from tripwire.compliance.outcomes import effective_decision
 from tripwire.compliance.records import APPEAL, RESTRICTIVE, appeal_body, check_puid
 from tripwire.compliance.decision_log import DecisionLog
+from tripwire.moderation.result import ModerationResult
 
 APPEAL_PRIORITY = 10.0  # ahead of model-sampled work: an appeal has a person waiting (scores are <= 1)
 MAX_STATEMENT = 5000
@@ -29,17 +30,6 @@ class AppealError(ValueError):
 
 def appeal_item_id(puid: str) -> str:
     return f"appeal-{puid}"
-
-
-def _original_result(puid: str, decision: Mapping[str, Any]) -> dict[str, Any]:
-    """What reviewers are shown: the served answer when it was logged, else the decision's logged fields."""
-    if decision.get("answer"):
-        return dict(decision["answer"], puid=puid)
-    return {"id": decision["item_id"], "puid": puid, "scores": decision["scores"], "flagged": decision["flagged"],
-            "decision": {"action": decision["action"], "reasons": decision["reasons"], "flagged": decision["flagged"],
-                         "policy_version": decision["policy_version"], "market": decision["market"]},
-            "attribution": decision.get("attribution") or {}, "evidence": {}, "modalities": decision["content_types"],
-            "model_version": decision["model_version"], "policy_version": decision["policy_version"]}
 
 
 def file_appeal(store, log: DecisionLog, puid: str, statement: str, sample: Mapping[str, Any] | None = None,
@@ -79,6 +69,6 @@ def file_appeal(store, log: DecisionLog, puid: str, statement: str, sample: Mapp
     content.setdefault("id", decision["item_id"])
     content.setdefault("meta", {})["appeal"] = statement.strip()
     store.enqueue([{"item_id": item_id, "source": "appeal", "sample": content, "base_uri": base_uri,
-                    "result": _original_result(puid, decision), "priority": APPEAL_PRIORITY, "required_reviews": 1}])
+                    "result": ModerationResult.from_logged_decision(puid, decision).to_json(), "priority": APPEAL_PRIORITY, "required_reviews": 1}])
     record = log.append([(APPEAL, puid, appeal_body(statement.strip(), filed_at, item_id))])[0]
     return {"puid": puid, "item_id": item_id, "filed_at": record.body["filed_at"], "duplicate": False}

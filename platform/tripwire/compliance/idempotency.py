@@ -15,6 +15,8 @@ import hashlib
 from collections import OrderedDict
 from typing import Any, Mapping
 
+from tripwire.moderation.result import ModerationResult
+
 REQUEST_HASH = "request_hash"  # the decision log body's field holding the fingerprint
 
 
@@ -49,9 +51,9 @@ class AnswerCache:
 
     def __init__(self, size: int):
         self.size = size
-        self._answers: OrderedDict[str, tuple[str, dict]] = OrderedDict()
+        self._answers: OrderedDict[str, tuple[str, ModerationResult]] = OrderedDict()
 
-    def get(self, request_id: str, fingerprint: str) -> dict | None:
+    def get(self, request_id: str, fingerprint: str) -> ModerationResult | None:
         """The first answer to ``request_id`` if this request is the first one's; None if not cached.
 
         Raises:
@@ -65,7 +67,7 @@ class AnswerCache:
         self._answers.move_to_end(request_id)
         return entry[1]
 
-    def put(self, request_id: str, fingerprint: str, answer: dict) -> None:
+    def put(self, request_id: str, fingerprint: str, answer: ModerationResult) -> None:
         if self.size <= 0:
             return
         self._answers[request_id] = (fingerprint, answer)

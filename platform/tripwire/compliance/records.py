@@ -19,6 +19,7 @@ import re
 import uuid
 from typing import Any, Mapping, Sequence
 
+from tripwire.moderation.result import ModerationResult
 from tripwire.policy import Policy
 
 DECISION, REVIEW_OUTCOME, APPEAL, APPEAL_OUTCOME = "decision", "review_outcome", "appeal", "appeal_outcome"
@@ -54,7 +55,7 @@ def check_puid(puid: str) -> str:
     return puid
 
 
-def decision_body(result: Mapping[str, Any], *, source: str, policy: Policy | None, detected_at: float,
+def decision_body(result: ModerationResult, *, source: str, policy: Policy | None, detected_at: float,
                   decided_at: float, content_hash: str, content_types: Sequence[str], language: str | None = None,
                   content_date: str | None = None, content: Mapping[str, Any] | None = None,
                   answer: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -74,10 +75,10 @@ def decision_body(result: Mapping[str, Any], *, source: str, policy: Policy | No
     """
     if source not in SOURCES:
         raise ValueError(f"source: {source!r} must be one of {SOURCES}")
-    decision = result["decision"]
-    market = decision.get("market")
+    decision = result.decision.to_dict()
+    market = decision["market"]
     body = {
-        "item_id": str(result["id"]),
+        "item_id": str(result.id),
         "source": source,
         "content_hash": content_hash,
         "content_types": list(content_types),
@@ -86,14 +87,14 @@ def decision_body(result: Mapping[str, Any], *, source: str, policy: Policy | No
         "market": market,
         "detected_at": float(detected_at),
         "decided_at": float(decided_at),
-        "model_version": result.get("model_version"),
-        "policy_version": result.get("policy_version") or decision.get("policy_version"),
+        "model_version": result.model_version,
+        "policy_version": result.policy_version,
         "thresholds": policy.thresholds(market) if policy is not None else None,
-        "scores": dict(result["scores"]),
-        "attribution": result.get("attribution") or {},
+        "scores": dict(result.scores),
+        "attribution": result.attribution,
         "action": decision["action"],
-        "reasons": list(decision.get("reasons") or []),
-        "flagged": list(decision.get("flagged") or []),
+        "reasons": decision["reasons"],
+        "flagged": decision["flagged"],
         # Every decision here is the model's and the policy's; "review" hands the decision to people.
         "automated_detection": True,
         "automated_decision": decision["action"] != "review",

@@ -29,6 +29,7 @@ from tripwire.model.checkpoint import CheckpointManifest, load_model
 from tripwire.policy import Policy
 from tripwire.data.preprocess import Preprocessor
 from tripwire.data.sample import Sample
+from tripwire.moderation.result import ModerationResult
 from tripwire.moderation.scoring import encode_batch, explain, fuse_batch, head_batch, top_time_window
 
 TOP_FRAMES = 3  # video evidence: the frames with the most attention weight
@@ -173,36 +174,28 @@ class Moderator:
                 for enc, f in zip(encoded, fused)]
 
     def result(self, item_id: str, prepared: Mapping[str, Any], scored: Scored, market: str | None = None,
-               times: StageTimes | None = None, with_embedding: bool = False) -> dict[str, Any]:
-        """The complete, JSON-ready result for one item (the one place a result is assembled).
+               times: StageTimes | None = None, with_embedding: bool = False) -> ModerationResult:
+        """The complete result for one item (the one place a result is assembled).
 
-        ``with_embedding`` adds the fused ``embedding`` (a list of floats): scans keep it for active
-        learning; HTTP answers leave it out."""
-        decision = self.policy.decide({c: float(s) for c, s in zip(self.categories, scored.scores)}, market).to_dict()
-        result = {
-            "id": item_id,
-            "scores": {c: float(s) for c, s in zip(self.categories, scored.scores)},
-            "flagged": decision["flagged"],
-            "decision": decision,
-            "attribution": explain(self.categories, scored.scores, scored.attribution),
-            "evidence": self.evidence(prepared, scored.encoded),
-            "modalities": list(scored.encoded),
-            "model_version": self.model_version,
-            "policy_version": decision["policy_version"],
-        }
-        if with_embedding and scored.embedding is not None:
-            result["embedding"] = [float(v) for v in scored.embedding]
+        ``with_embedding`` keeps the fused embedding: scans keep it for active learning; answers leave it out."""
+        scores = {c: float(s) for c, s in zip(self.categories, scored.scores)}
+        latency = None
         if times is not None:
             done = time.perf_counter()
             model_ms = scored.encoders_ms + scored.fusion_ms
             # "batching" is the wait for, and the return from, the request's batch.
-            result["latency_ms"] = {
+            latency = {
                 "preprocess": round(1000 * (times.prepared - times.started), 2),
                 "encoders": round(scored.encoders_ms, 2),
                 "fusion_policy": round(scored.fusion_ms + 1000 * (done - times.scored), 2),
                 "batching": round(max(0.0, 1000 * (times.scored - times.prepared) - model_ms), 2),
                 "total": round(1000 * (done - times.started), 2)}
-        return result
+        embedding = [float(v) for v in scored.embedding] if with_embedding and scored.embedding is not None else None
+        return ModerationResult(
+            id=item_id, scores=scores, decision=self.policy.decide(scores, market),
+            attribution=explain(self.categories, scored.scores, scored.attribution),
+            evidence=self.evidence(prepared, scored.encoded), modalities=list(scored.encoded),
+            model_version=self.model_version, embedding=embedding, latency_ms=latency)
 
     def evidence(self, prepared: Mapping[str, Any], encoded: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
         """Where the encoders fired: the top video frames (with timestamps) and the strongest audio window."""
@@ -223,14 +216,14 @@ class Moderator:
     # -- whole samples ----------------------------------------------------------------------------
     async def moderate_prepared(self, ids: Sequence[str], prepared: Sequence[Mapping[str, Any]],
                                 markets: Sequence[str | None] | None = None,
-                                with_embedding: bool = False) -> list[dict[str, Any]]:
+                                with_embedding: bool = False) -> list[ModerationResult]:
         """Results for items already prepared elsewhere (a scan's preprocessing tasks), as one batch."""
         markets = list(markets) if markets is not None else [None] * len(prepared)
         scored = await self.score(prepared) if prepared else []
         return [self.result(i, p, s, m, with_embedding=with_embedding)
                 for i, p, s, m in zip(ids, prepared, scored, markets)]
 
-    async def moderate(self, samples: Sequence[Sample], base_uri: str | None = None) -> list[dict[str, Any]]:
+    async def moderate(self, samples: Sequence[Sample], base_uri: str | None = None) -> list[ModerationResult]:
         """Results for samples, scored as one batch; each sample's market is ``sample.meta["market"]``.
 
         Raises:
@@ -241,12 +234,12 @@ class Moderator:
         return await self.moderate_prepared([s.id for s in samples], prepared,
                                             [s.meta.get("market") for s in samples])
 
-    def moderate_sync(self, samples: Sequence[Sample], base_uri: str | None = None) -> list[dict[str, Any]]:
+    def moderate_sync(self, samples: Sequence[Sample], base_uri: str | None = None) -> list[ModerationResult]:
         """:meth:`moderate` for synchronous callers (scan actors, the demo, benchmarks, tests)."""
         return asyncio.run(self.moderate(samples, base_uri))
 
     def moderate_prepared_sync(self, ids: Sequence[str], prepared: Sequence[Mapping[str, Any]],
                                markets: Sequence[str | None] | None = None,
-                               with_embedding: bool = False) -> list[dict[str, Any]]:
+                               with_embedding: bool = False) -> list[ModerationResult]:
         return asyncio.run(self.moderate_prepared(ids, prepared, markets, with_embedding))
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from tripwire.moderation.result import ModerationResult
+
 # Fields of a result that legitimately differ between paths: the caller's ids, this request's timings, and
 # the decision log's id for this decision (only paths that log a decision have one).
 VOLATILE_FIELDS = ("latency_ms", "request_id", "puid")
@@ -20,10 +22,11 @@ def _close(a: float, b: float, atol: float) -> bool:
     return abs(float(a) - float(b)) <= atol
 
 
-def result_differences(got: Mapping[str, Any], expected: Mapping[str, Any], atol: float = 1e-5) -> list[str]:
-    """What differs between two results (empty when they agree); each entry names the field."""
-    got = {k: v for k, v in got.items() if k not in VOLATILE_FIELDS}
-    expected = {k: v for k, v in expected.items() if k not in VOLATILE_FIELDS}
+def result_differences(got: ModerationResult, expected: ModerationResult, atol: float = 1e-5) -> list[str]:
+    """What differs between two results (empty when they agree); each entry names the field. A result that
+    came as JSON (an HTTP answer) is read with :meth:`ModerationResult.from_json` first."""
+    got = {k: v for k, v in got.to_json().items() if k not in VOLATILE_FIELDS}
+    expected = {k: v for k, v in expected.to_json().items() if k not in VOLATILE_FIELDS}
     if set(got) != set(expected):
         return [f"fields: {sorted(got)} != {sorted(expected)}"]
     out = []

@@ -16,7 +16,7 @@ import fsspec
 
 from tripwire.compliance.records import scan_puid
 from tripwire.data.sample import manifest_base, read_manifest
-from tripwire.scan.output import row_to_result
+from tripwire.moderation.result import ModerationResult
 
 logger = logging.getLogger(__name__)
 
@@ -99,17 +99,17 @@ def queue_items(rows: Sequence[Mapping[str, Any]], manifest: str, source: str, b
         raise FileNotFoundError(f"{len(missing)} scanned id(s) are not in {manifest} (first: {missing[0]})")
     items = []
     for row in rows:
-        result = row_to_result(row)
+        result = ModerationResult.from_row(row)
         if scan_out is not None:
-            result["puid"] = scan_puid(scan_out, row["id"])
+            result = result.replace(puid=scan_puid(scan_out, row["id"]))
         sample = dict(samples[row["id"]])
         labels = sample.pop("labels", {}) or {}
         if golden and not labels:
             raise ValueError(f"{row['id']}: a golden item needs labels in {manifest}")
         priority = priorities.get(row["id"]) if priorities else None
         items.append({"item_id": row["id"], "source": source, "sample": sample, "base_uri": manifest_base(manifest),
-                      "result": result, "batch": batch,
-                      "priority": priority if priority is not None else max(result["scores"].values(), default=0.0),
+                      "result": result.to_json(), "batch": batch,
+                      "priority": priority if priority is not None else max(result.scores.values(), default=0.0),
                       "golden_labels": labels if golden else None})
     return items
 
@@ -218,7 +218,7 @@ def item_bytes(item: Mapping[str, Any]) -> int:
     return 4096 + sum(len(v) for v in sample.values() if isinstance(v, (str, bytes)))
 
 
-def serving_item(result: Mapping[str, Any], sample_row: Mapping[str, Any]) -> dict[str, Any]:
+def serving_item(result: ModerationResult, sample_row: Mapping[str, Any]) -> dict[str, Any]:
     """A served decision in the review band -> a queue item (the request's media kept as sent)."""
-    return {"item_id": str(result["id"]), "source": "serving", "sample": dict(sample_row), "base_uri": None,
-            "result": dict(result), "priority": max(result["scores"].values(), default=0.0)}
+    return {"item_id": str(result.id), "source": "serving", "sample": dict(sample_row), "base_uri": None,
+            "result": result.to_json(), "priority": max(result.scores.values(), default=0.0)}

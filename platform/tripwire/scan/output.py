@@ -39,6 +39,7 @@ from tripwire.storage.parquet import read_table
 from tripwire.data.quarantine import quarantine_reasons, read_quarantine
 from tripwire.data.rows import quarantine_row
 from tripwire.data.sample import to_records
+from tripwire.moderation.result import ModerationResult
 
 logger = logging.getLogger(__name__)
 
@@ -70,29 +71,14 @@ def result_schema(categories: Sequence[str]) -> pa.Schema:
     ])
 
 
-def result_rows(results: Iterable[Mapping[str, Any]], scanned_at: datetime.datetime) -> list[dict[str, Any]]:
+def result_rows(results: Iterable[ModerationResult], scanned_at: datetime.datetime) -> list[dict[str, Any]]:
     """Complete moderation results -> rows of the results table (plus their ``action``)."""
-    rows = []
-    for r in results:
-        decision = r["decision"]
-        rows.append({
-            "id": r["id"], "scores": r["scores"], "flagged": r["flagged"], "reasons": decision["reasons"],
-            "market": decision["market"], "action": decision["action"],
-            "driven_by": {c: a["driven_by"] for c, a in r["attribution"].items()},
-            "attribution": json.dumps(r["attribution"], sort_keys=True), "evidence": json.dumps(r["evidence"], sort_keys=True),
-            "modalities": r["modalities"], "model_version": r["model_version"], "policy_version": r["policy_version"],
-            "scanned_at": scanned_at, "embedding": r.get("embedding")})
-    return rows
+    return [result.to_row(scanned_at) for result in results]
 
 
-def row_to_result(row: Mapping[str, Any]) -> dict[str, Any]:
+def row_to_result(row: Mapping[str, Any]) -> ModerationResult:
     """A results row (read back with its ``action`` partition) -> the moderation result it came from."""
-    decision = {"action": row["action"], "reasons": list(row["reasons"]), "flagged": list(row["flagged"]),
-                "policy_version": row["policy_version"], "market": row["market"]}
-    return {"id": row["id"], "scores": dict(row["scores"]), "flagged": list(row["flagged"]), "decision": decision,
-            "attribution": json.loads(row["attribution"]), "evidence": json.loads(row["evidence"]),
-            "modalities": list(row["modalities"]), "model_version": row["model_version"],
-            "policy_version": row["policy_version"]}
+    return ModerationResult.from_row(row)
 
 
 def read_results(out: str) -> list[dict[str, Any]]:

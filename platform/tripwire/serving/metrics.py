@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from tripwire.moderation.result import ModerationResult
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
 
@@ -67,13 +69,12 @@ class ApiMetrics:
     def error(self, endpoint: str, reason: str) -> None:
         self._record("errors", (endpoint, reason))
 
-    def observe_result(self, result: dict) -> None:
-        for stage, ms in result["latency_ms"].items():
+    def observe_result(self, result: ModerationResult) -> None:
+        for stage, ms in (result.latency_ms or {}).items():
             self._record("latency", (stage,), ms / 1000.0)
-        for category, score in result["scores"].items():
+        for category, score in result.scores.items():
             self._record("scores", (category,), score)
-        decision = result["decision"]
-        self._record("decisions", (decision["action"], decision["policy_version"]))
+        self._record("decisions", (result.action, result.policy_version))
 
     def decision_log(self, outcome: str) -> None:
         self._record("decision_log", (outcome,))

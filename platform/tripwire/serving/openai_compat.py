@@ -15,12 +15,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from tripwire.common.config import ConfigError, load_yaml
 from tripwire.data.media import MediaError
 from tripwire.policy import Taxonomy, default_resource
 from tripwire.data.sample import decode_base64
+from tripwire.moderation.result import ModerationResult
 
 MAX_INPUTS = 32
 
@@ -92,9 +93,9 @@ def parse_input(payload: Any, max_image_bytes: int | None = None) -> list[dict[s
     return [{"text": "\n".join(texts) if texts else None, "image": image}]
 
 
-def to_openai_result(result: Mapping[str, Any], mapping: OpenAICategoryMap) -> dict[str, Any]:
+def to_openai_result(result: ModerationResult, mapping: OpenAICategoryMap) -> dict[str, Any]:
     """One Tripwire moderation result -> one OpenAI ``results[]`` entry (unscored categories: see the module)."""
-    scores, flagged = result["scores"], set(result["flagged"])
+    scores, flagged = result.scores, set(result.flagged)
     categories: dict[str, bool] = {}
     category_scores: dict[str, float | None] = {}
     applied: dict[str, list[str]] = {}
@@ -104,13 +105,13 @@ def to_openai_result(result: Mapping[str, Any], mapping: OpenAICategoryMap) -> d
             continue
         categories[name] = target in flagged
         category_scores[name] = float(scores[target])
-        contributions = result["attribution"][target]["contributions"]
+        contributions = result.attribution[target]["contributions"]
         applied[name] = sorted(m for m, c in contributions.items() if m in ("text", "image")
-                               and (c > 0.0 or m == result["attribution"][target]["driven_by"]))
+                               and (c > 0.0 or m == result.attribution[target]["driven_by"]))
     return {"flagged": bool(flagged), "categories": categories, "category_scores": category_scores,
             "category_applied_input_types": applied, "tripwire": {"unscored_categories": mapping.unscored}}
 
 
-def to_openai_response(results: Sequence[Mapping[str, Any]], mapping: OpenAICategoryMap, model: str) -> dict:
+def to_openai_response(results: Sequence[ModerationResult], mapping: OpenAICategoryMap, model: str) -> dict:
     return {"id": f"modr-{uuid.uuid4().hex}", "model": model,
             "results": [to_openai_result(r, mapping) for r in results]}
