@@ -186,13 +186,6 @@ def _golden(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_config(path: str | None):
-    from tripwire.common.config import load_yaml
-    from tripwire.evaluation.config import EvalConfig
-
-    return load_yaml(EvalConfig, path) if path else EvalConfig()
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from pipelines.evaluate import make_job, run
 
@@ -201,21 +194,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _thresholds(args: argparse.Namespace) -> int:
-    from pipelines.thresholds import run
+    from pipelines.thresholds import make_job, run
 
-    # The defaults (targets, minimum positives) are tripwire.evaluation.thresholds' own, the same that training uses.
-    defaults = {} if args.min_positives is None else {"min_positives": args.min_positives}
-    run(from_home(args.checkpoint), args.golden, args.out, args.work or f"{args.out}.eval", args.policy,
-        args.target, args.per_market, args.version, catalogue=args.catalogue, config=_eval_config(args.config),
-        **defaults)
+    run(make_job(from_home(args.checkpoint), args.golden, args.out, args.work or f"{args.out}.eval", args.policy,
+                 args.target, args.per_market, args.version, args.min_positives, args.catalogue, args.config))
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from pipelines.compare import run
+    from pipelines.compare import make_job, run
 
-    report = run(from_home(args.baseline), from_home(args.candidate), args.golden, args.out,
-                 args.baseline_policy, args.candidate_policy, args.gate, args.catalogue, _eval_config(args.config))
+    report = run(make_job(from_home(args.baseline), from_home(args.candidate), args.golden, args.out,
+                          args.baseline_policy, args.candidate_policy, args.gate, args.catalogue, args.config))
     return FAILED_EXIT if report["gate"] is not None and not report["gate"]["passed"] else 0
 
 

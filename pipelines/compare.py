@@ -14,24 +14,32 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from tripwire.common.config import load_yaml
 from tripwire.evaluation.checkpoint_comparison import compare_checkpoints
-from tripwire.evaluation.config import EvalConfig
+from tripwire.evaluation.config import CompareJob, EvalConfig
 
 
 def say(line: str) -> None:
     print(line, flush=True)
 
 
-def run(baseline: str, candidate: str, goldens: list[str], out: str, baseline_policy: str | None = None,
-        candidate_policy: str | None = None, gate_path: str | None = None, catalogue: str | None = None,
-        config: EvalConfig | None = None) -> dict[str, Any]:
+def make_job(baseline: str, candidate: str, goldens: list[str], out: str, baseline_policy: str | None = None,
+             candidate_policy: str | None = None, gate: str | None = None, catalogue: str | None = None,
+             config: str | None = None) -> CompareJob:
+    """The job the command line describes, validated (``config``: an evaluation config YAML)."""
+    settings = load_yaml(EvalConfig, config) if config else EvalConfig()
+    return CompareJob(baseline=baseline, candidate=candidate, goldens=list(goldens), out=out,
+                      baseline_policy=baseline_policy, candidate_policy=candidate_policy, gate=gate,
+                      catalogue=catalogue, config=settings)
+
+
+def run(job: CompareJob) -> dict[str, Any]:
     """Compares the two sides on every golden set, printing the summary; returns the report (with the gate's
     verdict when given)."""
-    report = compare_checkpoints(baseline, candidate, goldens, out, baseline_policy, candidate_policy, gate_path,
-                                 catalogue, config, say)
+    report = compare_checkpoints(job, say)
     print_summary(report)
-    say(f"[compare] done in {report['wall_s']:.1f}s: {os.path.join(out, 'metrics.json')}, "
-        f"report {os.path.join(out, 'report.html')}")
+    say(f"[compare] done in {report['wall_s']:.1f}s: {os.path.join(job.out, 'metrics.json')}, "
+        f"report {os.path.join(job.out, 'report.html')}")
     return report
 
 

@@ -32,7 +32,7 @@ import fsspec
 from tripwire.model.checkpoint import CheckpointManifest
 from tripwire.common.config import ConfigError, from_dict, load_yaml, read_yaml
 from tripwire.evaluation.checkpoint_comparison import compare_checkpoints
-from tripwire.evaluation.config import EvalConfig
+from tripwire.evaluation.config import CompareJob, EvalConfig
 from tripwire.evaluation.gate import GateConfig
 from tripwire.evaluation.golden import resolve, verify
 from tripwire.review.loop import LoopConfig
@@ -247,8 +247,9 @@ def run(cfg: LoopConfig) -> dict[str, Any]:
               flush=True)
         candidate = retrain(cfg, train, manifest)
         config = load_yaml(EvalConfig, cfg.eval_config) if cfg.eval_config else EvalConfig()
-        report = compare_checkpoints(cfg.checkpoint, candidate, list(cfg.golden), str(folder / "compare"),
-                                     gate_path=cfg.gate, catalogue=cfg.catalogue, config=config, say=say)
+        report = compare_checkpoints(CompareJob(baseline=cfg.checkpoint, candidate=candidate, goldens=list(cfg.golden),
+                                                out=str(folder / "compare"), gate=cfg.gate, catalogue=cfg.catalogue,
+                                                config=config), say)
         summary.update({"stage": "done", "snapshot": {k: snapshot[k] for k in ("version", "items", "path", "left_out")},
                         "train_rows": {"seed": seed_rows, "feedback": feedback_rows}, "candidate": candidate,
                         "comparison": str(folder / "compare" / "metrics.json"),

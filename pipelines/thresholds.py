@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tripwire.common.config import ConfigError, to_dict
-from tripwire.evaluation.config import EvalConfig, EvalJob
+from tripwire.common.config import ConfigError, load_yaml, to_dict
+from tripwire.evaluation.config import EvalConfig, EvalJob, ThresholdsJob
 from tripwire.evaluation.golden_scoring import score_golden
-from tripwire.evaluation.thresholds import (DEFAULT_MIN_POSITIVES, DEFAULT_TARGETS, parse_targets, policy_yaml,
+from tripwire.evaluation.thresholds import (parse_targets, policy_yaml,
                                             recommend, skipped_categories)
 
 
@@ -26,24 +26,34 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def run(checkpoint: str, golden: str, out: str, work: str, policy: str | None = None,
-        targets: list[str] | None = None, per_market: bool = False, version: str | None = None,
-        min_positives: int = DEFAULT_MIN_POSITIVES, catalogue: str | None = None,
-        config: EvalConfig | None = None) -> dict[str, Any]:
+def make_job(checkpoint: str, golden: str, out: str, work: str, policy: str | None = None,
+             targets: list[str] | None = None, per_market: bool = False, version: str | None = None,
+             min_positives: int | None = None, catalogue: str | None = None,
+             config: str | None = None) -> ThresholdsJob:
+    """The job the command line describes (defaults: :mod:`tripwire.evaluation.thresholds`' own, the ones
+    training uses); ``config``: an evaluation config YAML."""
+    defaults = {k: v for k, v in (("targets", targets), ("min_positives", min_positives)) if v}
+    return ThresholdsJob(checkpoint=checkpoint, golden=golden, out=out, work=work, policy=policy, per_market=per_market,
+                         version=version, catalogue=catalogue,
+                         config=load_yaml(EvalConfig, config) if config else EvalConfig(), **defaults)
+
+
+def run(job: ThresholdsJob) -> dict[str, Any]:
     """Writes the tuned policy to ``out``; returns ``{"policy": out, "version", "evidence"}``."""
-    parsed = parse_targets(targets or list(DEFAULT_TARGETS))
+    parsed = parse_targets(job.targets)
+    out, config = job.out, job.config
     if os.path.exists(out):
         raise ConfigError(f"--out: {out} exists; a tuned policy is a new file (the old one stays as it was)")
-    config = config or EvalConfig()
-    header, arrays, categories, base = score_golden(EvalJob(checkpoint=checkpoint, golden=golden, out=work,
-                                                            policy=policy, catalogue=catalogue, config=config), say)
-    if "market" not in arrays.fields and per_market:
+    header, arrays, categories, base = score_golden(EvalJob(checkpoint=job.checkpoint, golden=job.golden, out=job.work,
+                                                            policy=job.policy, catalogue=job.catalogue, config=config),
+                                                    say)
+    if "market" not in arrays.fields and job.per_market:
         raise ConfigError("--per-market: the evaluation config's slices do not read the market field")
     source = {"chosen_on": f"golden set {header['golden']['name']}@{header['golden']['version']}",
               "golden_sha256": header["golden"]["sha256"], "model_version": header["model_version"],
               "items": len(arrays)}
-    tuned = recommend(base, arrays.labels, arrays.scores, categories, parsed, source, version=version,
-                      min_positives=min_positives, markets=arrays.fields["market"] if per_market else None,
+    tuned = recommend(base, arrays.labels, arrays.scores, categories, parsed, source, version=job.version,
+                      min_positives=job.min_positives, markets=arrays.fields["market"] if job.per_market else None,
                       bootstrap=config.bootstrap, review_capacity=config.review_capacity)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w", encoding="utf-8") as handle:

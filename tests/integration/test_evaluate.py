@@ -103,9 +103,7 @@ def test_a_tampered_golden_set_is_refused_before_ray_work(trained, heldout, tmp_
 @pytest.mark.replaces_session_app
 def test_tuned_thresholds_are_a_new_policy_the_served_graph_applies(trained, heldout, eval_config, evaluated,
                                                                     serve_endpoint, tmp_path):
-    from pipelines.thresholds import run
-    from tripwire.common.config import load_yaml
-    from tripwire.evaluation.config import EvalConfig
+    from pipelines.thresholds import make_job, run
     from tripwire.moderation.moderator import Moderator
     from tripwire.policy import Policy
 
@@ -114,8 +112,8 @@ def test_tuned_thresholds_are_a_new_policy_the_served_graph_applies(trained, hel
     out = tmp_path / "policy.tuned.yaml"
     # Tuning works in the evaluation's folder: the golden set's scores under this model and policy are reused.
     _, eval_out = evaluated
-    result = run(summary["model_dir"], golden.name, str(out), eval_out, targets=["review:recall=0.8"],
-                 min_positives=2, catalogue=catalogue, config=load_yaml(EvalConfig, eval_config))
+    result = run(make_job(summary["model_dir"], golden.name, str(out), eval_out, targets=["review:recall=0.8"],
+                          min_positives=2, catalogue=catalogue, config=eval_config))
     tuned = Policy.load(out)
     assert tuned.version == result["version"] and tuned.evidence["golden_sha256"] == golden.sha256
     chosen = {c: e for c, e in tuned.evidence["categories"].items() if "actions" in e}

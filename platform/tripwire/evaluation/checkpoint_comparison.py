@@ -11,7 +11,7 @@ from typing import Any
 from tripwire.common.config import ConfigError, load_yaml, to_dict
 from tripwire.common.progress import Say
 from tripwire.evaluation.comparison import align, compare_arrays, compare_slices
-from tripwire.evaluation.config import EvalConfig, EvalJob
+from tripwire.evaluation.config import CompareJob, EvalJob
 from tripwire.evaluation.gate import GateConfig, apply_gate
 from tripwire.evaluation.golden_scoring import score_golden
 from tripwire.evaluation.report import write_report
@@ -19,24 +19,21 @@ from tripwire.evaluation.report import write_report
 logger = logging.getLogger(__name__)
 
 
-def compare_checkpoints(baseline: str, candidate: str, goldens: list[str], out: str, baseline_policy: str | None = None,
-        candidate_policy: str | None = None, gate_path: str | None = None, catalogue: str | None = None,
-        config: EvalConfig | None = None, say: Say = logger.info) -> dict[str, Any]:
+def compare_checkpoints(job: CompareJob, say: Say = logger.info) -> dict[str, Any]:
     """Compares the two sides on every golden set; writes ``metrics.json`` and ``report.html`` under ``out`` and
     returns the report (with the gate's verdict when given)."""
-    config = config or EvalConfig()
-    gate = load_yaml(GateConfig, gate_path) if gate_path else None  # a bad gate fails before anything runs
-    if not goldens:
-        raise ConfigError("--golden: name at least one golden set")
+    config = job.config
+    gate = load_yaml(GateConfig, job.gate) if job.gate else None  # a bad gate fails before anything runs
     started = time.perf_counter()
     sides: dict[str, dict] = {}
     sets = {}
-    for golden in goldens:
+    for golden in job.goldens:
         scored = {}
-        for side, checkpoint, policy in (("baseline", baseline, baseline_policy), ("candidate", candidate, candidate_policy)):
-            job = EvalJob(checkpoint=checkpoint, golden=golden, out=os.path.join(out, side, golden.replace("@", "-")),
-                          policy=policy, catalogue=catalogue, config=config)
-            header, arrays, categories, _ = score_golden(job, say)
+        for side, checkpoint, policy in (("baseline", job.baseline, job.baseline_policy),
+                                         ("candidate", job.candidate, job.candidate_policy)):
+            side_job = EvalJob(checkpoint=checkpoint, golden=golden, policy=policy, catalogue=job.catalogue,
+                               out=os.path.join(job.out, side, golden.replace("@", "-")), config=config)
+            header, arrays, categories, _ = score_golden(side_job, say)
             sides[side] = {"checkpoint": header["checkpoint"], "model_version": header["model_version"],
                            "policy_version": header["policy_version"]}
             scored[side] = (header, arrays, categories)
@@ -55,7 +52,7 @@ def compare_checkpoints(baseline: str, candidate: str, goldens: list[str], out: 
               "target_precision": config.target_precision, "positive_action": config.positive_action,
               "sets": sets, "gate": None}
     if gate is not None:
-        report["gate"] = {**apply_gate(gate, report), "config": gate_path}
+        report["gate"] = {**apply_gate(gate, report), "config": job.gate}
     report["wall_s"] = round(time.perf_counter() - started, 2)
-    write_report(out, report)
+    write_report(job.out, report)
     return report

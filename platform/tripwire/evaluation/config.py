@@ -12,7 +12,8 @@ from tripwire.common.config import ConfigError
 from tripwire.evaluation.metrics import BootstrapConfig
 from tripwire.policy import Action
 from tripwire.scan.config import ScanConfig
-from tripwire.evaluation.thresholds import DEFAULT_REVIEW_CAPACITY, check_review_capacity
+from tripwire.evaluation.thresholds import (DEFAULT_MIN_POSITIVES, DEFAULT_REVIEW_CAPACITY, DEFAULT_TARGETS,
+                                            check_review_capacity)
 
 DEFAULT_SLICES = ("language", "market", "content_type", "source", "modalities", "language&market")
 SLICE_FIELDS = ("language", "market", "content_type", "source", "modalities")
@@ -95,5 +96,61 @@ class EvalJob:
     golden: str
     out: str
     policy: str | None = None
+    catalogue: str | None = None
+    config: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass(frozen=True)
+class CompareJob:
+    """A candidate checkpoint against a baseline on the same golden sets and items, with an optional gate.
+
+    Attributes:
+        baseline / candidate: the two checkpoints.
+        goldens: registered golden sets (``NAME`` or ``NAME@VERSION``), at least one.
+        out: folder for ``metrics.json``, ``report.html`` and each side's scoring scans.
+        baseline_policy / candidate_policy: policy YAMLs (default: each checkpoint's).
+        gate: a promotion gate YAML (:class:`tripwire.evaluation.gate.GateConfig`); none: no verdict.
+        catalogue: the golden-set catalogue.
+        config: the measuring settings.
+    """
+
+    baseline: str
+    candidate: str
+    goldens: list[str]
+    out: str
+    baseline_policy: str | None = None
+    candidate_policy: str | None = None
+    gate: str | None = None
+    catalogue: str | None = None
+    config: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        if not self.goldens:
+            raise ConfigError("--golden: name at least one golden set")
+
+
+@dataclass(frozen=True)
+class ThresholdsJob:
+    """Thresholds chosen on a golden set for stated targets, written as a new policy file.
+
+    Attributes:
+        checkpoint / golden / policy / catalogue / config: as for :class:`EvalJob`.
+        out: the new policy's path (must not exist: a tuned policy is a new file).
+        work: folder for the scoring scan (an evaluation's ``out`` reuses its scores).
+        targets: ``action:metric=value`` targets (default: :data:`tripwire.evaluation.thresholds.DEFAULT_TARGETS`).
+        per_market: also tune each market's overrides.
+        version: the new policy's version (default: derived from the base policy's).
+        min_positives: the labelled positives a category needs for its thresholds to be chosen.
+    """
+
+    checkpoint: str
+    golden: str
+    out: str
+    work: str
+    policy: str | None = None
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    per_market: bool = False
+    version: str | None = None
+    min_positives: int = DEFAULT_MIN_POSITIVES
     catalogue: str | None = None
     config: EvalConfig = field(default_factory=EvalConfig)
