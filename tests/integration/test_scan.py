@@ -59,7 +59,7 @@ def test_scan_gives_the_same_results_as_http_and_in_process(trained, served, tmp
 
     review = pq.read_table(tmp_path / "scan" / "review_candidates").to_pylist()
     assert sorted(r["id"] for r in review) == sorted(r["id"] for r in rows if r["action"] == "review")
-    assert all(set(r["scores"]) == set(results[r["id"]]["scores"]) for r in review)
+    assert all(set(r["scores"]) == set(results[r["id"]].scores) for r in review)
 
 
 def test_scan_rejects_a_bad_checkpoint_or_manifest_before_starting(trained, tmp_path):
