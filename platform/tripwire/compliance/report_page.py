@@ -122,8 +122,8 @@ def _html_table(table: Table) -> list[str]:
 # --- plots -----------------------------------------------------------------------------------------------
 
 def _readable(ax, title: str, xlabel: str, ylabel: str) -> None:
-    """eval_report's axes style, with larger text: these plots are shown at their pixel size and their tick
-    labels (categories, languages) are what a reader looks for."""
+    """The reports' axes style (:func:`tripwire.reporting.figures.style_axes`) with larger text: these plots are
+    shown at their pixel size, and their tick labels (categories, languages) are what a reader looks for."""
     _style(ax, title, xlabel, ylabel)
     ax.title.set_fontsize(11)
     ax.xaxis.label.set_fontsize(9.5)
