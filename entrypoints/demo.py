@@ -188,14 +188,14 @@ def evaluate_heldout(model_dir: str) -> tuple[dict, dict[str, dict]]:
     with ``tripwire scan``'s pipeline); returns the report and the scan's results by id."""
     from pipelines.evaluate import make_job, run as run_evaluation
     from pipelines.golden_sets import register_heldout
-    from tripwire.scan.output import read_results, row_to_result
+    from tripwire.scan.output import read_results
 
     golden, new = register_heldout(model_dir)
     print(f"\n[evaluate] golden set {golden.ref} ({'registered' if new else 'already registered'}): "
           f"{golden.items} held-out items", flush=True)
     out = str(Path(model_dir).parent / "eval")
     report = run_evaluation(make_job(model_dir, golden.ref, out, config="pipelines/configs/evaluate.yaml"))
-    return report, {row["id"]: row_to_result(row) for row in read_results(report["scan"])}
+    return report, {row["id"]: ModerationResult.from_row(row) for row in read_results(report["scan"])}
 
 
 def demo_store(model_dir: str) -> str:

@@ -19,7 +19,8 @@ from helpers import REPO, assert_same_result, good_samples, one_sample_per_mix, 
 from tripwire.moderation.moderator import Moderator
 from tripwire.data.sample import Sample, manifest_base, request_body, write_manifest
 from tripwire.scan.config import ScanConfig, ScanJob
-from tripwire.scan.output import read_results, row_to_result
+from tripwire.moderation.result import ModerationResult
+from tripwire.scan.output import read_results
 
 # Fits beside the session's Serve app on 2 cores (its replicas reserve 1 CPU).
 SMALL = ScanConfig(batch_size=8, actors=1, cpus_per_actor=0.25, preprocess_batch_size=16, preprocess_cpus=0.25,
@@ -36,7 +37,7 @@ def test_scan_gives_the_same_results_as_http_and_in_process(trained, served, tmp
 
     good = list(good_samples(cfg))
     rows = read_results(out)
-    results = {row["id"]: row_to_result(row) for row in rows}
+    results = {row["id"]: ModerationResult.from_row(row) for row in rows}
     # Every good row once; the broken image and the line that is not JSON are quarantined with reasons (the
     # row whose labels are outside the taxonomy is scored: a scan reads no labels).
     assert len(rows) == len(results) == len(good) + 1 and set(results) == {s.id for s in good} | {"bad-label"}

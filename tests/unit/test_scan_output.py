@@ -7,11 +7,10 @@ import datetime
 
 import pytest
 
+from tripwire.moderation.result import ModerationResult
 from tripwire.policy import Policy, Taxonomy
 from tripwire.scan.config import ScanConfig, ScanJob
-from tripwire.scan.output import (REVIEW, ScanSummary, ScanWriter, completed_ids, read_results, result_rows,
-                                  row_to_result)
-from tripwire.moderation.result import ModerationResult
+from tripwire.scan.output import REVIEW, ScanSummary, ScanWriter, completed_ids, read_results, result_rows
 
 CATEGORIES = Taxonomy.load().names
 NOW = datetime.datetime(2026, 12, 1, 9, 0, tzinfo=datetime.timezone.utc)
@@ -34,7 +33,7 @@ def test_a_result_survives_the_parquet_round_trip(tmp_path):
     back = {row["id"]: row for row in read_results(str(tmp_path))}
     assert {r.action for r in originals} == {row["action"] for row in back.values()}
     for original in originals:
-        assert row_to_result(back[original.id]) == original
+        assert ModerationResult.from_row(back[original.id]) == original
         assert back[original.id]["scanned_at"] == NOW
     # Partitioned by action; review candidates hold exactly the review rows.
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(f"action={r.action}"

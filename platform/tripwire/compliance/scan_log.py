@@ -21,7 +21,8 @@ from tripwire.compliance.decision_log import DecisionLog
 from tripwire.storage.parquet import read_table
 from tripwire.policy import Policy
 from tripwire.data.sample import MEDIA_FIELDS, content_digest_of, manifest_base, read_manifest
-from tripwire.scan.output import PARTITION, RESULTS, row_to_result, scan_manifest
+from tripwire.moderation.result import ModerationResult
+from tripwire.scan.output import PARTITION, RESULTS, scan_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def log_scan(out: str, log: DecisionLog | ParquetDecisionLog, policy: Policy | N
         with fs.open(file, "rb") as handle:
             rows = read_table(handle).to_pylist()
         for row in rows:
-            result = row_to_result({**row, "action": action})
+            result = ModerationResult.from_row({**row, "action": action})
             item = content.get(row["id"])
             if item is None:
                 raise LookupError(f"{row['id']}: scanned but not in the scan's manifest {manifest}")

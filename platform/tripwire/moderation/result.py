@@ -25,7 +25,8 @@ OPTIONAL_FIELDS = ("embedding", "latency_ms", "request_id", "puid")
 
 
 def decision_from_json(data: Mapping[str, Any]) -> Decision:
-    """A policy decision as :meth:`Decision.to_dict` wrote it."""
+    """A policy decision as :meth:`Decision.to_dict` wrote it (a results row and a logged decision keep the same
+    five fields under the same names)."""
     return Decision(action=data["action"], reasons=[Reason(**dict(r)) for r in data["reasons"]],
                     flagged=list(data["flagged"]), policy_version=data["policy_version"], market=data["market"])
 
@@ -115,9 +116,7 @@ class ModerationResult:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ModerationResult:
         """A results row read back with its ``action`` partition (the embedding stays in the table)."""
-        decision = Decision(action=row["action"], reasons=[Reason(**dict(r)) for r in row["reasons"]],
-                            flagged=list(row["flagged"]), policy_version=row["policy_version"], market=row["market"])
-        return cls(id=row["id"], scores=dict(row["scores"]), decision=decision,
+        return cls(id=row["id"], scores=dict(row["scores"]), decision=decision_from_json(row),
                    attribution=json.loads(row["attribution"]), evidence=json.loads(row["evidence"]),
                    modalities=list(row["modalities"]), model_version=row["model_version"])
 
@@ -128,10 +127,7 @@ class ModerationResult:
         decision's logged fields (no evidence: the log keeps none)."""
         if body.get("answer"):
             return cls.from_json({**body["answer"], "puid": puid})
-        decision = Decision(action=body["action"], reasons=[Reason(**dict(r)) for r in body["reasons"]],
-                            flagged=list(body["flagged"]), policy_version=body["policy_version"],
-                            market=body["market"])
-        return cls(id=body["item_id"], scores=dict(body["scores"]), decision=decision,
+        return cls(id=body["item_id"], scores=dict(body["scores"]), decision=decision_from_json(body),
                    attribution=dict(body.get("attribution") or {}), evidence={},
                    modalities=list(body["content_types"]), model_version=body["model_version"], puid=puid)
 

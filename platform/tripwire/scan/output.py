@@ -76,11 +76,6 @@ def result_rows(results: Iterable[ModerationResult], scanned_at: datetime.dateti
     return [result.to_row(scanned_at) for result in results]
 
 
-def row_to_result(row: Mapping[str, Any]) -> ModerationResult:
-    """A results row (read back with its ``action`` partition) -> the moderation result it came from."""
-    return ModerationResult.from_row(row)
-
-
 def read_results(out: str) -> list[dict[str, Any]]:
     """Every results row of a scan (for tests and small outputs; big ones: ``ray.data.read_parquet``)."""
     fs, path = fsspec.core.url_to_fs(out)
