@@ -130,11 +130,12 @@ class ReviewUI:
         self.stop()
 
 
-def make_items(n: int, prefix: str = "item", seed: int = 7) -> list[dict]:
+def make_items(n: int, prefix: str = "item", seed: int = 7) -> list:
     """``n`` scan queue items ``{prefix}-0000``... with complete synthetic moderation results (random scores
     from ``seed``, the bundled policy's decision on them)."""
     from tripwire.moderation.result import ModerationResult
     from tripwire.policy import Policy, Taxonomy
+    from tripwire.review.item import QueueItem
 
     policy, cats, rng = Policy.load(), Taxonomy.load().names, random.Random(seed)
     width = max(4, len(str(n - 1)))
@@ -146,9 +147,8 @@ def make_items(n: int, prefix: str = "item", seed: int = 7) -> list[dict]:
             id=item_id, scores=scores, decision=policy.decide(scores),
             attribution={c: {"driven_by": "text", "contributions": {"text": s}} for c, s in scores.items()},
             evidence={}, modalities=["text"], model_version="scripted")
-        items.append({
-            "item_id": item_id, "source": "scan", "priority": float(rng.random()), "base_uri": None,
-            "sample": {"id": item_id, "text": f"sample text {i}", "meta": {}}, "result": result.to_json()})
+        items.append(QueueItem(item_id=item_id, source="scan", priority=float(rng.random()), result=result,
+                               sample={"id": item_id, "text": f"sample text {i}", "meta": {}}))
     return items
 
 

@@ -127,7 +127,7 @@ def queue_round(cfg: LoopConfig, store: ReviewStore, policy: Policy, scan_out: s
 
 
 def open_items(store: ReviewStore, batch: str) -> int:
-    return sum(1 for i in store.items(batch=batch) if i["status"] in ("pending", "adjudication"))
+    return sum(1 for i in store.items(batch=batch) if i.status in ("pending", "adjudication"))
 
 
 def wait_for_reviews(cfg: LoopConfig, store: ReviewStore) -> bool:

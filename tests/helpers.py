@@ -13,6 +13,30 @@ WITHOUT_RAY = frozenset({"test_review_browser.py", "test_review_reliability.py",
                          "test_transparency_browser.py"})
 
 
+def result_json(item_id: str, scores: dict[str, float], driven_by: str = "text", market: str | None = None,
+                model_version: str = "core@7") -> dict:
+    """A complete moderation result's JSON for ``item_id``: the default policy decides on ``scores`` (every
+    other category of the default taxonomy scores 0.02)."""
+    from tripwire.policy import Policy, Taxonomy
+
+    full = {c: float(scores.get(c, 0.02)) for c in Taxonomy.load().names}
+    decision = Policy.load().decide(full, market).to_dict()
+    return {"id": item_id, "scores": full, "flagged": decision["flagged"], "decision": decision,
+            "attribution": {c: {"driven_by": driven_by, "contributions": {driven_by: full[c]}} for c in full},
+            "evidence": {}, "modalities": [driven_by], "model_version": model_version,
+            "policy_version": decision["policy_version"]}
+
+
+def resolved_item(item_id: str, action: str, labels: dict[str, int], resolved_at: float, created_at: float = 0.0,
+                  source: str = "serving", resolved_by: str = "alice"):
+    """A review item the reviewers resolved, as the store reads it back (for outcome records)."""
+    from tripwire.review.item import QueueItem, StoredItem
+
+    return StoredItem(QueueItem(item_id, source=source), status="resolved", created_at=created_at,
+                      resolved_labels=dict(labels), resolved_action=action, resolved_by=resolved_by,
+                      resolved_at=resolved_at)
+
+
 def on_session_ray(nodeid: str) -> bool:
     """Whether a test (by node id) runs on the session's Ray: every integration test outside WITHOUT_RAY."""
     path = nodeid.split("::", 1)[0]

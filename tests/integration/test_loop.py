@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from bench.reviewers import ScriptedReviewers, review_app_server
-from helpers import REPO, deploy
+from helpers import REPO, deploy, result_json
 from tripwire.policy import Taxonomy
 
 pytestmark = pytest.mark.integration
@@ -86,11 +86,11 @@ def test_one_round_stopped_for_reviews_then_finished_by_scripted_reviewers_over_
     assert reviewers.errors == []
     assert summary["stage"] == "done" and summary["queue"] == {"queued": 12, "new": 0}
     batch = store.items(batch="r1")
-    assert len(batch) == 12 and all(i["status"] == "resolved" and i["resolved_by"] == "unanimous" for i in batch)
+    assert len(batch) == 12 and all(i.status == "resolved" and i.resolved_by == "unanimous" for i in batch)
     assert len(store.reviews()) == 24 and store.check_consistency() == []
     # The snapshot holds the reviewers' labels (the ground truth) and nothing of the golden set.
     exported = {s.id: s.labels for s in read_manifest(summary["snapshot"]["path"])}
-    assert set(exported) == {i["item_id"] for i in batch}
+    assert set(exported) == {i.item_id for i in batch}
     assert all(exported[i] == {c: pool[1][i].get(c, 0) for c in CATEGORIES} for i in exported)
     assert summary["train_rows"]["feedback"] == 12
     # The new model started from the old one's weights and went through the gate on the golden set.
@@ -133,13 +133,13 @@ def test_review_band_decisions_of_the_served_graph_enter_the_queue(serve_endpoin
         if len(store.items()) >= len(expected):
             break
         time.sleep(0.1)
-    queued = {i["item_id"]: i for i in store.items()}
+    queued = {i.item_id: i for i in store.items()}
     assert set(queued) == expected
     first = queued["req-0"]
-    assert first["source"] == "serving" and first["sample"]["text"] == "message 0" and first["market"] == "DE"
-    assert first["result"]["scores"] == answers["req-0"]["scores"] and first["policy_version"] == "review-band-test"
+    assert first.source == "serving" and first.sample["text"] == "message 0" and first.item.market == "DE"
+    assert first.result.scores == answers["req-0"]["scores"] and first.result.policy_version == "review-band-test"
     # Inline media is kept as a data: URI, so a reviewer sees what was sent.
-    assert queued["img"]["sample"]["image"].startswith("data:")
+    assert queued["img"].sample["image"].startswith("data:")
     store.close()
 
 
@@ -168,7 +168,7 @@ def test_the_reviewer_app_runs_as_a_serve_app_under_a_route_prefix(serve_endpoin
     store = open_store(str(store_path), CATEGORIES)
     token = store.add_reviewer("ana")
     store.enqueue([{"item_id": "x1", "source": "scan", "sample": {"id": "x1", "text": "hello"},
-                    "result": {"scores": {c: 0.1 for c in CATEGORIES}, "decision": {"action": "review"}}}])
+                    "result": result_json("x1", {c: 0.1 for c in CATEGORIES})}])
     store.close()
     serve.run(build_review_app({"store": str(store_path)}), name="review", route_prefix="/review",
               logging_config=QUIET_SERVE)

@@ -35,21 +35,12 @@ browser, artifacts = shared.browser, shared.artifacts  # the module-scoped fixtu
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (the review app's server)")
 
 from bench.reviewers import review_app_server  # noqa: E402
-from tripwire.policy import Policy, Taxonomy  # noqa: E402
+from helpers import result_json  # noqa: E402
+from tripwire.policy import Taxonomy  # noqa: E402
 from tripwire.review.config import ReviewConfig  # noqa: E402
 from tripwire.review.store import open_store  # noqa: E402
 
 CATEGORIES = Taxonomy.load().names
-
-
-def _result(item_id: str, scores: dict[str, float], driven_by: str) -> dict:
-    """A moderation result shaped like ``Moderator.result`` (the policy decides on the given scores)."""
-    full = {c: float(scores.get(c, 0.02)) for c in CATEGORIES}
-    decision = Policy.load().decide(full, None).to_dict()
-    return {"id": item_id, "scores": full, "flagged": decision["flagged"], "decision": decision,
-            "attribution": {c: {"driven_by": driven_by, "contributions": {driven_by: full[c]}} for c in CATEGORIES},
-            "evidence": {}, "modalities": [driven_by], "model_version": "core@7",
-            "policy_version": decision["policy_version"]}
 
 
 def _media(root: Path) -> None:
@@ -69,7 +60,7 @@ def _media(root: Path) -> None:
 def _items(root: Path) -> list[dict]:
     def item(item_id, sample, scores, driven_by, priority, **extra):
         return {"item_id": item_id, "source": "serving", "sample": {"id": item_id, **sample}, "base_uri": str(root),
-                "result": _result(item_id, scores, driven_by), "priority": priority, **extra}
+                "result": result_json(item_id, scores, driven_by), "priority": priority, **extra}
 
     return [
         item("item-1", {"text": UNTRUSTED, "image": "photo.png", "audio": "clip.wav", "meta": {"market": "DE"}},
@@ -281,7 +272,7 @@ def test_a_reviewer_reviews_two_items_with_the_keyboard(watched, app_server, art
     assert reviews[1]["rationale"] == "Explicit image."
     assert all(r["kind"] == "review" and r["time_spent_ms"] > 0 for r in reviews), reviews
     assert len({r["idempotency_key"] for r in reviews}) == 2
-    assert {i["item_id"]: i["status"] for i in store.items()}["item-1"] == "pending"  # one of two reviews
+    assert {i.item_id: i.status for i in store.items()}["item-1"] == "pending"  # one of two reviews
     w.assert_clean()
 
 
@@ -343,7 +334,7 @@ def test_restrict_without_a_rationale_is_refused_and_a_retry_keeps_its_key(watch
     page.keyboard.press("e")
     w.wait_for_item("item-4")
     escalated = store.item("item-2")
-    assert escalated["status"] == "adjudication" and "Unclear context." in escalated["escalation"]
+    assert escalated.status == "adjudication" and "Unclear context." in escalated.escalation
     # The 422 and the aborted call each log one "Failed to load resource" line.
     w.assert_clean(expected_failures=2)
 
@@ -399,9 +390,9 @@ def test_the_admin_page_and_adjudication(watched, app_server, artifacts):
     assert page.inner_text("#empty-title") == "Adjudication queue empty"
     for item_id, action in (("item-1", "block"), ("item-2", "restrict")):
         resolved = store.item(item_id)
-        assert resolved["status"] == "resolved" and resolved["resolved_by"] == "adjudication", resolved
-        assert resolved["resolved_action"] == action
-    assert store.item("item-1")["resolved_labels"] == {c: int(c in ("hate", "violence")) for c in CATEGORIES}
+        assert resolved.status == "resolved" and resolved.resolved_by == "adjudication", resolved
+        assert resolved.resolved_action == action
+    assert store.item("item-1").resolved_labels == {c: int(c in ("hate", "violence")) for c in CATEGORIES}
     w.assert_clean()
     reviewer.assert_clean()
 
@@ -413,7 +404,7 @@ def test_an_appeal_shows_the_users_statement_as_text(watched, app_server, artifa
     statement = '<b onmouseover="alert(1)">I was quoting</b> the news, not attacking anyone'
     store.enqueue([{"item_id": "appeal-srv-1", "source": "appeal", "priority": 10.0, "required_reviews": 1,
                     "sample": {"id": "post-9", "text": "A quoted headline.", "meta": {"appeal": statement}},
-                    "result": _result("post-9", {"hate": 0.95}, "text")}])
+                    "result": result_json("post-9", {"hate": 0.95}, "text")}])
     w = watched()
     page = w.page
     w.sign_in(store.add_reviewer("cy", "reviewer", 3600.0), "/")
@@ -431,13 +422,13 @@ def test_one_long_word_does_not_widen_the_adjudication_page(watched, app_server,
     word = "x" * 5000
     store.enqueue([{"item_id": "long-1", "source": "scan", "priority": 50.0, "required_reviews": 2,
                     "sample": {"id": "long-1", "text": word, "meta": {"appeal": word}},
-                    "result": _result("long-1", {"hate": 0.6}, "text")}])
+                    "result": result_json("long-1", {"hate": 0.6}, "text")}])
     for name, action in (("dee", "restrict"), ("eve", "block")):  # they disagree: adjudication
         who = store.authenticate(store.add_reviewer(name, "reviewer", 3600.0))
         store.submit(who, store.check_submission({"item_id": "long-1", "labels": {"hate": 1}, "action": action,
                                                   "policy_clause": "hate", "rationale": word,
                                                   "idempotency_key": f"long-{name}"}))
-    assert store.item("long-1")["status"] == "adjudication"
+    assert store.item("long-1").status == "adjudication"
     w = watched()
     page = w.page
     w.sign_in(tokens["boss"], "/admin")

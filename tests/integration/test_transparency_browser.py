@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import browser as shared
+from helpers import resolved_item
 from tripwire.compliance.cases import cases, period
 from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIEW_OUTCOME, appeal_body,
                                          appeal_outcome_body, decision_body, review_outcome_body)
@@ -63,17 +64,16 @@ def what_followed(rng: random.Random, puid: str, body: dict) -> list[tuple[str, 
     if action == "review" and rng.random() < 0.85:
         confirmed = rng.random() < 0.7
         resolved = rng.choice(("restrict", "block")) if confirmed else "allow"
-        item = {"item_id": f"r-{puid}", "source": "review_band", "resolved_action": resolved,
-                "resolved_labels": {c: int(confirmed) for c in body["flagged"]}, "resolved_by": "alice",
-                "created_at": body["decided_at"], "resolved_at": body["decided_at"] + rng.uniform(600, 30 * 3600)}
+        item = resolved_item(f"r-{puid}", resolved, {c: int(confirmed) for c in body["flagged"]},
+                             body["decided_at"] + rng.uniform(600, 30 * 3600), created_at=body["decided_at"])
         entries.append((REVIEW_OUTCOME, puid, review_outcome_body(item, body, reviewers=1)))
         action = resolved
     if action in ("restrict", "block") and rng.random() < 0.3:
         filed = body["decided_at"] + 3600
         entries.append((APPEAL, puid, appeal_body("please look again", filed, f"a-{puid}")))
         if rng.random() < 0.8:
-            item = {"item_id": f"a-{puid}", "resolved_action": "allow" if rng.random() < 0.25 else action,
-                    "resolved_labels": {}, "resolved_at": filed + 7200}
+            item = resolved_item(f"a-{puid}", "allow" if rng.random() < 0.25 else action, {}, filed + 7200,
+                                 source="appeal")
             entries.append((APPEAL_OUTCOME, puid, appeal_outcome_body(body, item, filed)))
     return entries
 

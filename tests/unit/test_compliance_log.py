@@ -178,7 +178,7 @@ def test_reviewer_outcomes_and_appeals_are_logged_once_and_join_their_decision(t
     assert again.value.status == 409 and again.value.code == "appeal_conflict" and filed["item_id"] in str(again.value)
     assert log.find(APPEAL, "srv-b").body["statement"] == "this was satire"
     item = store.item(filed["item_id"])
-    assert item["source"] == "appeal" and item["result"]["decision"]["action"] == "block"
+    assert item.source == "appeal" and item.result.action == "block"
     review(store, "r2", filed["item_id"], "allow", set())
     assert sync_outcomes(store, log) == 1 and sync_outcomes(store, log) == 0
     appeal = log.find(APPEAL_OUTCOME, "srv-b").body

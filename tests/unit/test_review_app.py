@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from helpers import result_json
 from tripwire.policy import Taxonomy
 from tripwire.review.app import create_app, sniff_media_type
 from tripwire.review.config import ReviewConfig
@@ -36,7 +37,7 @@ def app(tmp_path):
     store = open_store(str(tmp_path / "review.db"), CATEGORIES, required_reviews=1, golden_every=0)
     scores = {c: 0.1 for c in CATEGORIES}
     store.enqueue([{"item_id": "a/1", "source": "scan", "sample": {"id": "a/1", "text": "hi", "image": "img.png"},
-                    "base_uri": str(tmp_path), "result": {"scores": scores, "decision": {"action": "review"}}}])
+                    "base_uri": str(tmp_path), "result": result_json("a/1", scores)}])
     tokens = {"reviewer": store.add_reviewer("rita"), "admin": store.add_reviewer("adam", "admin"),
               "expired": store.add_reviewer("old", ttl_s=1e-6)}
     client = TestClient(create_app(store), follow_redirects=False)
@@ -113,7 +114,7 @@ def test_signing_out_ends_the_session_on_the_server(app):
 def test_an_idempotency_key_reused_for_another_item_is_refused_naming_both(app):
     client, tokens, store = app
     store.enqueue([{"item_id": "b/2", "source": "scan", "sample": {"id": "b/2", "text": "yo"},
-                    "result": {"scores": {c: 0.1 for c in CATEGORIES}, "decision": {"action": "review"}}}])
+                    "result": result_json("b/2", {c: 0.1 for c in CATEGORIES})}])
     headers = auth(tokens["reviewer"])
     allow = {"item_id": "a/1", "labels": {}, "action": "allow", "time_spent_ms": 5, "idempotency_key": "k-1"}
     created = client.post("/api/reviews", headers=headers, json=allow)
@@ -273,6 +274,11 @@ def test_admins_see_stats_create_reviewers_and_enqueue(app):
     assert bad.status_code == 422 and "name" in bad.json()["error"]["message"]
     added = client.post("/api/admin/items", headers=headers, json={"items": [{"item_id": "b", "sample": {"text": "t"}}]})
     assert added.json() == {"enqueued": 1}
+    for item, named in (({"item_id": "c", "result": {"scores": {}, "decision": {"action": "review"}}}, "result"),
+                        ({"item_id": "c", "source": "rumour"}, "source"), ({"sample": {}}, "item_id"),
+                        ({"item_id": "c", "priorty": 1}, "priorty")):
+        refused = client.post("/api/admin/items", headers=headers, json={"items": [item]})
+        assert refused.status_code == 422 and named in refused.json()["error"]["message"], refused.text
     stats = client.get("/api/admin/stats", headers=headers).json()
     assert set(stats) == {"window_days", "throughput", "queue", "categories", "reviewers", "adjudication"}
     assert stats["queue"]["pending"] == 2 and set(stats["categories"]) == set(CATEGORIES)

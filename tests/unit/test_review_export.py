@@ -13,6 +13,7 @@ from tripwire.evaluation.golden import register
 from tripwire.policy import Taxonomy
 from tripwire.review.export import content_hash, export_feedback, resolve_labels
 from tripwire.review.intake import BufferedEnqueuer, queue_items
+from tripwire.review.item import QueueItem
 from tripwire.review.store import open_store
 from tripwire.data.sample import Sample, read_manifest, write_manifest
 from tripwire.moderation.result import ModerationResult
@@ -109,11 +110,11 @@ def test_scan_rows_become_queue_items_without_their_labels(tmp_path):
     writer.add(result_rows([ModerationResult.from_json(result)], datetime.datetime.now(datetime.timezone.utc)))
     writer.flush()
     [item] = queue_items(read_results(str(tmp_path / "scan")), str(manifest), "sampling", "round-1", {"p1": 0.7})
-    assert item["sample"]["text"] == "t1" and "labels" not in item["sample"]
-    assert item["priority"] == 0.7 and item["batch"] == "round-1" and item["golden_labels"] is None
-    assert item["base_uri"] == str(tmp_path)
+    assert item.sample["text"] == "t1" and "labels" not in item.sample and item.result.scores == scores
+    assert item.priority == 0.7 and item.batch == "round-1" and item.golden_labels is None
+    assert item.base_uri == str(tmp_path)
     [golden] = queue_items(read_results(str(tmp_path / "scan")), str(manifest), "golden", golden=True)
-    assert golden["golden_labels"] == {"hate": 1}
+    assert golden.golden_labels == {"hate": 1} and golden.effective_priority == max(scores.values())
 
 
 class SlowStore:
@@ -132,19 +133,19 @@ class SlowStore:
 def test_the_serving_buffer_never_blocks_drops_when_full_and_flushes_on_close():
     store = SlowStore()
     enqueuer = BufferedEnqueuer(store, max_buffered=3, batch_size=2)
-    accepted = [enqueuer.offer({"item_id": str(i)}) for i in range(10)]
+    accepted = [enqueuer.offer(QueueItem(str(i))) for i in range(10)]
     assert accepted.count(True) >= 3 and enqueuer.dropped == accepted.count(False) > 0
     store.release.set()
     enqueuer.close()
     assert len(store.items) == accepted.count(True) == enqueuer.enqueued and enqueuer.buffered_bytes == 0
-    assert all("_size" not in item for item in store.items)
+    assert all(isinstance(item, QueueItem) for item in store.items)
 
 
 def test_the_serving_buffer_bounds_bytes_too():
     store = SlowStore()
     enqueuer = BufferedEnqueuer(store, max_buffered=100, max_bytes=3 * 4096 + 3000, batch_size=1)
-    big = {"item_id": "v", "sample": {"video": "x" * 2000}}  # 4096 + 2000 bytes each
-    accepted = [enqueuer.offer({**big, "item_id": str(i)}) for i in range(5)]
+    # 4096 + 2000 bytes each
+    accepted = [enqueuer.offer(QueueItem(str(i), sample={"video": "x" * 2000})) for i in range(5)]
     assert accepted.count(True) == 2 and enqueuer.dropped == 3  # the third would pass the byte bound
     store.release.set()
     enqueuer.close()

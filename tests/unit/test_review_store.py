@@ -30,9 +30,11 @@ def result(action="review", category="hate", score=0.45, market="DE"):
     scores = {c: 0.05 for c in CATEGORIES}
     scores[category] = score
     reasons = [{"category": category, "score": score, "threshold": 0.4, "action": action, "ground": "illegal_content"}]
-    return {"scores": scores, "decision": {"action": action, "reasons": reasons if action != "allow" else [],
-                                           "market": market, "flagged": [category], "policy_version": "p1"},
-            "attribution": {category: {"driven_by": "text"}}, "model_version": "m1", "policy_version": "p1"}
+    return {"id": "r", "scores": scores, "flagged": [category],
+            "decision": {"action": action, "reasons": reasons if action != "allow" else [],
+                         "market": market, "flagged": [category], "policy_version": "p1"},
+            "attribution": {category: {"driven_by": "text"}}, "evidence": {}, "modalities": ["text"],
+            "model_version": "m1", "policy_version": "p1"}
 
 
 def item(i, **kwargs):
@@ -72,8 +74,8 @@ def test_enqueue_is_idempotent_and_keeps_the_result(store):
     assert store.enqueue([item(1), item(2)]) == 2
     assert store.enqueue([item(1), item(3)]) == 1
     stored = store.item("item-1")
-    assert stored["result"]["decision"]["action"] == "review" and stored["top_category"] == "hate"
-    assert stored["market"] == "DE" and stored["model_version"] == "m1" and stored["status"] == "pending"
+    assert stored.result.action == "review" and stored.item.top_category == "hate"
+    assert stored.item.market == "DE" and stored.result.model_version == "m1" and stored.status == "pending"
 
 
 def test_two_agreeing_reviews_resolve_and_a_retry_is_not_a_second_review(store):
@@ -85,7 +87,7 @@ def test_two_agreeing_reviews_resolve_and_a_retry_is_not_a_second_review(store):
     assert retry["duplicate"] and retry["review_id"] == first["review_id"]
     assert submit(store, bob, review("item-1", "k2", "restrict", {"hate": 1}, "hate", "slur"))["item_status"] == "resolved"
     stored = store.item("item-1")
-    assert stored["resolved_by"] == "unanimous" and stored["resolved_labels"]["hate"] == 1
+    assert stored.resolved_by == "unanimous" and stored.resolved_labels["hate"] == 1
     assert len(store.reviews("item-1")) == 2 and store.check_consistency() == []
 
 
@@ -104,7 +106,7 @@ def test_disagreement_goes_to_adjudication_and_an_admin_resolves_it(store):
         submit(store, people(store, "carol")[0], review("item-1", "c", "allow"))
     assert closed.value.code == "item_closed"
     assert submit(store, root, review("item-1", "r", "block", {"hate": 1}, "hate", "repeat"))["item_status"] == "resolved"
-    assert store.item("item-1")["resolved_by"] == "adjudication"
+    assert store.item("item-1").resolved_by == "adjudication"
 
 
 def test_claims_hand_out_each_item_to_at_most_the_required_reviewers(store):
@@ -138,7 +140,7 @@ def test_filters_skip_and_escalate(store):
     assert store.claim(alice, category="hate")[0]["item_id"] == "item-1"
     store.escalate(alice, "item-1", "unsure: satire?")
     escalated = store.item("item-1")
-    assert escalated["status"] == "adjudication" and "satire" in escalated["escalation"]
+    assert escalated.status == "adjudication" and "satire" in escalated.escalation
 
 
 def test_hidden_golden_items_are_mixed_in_and_never_resolve(store_url):

@@ -127,7 +127,7 @@ def queued_ids(tmp_path, cfg, scan: str, second: str | None = None) -> list[str]
     store = open_store(str(tmp_path / f"{cfg.sampling.strategy}-{cfg.sampling.reach_field}.db"), CATEGORIES)
     try:
         queue_round(cfg, store, POLICY, scan, second)
-        return [item["item_id"] for item in store.items(batch=cfg.round)]
+        return [item.item_id for item in store.items(batch=cfg.round)]
     finally:
         store.close()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import resolved_item
 from tripwire.compliance import dsa
 from tripwire.compliance import statement_export, statement_schema
 from tripwire.compliance import statements as sor
@@ -57,8 +58,7 @@ def decision(puid: str, scores: dict[str, float], at: float, market: str | None 
 
 
 def review(puid: str, original_entry, action: str, labels: dict[str, int], at: float):
-    item = {"item_id": puid, "source": "serving", "resolved_labels": labels, "resolved_action": action,
-            "resolved_by": "alice,bob", "created_at": at, "resolved_at": at + 3600.0}
+    item = resolved_item(puid, action, labels, at + 3600.0, created_at=at, resolved_by="alice,bob")
     return ("review_outcome", puid, review_outcome_body(item, original_entry[2], reviewers=2))
 
 

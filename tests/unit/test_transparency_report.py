@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import resolved_item
 from tripwire.compliance.cases import all_cases, cases, period
 from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIEW_OUTCOME, appeal_body,
                                          appeal_outcome_body, decision_body, review_outcome_body)
@@ -59,16 +60,14 @@ class Log:
 
     def review(self, puid: str, action: str, labels: dict[str, int], resolved_at: float) -> "Log":
         original = self.bodies[puid]
-        item = {"item_id": f"r-{puid}", "source": "review_band", "resolved_action": action, "resolved_labels": labels,
-                "resolved_by": "alice", "created_at": original["decided_at"], "resolved_at": resolved_at}
+        item = resolved_item(f"r-{puid}", action, labels, resolved_at, created_at=original["decided_at"])
         self.entries.append((REVIEW_OUTCOME, puid, review_outcome_body(item, original, reviewers=1)))
         return self
 
     def appeal(self, puid: str, filed_at: float, resolved: str | None = None) -> "Log":
         self.entries.append((APPEAL, puid, appeal_body("please look again", filed_at, f"a-{puid}")))
         if resolved is not None:
-            item = {"item_id": f"a-{puid}", "resolved_action": resolved, "resolved_labels": {},
-                    "resolved_at": filed_at + HOUR}
+            item = resolved_item(f"a-{puid}", resolved, {}, filed_at + HOUR, source="appeal")
             self.entries.append((APPEAL_OUTCOME, puid, appeal_outcome_body(self.bodies[puid], item, filed_at)))
         return self
 

@@ -69,6 +69,7 @@ def file_appeal(store, log: DecisionLog, puid: str, statement: str, sample: Mapp
     content.setdefault("id", decision["item_id"])
     content.setdefault("meta", {})["appeal"] = statement.strip()
     store.enqueue([{"item_id": item_id, "source": "appeal", "sample": content, "base_uri": base_uri,
-                    "result": ModerationResult.from_logged_decision(puid, decision).to_json(), "priority": APPEAL_PRIORITY, "required_reviews": 1}])
+                    "result": ModerationResult.from_logged_decision(puid, decision).to_json(),
+                    "priority": APPEAL_PRIORITY, "required_reviews": 1}])
     record = log.append([(APPEAL, puid, appeal_body(statement.strip(), filed_at, item_id))])[0]
     return {"puid": puid, "item_id": item_id, "filed_at": record.body["filed_at"], "duplicate": False}

@@ -9,19 +9,13 @@ store whose app ran without the log) and is idempotent: a ``(kind, puid)`` is lo
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import Any
 
 from tripwire.compliance.records import (APPEAL, APPEAL_OUTCOME, DECISION, REVIEW_OUTCOME, appeal_outcome_body,
                                          review_outcome_body)
 from tripwire.compliance.decision_log import DecisionLog
 
 logger = logging.getLogger(__name__)
-
-
-def decision_puid(item: Mapping[str, Any]) -> str | None:
-    """The puid of the logged decision a review item is about (None: its decision was not logged)."""
-    result = item.get("result") or {}
-    return result.get("puid")
 
 
 def effective_decision(log: DecisionLog, puid: str) -> dict[str, Any] | None:
@@ -37,12 +31,13 @@ def effective_decision(log: DecisionLog, puid: str) -> dict[str, Any] | None:
     return body
 
 
-def outcome_entry(store, log: DecisionLog, item: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
-    """The ``(kind, puid, body)`` to log for a resolved item, or None (not resolved, or no logged decision)."""
-    puid = decision_puid(item)
-    if item.get("status") != "resolved" or puid is None:
+def outcome_entry(store, log: DecisionLog, item: Any) -> tuple[str, str, dict[str, Any]] | None:
+    """The ``(kind, puid, body)`` to log for a resolved item (:class:`tripwire.review.item.StoredItem`; its
+    ``puid`` names the logged decision it is about), or None (not resolved, or no logged decision)."""
+    puid = item.puid
+    if item.status != "resolved" or puid is None:
         return None
-    if item.get("source") == "appeal":
+    if item.source == "appeal":
         appeal = log.find(APPEAL, puid)
         original = effective_decision(log, puid)
         if appeal is None or original is None:
@@ -51,7 +46,7 @@ def outcome_entry(store, log: DecisionLog, item: Mapping[str, Any]) -> tuple[str
     decision = log.find(DECISION, puid)
     if decision is None:
         return None
-    reviewers = sum(1 for r in store.reviews(item["item_id"]) if r["kind"] in ("review", "adjudication"))
+    reviewers = sum(1 for r in store.reviews(item.item_id) if r["kind"] in ("review", "adjudication"))
     return REVIEW_OUTCOME, puid, review_outcome_body(item, decision.body, reviewers)
 
 
@@ -68,8 +63,8 @@ def sync_outcomes(store, log: DecisionLog, batch_size: int = 500) -> int:
     """Appends the outcome of every resolved item that is missing from the log; returns how many."""
     added, entries = 0, []
     for item in store.items(status="resolved"):
-        puid = decision_puid(item)
-        kind = APPEAL_OUTCOME if item.get("source") == "appeal" else REVIEW_OUTCOME
+        puid = item.puid
+        kind = APPEAL_OUTCOME if item.source == "appeal" else REVIEW_OUTCOME
         if puid is None or log.find(kind, puid) is not None:
             continue
         entry = outcome_entry(store, log, item)

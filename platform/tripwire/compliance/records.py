@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from tripwire.moderation.result import ModerationResult
 from tripwire.policy import Policy
@@ -106,29 +106,41 @@ def decision_body(result: ModerationResult, *, source: str, policy: Policy | Non
     return body
 
 
-def review_outcome_body(item: Mapping[str, Any], original: Mapping[str, Any] | None,
-                        reviewers: int) -> dict[str, Any]:
-    """A resolved review item (:meth:`tripwire.review.store.ReviewStore.item`) as logged.
+class ReviewedItem(Protocol):
+    """What an outcome record reads of a resolved review item (:class:`tripwire.review.item.StoredItem`)."""
+
+    item_id: str
+    source: str
+    created_at: float
+    resolved_labels: dict[str, int] | None
+    resolved_action: str | None
+    resolved_by: str | None
+    resolved_at: float | None
+    result: Any
+
+
+def review_outcome_body(item: ReviewedItem, original: Mapping[str, Any] | None, reviewers: int) -> dict[str, Any]:
+    """A resolved review item as logged.
 
     ``original`` is the decision's logged body (None when the item's decision was never logged: then the
     item's own result stands in). ``confirmed`` says whether the reviewers found any category the model
     flagged; ``overturned`` whether they lifted a restriction the automated decision had applied.
     """
-    result = item.get("result") or {}
-    source = original or {"action": (result.get("decision") or {}).get("action"),
-                          "flagged": (result.get("decision") or {}).get("flagged") or []}
-    labels = item.get("resolved_labels") or {}
+    decision = item.result.decision if item.result is not None else None
+    source = original or {"action": decision.action if decision else None,
+                          "flagged": list(decision.flagged) if decision else []}
+    labels = item.resolved_labels or {}
     flagged = list(source.get("flagged") or [])
-    action = item.get("resolved_action")
+    action = item.resolved_action
     return {
-        "item_id": item["item_id"],
-        "queue_source": item.get("source"),
+        "item_id": item.item_id,
+        "queue_source": item.source,
         "action": action,
         "labels": dict(labels),
-        "resolved_by": item.get("resolved_by"),
+        "resolved_by": item.resolved_by,
         "reviewers": int(reviewers),
-        "queued_at": float(item.get("created_at") or 0.0),
-        "decided_at": float(item.get("resolved_at") or 0.0),
+        "queued_at": float(item.created_at or 0.0),
+        "decided_at": float(item.resolved_at or 0.0),
         "original_action": source.get("action"),
         "model_flagged": flagged,
         "confirmed": any(int(labels.get(c, 0)) == 1 for c in flagged) if flagged else None,
@@ -141,19 +153,19 @@ def appeal_body(statement: str, filed_at: float, item_id: str) -> dict[str, Any]
     return {"statement": statement, "filed_at": float(filed_at), "item_id": item_id}
 
 
-def appeal_outcome_body(original: Mapping[str, Any], item: Mapping[str, Any], filed_at: float) -> dict[str, Any]:
+def appeal_outcome_body(original: Mapping[str, Any], item: ReviewedItem, filed_at: float) -> dict[str, Any]:
     """The outcome of an appeal: ``overturned`` when the reviewers' action no longer restricts the content,
     which reverses the enforcement (``enforcement_reversed``)."""
-    action = item.get("resolved_action")
+    action = item.resolved_action
     original_action = original.get("action")
     overturned = original_action in RESTRICTIVE and action not in RESTRICTIVE
     return {
-        "item_id": item["item_id"],
+        "item_id": item.item_id,
         "outcome": "overturned" if overturned else "upheld",
         "action": action,
-        "labels": dict(item.get("resolved_labels") or {}),
+        "labels": dict(item.resolved_labels or {}),
         "original_action": original_action,
         "enforcement_reversed": overturned,
         "filed_at": float(filed_at),
-        "decided_at": float(item.get("resolved_at") or 0.0),
+        "decided_at": float(item.resolved_at or 0.0),
     }

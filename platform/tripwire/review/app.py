@@ -272,11 +272,11 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None, log: Deci
     @app.get("/api/items/{item_id:path}/media/{modality}")
     def media(item_id: str, modality: str, who: Reviewer = Depends(reviewer)) -> Response:
         item = store.item(item_id)
-        ref = (item["sample"] or {}).get(modality) if modality in ("image", "audio", "video") else None
+        ref = item.sample.get(modality) if modality in ("image", "audio", "video") else None
         if not ref:
             raise ReviewError(404, "unknown_media", f"item {item_id!r} has no {modality}")
         try:
-            data = read_media_capped(modality, ref, item["base_uri"], config.max_media_bytes, f"{modality} of {item_id!r}")
+            data = read_media_capped(modality, ref, item.item.base_uri, config.max_media_bytes, f"{modality} of {item_id!r}")
         except MediaError as exc:
             raise ReviewError(404, "unknown_media", f"{modality} of {item_id!r}: {exc}") from exc
         kind = sniff_media_type(data) or (mimetypes.guess_type(ref)[0] if isinstance(ref, str) else None)

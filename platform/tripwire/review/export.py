@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from tripwire.evaluation.golden import load_catalogue, manifest_uri
+from tripwire.review.item import StoredItem
 from tripwire.data.sample import (MEDIA_FIELDS, Sample, content_digest_of, manifest_base, read_manifest,
                              resolve_uri)
 
@@ -91,7 +92,7 @@ def _versions(out: Path) -> list[int]:
     return sorted(int(p.name.rsplit("-v", 1)[1]) for p in out.glob("feedback-v*") if p.name.rsplit("-v", 1)[1].isdigit())
 
 
-def export_feedback(items: Iterable[Mapping[str, Any]], reviews: Iterable[Mapping[str, Any]],
+def export_feedback(items: Iterable[StoredItem], reviews: Iterable[Mapping[str, Any]],
                     categories: Sequence[str], out: str | Path, store_url: str,
                     catalogue: str | None = None) -> dict[str, Any]:
     """Writes the next snapshot version under ``out`` (or finds the existing one with the same content).
@@ -115,14 +116,14 @@ def export_feedback(items: Iterable[Mapping[str, Any]], reviews: Iterable[Mappin
     overlaps: dict[str, str] = {}
     seen: dict[str, str] = {}
     rows, provenance = [], []
-    for item in sorted(items, key=lambda i: i["item_id"]):
-        if item["status"] == "golden":
+    for item in sorted(items, key=lambda i: i.item_id):
+        if item.status == "golden":
             continue
-        item_reviews = by_item.get(item["item_id"], [])
+        item_reviews = by_item.get(item.item_id, [])
         if not item_reviews:
             left_out["not reviewed"] += 1
             continue
-        if item["status"] == "pending":  # fewer reviews than it needs: one reviewer's word is not a label yet
+        if item.status == "pending":  # fewer reviews than it needs: one reviewer's word is not a label yet
             left_out["awaiting reviews"] += 1
             continue
         resolved = resolve_labels(item_reviews, categories)
@@ -130,21 +131,21 @@ def export_feedback(items: Iterable[Mapping[str, Any]], reviews: Iterable[Mappin
         if not labels:
             left_out["no resolved label (ties)"] += 1
             continue
-        sample = _absolute(item["sample"], item.get("base_uri"))
+        sample = _absolute(item.sample, item.item.base_uri)
         digest = content_hash(sample, None)
         if digest in golden:
             left_out["in a golden set"] += 1
-            overlaps[item["item_id"]] = golden[digest]
+            overlaps[item.item_id] = golden[digest]
             continue
         if digest in seen:
             left_out["duplicate content"] += 1
             continue
-        seen[digest] = item["item_id"]
-        row = Sample.from_row({**{k: v for k, v in sample.items() if k != "labels"}, "id": item["item_id"],
+        seen[digest] = item.item_id
+        row = Sample.from_row({**{k: v for k, v in sample.items() if k != "labels"}, "id": item.item_id,
                                "labels": labels}).to_row()
         row["meta"] = {**row["meta"], "source": row["meta"].get("source") or "review"}
         rows.append(row)
-        provenance.append({"id": item["item_id"], "content_sha256": digest, "item_source": item["source"],
+        provenance.append({"id": item.item_id, "content_sha256": digest, "item_source": item.source,
                            "labels": {c: {"value": r.value, "from": r.provenance} for c, r in resolved.items()},
                            "reviews": [{"review_id": int(r["review_id"]), "reviewer": r["reviewer"], "kind": r["kind"],
                                         "action": r["action"], "decided_at": r["decided_at"]} for r in item_reviews]})

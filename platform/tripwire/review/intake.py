@@ -17,6 +17,7 @@ import fsspec
 from tripwire.compliance.records import scan_puid
 from tripwire.data.sample import manifest_base, read_manifest
 from tripwire.moderation.result import ModerationResult
+from tripwire.review.item import QueueItem
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def manifest_meta(manifest: str, ids: Iterable[str]) -> dict[str, dict[str, Any]
 
 def queue_items(rows: Sequence[Mapping[str, Any]], manifest: str, source: str, batch: str | None = None,
                 priorities: Mapping[str, float] | None = None, golden: bool = False,
-                scan_out: str | None = None) -> list[dict[str, Any]]:
+                scan_out: str | None = None) -> list[QueueItem]:
     """Scan result rows -> queue items with their sample (media by reference, labels removed).
 
     Args:
@@ -107,15 +108,14 @@ def queue_items(rows: Sequence[Mapping[str, Any]], manifest: str, source: str, b
         if golden and not labels:
             raise ValueError(f"{row['id']}: a golden item needs labels in {manifest}")
         priority = priorities.get(row["id"]) if priorities else None
-        items.append({"item_id": row["id"], "source": source, "sample": sample, "base_uri": manifest_base(manifest),
-                      "result": result.to_json(), "batch": batch,
-                      "priority": priority if priority is not None else max(result.scores.values(), default=0.0),
-                      "golden_labels": labels if golden else None})
+        items.append(QueueItem(item_id=row["id"], source=source, sample=sample, result=result,
+                               base_uri=manifest_base(manifest), priority=priority, batch=batch,
+                               golden_labels=labels if golden else None))
     return items
 
 
 def picked_items(rows: Sequence[Mapping[str, Any]], picks: Sequence[Any], manifest: str,
-                 batch: str | None = None) -> list[dict[str, Any]]:
+                 batch: str | None = None) -> list[QueueItem]:
     """Active-learning picks (:class:`tripwire.review.sampling.Pick`) of scan ``rows`` -> queue items, in the
     picks' order, each with its pick's priority."""
     by_id = {r["id"]: r for r in rows}
@@ -148,13 +148,13 @@ class BufferedEnqueuer:
         self.max_bytes = max_bytes
         self.buffered_bytes = 0
         self._bytes_lock = threading.Lock()
-        self.buffer: "queue.Queue[dict | None]" = queue.Queue(maxsize=max_buffered)
+        self.buffer: "queue.Queue[tuple[QueueItem, int] | None]" = queue.Queue(maxsize=max_buffered)
         self.enqueued = self.dropped = self.failed = 0
         self._last_warning = 0.0
         self._thread = threading.Thread(target=self._drain, name="review-enqueue", daemon=True)
         self._thread.start()
 
-    def offer(self, item: Mapping[str, Any]) -> bool:
+    def offer(self, item: QueueItem) -> bool:
         import queue
         import time
 
@@ -163,7 +163,7 @@ class BufferedEnqueuer:
             with self._bytes_lock:
                 if self.buffered_bytes + size > self.max_bytes:
                     raise queue.Full
-                self.buffer.put_nowait(dict(item, _size=size))
+                self.buffer.put_nowait((item, size))
                 self.buffered_bytes += size
             return True
         except queue.Full:
@@ -193,10 +193,10 @@ class BufferedEnqueuer:
                 batch.append(extra)
             self._write(batch)
 
-    def _write(self, batch: list[dict]) -> None:
-        sizes = [item.pop("_size", 0) for item in batch]
+    def _write(self, batch: list[tuple[QueueItem, int]]) -> None:
+        sizes = [size for _, size in batch]
         try:
-            self.store.enqueue(batch)
+            self.store.enqueue([item for item, _ in batch])
             self.enqueued += len(batch)
         except Exception:  # a store outage must not kill the writer; the items are counted as failed
             self.failed += len(batch)
@@ -212,13 +212,11 @@ class BufferedEnqueuer:
             self._thread.join(timeout_s)
 
 
-def item_bytes(item: Mapping[str, Any]) -> int:
+def item_bytes(item: QueueItem) -> int:
     """About how much memory a queue item holds: its sample's text and media strings, plus the result."""
-    sample = item.get("sample") or {}
-    return 4096 + sum(len(v) for v in sample.values() if isinstance(v, (str, bytes)))
+    return 4096 + sum(len(v) for v in item.sample.values() if isinstance(v, (str, bytes)))
 
 
-def serving_item(result: ModerationResult, sample_row: Mapping[str, Any]) -> dict[str, Any]:
+def serving_item(result: ModerationResult, sample_row: Mapping[str, Any]) -> QueueItem:
     """A served decision in the review band -> a queue item (the request's media kept as sent)."""
-    return {"item_id": str(result.id), "source": "serving", "sample": dict(sample_row), "base_uri": None,
-            "result": result.to_json(), "priority": max(result.scores.values(), default=0.0)}
+    return QueueItem(item_id=str(result.id), source="serving", sample=dict(sample_row), result=result)

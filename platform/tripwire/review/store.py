@@ -26,6 +26,7 @@ Times are epoch seconds; JSON columns are text so both databases store them the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 from tripwire.storage.sql import StoreURLError, database, redacted_url
+from tripwire.review.item import ItemError, QueueItem, StoredItem
 from tripwire.review.config import MAX_RATIONALE, RATIONALE_ACTIONS, ReviewConfig
 from tripwire.policy import ACTION_NAMES
 
@@ -44,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 ACTIONS = ACTION_NAMES
 ROLES = ("reviewer", "admin")
-SOURCES = ("serving", "scan", "sampling", "appeal", "golden", "manual")
 OPEN_STATUSES = {"review": "pending", "adjudication": "adjudication", "golden": "golden"}
 MAX_CLAIM_RETRIES = 50  # PostgreSQL: items passed over because they filled up while a claim waited
 
@@ -301,8 +302,9 @@ class ReviewStore:
         return self._rows("SELECT name, role, created_at, expires_at, claims FROM reviewers ORDER BY name")
 
     # -- the queue --------------------------------------------------------------------------------
-    def enqueue(self, items: Iterable[Mapping[str, Any]]) -> int:
-        """Adds items (see CONTRACT.md); an item already queued is left as it is. Returns how many are new."""
+    def enqueue(self, items: Iterable[QueueItem | Mapping[str, Any]]) -> int:
+        """Adds items (see CONTRACT.md; a mapping is read by :meth:`QueueItem.from_json`); an item already
+        queued is left as it is. Returns how many are new."""
         now, added = time.time(), 0
         rows = [self._item_row(item, now) for item in items]
         with self.db.write(self.conn):
@@ -312,29 +314,14 @@ class ReviewStore:
                     "ON CONFLICT (item_id) DO NOTHING", list(row.values()))
         return added
 
-    def _item_row(self, item: Mapping[str, Any], now: float) -> dict[str, Any]:
-        if not item.get("item_id"):
-            raise ReviewError(422, "invalid_request", "item_id: required")
-        source = item.get("source", "manual")
-        if source not in SOURCES:
-            raise ReviewError(422, "invalid_request", f"source: {source!r} must be one of {list(SOURCES)}")
-        result = dict(item.get("result") or {})
-        golden = item.get("golden_labels")
-        if golden is not None:
-            self._check_labels(golden)
-        decision = result.get("decision") or {}
-        reasons = decision.get("reasons") or []
-        scores = result.get("scores") or {}
-        top = reasons[0]["category"] if reasons else (max(scores, key=scores.get) if scores else None)
-        return {
-            "item_id": str(item["item_id"]), "source": source, "sample": json.dumps(item.get("sample") or {}),
-            "base_uri": item.get("base_uri"), "result": json.dumps(result), "action": decision.get("action"),
-            "top_category": top, "market": decision.get("market") or (item.get("sample") or {}).get("meta", {}).get("market"),
-            "policy_version": result.get("policy_version"), "model_version": result.get("model_version"),
-            "priority": float(item.get("priority") or 0.0),
-            "golden_labels": json.dumps({c: int(golden.get(c, 0)) for c in self.categories}) if golden is not None else None,
-            "batch": item.get("batch"), "required_reviews": int(item.get("required_reviews") or self.required_reviews),
-            "status": "golden" if golden is not None else "pending", "created_at": now}
+    def _item_row(self, item: QueueItem | Mapping[str, Any], now: float) -> dict[str, Any]:
+        try:
+            item = item if isinstance(item, QueueItem) else QueueItem.from_json(item)
+        except ItemError as exc:
+            raise ReviewError(422, "invalid_request", str(exc)) from exc
+        if item.golden_labels is not None:
+            self._check_labels(item.golden_labels)
+        return item.to_row(self.categories, self.required_reviews, now)
 
     def claim(self, reviewer: Reviewer, queue: str = "review", category: str | None = None,
               policy: str | None = None, market: str | None = None) -> tuple[dict[str, Any], dict[str, float]] | None:
@@ -417,33 +404,31 @@ class ReviewStore:
 
     def _view(self, row: Mapping[str, Any], queue: str) -> dict[str, Any]:
         """What a reviewer sees of an item (whether it is golden is never shown)."""
-        sample, result = _loads(row["sample"]), _loads(row["result"])
-        decision = result.get("decision") or {}
+        stored = StoredItem.from_row(row)
+        sample, result = stored.sample, stored.result
         view = {
             # No source: it would tell a hidden golden item apart.
-            "item_id": row["item_id"], "text": sample.get("text"),
+            "item_id": stored.item_id, "text": sample.get("text"),
             # Relative to the app's pages, so the app works mounted under a route prefix too.
-            "media": {m: f"api/items/{quote(row['item_id'], safe='')}/media/{m}"
+            "media": {m: f"api/items/{quote(stored.item_id, safe='')}/media/{m}"
                       for m in ("image", "audio", "video") if sample.get(m)},
-            "scores": result.get("scores") or {}, "action": decision.get("action"),
-            "reasons": decision.get("reasons") or [],
-            "driven_by": {c: a.get("driven_by") for c, a in (result.get("attribution") or {}).items()},
+            "scores": dict(result.scores) if result else {}, "action": result.action if result else None,
+            "reasons": [dataclasses.asdict(r) for r in result.decision.reasons] if result else [],
+            "driven_by": {c: a.get("driven_by") for c, a in result.attribution.items()} if result else {},
             "model_version": row["model_version"], "policy_version": row["policy_version"], "market": row["market"],
             "meta": sample.get("meta") or {}}
         if queue == "adjudication":
-            view["escalation"] = row["escalation"]
+            view["escalation"] = stored.escalation
             view["prior_reviews"] = [
                 {k: r[k] for k in ("reviewer", "labels", "action", "policy_clause", "rationale", "decided_at")}
-                for r in self.reviews(row["item_id"])]
+                for r in self.reviews(stored.item_id)]
         return view
 
-    def item(self, item_id: str) -> dict[str, Any]:
+    def item(self, item_id: str) -> StoredItem:
         row = self._one("SELECT * FROM items WHERE item_id = ?", (item_id,))
         if row is None:
             raise ReviewError(404, "unknown_item", f"item {item_id!r} is not in the review queue")
-        for key in ("sample", "result", "golden_labels", "resolved_labels"):
-            row[key] = _loads(row[key])
-        return row
+        return StoredItem.from_row(row)
 
     # -- reviews ----------------------------------------------------------------------------------
     def _check_labels(self, labels: Any) -> dict[str, int]:
@@ -607,8 +592,8 @@ class ReviewStore:
     def escalate(self, reviewer: Reviewer, item_id: str, note: str) -> None:
         """Sends an item to the adjudication queue (a reviewer unsure, or a case for policy)."""
         item = self.item(item_id)
-        if item["status"] not in ("pending",):
-            raise ReviewError(409, "item_closed", f"{item_id} is {item['status']}: only pending items can be escalated")
+        if item.status != "pending":
+            raise ReviewError(409, "item_closed", f"{item_id} is {item.status}: only pending items can be escalated")
         with self.db.write(self.conn):
             self._run("DELETE FROM claims WHERE item_id = ? AND reviewer = ?", (item_id, reviewer.name))
             self._run("UPDATE items SET status = 'adjudication', escalation = ? WHERE item_id = ? AND status = 'pending'",
@@ -630,18 +615,15 @@ class ReviewStore:
             row["labels"] = _loads(row["labels"])
         return rows
 
-    def items(self, status: str | None = None, batch: str | None = None) -> list[dict[str, Any]]:
+    def items(self, status: str | None = None, batch: str | None = None) -> list[StoredItem]:
         where, params = [], []
         for column, value in (("status", status), ("batch", batch)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self._rows(f"SELECT * FROM items{clause} ORDER BY created_at, item_id", params)
-        for row in rows:
-            for key in ("sample", "result", "golden_labels", "resolved_labels"):
-                row[key] = _loads(row[key])
-        return rows
+        return [StoredItem.from_row(row)
+                for row in self._rows(f"SELECT * FROM items{clause} ORDER BY created_at, item_id", params)]
 
     def labels_of(self, column: str, item_ids: Iterable[str] | None = None, status: str | None = None,
                   chunk: int = 500) -> dict[str, dict[str, int]]:
