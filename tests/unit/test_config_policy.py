@@ -93,6 +93,41 @@ def test_omitted_action_is_never_taken():
     assert rule.action_for(0.99) == (Action.RESTRICT, 0.80)
 
 
+def test_a_signal_not_evaluated_for_a_category_can_at_most_send_to_review():
+    policy = Policy.load()
+    assert policy.trusted("sexual") == {"text"}  # the bundled policy: image, audio, video and speech are not evaluated
+    full = {"sexual": 0.99, "hate": 0.1}
+    held = policy.decide(full, None, {"sexual": 0.1})  # the evaluated signals alone say nothing
+    assert held.action == "review" and held.reasons[0].score == 0.99 and held.reasons[0].threshold == 0.50
+    # The evaluated signals alone reach block: they decide, and the reason gives their score.
+    by_text = policy.decide(full, None, {"sexual": 0.96})
+    assert by_text.action == "block" and by_text.reasons[0].score == 0.96
+    # The evaluated signals alone reach restrict while all of them together would block: restrict.
+    assert policy.decide(full, None, {"sexual": 0.75}).action == "restrict"
+    # Below the review band, the evaluated signals' review stands even when the whole score is lower.
+    assert policy.decide({"sexual": 0.2}, None, {"sexual": 0.55}).action == "review"
+    assert policy.decide({"sexual": 0.2}, None, {"sexual": 0.3}).action == "allow"
+    # A rule without a review band: an unevaluated signal's block becomes nothing.
+    no_review = {"version": "1", "taxonomy_version": "2026.11.0", "categories": {"illicit": {"block": 0.5}}}
+    from tripwire.common.config import from_dict
+    assert from_dict(Policy, no_review).decide({"illicit": 0.9}, None, {"illicit": 0.0}).action == "allow"
+    # No evaluated signal at all (None) is not a score of 0, which a threshold of 0 would act on.
+    block_all = {"version": "1", "taxonomy_version": "2026.11.0", "categories": {"illicit": {"review": 0.0, "block": 0.0}}}
+    assert from_dict(Policy, block_all).decide({"illicit": 0.9}, None, {"illicit": None}).action == "review"
+
+
+@pytest.mark.parametrize("signals, message", [
+    ("{pictures: {categories: [hate], evaluated_on: x}}", r"signals\.pictures: not a signal"),
+    ("{image: {categories: [nudity], evaluated_on: x}}", r"signals\.image\.categories: \['nudity'\]"),
+    ("{image: {categories: [hate], evaluated_on: ''}}", "evaluated_on: name the golden set"),
+])
+def test_bad_signal_entries_name_the_field(tmp_path, signals, message):
+    path = write(tmp_path, f"version: '1'\ntaxonomy_version: '2026.11.0'\ncategories: {{hate: {{review: 0.5}}}}\n"
+                           f"signals: {signals}\n")
+    with pytest.raises(ConfigError, match=message):
+        Policy.load(path)
+
+
 # -- training configs ---------------------------------------------------------------------------------
 def test_every_shipped_training_config_loads():
     from tripwire.common.config import load_yaml

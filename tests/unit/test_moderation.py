@@ -12,7 +12,7 @@ from helpers import assert_same_result, save_tiny_checkpoint
 from tripwire.model import ENCODERS
 from tripwire.model.safety_model import ComponentConfig
 from tripwire.moderation.moderator import Moderator
-from tripwire.policy import Policy, Taxonomy
+from tripwire.policy import Action, Policy, Taxonomy
 from tripwire.data.sample import read_manifest
 from tripwire.moderation.result import ModerationResult
 
@@ -60,8 +60,16 @@ def test_a_result_is_complete_and_follows_the_policy(checkpoint, corpus):
         mixes.add(tuple(sample.modalities))
         assert result.id == sample.id and sorted(result.scores) == sorted(categories)
         assert all(0.0 <= s <= 1.0 for s in result.scores.values())
-        expected = Policy.load().decide(result.scores, sample.meta.get("market"))
+        policy, market = Policy.load(), sample.meta.get("market")
+        held = result.evidence.get("unevaluated_signals", {})
+        expected = policy.decide(result.scores, market, {c: v["evaluated_score"] for c, v in held.items()})
         assert result.decision == expected and result.flagged == expected.flagged
+        for category, why in held.items():  # only a signal evaluated on real content restricts or blocks
+            assert set(why["signals"]) == set(result.modalities) - policy.trusted(category) != set()
+            assert policy.rule(category, market).action_for(result.scores[category])[0].label == why["would_have"]
+            if why["would_have"] in ("restrict", "block") and why["took"] in ("allow", "review") and \
+                    why["evaluated_score"] is not None:
+                assert policy.rule(category, market).action_for(why["evaluated_score"])[0] <= Action.REVIEW
         assert set(sample.modalities) <= set(result.modalities)
         for category in categories:
             assert result.attribution[category]["driven_by"] in result.modalities
@@ -92,6 +100,39 @@ def test_policy_swaps_live_and_must_fit_the_taxonomy(checkpoint, corpus):
     with pytest.raises(ConfigError, match="taxonomy"):
         moderator.set_policy(from_dict(Policy, wrong))
     assert moderator.policy.version == "all-review"
+
+
+def test_a_signal_not_evaluated_on_real_content_never_restricts_or_blocks(checkpoint, corpus):
+    """Under a policy that blocks every score, an item whose score rests on encoders the policy names no real
+    evaluation for is held at review, and its evidence names them; once the policy names the image encoder
+    as evaluated, image-only items block too."""
+    from tripwire.common.config import from_dict, read_yaml
+    from tripwire.policy import default_resource
+
+    samples, base = corpus
+    block_all = read_yaml(default_resource("policy.yaml"))
+    block_all.update(version="block-all", markets={}, categories={c: {"review": 0.0, "block": 0.0}
+                                                                  for c in block_all["categories"]})
+    moderator = Moderator.local(checkpoint, policy=from_dict(Policy, block_all))
+    results = dict(zip((s.id for s in samples), moderator.moderate_sync(samples, base)))
+    for sample in samples:
+        result = results[sample.id]
+        mix = set(result.modalities)  # a video's soundtrack counts as audio
+        if mix == {"text"}:
+            assert result.action == "block" and "unevaluated_signals" not in result.evidence
+        elif "text" not in mix:  # nothing evaluated: every category held at review, saying why
+            assert result.action == "review" and set(result.evidence["unevaluated_signals"]) == set(result.scores)
+            why = result.evidence["unevaluated_signals"]["sexual"]
+            assert why["signals"] == sorted(mix) and why["would_have"] == "block" and why["took"] == "review"
+            assert why["evaluated_score"] is None
+            assert "not evaluated on real content for sexual" in why["why"]
+    trusted_image = dict(block_all, version="image-evaluated", signals={
+        **block_all["signals"], "image": {"categories": list(block_all["categories"]), "evaluated_on": "photos@1"}})
+    moderator.set_policy(from_dict(Policy, trusted_image))
+    image_only = [s for s in samples if s.modalities == ["image"]]
+    assert image_only
+    for result in moderator.moderate_sync(image_only, base):
+        assert result.action == "block" and "unevaluated_signals" not in result.evidence
 
 
 def test_bad_media_is_a_media_error_naming_the_field(checkpoint):

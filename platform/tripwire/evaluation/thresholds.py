@@ -457,6 +457,7 @@ def recommend(policy: Policy, labels: np.ndarray, scores: np.ndarray, categories
         taxonomy_version=policy.taxonomy_version,
         categories=tuned,
         markets=new_markets,
+        signals=policy.signals,
         evidence={"based_on": policy.version, "chosen_at": stamp.isoformat(timespec="seconds"),
                   "targets": [str(t) for t in targets], "min_positives": min_positives,
                   "review_capacity": review_capacity, "bootstrap": to_dict(bootstrap), **dict(evidence_source),

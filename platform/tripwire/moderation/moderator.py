@@ -102,6 +102,9 @@ class Scored:
     encoders_ms: float = 0.0
     fusion_ms: float = 0.0
     embedding: np.ndarray | None = None  # the fusion head's fused embedding (active learning clusters by it)
+    # Scores from a subset of the present modalities (the signals evaluated on real content for some
+    # category, see Policy.trusted); an empty subset is absent (no evaluated signal: no score).
+    subset_scores: dict[frozenset[str], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -168,10 +171,32 @@ class Moderator:
             for i, output in zip(rows, outputs):
                 encoded[i][modality] = output
         encoded_at = time.perf_counter()
-        fused = await self.backend.fuse([{m: out["embedding"] for m, out in item.items()} for item in encoded])
+        requests = [{m: out["embedding"] for m, out in item.items()} for item in encoded]
+        # The evaluated signals alone, where an item also has others: fused in the same call (one hop).
+        subsets = [self.evaluated_subsets(frozenset(item)) for item in requests]
+        extra = [(i, subset) for i, wanted in enumerate(subsets) for subset in wanted]
+        fused = await self.backend.fuse(requests + [{m: requests[i][m] for m in subset} for i, subset in extra])
+        by_item: list[dict[frozenset[str], np.ndarray]] = [{} for _ in requests]
+        for (i, subset), output in zip(extra, fused[len(requests):]):
+            by_item[i][subset] = output["scores"]
         encoders_ms, fusion_ms = 1000 * (encoded_at - started), 1000 * (time.perf_counter() - encoded_at)
-        return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms, f.get("embedding"))
-                for enc, f in zip(encoded, fused)]
+        return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms, f.get("embedding"), subset)
+                for enc, f, subset in zip(encoded, fused, by_item)]
+
+    def evaluated_subsets(self, present: frozenset[str]) -> set[frozenset[str]]:
+        """The non-empty subsets of ``present`` that some category trusts alone (fewer than all present)."""
+        return {present & self.policy.trusted(c) for c in self.categories} - {present, frozenset()}
+
+    def trusted_scores(self, scored: Scored) -> dict[str, float | None]:
+        """Per category whose score rests partly on signals not evaluated for it: the evaluated signals' score
+        (None when the item has none of them)."""
+        present = frozenset(scored.encoded)
+        out = {}
+        for j, category in enumerate(self.categories):
+            subset = present & self.policy.trusted(category)
+            if subset != present:
+                out[category] = float(scored.subset_scores[subset][j]) if subset else None
+        return out
 
     def result(self, item_id: str, prepared: Mapping[str, Any], scored: Scored, market: str | None = None,
                times: StageTimes | None = None, with_embedding: bool = False) -> ModerationResult:
@@ -191,11 +216,43 @@ class Moderator:
                 "batching": round(max(0.0, 1000 * (times.scored - times.prepared) - model_ms), 2),
                 "total": round(1000 * (done - times.started), 2)}
         embedding = [float(v) for v in scored.embedding] if with_embedding and scored.embedding is not None else None
+        trusted = self.trusted_scores(scored)
+        decision = self.policy.decide(scores, market, trusted)
+        evidence = self.evidence(prepared, scored.encoded)
+        limited = self.unevaluated(scores, trusted, decision, market, frozenset(scored.encoded))
+        if limited:
+            evidence["unevaluated_signals"] = limited
         return ModerationResult(
-            id=item_id, scores=scores, decision=self.policy.decide(scores, market),
+            id=item_id, scores=scores, decision=decision,
             attribution=explain(self.categories, scored.scores, scored.attribution),
-            evidence=self.evidence(prepared, scored.encoded), modalities=list(scored.encoded),
+            evidence=evidence, modalities=list(scored.encoded),
             model_version=self.model_version, embedding=embedding, latency_ms=latency)
+
+    def unevaluated(self, scores: Mapping[str, float], trusted: Mapping[str, float | None], decision,
+                    market: str | None,
+                    present: frozenset[str]) -> dict[str, dict[str, Any]]:
+        """The categories whose action differs from what their score alone would take, because part of that score
+        rests on signals not evaluated on real content for them: held at review (or below), or decided by the
+        evaluated signals' own score. What the evidence says about each."""
+        reasons = {r.category: r for r in decision.reasons}
+        out = {}
+        for category, evaluated_score in trusted.items():
+            rule = self.policy.rule(category, market)
+            if rule is None:
+                continue
+            would = rule.action_for(scores[category])[0].label
+            reason = reasons.get(category)
+            took = reason.action if reason is not None else "allow"
+            by_evaluated = reason is not None and reason.score != scores[category]
+            if took == would and not by_evaluated:
+                continue
+            signals = sorted(present - self.policy.trusted(category))
+            out[category] = {
+                "signals": signals, "score": scores[category], "evaluated_score": evaluated_score,
+                "would_have": would, "took": took,
+                "why": ("decided by the evaluated signals' own score" if by_evaluated else
+                        f"{', '.join(signals)} not evaluated on real content for {category}: at most review")}
+        return out
 
     def evidence(self, prepared: Mapping[str, Any], encoded: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
         """Where the encoders fired: the top video frames (with timestamps) and the strongest audio window."""

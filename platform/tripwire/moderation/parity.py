@@ -83,6 +83,14 @@ def _evidence_differences(got: Mapping[str, Any], expected: Mapping[str, Any]) -
             if [f["timestamp_s"] for f in mine] != [f["timestamp_s"] for f in theirs] or not all(
                     _close(a["weight"], b["weight"], EVIDENCE_WEIGHT_ATOL) for a, b in zip(mine, theirs)):
                 out.append(f"evidence.{kind}: {mine} != {theirs}")
+        elif kind == "unevaluated_signals":  # the categories held at review: the same, scores within rounding
+            if sorted(mine) != sorted(theirs) or any(
+                    (m["signals"], m["would_have"], m["took"]) != (t["signals"], t["would_have"], t["took"])
+                    or not _close(m["score"], t["score"], 1e-4)
+                    or (m["evaluated_score"] is None) != (t["evaluated_score"] is None)
+                    or (t["evaluated_score"] is not None and not _close(m["evaluated_score"], t["evaluated_score"], 1e-4))
+                    for m, t in ((mine[c], theirs[c]) for c in theirs)):
+                out.append(f"evidence.{kind}: {mine} != {theirs}")
         elif (mine["start_s"], mine["end_s"]) != (theirs["start_s"], theirs["end_s"]) or \
                 not _close(mine["weight"], theirs["weight"], EVIDENCE_WEIGHT_ATOL):
             out.append(f"evidence.{kind}: {mine} != {theirs}")

@@ -114,6 +114,27 @@ class Decision:
         return dataclasses.asdict(self)
 
 
+# The signals a result can rest on: each input modality's encoder, and ``speech`` (transcripts scored by the
+# text model).
+SIGNALS = ("text", "speech", "image", "audio", "video")
+
+
+@dataclass(frozen=True)
+class EvaluatedSignal:
+    """Where a signal's detector was evaluated on real content: it may restrict or block for ``categories``
+    (any other category, and any signal not listed, can at most send an item to review).
+
+    ``evaluated_on`` names the golden set(s) (``name@version``) and ``note`` what they cover."""
+
+    categories: list[str]
+    evaluated_on: str
+    note: str = ""
+
+    def __post_init__(self):
+        if not self.evaluated_on:
+            raise ConfigError("evaluated_on: name the golden set the signal was evaluated on")
+
+
 @dataclass(frozen=True)
 class Policy:
     """Maps category scores to actions, with per-market threshold overrides."""
@@ -124,6 +145,8 @@ class Policy:
     markets: dict[str, dict[str, CategoryRule]] = field(default_factory=dict)
     # What chose the thresholds (tripwire.evaluation.thresholds): data set, hash, targets, achieved figures.
     evidence: dict[str, Any] = field(default_factory=dict)
+    # Signal -> where it was evaluated on real content; a signal not named here never restricts or blocks.
+    signals: dict[str, EvaluatedSignal] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.version:
@@ -136,6 +159,12 @@ class Policy:
                 raise ConfigError(f"markets.{market}: categories {unknown} have no base rule in categories")
             for category, override in overrides.items():
                 self._check_intent(f"markets.{market}.{category}", override, self.categories[category])
+        for signal, evaluated in self.signals.items():
+            if signal not in SIGNALS:
+                raise ConfigError(f"signals.{signal}: not a signal (one of {list(SIGNALS)})")
+            unknown = sorted(set(evaluated.categories) - set(self.categories))
+            if unknown:
+                raise ConfigError(f"signals.{signal}.categories: {unknown} have no rule in categories")
         for category, rule in self.categories.items():
             if rule.intent is not None:
                 raise ConfigError(f"categories.{category}.intent: only a market override states an intent "
@@ -185,25 +214,46 @@ class Policy:
             out[category] = rule
         return out
 
-    def decide(self, scores: Mapping[str, float], market: str | None = None) -> Decision:
+    def trusted(self, category: str) -> frozenset[str]:
+        """The signals that may restrict or block for ``category`` (evaluated on real content for it)."""
+        return frozenset(s for s, e in self.signals.items() if category in e.categories)
+
+    def decide(self, scores: Mapping[str, float], market: str | None = None,
+               trusted_scores: Mapping[str, float | None] | None = None) -> Decision:
         """Applies the policy to per-category scores.
 
         Args:
             scores: category name -> calibrated score in [0, 1].
             market: optional ISO market code selecting overrides.
+            trusted_scores: for categories where ``scores`` rest partly on signals not evaluated on real content
+                for them (:meth:`trusted`), the score from the evaluated signals alone (None: the item has none of
+                them). There the full score
+                can at most send the item to review; restrict and block need the trusted score. A category
+                missing here takes its full score's action.
 
         Returns:
             The strictest action over all categories, with one reason per category that acted,
             strictest first.
         """
         reasons = []
+        trusted_scores = trusted_scores or {}
         for category, score in scores.items():
             rule = self.rule(category, market)
             if rule is None:
                 continue
-            action, threshold = rule.action_for(float(score))
+            score = float(score)
+            action, threshold = rule.action_for(score)
+            if category in trusted_scores:
+                # The stricter of: what the evaluated signals decide alone, and what all signals decide capped
+                # at review.
+                trusted = trusted_scores[category]
+                trusted_action, trusted_threshold = (Action.ALLOW, None) if trusted is None else rule.action_for(trusted)
+                if action > Action.REVIEW:  # a rule without a review band lets the unevaluated signals do nothing
+                    action, threshold = (Action.REVIEW, rule.review) if rule.review is not None else (Action.ALLOW, None)
+                if trusted_action > action:
+                    action, threshold, score = trusted_action, trusted_threshold, float(trusted)
             if action is not Action.ALLOW:
-                reasons.append((action, Reason(category, float(score), threshold, action.label, rule.ground)))
+                reasons.append((action, Reason(category, score, threshold, action.label, rule.ground)))
         reasons.sort(key=lambda pair: (-pair[0], -pair[1].score))
         overall = reasons[0][0] if reasons else Action.ALLOW
         return Decision(
