@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.deps-$(PINS_HASH)
 LINK_STAMP := $(VENV)/.link-$(PINS_HASH)-$(PATH_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration bench browser postgres clean
+.PHONY: setup demo test test-unit test-integration bench browser postgres speech-tools clean
 
 setup: $(LINK_STAMP)
 
@@ -53,6 +53,10 @@ browser:  ## Debian's chromium, for the report screenshot tests (Playwright driv
 postgres:  ## Debian's PostgreSQL server, for the review store's PostgreSQL tests (each starts a throwaway server)
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q postgresql
+
+speech-tools:  ## Debian's espeak-ng and sox: spoken test clips and golden sets are made with them
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q espeak-ng sox
 
 clean:
 	rm -rf runs data .pytest_cache

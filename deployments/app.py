@@ -7,7 +7,8 @@ checkpoint, so replicas of one encoder scale independently of the others (edit t
 Which deployments exist follows from the checkpoint's encoders and how each declares it splits for
 serving (``Encoder.serving_upstream``): a whole encoder gets a :class:`ModalityEncoder`; a split one
 (video frames through the image encoder) gets a :class:`SplitEncoder` holding only its head, which sends
-its rows to the upstream encoder's deployment. The ingress hands every request to the moderation core
+its rows to the upstream encoder's deployment. A checkpoint that names a speech expert gets a
+:class:`SpeechExpertPart` (transcripts, scored by the text encoder's deployment). The ingress hands every request to the moderation core
 (:class:`tripwire.moderation.moderator.Moderator`) over a :class:`~tripwire.moderation.moderator.ServeBackend`.
 
 This module is the builder; the arguments are in ``args.py``, the model's deployments in ``model_parts.py``,
@@ -22,14 +23,14 @@ from ray import serve
 from deployments.args import (DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_S, INTERNAL_CALL_LOGGING, MAX_QUEUED_REQUESTS,
                               AppArgs)
 from deployments.ingress import Ingress
-from deployments.model_parts import FusionHead, ModalityEncoder, SplitEncoder
+from deployments.model_parts import FusionHead, ModalityEncoder, SpeechExpertPart, SplitEncoder
 from tripwire.common.config import from_dict
 from tripwire.common.home import from_home
 from tripwire.model import ENCODERS
 from tripwire.model.checkpoint import CheckpointManifest
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BATCH_WAIT_S", "INTERNAL_CALL_LOGGING", "MAX_QUEUED_REQUESTS", "AppArgs",
-           "FusionHead", "Ingress", "ModalityEncoder", "SplitEncoder", "build_app"]
+           "FusionHead", "Ingress", "ModalityEncoder", "SpeechExpertPart", "SplitEncoder", "build_app"]
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:
@@ -61,4 +62,5 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     ingress = Ingress
     if app_args.policy is not None:  # a policy given here becomes the Ingress user_config (live-updatable)
         ingress = Ingress.options(user_config={"policy": app_args.policy})
-    return ingress.bind(app_args, routed, FusionHead.bind(checkpoint, **batching))
+    speech = SpeechExpertPart.options(name="SpeechExpert").bind(checkpoint) if "speech" in manifest.experts else None
+    return ingress.bind(app_args, routed, FusionHead.bind(checkpoint, **batching), speech)

@@ -77,7 +77,8 @@ class Ingress:
         fusion: the fusion head's deployment.
     """
 
-    def __init__(self, args: AppArgs, encoders: dict[str, DeploymentHandle], fusion: DeploymentHandle):
+    def __init__(self, args: AppArgs, encoders: dict[str, DeploymentHandle], fusion: DeploymentHandle,
+                 speech: DeploymentHandle | None = None):
         torch.set_num_threads(1)
         self.args = args  # validated once, by build_app
         # The same bound as the encoders' and fusion head's batches, so one call never exceeds theirs.
@@ -85,7 +86,7 @@ class Ingress:
         self.batch_wait = BusyAwareBatchWait(self._score, self.args.batch_wait_timeout_s)
         self.manifest = CheckpointManifest.read(self.args.checkpoint)
         # The checkpoint's policy (its recommended one, else the bundled one) until a user_config names another.
-        self.core = Moderator(self.manifest, ServeBackend(encoders, fusion), self.manifest.policy())
+        self.core = Moderator(self.manifest, ServeBackend(encoders, fusion, speech), self.manifest.policy())
         openai_categories = self.args.openai_categories
         self.openai_map = OpenAICategoryMap.load(from_home(openai_categories) if openai_categories else None)
         self.openai_map.check_taxonomy(self.manifest.taxonomy)

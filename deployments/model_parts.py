@@ -1,5 +1,5 @@
 """The model's deployments: one per encoder (whole, or a split encoder's head beside its upstream's
-deployment) and the fusion head. Each loads only its own component from the checkpoint and batches calls
+deployment), the fusion head, and the speech expert when the checkpoint names one. Each loads only its own component from the checkpoint and batches calls
 across requests.
 
 (No ``from __future__ import annotations`` here: Serve and FastAPI read real types.)
@@ -16,6 +16,7 @@ from deployments.api import OVERLOADED
 from deployments.args import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_S, INTERNAL_CALL_LOGGING, MAX_QUEUED_REQUESTS
 from tripwire.serving.batching import BusyAwareBatchWait
 from tripwire.model.checkpoint import CheckpointManifest, load_encoders, load_fusion
+from tripwire.moderation.moderator import load_expert
 from tripwire.moderation.scoring import encode_batch, fuse_batch, head_batch
 
 
@@ -117,3 +118,28 @@ class FusionHead:
     async def __call__(self, embeddings: list[dict]) -> list[dict[str, Any]]:
         """Several requests' embeddings (modality -> vector each) -> their scores and attribution."""
         return await self.fuse(embeddings)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=16, max_queued_requests=MAX_QUEUED_REQUESTS,
+                  backpressure_config=OVERLOADED, logging_config=INTERNAL_CALL_LOGGING)
+class SpeechExpertPart:
+    """The checkpoint's speech expert (``experts.speech``): 16 kHz waveforms -> transcripts (as JSON) with
+    segment and word times. One decode keeps one core busy (``cpu_threads``); reserve that in the Serve config
+    (``ray_actor_options.num_cpus``) and scale replicas, or give them a GPU and a larger Whisper's
+    ``model_dir``, like any encoder."""
+
+    def __init__(self, checkpoint: str, max_batch_size: int = 8, batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S):
+        self.expert = load_expert(CheckpointManifest.read(checkpoint).experts["speech"])
+        self.transcribe.set_max_batch_size(max_batch_size)
+        self.batch_wait = BusyAwareBatchWait(self.transcribe, batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S, batch_size_fn=_count_items)
+    async def transcribe(self, calls: list[list[Any]]) -> list[list[dict]]:
+        waves = [wave for call in calls for wave in call]
+        with self.batch_wait.running():
+            transcripts = await asyncio.to_thread(self.expert.transcribe, waves)
+        return _split_back([t.to_json() for t in transcripts], calls)
+
+    async def __call__(self, waves: list[Any]) -> list[dict]:
+        """Several requests' waveforms -> their transcripts."""
+        return await self.transcribe(waves)

@@ -171,6 +171,8 @@ def wait_healthy(url: str, timeout_s: float = 120.0) -> None:
 
 
 SERVE_LOGGING = {"log_level": "WARNING", "enable_access_log": False}  # the demo prints its own lines
+# Spoken clips for the speech expert (espeak-ng, 16 kHz FLAC; how they were made: media/README.md).
+SPOKEN_MEDIA = Path(__file__).resolve().parent / "media"
 RAY_DATA_LOGGING = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "ray-data-logging.yaml"
 
 
@@ -196,6 +198,41 @@ def evaluate_heldout(model_dir: str) -> tuple[dict, dict[str, dict]]:
     out = str(Path(model_dir).parent / "eval")
     report = run_evaluation(make_job(model_dir, golden.ref, out, config="pipelines/configs/evaluate.yaml"))
     return report, {row["id"]: ModerationResult.from_row(row) for row in read_results(report["scan"])}
+
+
+def speak_clips(url: str, local: Moderator) -> tuple[int, list[str], list[str]]:
+    """The spoken clips (``entrypoints/media``, espeak-ng voices) through the served graph: what the speech
+    expert heard, with times, and the decision. Returns how many were sent, their differences from the
+    in-process core's results, and the benign clips that were restricted or blocked."""
+    clips = [Sample(id=f"spoken-{path.stem}", audio=path.name) for path in sorted(SPOKEN_MEDIA.glob("*.flac"))]
+    if "speech" not in local.manifest.experts:
+        print("\n[speech] the checkpoint names no speech expert (model.experts.speech): spoken clips skipped")
+        return 0, [], []
+    differences, restricted = [], []
+    print(f"\n{'spoken clip':<16}{'heard (start-end s)':<72}{'top score':<30}{'decision':<10}driven by")
+    with httpx.Client(timeout=120) as client:
+        for sample, expected in zip(clips, local.moderate_sync(clips, str(SPOKEN_MEDIA))):
+            response = client.post(f"{url}/v1/moderate", json=request_body(sample, str(SPOKEN_MEDIA)))
+            response.raise_for_status()
+            answer = ModerationResult.from_json(response.json())
+            differences += [f"{sample.id}: {d}" for d in result_differences(answer, expected)]
+            heard = answer.evidence.get("speech", {})
+            segments = heard.get("segments") or [{"text": "(nothing)", "start_s": 0.0, "end_s": 0.0}]
+            top_name = max(answer.scores, key=answer.scores.get)
+            for i, segment in enumerate(segments):
+                said = f"{segment['text'][:56]} ({segment['start_s']:.1f}-{segment['end_s']:.1f})"
+                if i == 0:
+                    print(f"{sample.id:<16}{said:<72}{top_name}={answer.scores[top_name]:<18.3f}{answer.action:<10}"
+                          f"{answer.attribution[top_name]['driven_by']}")
+                else:
+                    print(f"{'':<16}{said}")
+            held = answer.evidence.get("unevaluated_signals", {})
+            if held:
+                print(f"{'':<16}held at review (no real evaluation): "
+                      + ", ".join(f"{c} by {'+'.join(w['signals'])}" for c, w in held.items()))
+            if "benign" in sample.id and answer.action in ("restrict", "block"):
+                restricted.append(f"{sample.id}: {answer.action}")
+    return len(clips), differences, restricted
 
 
 def demo_store(model_dir: str) -> str:
@@ -329,7 +366,9 @@ def run(config: str, port: int, min_auc: float) -> int:
                     not_allowed.append(f"{sample.text!r}: {action}")
                 top = f"{top_name}={answer.scores[top_name]:.3f}"
                 print(f"{sample.text!r:<44}{top:<32}{action:<10}{'yes' if sample.text in seen else 'no'}")
-        print(f"\n[serve] {len(samples) + len(everyday)} HTTP requests; whole results equal to the in-process "
+        spoken, spoken_differences, spoken_restricted = speak_clips(url, local)
+        http_differences += spoken_differences
+        print(f"\n[serve] {len(samples) + len(everyday) + spoken} HTTP requests; whole results equal to the in-process "
               f"core's (scores within 1e-5): {not http_differences}")
         serve.shutdown()
         served_done = time.perf_counter()
@@ -357,6 +396,9 @@ def run(config: str, port: int, min_auc: float) -> int:
             return 1
         if not_allowed:
             print(f"[demo] FAIL: everyday inputs not allowed: {not_allowed}", file=sys.stderr)
+            return 1
+        if spoken_restricted:
+            print(f"[demo] FAIL: benign speech restricted or blocked: {spoken_restricted}", file=sys.stderr)
             return 1
         for path, differences in (("HTTP", http_differences), ("scan", scan_differences)):
             if differences:

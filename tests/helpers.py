@@ -111,7 +111,26 @@ def save_tiny_checkpoint(model_config, directory) -> str:
     model = build_model(model_config, taxonomy.names).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_config.preprocessing.text.tokenizer)
     return str(save_checkpoint(model, directory, model_config.preprocessing, taxonomy, tokenizer=tokenizer,
-                               training={"run_name": "contract"}))
+                               training={"run_name": "contract"}, experts=model_config.experts))
+
+
+def speak(text: str, path, voice: str = "en-us", rate: int = 160, pad_before_s: float = 0.0) -> str:
+    """``text`` spoken by espeak-ng into a WAV at ``path`` (optionally after some silence); skips the test where
+    espeak-ng is not installed (``make speech-tools``)."""
+    import shutil
+    import subprocess
+
+    import numpy as np
+    import pytest
+    import soundfile
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make speech-tools): spoken test audio cannot be made")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(path), text], check=True, capture_output=True)
+    if pad_before_s:
+        wave, rate_hz = soundfile.read(str(path), dtype="float32")
+        soundfile.write(str(path), np.concatenate([np.zeros(int(pad_before_s * rate_hz), np.float32), wave]), rate_hz)
+    return str(path)
 
 
 def serve_deploy(config: dict, path, dashboard: str) -> None:

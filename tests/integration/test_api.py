@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from helpers import good_samples, serve_deploy, wait_for
 from tripwire.data.sample import manifest_base, request_body, read_media
+from tripwire.policy import Policy
 
 
 def test_openai_sdk_switches_by_base_url(trained, served):
@@ -187,7 +188,7 @@ def test_serve_config_edits_reach_live_replicas(ray_session, trained, cores_for_
         finally:
             stop.set()
             sender.join()
-        assert before["policy_version"] == "2026.11.0"
+        assert before["policy_version"] == Policy.load().version
         assert after["decision"]["action"] == "review"
         assert after["scores"] == pytest.approx(before["scores"], abs=1e-6)  # same model, new policy
         assert statuses and set(statuses) == {200}, statuses

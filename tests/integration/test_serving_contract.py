@@ -1,5 +1,6 @@
 """Every registered encoder through the real Serve graph: a model whose video encoder runs whole in its own
-deployment (``video_cnn``) serves the same complete results over HTTP as the moderation core in process.
+deployment (``video_cnn``) and that names a speech expert (its own deployment, the transcripts back through the
+text encoder's) serves the same complete results over HTTP as the moderation core in process.
 
 The session app covers the split video encoder (``frame_pool``: frames through the image deployment);
 tests/unit/test_moderation.py runs both shapes in process for every registry entry.
@@ -11,11 +12,11 @@ import dataclasses
 
 import httpx
 
-from helpers import QUIET_SERVE, assert_same_result, save_tiny_checkpoint
+from helpers import QUIET_SERVE, assert_same_result, save_tiny_checkpoint, speak
 from tripwire.model import ENCODERS
 from tripwire.model.safety_model import ComponentConfig
 from tripwire.moderation.moderator import Moderator
-from tripwire.data.sample import read_manifest, request_body
+from tripwire.data.sample import Sample, read_manifest, request_body
 
 
 def test_a_whole_video_encoder_serves_the_same_results_as_in_process(serve_endpoint, cores_for_training,
@@ -26,18 +27,21 @@ def test_a_whole_video_encoder_serves_the_same_results_as_in_process(serve_endpo
     from deployments.app import build_app
 
     assert ENCODERS.get("video_cnn").serving_upstream is None
-    config = dataclasses.replace(tiny_model_config, encoders=dict(
-        tiny_model_config.encoders, video=ComponentConfig("video_cnn", {"channels": [4, 8], "out_dim": 16})))
+    config = dataclasses.replace(
+        tiny_model_config, experts={"speech": ComponentConfig("faster_whisper")},
+        encoders=dict(tiny_model_config.encoders, video=ComponentConfig("video_cnn", {"channels": [4, 8], "out_dim": 16})))
     checkpoint = save_tiny_checkpoint(config, tmp_path / "model")
     app = build_app({"checkpoint": checkpoint})
     serve.run(app, name="contract", route_prefix="/contract", logging_config=QUIET_SERVE)
     try:
         assert set(serve.status().applications["contract"].deployments) == {
-            "Ingress", "TextEncoder", "ImageEncoder", "AudioEncoder", "VideoEncoder", "FusionHead"}
+            "Ingress", "TextEncoder", "ImageEncoder", "AudioEncoder", "VideoEncoder", "FusionHead", "SpeechExpert"}
         base = str(tiny_corpus.parent)
         samples = [s for s in read_manifest(str(tiny_corpus)) if "video" in s.modalities][:4]
         samples += [s for s in read_manifest(str(tiny_corpus)) if s.modalities == ["text", "image"]][:1]
+        samples.append(Sample.from_row({"id": "spoken", "audio": speak("I will kill you tomorrow.", tmp_path / "spoken.wav")}))
         reference = Moderator.local(checkpoint).moderate_sync(samples, base)
+        assert reference[-1].modalities == ["audio", "speech"] and "kill" in reference[-1].evidence["speech"]["text"]
         url = f"{serve_endpoint['url']}/contract"
         with httpx.Client(timeout=60) as client:
             for sample, expected in zip(samples, reference):

@@ -113,14 +113,18 @@ class Preprocessor:
     Args:
         config: the preprocessing settings (from the checkpoint or the training config).
         modalities: the modalities the model has encoders for; others are rejected.
+        speech_rate: keep each audio's (and video soundtrack's) waveform at this rate as ``speech`` for a
+            speech expert (None: the model has none).
     """
 
-    def __init__(self, config: PreprocessingConfig, modalities: Sequence[str] = MODALITIES):
+    def __init__(self, config: PreprocessingConfig, modalities: Sequence[str] = MODALITIES,
+                 speech_rate: int | None = None):
         import torchaudio
         from transformers import AutoTokenizer
 
         self.config = config
         self.modalities = tuple(modalities)
+        self.speech_rate = speech_rate
         self.tokenizer = AutoTokenizer.from_pretrained(config.text.tokenizer) if "text" in self.modalities else None
         self._tokenizer_lock = threading.Lock()
         audio = config.audio
@@ -176,6 +180,15 @@ class Preprocessor:
         mel = (mel - mel.mean()) / (mel.std() + 1e-5)
         return mel.unsqueeze(0).numpy().astype(np.float32)
 
+    def speech(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Mono waveform at any rate -> float32 at ``speech_rate`` (what a speech expert takes)."""
+        import torchaudio.functional as AF
+
+        wave = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+        if sample_rate != self.speech_rate:
+            wave = AF.resample(wave, sample_rate, self.speech_rate)
+        return wave.numpy()
+
     def video(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """K RGB frames -> (K, 3, S, S) float32."""
         return np.stack([self.image(f) for f in frames])
@@ -208,16 +221,22 @@ class Preprocessor:
         if sample.audio is not None:
             wave, rate = decode_audio(read_media("audio", sample.audio, base_uri, limits.max_audio_bytes), limits)
             out["audio"] = self.audio(wave, rate)
+            if self.speech_rate:
+                out["speech"] = self.speech(wave, rate)
         if sample.video is not None:
             # The soundtrack fills the audio slot only for a model with an audio encoder and an item without
             # audio of its own; otherwise it would be decoded for nothing (and could refuse the item).
             soundtrack = "audio" in self.modalities and "audio" not in out
+            speech = bool(self.speech_rate) and "speech" not in out
             clip = decode_video(read_media("video", sample.video, base_uri, limits.max_video_bytes),
-                                self.config.video.num_frames, limits, with_audio=soundtrack)
+                                self.config.video.num_frames, limits, with_audio=soundtrack or speech)
             out["video"] = self.video(clip.frames)
             out["video_timestamps"] = clip.timestamps
             if clip.audio is not None:
-                out["audio"] = self.audio(clip.audio, clip.sample_rate)
+                if soundtrack:
+                    out["audio"] = self.audio(clip.audio, clip.sample_rate)
+                if speech:
+                    out["speech"] = self.speech(clip.audio, clip.sample_rate)
         return out
 
     def empty_item(self) -> dict[str, np.ndarray]:

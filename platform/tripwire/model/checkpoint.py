@@ -19,7 +19,7 @@ import datetime
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import fsspec
 import torch
@@ -29,6 +29,7 @@ from tripwire.data.sample import MODALITIES
 from tripwire.model.calibration import PlattCalibration
 from tripwire.common.config import ConfigError, from_dict, to_dict
 from tripwire.model.encoders import ENCODERS, Encoder, local_path
+from tripwire.experts import SPEECH_EXPERTS
 from tripwire.model.fusion import FUSION_HEADS
 from tripwire.model.safety_model import SafetyModel, build_encoders
 from tripwire.policy import Policy, Taxonomy
@@ -64,6 +65,16 @@ class ComponentSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExpertSpec:
+    """A pretrained expert the model scores through: its registry name, args, and the weights it was trained
+    and calibrated with (:class:`tripwire.experts.WeightsRecord` as plain data)."""
+
+    name: str
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    weights: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainingInfo:
     """Facts about the run that produced the checkpoint (all optional: hand-built checkpoints have few)."""
 
@@ -90,6 +101,7 @@ class ManifestSpec:
     training: TrainingInfo = dataclasses.field(default_factory=TrainingInfo)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)  # category -> metric -> value
     calibration: dict[str, Any] | None = None  # PlattCalibration.to_dict() plus its report; None = raw sigmoids
+    experts: dict[str, ExpertSpec] = dataclasses.field(default_factory=dict)  # kind ("speech") -> expert
 
     def __post_init__(self):
         if self.format != FORMAT:
@@ -106,6 +118,20 @@ class ManifestSpec:
                 raise ConfigError(f"encoders.{modality}: {spec.name!r} needs the image encoder, which is missing")
         if self.fusion.name not in FUSION_HEADS:
             raise ConfigError(f"fusion.name: unknown fusion head {self.fusion.name!r}; registered: {FUSION_HEADS.names()}")
+        for kind, expert in self.experts.items():
+            if kind != "speech" or expert.name not in SPEECH_EXPERTS:
+                raise ConfigError(f"experts.{kind}: unknown expert {expert.name!r}; speech experts: {SPEECH_EXPERTS.names()}")
+
+
+def expert_specs(experts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The model config's experts (kind -> ComponentConfig) as recorded in a checkpoint, with the hashes of the
+    weights they run with (read from disk, not loaded)."""
+    out = {}
+    for kind, component in experts.items():
+        cls = SPEECH_EXPERTS.get(component.name)
+        out[kind] = {"name": component.name, "args": dict(component.args),
+                     "weights": to_dict(cls.weights_record(**component.args))}
+    return out
 
 
 def _component_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -116,7 +142,7 @@ def _component_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_checkpoint(model: SafetyModel, out_dir: str | Path, preprocessing: PreprocessingConfig,
                     taxonomy: Taxonomy, tokenizer=None, policy_version: str | None = None,
                     training: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
-                    calibration: dict[str, Any] | None = None) -> Path:
+                    calibration: dict[str, Any] | None = None, experts: Mapping[str, Any] | None = None) -> Path:
     """Writes ``model`` as a checkpoint directory (local path).
 
     Args:
@@ -130,6 +156,7 @@ def save_checkpoint(model: SafetyModel, out_dir: str | Path, preprocessing: Prep
         metrics: validation metrics.
         calibration: :meth:`PlattCalibration.to_dict` (plus its report), applied to the head's logits by
             every scorer; None means raw sigmoids.
+        experts: the model config's experts (``ModelConfig.experts``), recorded with their weights' hashes.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,6 +185,7 @@ def save_checkpoint(model: SafetyModel, out_dir: str | Path, preprocessing: Prep
         "training": training or {},
         "metrics": metrics or {},
         "calibration": calibration,
+        "experts": expert_specs(experts or {}),
     }
     try:  # what read() will demand, checked now rather than when a server first loads it
         from_dict(ManifestSpec, json.loads(json.dumps(manifest)), "")
@@ -230,6 +258,10 @@ class CheckpointManifest:
     @property
     def fusion(self) -> ComponentSpec:
         return self.spec.fusion
+
+    @property
+    def experts(self) -> dict[str, ExpertSpec]:
+        return self.spec.experts
 
     @property
     def training(self) -> TrainingInfo:

@@ -30,9 +30,38 @@ from tripwire.policy import Policy
 from tripwire.data.preprocess import Preprocessor
 from tripwire.data.sample import Sample
 from tripwire.moderation.result import ModerationResult
+from tripwire.experts import SPEECH_EXPERTS, SpeechExpert, Transcript
+from tripwire.experts.speech import SAMPLE_RATE
 from tripwire.moderation.scoring import encode_batch, explain, fuse_batch, head_batch, top_time_window
 
 TOP_FRAMES = 3  # video evidence: the frames with the most attention weight
+MAX_SPEECH_SEGMENTS = 50  # speech evidence: the first segments of a transcript, with their words
+
+
+def load_expert(spec) -> SpeechExpert:
+    """The speech expert a checkpoint names (:class:`tripwire.model.checkpoint.ExpertSpec`)."""
+    return SPEECH_EXPERTS.get(spec.name)(**spec.args)
+
+
+def speech_evidence(transcript: Transcript) -> dict[str, Any]:
+    """What was heard, where: the transcript's segments (and words) with their times, its language."""
+    data = transcript.to_json()
+    data["text"] = transcript.text
+    data["segments"] = data["segments"][:MAX_SPEECH_SEGMENTS]
+    return data
+
+
+def speech_attribution(categories: Sequence[str], attribution: dict[str, dict], fused: np.ndarray,
+                       speech: np.ndarray) -> dict[str, dict]:
+    """Adds speech to each category's contributions (how far the transcript's score rose above the fused
+    inputs'); speech drives a category where it did."""
+    out = {}
+    for j, category in enumerate(categories):
+        lift = round(max(0.0, float(speech[j] - fused[j])), 6)
+        contributions = {**attribution[category]["contributions"], "speech": lift}
+        out[category] = {"driven_by": "speech" if lift > 0 else attribution[category]["driven_by"],
+                         "contributions": contributions}
+    return out
 
 
 class Backend(Protocol):
@@ -43,6 +72,9 @@ class Backend(Protocol):
 
     async def fuse(self, embeddings: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
         """The fusion head with calibration: per request ``{"scores": (C,), "attribution": {m: (C,)}}``."""
+
+    async def transcribe(self, waves: list[np.ndarray]) -> list[Transcript]:
+        """The speech expert over 16 kHz mono waveforms (only called when the checkpoint names one)."""
 
 
 class LocalBackend:
@@ -57,11 +89,12 @@ class LocalBackend:
     """
 
     def __init__(self, model: torch.nn.Module, calibration: PlattCalibration, device: torch.device | str = "cpu",
-                 follow_serving_split: bool = False):
+                 follow_serving_split: bool = False, speech: SpeechExpert | None = None):
         self.model = model
         self.calibration = calibration
         self.device = device
         self.follow_serving_split = follow_serving_split
+        self.speech = speech
 
     async def encode(self, modality: str, items: list[Any]) -> list[dict[str, np.ndarray]]:
         encoder = self.model.encoders[modality]
@@ -74,6 +107,9 @@ class LocalBackend:
     async def fuse(self, embeddings: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
         return fuse_batch(self.model.fusion, embeddings, self.calibration)
 
+    async def transcribe(self, waves: list[np.ndarray]) -> list[Transcript]:
+        return await asyncio.to_thread(self.speech.transcribe, waves)
+
 
 class ServeBackend:
     """Ray Serve deployment handles: ``encoders`` (modality -> handle) and the ``fusion`` head's handle.
@@ -81,15 +117,19 @@ class ServeBackend:
     Each call carries a whole batch of requests' inputs (one Serve hop per part, not per request).
     """
 
-    def __init__(self, encoders: Mapping[str, Any], fusion: Any):
+    def __init__(self, encoders: Mapping[str, Any], fusion: Any, speech: Any = None):
         self.encoders = dict(encoders)
         self.fusion = fusion
+        self.speech = speech
 
     async def encode(self, modality: str, items: list[Any]) -> list[dict[str, np.ndarray]]:
         return await self.encoders[modality].remote(items)
 
     async def fuse(self, embeddings: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
         return await self.fusion.remote(embeddings)
+
+    async def transcribe(self, waves: list[np.ndarray]) -> list[Transcript]:
+        return [Transcript.from_json(t) for t in await self.speech.remote(waves)]
 
 
 @dataclass
@@ -105,6 +145,8 @@ class Scored:
     # Scores from a subset of the present modalities (the signals evaluated on real content for some
     # category, see Policy.trusted); an empty subset is absent (no evaluated signal: no score).
     subset_scores: dict[frozenset[str], np.ndarray] | None = None
+    transcript: Transcript | None = None  # what the speech expert heard (None: no speech expert or no audio)
+    speech_scores: np.ndarray | None = None  # the text model's scores of the transcript (None: nothing said)
 
 
 @dataclass(frozen=True)
@@ -133,7 +175,8 @@ class Moderator:
         self.modalities = manifest.modalities
         self.model_version = manifest.version
         preprocessing = manifest.preprocessing()
-        self.preprocessor = Preprocessor(preprocessing, self.modalities)
+        self.speech = manifest.experts.get("speech")
+        self.preprocessor = Preprocessor(preprocessing, self.modalities, SAMPLE_RATE if self.speech else None)
         self.audio = preprocessing.audio  # maps audio evidence back to seconds
         self.policy = None
         self.set_policy(policy or manifest.policy())
@@ -144,7 +187,8 @@ class Moderator:
         """The whole model in this process (the reference that every other path must match)."""
         manifest = CheckpointManifest.read(checkpoint)
         model = load_model(checkpoint).to(device)
-        return cls(manifest, LocalBackend(model, manifest.calibration, device, follow_serving_split), policy)
+        speech = load_expert(manifest.experts["speech"]) if "speech" in manifest.experts else None
+        return cls(manifest, LocalBackend(model, manifest.calibration, device, follow_serving_split, speech), policy)
 
     def set_policy(self, policy: Policy) -> None:
         """Applies ``policy`` from the next decision on (it must target the model's taxonomy)."""
@@ -166,36 +210,80 @@ class Moderator:
             if rows:
                 calls.append(self.backend.encode(modality, [prepared[i][modality] for i in rows]))
                 members.append((modality, rows))
+        spoken = [i for i, item in enumerate(prepared) if "speech" in item] if self.speech else []
+        if spoken:  # beside the encoders: the speech expert takes longest
+            calls.append(self.backend.transcribe([prepared[i]["speech"] for i in spoken]))
+        outputs = await asyncio.gather(*calls)
         encoded: list[dict[str, dict[str, np.ndarray]]] = [{} for _ in prepared]
-        for (modality, rows), outputs in zip(members, await asyncio.gather(*calls)):
-            for i, output in zip(rows, outputs):
+        for (modality, rows), results in zip(members, outputs):
+            for i, output in zip(rows, results):
                 encoded[i][modality] = output
+        transcripts: list[Transcript | None] = [None] * len(prepared)
+        for i, transcript in zip(spoken, outputs[len(members)] if spoken else ()):
+            transcripts[i] = transcript
+        # What was said goes through the same text encoder as typed text.
+        said = [i for i, t in enumerate(transcripts) if t is not None and t.text]
+        spoken_text = await self.backend.encode("text", [
+            {k: v[0] for k, v in self.preprocessor.text([transcripts[i].text]).items()} for i in said]) if said else []
         encoded_at = time.perf_counter()
         requests = [{m: out["embedding"] for m, out in item.items()} for item in encoded]
-        # The evaluated signals alone, where an item also has others: fused in the same call (one hop).
-        subsets = [self.evaluated_subsets(frozenset(item)) for item in requests]
+        # The evaluated signals alone, where an item also has others, and the transcripts alone: fused in the
+        # same call (one hop).
+        subsets = [self.evaluated_subsets(frozenset(item) | ({"speech"} if i in said else set()))
+                   for i, item in enumerate(requests)]
         extra = [(i, subset) for i, wanted in enumerate(subsets) for subset in wanted]
-        fused = await self.backend.fuse(requests + [{m: requests[i][m] for m in subset} for i, subset in extra])
+        fused = await self.backend.fuse(requests + [{m: requests[i][m] for m in subset} for i, subset in extra]
+                                        + [{"text": out["embedding"]} for out in spoken_text])
         by_item: list[dict[frozenset[str], np.ndarray]] = [{} for _ in requests]
-        for (i, subset), output in zip(extra, fused[len(requests):]):
+        for (i, subset), output in zip(extra, fused[len(requests):len(requests) + len(extra)]):
             by_item[i][subset] = output["scores"]
+        speech_scores: list[np.ndarray | None] = [None] * len(prepared)
+        for i, output in zip(said, fused[len(requests) + len(extra):]):
+            speech_scores[i] = output["scores"]
         encoders_ms, fusion_ms = 1000 * (encoded_at - started), 1000 * (time.perf_counter() - encoded_at)
-        return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms, f.get("embedding"), subset)
-                for enc, f, subset in zip(encoded, fused, by_item)]
+        return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms, f.get("embedding"), subset, t, s)
+                for enc, f, subset, t, s in zip(encoded, fused, by_item, transcripts, speech_scores)]
 
-    def evaluated_subsets(self, present: frozenset[str]) -> set[frozenset[str]]:
-        """The non-empty subsets of ``present`` that some category trusts alone (fewer than all present)."""
-        return {present & self.policy.trusted(c) for c in self.categories} - {present, frozenset()}
+    def evaluated_subsets(self, signals: frozenset[str]) -> set[frozenset[str]]:
+        """The non-empty sets of encoded modalities the fusion head must score alone: for each category, the
+        signals evaluated for it among ``signals`` (less speech, scored apart), where those are fewer than all."""
+        encoded = signals - {"speech"}
+        wanted = set()
+        for category in self.categories:
+            trusted = signals & self.policy.trusted(category)
+            if trusted != signals:
+                wanted.add(trusted - {"speech"})
+        return wanted - {encoded, frozenset()}
+
+    @staticmethod
+    def signals(scored: Scored) -> frozenset[str]:
+        """The signals an item's scores rest on: its encoded modalities, and speech when a transcript was scored."""
+        return frozenset(scored.encoded) | ({"speech"} if scored.speech_scores is not None else set())
+
+    @staticmethod
+    def combined_scores(scored: Scored) -> np.ndarray:
+        """The item's scores: per category the higher of the fused inputs and what was said."""
+        if scored.speech_scores is None:
+            return scored.scores
+        return np.maximum(scored.scores, scored.speech_scores)
 
     def trusted_scores(self, scored: Scored) -> dict[str, float | None]:
         """Per category whose score rests partly on signals not evaluated for it: the evaluated signals' score
         (None when the item has none of them)."""
-        present = frozenset(scored.encoded)
+        signals = self.signals(scored)
+        encoded = frozenset(scored.encoded)
         out = {}
         for j, category in enumerate(self.categories):
-            subset = present & self.policy.trusted(category)
-            if subset != present:
-                out[category] = float(scored.subset_scores[subset][j]) if subset else None
+            trusted = signals & self.policy.trusted(category)
+            if trusted == signals:
+                continue
+            parts = []
+            fused = trusted - {"speech"}
+            if fused:
+                parts.append(float((scored.scores if fused == encoded else scored.subset_scores[fused])[j]))
+            if "speech" in trusted:
+                parts.append(float(scored.speech_scores[j]))
+            out[category] = max(parts) if parts else None
         return out
 
     def result(self, item_id: str, prepared: Mapping[str, Any], scored: Scored, market: str | None = None,
@@ -203,7 +291,8 @@ class Moderator:
         """The complete result for one item (the one place a result is assembled).
 
         ``with_embedding`` keeps the fused embedding: scans keep it for active learning; answers leave it out."""
-        scores = {c: float(s) for c, s in zip(self.categories, scored.scores)}
+        combined = self.combined_scores(scored)
+        scores = {c: float(s) for c, s in zip(self.categories, combined)}
         latency = None
         if times is not None:
             done = time.perf_counter()
@@ -219,13 +308,18 @@ class Moderator:
         trusted = self.trusted_scores(scored)
         decision = self.policy.decide(scores, market, trusted)
         evidence = self.evidence(prepared, scored.encoded)
-        limited = self.unevaluated(scores, trusted, decision, market, frozenset(scored.encoded))
+        if scored.transcript is not None:
+            evidence["speech"] = speech_evidence(scored.transcript)
+        limited = self.unevaluated(scores, trusted, decision, market, self.signals(scored))
         if limited:
             evidence["unevaluated_signals"] = limited
+        attribution = explain(self.categories, scored.scores, scored.attribution)
+        if scored.speech_scores is not None:
+            attribution = speech_attribution(self.categories, attribution, scored.scores, scored.speech_scores)
+        modalities = list(scored.encoded) + (["speech"] if scored.speech_scores is not None else [])
         return ModerationResult(
-            id=item_id, scores=scores, decision=decision,
-            attribution=explain(self.categories, scored.scores, scored.attribution),
-            evidence=evidence, modalities=list(scored.encoded),
+            id=item_id, scores=scores, decision=decision, attribution=attribution,
+            evidence=evidence, modalities=modalities,
             model_version=self.model_version, embedding=embedding, latency_ms=latency)
 
     def unevaluated(self, scores: Mapping[str, float], trusted: Mapping[str, float | None], decision,

@@ -83,6 +83,9 @@ def _evidence_differences(got: Mapping[str, Any], expected: Mapping[str, Any]) -
             if [f["timestamp_s"] for f in mine] != [f["timestamp_s"] for f in theirs] or not all(
                     _close(a["weight"], b["weight"], EVIDENCE_WEIGHT_ATOL) for a, b in zip(mine, theirs)):
                 out.append(f"evidence.{kind}: {mine} != {theirs}")
+        elif kind == "speech":  # what was heard: the same words at the same times
+            if mine != theirs:
+                out.append(f"evidence.{kind}: {mine} != {theirs}")
         elif kind == "unevaluated_signals":  # the categories held at review: the same, scores within rounding
             if sorted(mine) != sorted(theirs) or any(
                     (m["signals"], m["would_have"], m["took"]) != (t["signals"], t["would_have"], t["took"])

@@ -124,7 +124,8 @@ def build_dataset(job: ScanJob, checkpoint: CheckpointManifest, done: set[str]):
     prepared = rows.map_batches(
         prepare_batch, batch_size=config.preprocess_batch_size, batch_format="numpy", num_cpus=config.preprocess_cpus,
         fn_kwargs={"preprocessing_json": json.dumps(to_dict(checkpoint.preprocessing())),
-                   "modalities": tuple(checkpoint.modalities), "base_uri": manifest_base(job.manifest),
+                   "modalities": tuple(checkpoint.modalities), "speech": "speech" in checkpoint.experts,
+                   "base_uri": manifest_base(job.manifest),
                    "quarantine_dir": f"{job.out.rstrip('/')}/{QUARANTINE}", "market": job.market})
     return prepared.map_batches(
         ModerateBatch, fn_constructor_kwargs={"checkpoint": checkpoint.uri, "policy": job.policy},

@@ -21,16 +21,18 @@ from tripwire.common.config import from_dict
 from tripwire.data.preprocess import PreprocessingConfig, Preprocessor
 from tripwire.data.quarantine import write_quarantine
 from tripwire.data.rows import prepare_records
+from tripwire.experts.speech import SAMPLE_RATE
 
 
 @functools.lru_cache(maxsize=4)
-def _preprocessor(preprocessing_json: str, modalities: tuple[str, ...]) -> Preprocessor:
+def _preprocessor(preprocessing_json: str, modalities: tuple[str, ...], speech: bool = False) -> Preprocessor:
     """One Preprocessor per worker process and setting (the tokenizer and mel filters take a while to build)."""
-    return Preprocessor(from_dict(PreprocessingConfig, json.loads(preprocessing_json)), modalities)
+    return Preprocessor(from_dict(PreprocessingConfig, json.loads(preprocessing_json)), modalities,
+                        SAMPLE_RATE if speech else None)
 
 
 def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalities: tuple[str, ...],
-                  base_uri: str, quarantine_dir: str, market: str | None) -> dict[str, np.ndarray]:
+                  base_uri: str, quarantine_dir: str, market: str | None, speech: bool = False) -> dict[str, np.ndarray]:
     """Manifest records -> collated model inputs (bad rows to the quarantine, with their reason).
 
     Args:
@@ -40,8 +42,10 @@ def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalit
         base_uri: the manifest's folder, for relative media URIs.
         quarantine_dir: where bad rows go.
         market: the market every item is decided for (None: each item's ``meta.market``).
+        speech: the checkpoint names a speech expert: each row keeps its audio's 16 kHz waveform (``speech``,
+            empty where it has none) for the moderation actors' expert.
     """
-    preprocessor = _preprocessor(preprocessing_json, tuple(modalities))
+    preprocessor = _preprocessor(preprocessing_json, tuple(modalities), speech)
     good, bad = prepare_records(batch["id"], batch["record"], lambda s: preprocessor.sample(s, base_uri))
     write_quarantine(quarantine_dir, bad)
     items = [prepared for _, prepared in good]
@@ -50,6 +54,12 @@ def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalit
         frames = preprocessor.config.video.num_frames
         out["video_timestamps"] = np.asarray([np.asarray(p.get("video_timestamps", np.zeros(frames)), np.float64)
                                               for p in items]).reshape(len(items), frames)
+    if speech:  # ragged: Ray Data carries them as a variable-shaped tensor column
+        waves = np.empty(len(items), dtype=object)  # one entry per row, whatever the lengths
+        for i, p in enumerate(items):
+            waves[i] = np.asarray(p.get("speech", np.zeros(0, np.float32)), np.float32)
+        out["speech"] = waves
+        out["has_speech"] = np.asarray(["speech" in p for p in items], dtype=bool)
     out["id"] = np.asarray([s.id for s, _ in good], dtype=object)
     out["market"] = np.asarray([market or s.meta.get("market") for s, _ in good], dtype=object)
     return out
@@ -69,6 +79,8 @@ def rows_from_batch(batch: dict[str, Any], modalities: tuple[str, ...]) -> list[
                 item[modality] = batch[modality][i]
         if "video" in item:
             item["video_timestamps"] = list(batch["video_timestamps"][i])
+        if "has_speech" in batch and batch["has_speech"][i]:
+            item["speech"] = np.asarray(batch["speech"][i], np.float32)
         items.append(item)
     return items
 

