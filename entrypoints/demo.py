@@ -222,7 +222,8 @@ def speak_clips(url: str, local: Moderator) -> tuple[int, list[str], list[str]]:
             for i, segment in enumerate(segments):
                 said = f"{segment['text'][:56]} ({segment['start_s']:.1f}-{segment['end_s']:.1f})"
                 if i == 0:
-                    print(f"{sample.id:<16}{said:<72}{top_name}={answer.scores[top_name]:<18.3f}{answer.action:<10}"
+                    top = f"{top_name}={answer.scores[top_name]:.3f}"
+                    print(f"{sample.id:<16}{said:<72}{top:<30}{answer.action:<10}"
                           f"{answer.attribution[top_name]['driven_by']}")
                 else:
                     print(f"{'':<16}{said}")

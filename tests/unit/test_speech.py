@@ -146,3 +146,41 @@ def test_a_scans_stages_carry_the_speech_to_the_same_result(speech_checkpoint, c
     for got, expected in zip(scanned, direct):
         assert_same_result(got, expected, where=got.id)
     assert scanned[0].modalities == ["audio", "speech"] and scanned[2].modalities == ["text", "audio", "speech"]
+
+
+def test_parity_allows_a_word_one_alignment_frame_off_and_nothing_more(speech_checkpoint, clips):
+    import copy
+
+    from tripwire.moderation.parity import result_differences
+
+    [result] = Moderator.local(speech_checkpoint).moderate_sync([Sample.from_row({"id": "a", "audio": clips["threat"]})])
+
+    def moved(change) -> list[str]:
+        evidence = copy.deepcopy(result.evidence)
+        change(evidence["speech"]["segments"][0]["words"][1])
+        return result_differences(result.replace(evidence=evidence), result)
+
+    assert moved(lambda word: word.update(start_s=word["start_s"] + 0.02)) == []
+    assert moved(lambda word: word.update(start_s=word["start_s"] + 0.2))
+    assert moved(lambda word: word.update(text="kiss"))
+
+
+def test_the_same_audio_gives_the_same_times_whatever_the_process_threads(clips):
+    """A Ray worker runs with OMP_NUM_THREADS=1, a plain process with every core: numpy's BLAS sums (features,
+    word alignment) must not move a word between them."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, sys, soundfile; from tripwire.experts import SPEECH_EXPERTS; "
+              "w, _ = soundfile.read(sys.argv[1], dtype='float32'); "
+              "print(json.dumps(SPEECH_EXPERTS.get('faster_whisper')().transcribe([w])[0].to_json()))")
+    wave = _wave(clips["threat"])
+    path = f"{clips['threat']}.16k.wav"
+    soundfile.write(path, wave, 16000, subtype="FLOAT")
+    here = SPEECH_EXPERTS.get("faster_whisper")().transcribe([wave])[0].to_json()
+    for threads in ("1", "2"):
+        done = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": threads}, check=True, timeout=120)
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == here, threads

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from tripwire.common.config import ConfigError
 from tripwire.experts.speech import SAMPLE_RATE, SPEECH_EXPERTS, Segment, Transcript, Word
@@ -56,6 +57,7 @@ class FasterWhisperSpeech:
         self._weights = self.weights_record(model_dir)
         self.options = {"beam_size": beam_size, "language": language, "vad_filter": vad,
                         "word_timestamps": word_timestamps, "condition_on_previous_text": False}
+        self.cpu_threads = cpu_threads
         self._lock = threading.Lock()  # one decode at a time per model (CTranslate2 queues them anyway)
 
     @property
@@ -75,7 +77,10 @@ class FasterWhisperSpeech:
         duration = len(wave) / SAMPLE_RATE
         if not len(wave):
             return Transcript(language=self.options["language"], duration_s=0.0, speech_s=0.0)
-        with self._lock:
+        # The features and word alignment use numpy's BLAS, whose sums change with its thread count (a word moves
+        # by 80 ms between a Ray worker, OMP_NUM_THREADS=1, and a plain process): pinned to cpu_threads, the same
+        # audio gives the same transcript and times in every process.
+        with self._lock, threadpool_limits(limits=self.cpu_threads):
             segments, info = self.model.transcribe(wave, **self.options)
             segments = list(segments)  # the generator decodes as it is read
         speech_s = float(info.duration_after_vad) if self.options["vad_filter"] else None
