@@ -62,5 +62,6 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     ingress = Ingress
     if app_args.policy is not None:  # a policy given here becomes the Ingress user_config (live-updatable)
         ingress = Ingress.options(user_config={"policy": app_args.policy})
-    speech = SpeechExpertPart.options(name="SpeechExpert").bind(checkpoint) if "speech" in manifest.experts else None
+    speech = SpeechExpertPart.options(name="SpeechExpert").bind(checkpoint, **batching) \
+        if "speech" in manifest.experts else None
     return ingress.bind(app_args, routed, FusionHead.bind(checkpoint, **batching), speech)

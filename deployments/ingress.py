@@ -86,7 +86,8 @@ class Ingress:
         self.batch_wait = BusyAwareBatchWait(self._score, self.args.batch_wait_timeout_s)
         self.manifest = CheckpointManifest.read(self.args.checkpoint)
         # The checkpoint's policy (its recommended one, else the bundled one) until a user_config names another.
-        self.core = Moderator(self.manifest, ServeBackend(encoders, fusion, speech), self.manifest.policy())
+        self.core = Moderator(self.manifest, ServeBackend(encoders, fusion, speech, self.args.max_batch_size),
+                              self.manifest.policy())
         openai_categories = self.args.openai_categories
         self.openai_map = OpenAICategoryMap.load(from_home(openai_categories) if openai_categories else None)
         self.openai_map.check_taxonomy(self.manifest.taxonomy)

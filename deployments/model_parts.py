@@ -128,12 +128,13 @@ class SpeechExpertPart:
     (``ray_actor_options.num_cpus``) and scale replicas, or give them a GPU and a larger Whisper's
     ``model_dir``, like any encoder."""
 
-    def __init__(self, checkpoint: str, max_batch_size: int = 8, batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S):
+    def __init__(self, checkpoint: str, max_batch_size: int = DEFAULT_BATCH_SIZE,
+                 batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S):
         self.expert = load_expert(CheckpointManifest.read(checkpoint).experts["speech"])
         self.transcribe.set_max_batch_size(max_batch_size)
         self.batch_wait = BusyAwareBatchWait(self.transcribe, batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S, batch_size_fn=_count_items)
+    @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S, batch_size_fn=_count_items)
     async def transcribe(self, calls: list[list[Any]]) -> list[list[dict]]:
         waves = [wave for call in calls for wave in call]
         with self.batch_wait.running():

@@ -63,6 +63,14 @@ def test_batch_endpoint_scores_items_and_isolates_bad_ones(trained, served):
     assert all("scores" in r for r in results[:3]) and results[3]["error"]["field"] == "image"
     too_many = httpx.post(f"{url}/v1/moderate/batch", json={"items": [{"text": "x"}] * 33})
     assert too_many.status_code == 422 and too_many.json()["error"]["field"] == "items"
+    # A full batch of items with media: the fusion head also scores each one's text alone (the evaluated
+    # signal), twice the requests the ingress batches; the parts are called in chunks they accept.
+    mixed = next(s for s in good_samples(cfg) if "text" in s.modalities and len(s.modalities) > 1)
+    full = httpx.post(f"{url}/v1/moderate/batch", timeout=120,
+                      json={"items": [{**request_body(mixed, base), "id": f"full-{i}"} for i in range(32)]})
+    assert full.status_code == 200, full.text
+    first, *rest = full.json()["results"]
+    assert all(r["scores"] == pytest.approx(first["scores"], abs=1e-5) for r in rest)
 
 
 def test_openapi_document_describes_the_real_answers(trained, served):

@@ -114,22 +114,30 @@ class LocalBackend:
 class ServeBackend:
     """Ray Serve deployment handles: ``encoders`` (modality -> handle) and the ``fusion`` head's handle.
 
-    Each call carries a whole batch of requests' inputs (one Serve hop per part, not per request).
+    Each call carries a whole batch of requests' inputs (one Serve hop per part, not per request), in chunks of
+    at most ``max_batch_size`` (the parts' own batch bound: the fusion head also scores the evaluated signals
+    alone and the transcripts, so one batch of requests can ask it for more than that).
     """
 
-    def __init__(self, encoders: Mapping[str, Any], fusion: Any, speech: Any = None):
+    def __init__(self, encoders: Mapping[str, Any], fusion: Any, speech: Any = None, max_batch_size: int = 16):
         self.encoders = dict(encoders)
         self.fusion = fusion
         self.speech = speech
+        self.max_batch_size = max_batch_size
+
+    async def _chunked(self, handle: Any, items: list[Any]) -> list[Any]:
+        size = self.max_batch_size
+        parts = await asyncio.gather(*(handle.remote(items[i:i + size]) for i in range(0, len(items), size)))
+        return [output for part in parts for output in part]
 
     async def encode(self, modality: str, items: list[Any]) -> list[dict[str, np.ndarray]]:
-        return await self.encoders[modality].remote(items)
+        return await self._chunked(self.encoders[modality], items)
 
     async def fuse(self, embeddings: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
-        return await self.fusion.remote(embeddings)
+        return await self._chunked(self.fusion, embeddings)
 
     async def transcribe(self, waves: list[np.ndarray]) -> list[Transcript]:
-        return [Transcript.from_json(t) for t in await self.speech.remote(waves)]
+        return [Transcript.from_json(t) for t in await self._chunked(self.speech, waves)]
 
 
 @dataclass
