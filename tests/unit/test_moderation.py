@@ -3,6 +3,7 @@ in training and the in-process scorer, and split as Serve runs it)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 
@@ -133,6 +134,13 @@ def test_a_signal_not_evaluated_on_real_content_never_restricts_or_blocks(checkp
     assert image_only
     for result in moderator.moderate_sync(image_only, base):
         assert result.action == "block" and "unevaluated_signals" not in result.evidence
+    # A live policy update between scoring and deciding: the batch is decided by the policy it was scored for.
+    mixed = [s for s in samples if "text" in s.modalities and "image" in s.modalities][:2]
+    prepared = [moderator.prepare(s, base) for s in mixed]
+    scored = asyncio.run(moderator.score(prepared))
+    moderator.set_policy(from_dict(Policy, block_all))
+    decided = [moderator.result(s.id, p, x) for s, p, x in zip(mixed, prepared, scored)]
+    assert all(r.policy_version == "image-evaluated" for r in decided)
 
 
 def test_bad_media_is_a_media_error_naming_the_field(checkpoint):

@@ -155,6 +155,8 @@ class Scored:
     subset_scores: dict[frozenset[str], np.ndarray] | None = None
     transcript: Transcript | None = None  # what the speech expert heard (None: no speech expert or no audio)
     speech_scores: np.ndarray | None = None  # the text model's scores of the transcript (None: nothing said)
+    # The policy the subsets were chosen for: the item is decided by it, even if a live update lands meanwhile.
+    policy: Policy | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,7 @@ class Moderator:
         """The model over a batch of prepared items: each encoder that some item needs, concurrently, on
         the items that have its modality; then the fusion head over every item."""
         started = time.perf_counter()
+        policy = self.policy
         calls, members = [], []
         for modality in MODALITIES:
             rows = [i for i, item in enumerate(prepared) if modality in item]
@@ -237,7 +240,7 @@ class Moderator:
         requests = [{m: out["embedding"] for m, out in item.items()} for item in encoded]
         # The evaluated signals alone, where an item also has others, and the transcripts alone: fused in the
         # same call (one hop).
-        subsets = [self.evaluated_subsets(frozenset(item) | ({"speech"} if i in said else set()))
+        subsets = [self.evaluated_subsets(frozenset(item) | ({"speech"} if i in said else set()), policy)
                    for i, item in enumerate(requests)]
         extra = [(i, subset) for i, wanted in enumerate(subsets) for subset in wanted]
         fused = await self.backend.fuse(requests + [{m: requests[i][m] for m in subset} for i, subset in extra]
@@ -249,16 +252,16 @@ class Moderator:
         for i, output in zip(said, fused[len(requests) + len(extra):]):
             speech_scores[i] = output["scores"]
         encoders_ms, fusion_ms = 1000 * (encoded_at - started), 1000 * (time.perf_counter() - encoded_at)
-        return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms, f.get("embedding"), subset, t, s)
-                for enc, f, subset, t, s in zip(encoded, fused, by_item, transcripts, speech_scores)]
+        return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms, f.get("embedding"), subset, t, s,
+                       policy) for enc, f, subset, t, s in zip(encoded, fused, by_item, transcripts, speech_scores)]
 
-    def evaluated_subsets(self, signals: frozenset[str]) -> set[frozenset[str]]:
+    def evaluated_subsets(self, signals: frozenset[str], policy: Policy) -> set[frozenset[str]]:
         """The non-empty sets of encoded modalities the fusion head must score alone: for each category, the
         signals evaluated for it among ``signals`` (less speech, scored apart), where those are fewer than all."""
         encoded = signals - {"speech"}
         wanted = set()
         for category in self.categories:
-            trusted = signals & self.policy.trusted(category)
+            trusted = signals & policy.trusted(category)
             if trusted != signals:
                 wanted.add(trusted - {"speech"})
         return wanted - {encoded, frozenset()}
@@ -275,14 +278,14 @@ class Moderator:
             return scored.scores
         return np.maximum(scored.scores, scored.speech_scores)
 
-    def trusted_scores(self, scored: Scored) -> dict[str, float | None]:
+    def trusted_scores(self, scored: Scored, policy: Policy) -> dict[str, float | None]:
         """Per category whose score rests partly on signals not evaluated for it: the evaluated signals' score
         (None when the item has none of them)."""
         signals = self.signals(scored)
         encoded = frozenset(scored.encoded)
         out = {}
         for j, category in enumerate(self.categories):
-            trusted = signals & self.policy.trusted(category)
+            trusted = signals & policy.trusted(category)
             if trusted == signals:
                 continue
             parts = []
@@ -313,12 +316,13 @@ class Moderator:
                 "batching": round(max(0.0, 1000 * (times.scored - times.prepared) - model_ms), 2),
                 "total": round(1000 * (done - times.started), 2)}
         embedding = [float(v) for v in scored.embedding] if with_embedding and scored.embedding is not None else None
-        trusted = self.trusted_scores(scored)
-        decision = self.policy.decide(scores, market, trusted)
+        policy = scored.policy or self.policy
+        trusted = self.trusted_scores(scored, policy)
+        decision = policy.decide(scores, market, trusted)
         evidence = self.evidence(prepared, scored.encoded)
         if scored.transcript is not None:
             evidence["speech"] = speech_evidence(scored.transcript)
-        limited = self.unevaluated(scores, trusted, decision, market, self.signals(scored))
+        limited = self.unevaluated(scores, trusted, decision, market, self.signals(scored), policy)
         if limited:
             evidence["unevaluated_signals"] = limited
         attribution = explain(self.categories, scored.scores, scored.attribution)
@@ -330,16 +334,16 @@ class Moderator:
             evidence=evidence, modalities=modalities,
             model_version=self.model_version, embedding=embedding, latency_ms=latency)
 
-    def unevaluated(self, scores: Mapping[str, float], trusted: Mapping[str, float | None], decision,
-                    market: str | None,
-                    present: frozenset[str]) -> dict[str, dict[str, Any]]:
+    @staticmethod
+    def unevaluated(scores: Mapping[str, float], trusted: Mapping[str, float | None], decision, market: str | None,
+                    present: frozenset[str], policy: Policy) -> dict[str, dict[str, Any]]:
         """The categories whose action differs from what their score alone would take, because part of that score
         rests on signals not evaluated on real content for them: held at review (or below), or decided by the
         evaluated signals' own score. What the evidence says about each."""
         reasons = {r.category: r for r in decision.reasons}
         out = {}
         for category, evaluated_score in trusted.items():
-            rule = self.policy.rule(category, market)
+            rule = policy.rule(category, market)
             if rule is None:
                 continue
             would = rule.action_for(scores[category])[0].label
@@ -348,7 +352,7 @@ class Moderator:
             by_evaluated = reason is not None and reason.score != scores[category]
             if took == would and not by_evaluated:
                 continue
-            signals = sorted(present - self.policy.trusted(category))
+            signals = sorted(present - policy.trusted(category))
             out[category] = {
                 "signals": signals, "score": scores[category], "evaluated_score": evaluated_score,
                 "would_have": would, "took": took,
