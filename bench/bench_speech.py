@@ -31,13 +31,6 @@ OLID_TEST = REPO.parent / "shared" / "datasets" / "olid" / "testset-levela.tsv"
 VOICES = ("en-us", "en-gb+f2")
 
 
-def spoken_text(tweet: str) -> str:
-    """What a person would read out: no @USER, URL or hashtag marks, no emoji."""
-    text = re.sub(r"@USER|URL|#", " ", tweet)
-    text = re.sub(r"[^A-Za-z0-9'.,!? ]+", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
 def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
 
@@ -88,10 +81,11 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng is not installed: make speech-tools")
+    from tripwire.data.spoken import speakable
     from tripwire.experts import SPEECH_EXPERTS
 
     with OLID_TEST.open(encoding="utf-8") as handle:
-        tweets = [spoken_text(row["tweet"]) for row in csv.DictReader(handle, delimiter="\t")]
+        tweets = [speakable(row["tweet"]) for row in csv.DictReader(handle, delimiter="\t")]
     tweets = [t for t in tweets if len(words(t)) >= 3][:args.items]
     with tempfile.TemporaryDirectory() as folder:
         clips = [(t, speak(t, VOICES[i % len(VOICES)], Path(folder) / f"{i}.wav")) for i, t in enumerate(tweets)]

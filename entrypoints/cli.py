@@ -165,6 +165,10 @@ def _golden(args: argparse.Namespace) -> int:
 
     if args.action == "olid":
         golden, new = golden_sets.register_olid(args.olid, catalogue)
+    elif args.action == "spoken-olid":
+        from tripwire.data.spoken import SpeechRecipe
+
+        golden, new = golden_sets.register_spoken_olid(args.olid, catalogue, args.limit, SpeechRecipe(seed=args.seed))
     elif args.action == "heldout":
         if not args.checkpoint:
             raise ConfigError("golden heldout: --checkpoint is required")
@@ -272,8 +276,9 @@ COMMANDS: dict[str, Command] = {
                  "another checkpoint, policy, manifest or market)"),
     ]),
     "golden": Command(_golden, "register golden sets (versioned, content-hashed evaluation manifests) or list them", [
-        opt("action", choices=["list", "register", "olid", "heldout"],
-            help="list; register a manifest; olid: the OLID test set; heldout: a checkpoint's validation split"),
+        opt("action", choices=["list", "register", "olid", "spoken-olid", "heldout"],
+            help="list; register a manifest; olid: the OLID test set; spoken-olid: its tweets read out by espeak-ng "
+                 "(make speech-tools); heldout: a checkpoint's validation split"),
         opt("--name", help="set name (register; heldout default: <run_name>-heldout)"),
         opt("--manifest", help="the set's JSONL manifest (register)"),
         opt("--source", help="where the items come from (register)"),
@@ -282,6 +287,8 @@ COMMANDS: dict[str, Command] = {
         opt("--taxonomy", help="taxonomy the labels must belong to (register; default: the bundled one)"),
         opt("--olid", default="../shared/datasets/olid", help="OLID v1.0 folder (olid; default: %(default)s)"),
         opt("--checkpoint", help="checkpoint whose validation split to register (heldout)"),
+        opt("--limit", type=int, help="spoken-olid: the first N tweets only (default: all 860)"),
+        opt("--seed", type=int, default=0, help="spoken-olid: the seed voices, rates, pitches and noise are drawn with"),
         CATALOGUE_OPTION,
     ]),
     "evaluate": Command(_evaluate, "metrics with confidence intervals of a checkpoint + policy on a golden set", [

@@ -1,5 +1,5 @@
-"""Building and registering golden sets: the OLID official test set, a training run's held-out split, or any
-manifest the user names (``tripwire golden ...``). Registration itself is :mod:`tripwire.evaluation.golden`."""
+"""Building and registering golden sets: the OLID official test set (typed, or spoken), a training run's held-out
+split, or any manifest the user names (``tripwire golden ...``). Registration itself is :mod:`tripwire.evaluation.golden`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from tripwire.model.checkpoint import CheckpointManifest
-from tripwire.common.config import ConfigError
+from tripwire.common.config import ConfigError, to_dict
+from tripwire.data.spoken import SpeechRecipe
 from tripwire.evaluation.golden import GoldenSet, catalogue_path, register
 from tripwire.policy import Taxonomy
 from tripwire.data.splits import read_splits
@@ -34,6 +35,42 @@ def register_olid(olid_dir: str, catalogue: str | None = None) -> tuple[GoldenSe
         else f"see {folder / 'LICENSE'}"
     return register("olid-test", str(out), Taxonomy.load().names, OLID_SOURCE, licence, OLID_PROVENANCE,
                     description="860 tweets, 240 offensive", catalogue=catalogue)
+
+
+SPOKEN_OLID_SOURCE = ("OLID v1.0 official test set, sub-task A, read out by espeak-ng (Debian) by tripwire's "
+                      "tripwire.data.spoken")
+
+
+def register_spoken_olid(olid_dir: str, catalogue: str | None = None, limit: int | None = None,
+                         recipe: SpeechRecipe | None = None) -> tuple[GoldenSet, bool]:
+    """OLID's test tweets spoken (:mod:`tripwire.data.spoken`: voices, rates, pitches and noise drawn with the
+    recipe's seed), registered as ``spoken-olid-test`` with the recipe beside the manifest (``recipe.json``) and
+    in the set's description. ``limit``: the first N tweets only (a quicker, smaller set)."""
+    from tripwire.data.adapters import ingest
+    from tripwire.data.sample import read_manifest
+    from tripwire.data.spoken import spoken_rows
+
+    recipe = recipe or SpeechRecipe()
+    folder = Path(olid_dir)
+    tweets, labels = folder / "testset-levela.tsv", folder / "labels-levela.csv"
+    for path in (tweets, labels):
+        if not path.exists():
+            raise ConfigError(f"--olid: {path} does not exist (expected the OLID v1.0 release folder)")
+    root = Path(catalogue_path(catalogue)).resolve().parent
+    name = "spoken-olid-test" if limit is None else f"spoken-olid-test-{limit}"
+    out = root / name
+    text_manifest = out / "text.jsonl"
+    ingest("olid", str(tweets), str(text_manifest), labels_file=str(labels), dedupe=False)
+    samples = list(read_manifest(str(text_manifest)))[:limit]
+    rows = spoken_rows(samples, out, recipe)
+    text_manifest.unlink()
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    described = json.dumps(to_dict(recipe), sort_keys=True)
+    (out / "recipe.json").write_text(described + "\n")
+    return register(name, str(manifest), Taxonomy.load().names, SPOKEN_OLID_SOURCE, "CC BY 4.0 (OLID)",
+                    OLID_PROVENANCE, description=f"{len(rows)} OLID test tweets spoken; recipe {described}",
+                    catalogue=catalogue)
 
 
 def register_heldout(checkpoint: str, name: str | None = None, catalogue: str | None = None) -> tuple[GoldenSet, bool]:
