@@ -19,8 +19,6 @@ import json
 import platform
 import re
 import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,16 +42,6 @@ def word_errors(reference: list[str], heard: list[str]) -> int:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
         previous = current
     return previous[-1]
-
-
-def speak(text: str, voice: str, path: Path) -> np.ndarray:
-    import soundfile
-    import torch
-    import torchaudio.functional as AF
-
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(path), text], check=True, capture_output=True)
-    wave, rate = soundfile.read(str(path), dtype="float32")
-    return AF.resample(torch.from_numpy(wave), rate, 16000).numpy()
 
 
 def measure(expert, clips: list[tuple[str, np.ndarray]]) -> dict:
@@ -81,14 +69,13 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng is not installed: make speech-tools")
-    from tripwire.data.spoken import speakable
+    from tripwire.data.spoken import speak, speakable
     from tripwire.experts import SPEECH_EXPERTS
 
     with OLID_TEST.open(encoding="utf-8") as handle:
         tweets = [speakable(row["tweet"]) for row in csv.DictReader(handle, delimiter="\t")]
     tweets = [t for t in tweets if len(words(t)) >= 3][:args.items]
-    with tempfile.TemporaryDirectory() as folder:
-        clips = [(t, speak(t, VOICES[i % len(VOICES)], Path(folder) / f"{i}.wav")) for i, t in enumerate(tweets)]
+    clips = [(t, speak(t, VOICES[i % len(VOICES)], rate=160)) for i, t in enumerate(tweets)]
     print(f"[speech] {len(clips)} OLID test tweets spoken ({', '.join(VOICES)}), "
           f"{sum(len(w) for _, w in clips) / 16000:.0f} s of audio", flush=True)
     report = {"items": len(clips), "voices": list(VOICES), "machine": platform.machine(), "cores": 1}

@@ -118,18 +118,18 @@ def speak(text: str, path, voice: str = "en-us", rate: int = 160, pad_before_s: 
     """``text`` spoken by espeak-ng into a WAV at ``path`` (optionally after some silence); skips the test where
     espeak-ng is not installed (``make speech-tools``)."""
     import shutil
-    import subprocess
 
     import numpy as np
     import pytest
     import soundfile
 
+    from tripwire.data.spoken import ESPEAK_RATE, speak as spoken
+
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (make speech-tools): spoken test audio cannot be made")
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(path), text], check=True, capture_output=True)
-    if pad_before_s:
-        wave, rate_hz = soundfile.read(str(path), dtype="float32")
-        soundfile.write(str(path), np.concatenate([np.zeros(int(pad_before_s * rate_hz), np.float32), wave]), rate_hz)
+    wave = spoken(text, voice, rate, sample_rate=ESPEAK_RATE)
+    silence = np.zeros(int(pad_before_s * ESPEAK_RATE), np.float32)
+    soundfile.write(str(path), np.concatenate([silence, wave]), ESPEAK_RATE, subtype="PCM_16")
     return str(path)
 
 

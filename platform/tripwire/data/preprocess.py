@@ -168,12 +168,8 @@ class Preprocessor:
 
     def audio(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """Mono waveform at any rate -> (1, n_mels, frames) float32 log-mel, standardised per clip."""
-        import torchaudio.functional as AF
-
         cfg = self.config.audio
-        wave = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
-        if sample_rate != cfg.sample_rate:
-            wave = AF.resample(wave, sample_rate, cfg.sample_rate)
+        wave = resampled(waveform, sample_rate, cfg.sample_rate)
         n = cfg.num_samples
         wave = wave[:n] if wave.numel() >= n else torch.nn.functional.pad(wave, (0, n - wave.numel()))
         mel = self._to_db(self._mel(wave) + 1e-10)
@@ -182,12 +178,7 @@ class Preprocessor:
 
     def speech(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """Mono waveform at any rate -> float32 at ``speech_rate`` (what a speech expert takes)."""
-        import torchaudio.functional as AF
-
-        wave = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
-        if sample_rate != self.speech_rate:
-            wave = AF.resample(wave, sample_rate, self.speech_rate)
-        return wave.numpy()
+        return resampled(waveform, sample_rate, self.speech_rate).numpy()
 
     def video(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """K RGB frames -> (K, 3, S, S) float32."""
@@ -274,6 +265,14 @@ class Preprocessor:
         batch = {k: np.stack(v) if v else np.zeros((0, *empty[k].shape), empty[k].dtype) for k, v in columns.items()}
         batch.update({f"present_{m}": np.asarray(v, dtype=bool) for m, v in present.items()})
         return batch
+
+
+def resampled(waveform: np.ndarray, rate: int, target: int) -> torch.Tensor:
+    """A mono waveform as a float32 tensor at ``target`` Hz."""
+    import torchaudio.functional as AF
+
+    wave = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+    return AF.resample(wave, rate, target) if rate != target else wave
 
 
 def _item_columns(item: dict[str, Any], modalities: Sequence[str], empty: dict[str, np.ndarray]) -> dict[str, Any]:

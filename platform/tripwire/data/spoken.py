@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from tripwire.common.config import ConfigError
+from tripwire.data.preprocess import resampled
 from tripwire.data.sample import Sample
 
 
@@ -47,20 +48,19 @@ def speakable(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def speak(text: str, voice: str, rate: int, pitch: int, sample_rate: int = 16000) -> np.ndarray:
-    """``text`` read by espeak-ng, as float32 mono at ``sample_rate``."""
+ESPEAK_RATE = 22050  # espeak-ng's own output rate: asking for it resamples nothing
+
+
+def speak(text: str, voice: str, rate: int, pitch: int = 50, sample_rate: int = 16000) -> np.ndarray:
+    """``text`` read by espeak-ng (pitch 50 is its default), as float32 mono at ``sample_rate``."""
     import soundfile
-    import torch
-    import torchaudio.functional as AF
 
     if shutil.which("espeak-ng") is None:
         raise ConfigError("espeak-ng is not installed (make speech-tools)")
     spoken = subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout", text],
                             check=True, capture_output=True).stdout
     wave, rate_hz = soundfile.read(io.BytesIO(spoken), dtype="float32")
-    if rate_hz != sample_rate:
-        wave = AF.resample(torch.from_numpy(wave), rate_hz, sample_rate).numpy()
-    return wave
+    return resampled(wave, rate_hz, sample_rate).numpy()
 
 
 def with_noise(wave: np.ndarray, snr_db: float | None, rng: np.random.Generator) -> np.ndarray:

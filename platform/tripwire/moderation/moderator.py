@@ -234,8 +234,11 @@ class Moderator:
             transcripts[i] = transcript
         # What was said goes through the same text encoder as typed text.
         said = [i for i, t in enumerate(transcripts) if t is not None and t.text]
-        spoken_text = await self.backend.encode("text", [
-            {k: v[0] for k, v in self.preprocessor.text([transcripts[i].text]).items()} for i in said]) if said else []
+        spoken_text = []
+        if said:
+            tokens = self.preprocessor.text([transcripts[i].text for i in said])
+            spoken_text = await self.backend.encode("text", [{k: v[n] for k, v in tokens.items()}
+                                                             for n in range(len(said))])
         encoded_at = time.perf_counter()
         requests = [{m: out["embedding"] for m, out in item.items()} for item in encoded]
         # The evaluated signals alone, where an item also has others, and the transcripts alone: fused in the
