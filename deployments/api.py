@@ -100,6 +100,62 @@ class ModerateRequest(BaseModel):
         return self
 
 
+LONG_MEDIA_FIELDS = ("audio", "video")
+ASYNC_ROUTE = "/v1/jobs"
+
+
+class JobRequest(BaseModel):
+    """Long media to moderate asynchronously: exactly one of ``audio`` or ``video``, by URI."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": [name], "properties": {name: {"type": "string"}}} for name in LONG_MEDIA_FIELDS]})
+
+    id: Key | None = Field(default=None, description="caller's item id, echoed back in the result")
+    audio: Text | None = Field(default=None, max_length=4096, description=(
+        "the audio file's URI (``s3://``, ``file://``, ...), under a prefix the deployment allow-lists "
+        "(``uri_allow_list``; otherwise 422 ``disallowed_uri``); inline bytes are not taken here. Longer than the "
+        "windows' ``max_seconds`` or larger than their ``max_bytes``: 413"))
+    video: Text | None = Field(default=None, max_length=4096, description=(
+        "a video file's URI, as for audio: its soundtrack is scored in windows (its frames are not)"))
+    text: Text | None = Field(default=None, description="the item's title or description, scored with it")
+    market: Market | None = Field(default=None, description="ISO 3166-1 alpha-2 market (selects policy overrides)")
+    language: Text | None = None
+    content_type: Text | None = None
+
+    @model_validator(mode="after")
+    def _one_medium(self) -> "JobRequest":
+        given = [name for name in LONG_MEDIA_FIELDS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError("one_medium", "a job takes exactly one of audio or video (a URI)")
+        return self
+
+
+class JobProgress(BaseModel):
+    done_s: float | None = Field(description="seconds of the media scored so far")
+    total_s: float | None = Field(description="the media's length where its container states it")
+    fraction: float | None
+
+
+class JobStatus(BaseModel):
+    """A job: its status, progress and, when done, the whole result (as /v1/moderate would answer it, without
+    latency; its evidence lists the worst windows per category with their times)."""
+
+    job_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: JobProgress | None
+    attempts: int = Field(description="how many times a replica took it up (more than one: a replica was lost)")
+    created_at: float
+    updated_at: float
+    result: dict[str, Any] | None = Field(default=None, description="when done: the moderation result")
+    error: dict[str, Any] | None = Field(default=None, description="when failed: field, reason and message")
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: Literal["queued"]
+    location: str = Field(description="where to poll: GET this path")
+
+
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -224,6 +280,8 @@ class ItemError(_Documented):
     field: str
     reason: str
     message: str
+    async_route: str | None = Field(default=None, description=(
+        "for audio or video over the synchronous limits (413): the asynchronous job API that takes it"))
 
 
 class ErrorResponse(_Documented):
@@ -241,7 +299,8 @@ OVERLOADED_RESPONSE = {503: {
     "content": {"text/plain": {"schema": {"type": "string"}}}}}
 ERROR_RESPONSES = {
     413: {"model": ErrorResponse, "description": (
-        "text or media over the configured limits (size, pixels, duration), or a request body over the "
+        "text or media over the configured limits (size, pixels, duration; audio or video over them names "
+        "``async_route``, the job API that takes long media), or a request body over the "
         "endpoint's limit (``field: body``, the message names the limit in bytes; refused from its "
         "Content-Length, or once that many bytes were read)")},
     422: {"model": ErrorResponse, "description": (
@@ -250,6 +309,8 @@ ERROR_RESPONSES = {
         "GET /v1/model), a URI not on the allow-list (disallowed_uri)")},
     **OVERLOADED_RESPONSE,
 }
+JOB_RESPONSES = {**ERROR_RESPONSES, 404: {"model": ErrorResponse, "description": (
+    "no such job, or this deployment takes no jobs (its args set no ``jobs_store``)")}}
 # /v1/moderate also answers 409 (a batch answers it per item, in a 200).
 REQUEST_ID_RESPONSES = {**ERROR_RESPONSES, 409: {"model": ErrorResponse, "description": (
     "``request_id_reused``: the request_id was already used with a different request (idempotency keys are "
@@ -321,7 +382,8 @@ def body_limits(limits: MediaLimits, modalities: Iterable[str], max_body_bytes: 
     text = _json_chars(limits.max_text_chars) + _OTHER_FIELDS_BYTES
     media = sum(_base64_json(getattr(limits, f"max_{m}_bytes")) for m in ("image", "audio", "video") if m in served)
     derived = {"/v1/moderate": text + media, "/v1/moderate/batch": MAX_BATCH_ITEMS * text + media,
-               "/v1/moderations": MAX_INPUTS * text + _base64_json(limits.max_image_bytes)}
+               "/v1/moderations": MAX_INPUTS * text + _base64_json(limits.max_image_bytes),
+               ASYNC_ROUTE: text + 2 * _json_chars(4096) + _OTHER_FIELDS_BYTES}  # a job's media is a URI
     if max_body_bytes is None:
         return derived
     return {path: min(limit, max_body_bytes) for path, limit in derived.items()}
@@ -471,4 +533,10 @@ async def request_id_reused(request: Request, exc: RequestIdConflict) -> JSONRes
 @api.exception_handler(MediaError)
 async def _media_error(request: Request, exc: MediaError) -> JSONResponse:
     status = 413 if exc.reason in ("too_large", "too_long") else 422
+    if status == 413 and exc.field in LONG_MEDIA_FIELDS and request.url.path != ASYNC_ROUTE:
+        # Long audio and video are taken, by URI, by the asynchronous job API.
+        return JSONResponse(status_code=413, content={"error": {
+            "field": exc.field, "reason": exc.reason, "async_route": ASYNC_ROUTE,
+            "message": f"{exc}; media over the synchronous limit goes through the asynchronous job API: POST "
+                       f"{ASYNC_ROUTE} with its URI, then GET {ASYNC_ROUTE}/{{job_id}}"}})
     return _error(status, exc.field, exc.reason, str(exc))

@@ -47,6 +47,12 @@ class AppArgs:
         keep_content: also log each request's content (off: only its sha256).
         decision_log_key_file: a file holding the key that signs a checkpoint of the log's head every
             ``decision_log_checkpoint_every`` records (None: checkpoints by ``tripwire audit checkpoint`` only).
+        jobs_store: the asynchronous job API's store for long media (SQLite path or postgresql:// URL; it may be the
+            review store): ``POST /v1/jobs``, ``GET /v1/jobs/{id}`` (tripwire.serving.jobs). None: the API is off (404).
+        jobs_per_replica: jobs an ingress replica works on at once.
+        jobs_lease_s: how long a replica's claim on a job lasts without renewal; a lost replica's job is taken up by
+            another this long after it stopped renewing.
+        jobs_poll_s: how often an idle replica looks for queued jobs.
     """
 
     checkpoint: str
@@ -67,6 +73,10 @@ class AppArgs:
     keep_content: bool = False
     decision_log_key_file: str | None = None
     decision_log_checkpoint_every: int = 10_000
+    jobs_store: str | None = None
+    jobs_per_replica: int = 1
+    jobs_lease_s: float = 60.0
+    jobs_poll_s: float = 1.0
 
     def __post_init__(self):
         if self.max_batch_size < 1:
@@ -80,6 +90,9 @@ class AppArgs:
         if self.review_buffer < 1 or self.review_buffer_mb < 1:
             raise ConfigError(f"review_buffer and review_buffer_mb: must be at least 1, got "
                               f"{self.review_buffer} and {self.review_buffer_mb}")
+        if self.jobs_per_replica < 1 or self.jobs_lease_s < 5 or self.jobs_poll_s <= 0:
+            raise ConfigError(f"jobs_per_replica >= 1, jobs_lease_s >= 5 and jobs_poll_s > 0 are required, got "
+                              f"{self.jobs_per_replica}, {self.jobs_lease_s} and {self.jobs_poll_s}")
         if self.decision_log_wait_s <= 0 or self.decision_log_pending < 1 or self.decision_log_checkpoint_every < 1:
             raise ConfigError("decision_log_wait_s must be > 0, decision_log_pending and decision_log_checkpoint_every "
                               f">= 1, got {self.decision_log_wait_s}, {self.decision_log_pending} and "

@@ -6,6 +6,7 @@ health, model, metrics and OpenAI-compatible endpoints.
 """
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any
@@ -17,9 +18,12 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.api import (ERROR_RESPONSES, OVERLOADED, REQUEST_ID_RESPONSES, BatchRequest, BatchResponse,
-                             ModerateRequest, ModerateResponse, OpenAIModerationRequest, OpenAIModerationResponse, api,
-                             body_limits, set_body_limits)
+from fastapi import HTTPException
+
+from deployments.api import (ASYNC_ROUTE, ERROR_RESPONSES, JOB_RESPONSES, OVERLOADED, REQUEST_ID_RESPONSES,
+                             BatchRequest, BatchResponse, JobAccepted, JobRequest, JobStatus, ModerateRequest,
+                             ModerateResponse, OpenAIModerationRequest, OpenAIModerationResponse, api, body_limits,
+                             set_body_limits)
 from deployments.args import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_S, MAX_QUEUED_REQUESTS, AppArgs
 from tripwire.serving.batching import BusyAwareBatchWait
 from tripwire.model.checkpoint import CheckpointManifest
@@ -30,6 +34,7 @@ from tripwire.common.home import from_home
 from tripwire.compliance.decision_log import DecisionLog
 from tripwire.compliance.idempotency import (REQUEST_HASH, AnswerCache, RequestIdConflict, logged_answer,
                                              request_fingerprint)
+from tripwire.data.longform import media_seconds
 from tripwire.data.media import MediaError
 from tripwire.moderation.moderator import Moderator, ServeBackend, StageTimes
 from tripwire.moderation.result import ModerationResult
@@ -37,8 +42,11 @@ from tripwire.serving.openai_compat import OpenAICategoryMap, parse_input, to_op
 from tripwire.policy import Policy
 from tripwire.review.intake import BufferedEnqueuer, serving_item
 from tripwire.review.store import open_store
-from tripwire.data.sample import Sample, content_digest, decode_base64, read_media, uri_allowed
+from tripwire.data.sample import Sample, content_digest, content_digest_of, decode_base64, read_media, uri_allowed
+from tripwire.serving.jobs import Job, JobStore
 from tripwire.serving.metrics import ApiMetrics
+
+logger = logging.getLogger(__name__)
 
 
 def _queued_sample(item_id: str, request: Any) -> dict[str, Any]:
@@ -115,9 +123,16 @@ class Ingress:
                                         wait_s=self.args.decision_log_wait_s, checkpoint_key=key,
                                         checkpoint_every=self.args.decision_log_checkpoint_every,
                                         on_outcome=self.metrics.decision_log)
+        # Long media: jobs in a store every replica shares, worked by tasks started on this replica's event loop
+        # (by its first health check or job request), so a replica that restarts takes up what was left.
+        self.jobs = JobStore(from_home(self.args.jobs_store)) if self.args.jobs_store else None
+        self.worker_id = uuid.uuid4().hex
+        self.job_workers: list[asyncio.Task] = []
 
     def __del__(self):
         # Serve's graceful shutdown: what is buffered for the review queue and the decision log is written.
+        for task in getattr(self, "job_workers", ()):
+            task.cancel()
         if getattr(self, "review_queue", None) is not None:
             self.review_queue.close()
             self.review_queue.store.close()
@@ -133,6 +148,10 @@ class Ingress:
         else:
             raise ConfigError("user_config: give 'policy' (a mapping) or 'policy_path'")
         self.core.set_policy(policy)
+
+    async def check_health(self) -> None:
+        """Serve's periodic health check; it also starts the job workers on a replica that has not yet."""
+        self._start_job_workers()
 
     @api.get("/v1/health")
     async def health(self) -> dict:
@@ -189,6 +208,115 @@ class Ingress:
             return to_openai_response(results, self.openai_map, request.model or self.manifest.version)
 
         return JSONResponse(await self._counted("moderations", run()))
+
+    # -- the asynchronous job API for long media ----------------------------------------------------------------
+    @api.post(ASYNC_ROUTE, status_code=202, response_model=JobAccepted, responses=JOB_RESPONSES)
+    async def submit_job(self, request: JobRequest) -> JSONResponse:
+        """Long audio or video by URI: stored as a queued job (it survives the replica), answered at once with
+        its id; ``GET /v1/jobs/{job_id}`` gives its progress and, when done, the whole result."""
+        jobs = self._job_store()
+        self.metrics.request("jobs")
+        field = "audio" if request.audio is not None else "video"
+        uri = getattr(request, field)
+        try:
+            if "://" not in uri[:64]:
+                raise MediaError(field, "not_a_uri", "a job takes media by URI (inline media: POST /v1/moderate)")
+            if not uri_allowed(uri, self.uri_allow_list):
+                raise MediaError(field, "disallowed_uri",
+                                 "this URI is not on the configured allow-list (URIs are off by default)")
+            windows = self.manifest.spec.preprocessing.windows
+            seconds = await asyncio.to_thread(media_seconds, field, uri, None, windows)  # the header only
+            if seconds is not None and seconds > windows.max_seconds:
+                raise MediaError(field, "too_long", f"{seconds:.1f}s > limit {windows.max_seconds}s for long media")
+        except MediaError as exc:
+            self.metrics.error("jobs", exc.reason)
+            raise
+        job = await asyncio.to_thread(jobs.submit, request.model_dump(exclude_none=True))
+        self._start_job_workers()
+        location = f"{ASYNC_ROUTE}/{job.id}"
+        return JSONResponse(status_code=202, headers={"Location": location},
+                            content={"job_id": job.id, "status": job.status, "location": location})
+
+    @api.get(ASYNC_ROUTE + "/{job_id}", response_model=JobStatus, responses=JOB_RESPONSES)
+    async def job_status(self, job_id: str) -> JSONResponse:
+        """A job's status and progress; when done, its whole result (when failed, its error)."""
+        job = await asyncio.to_thread(self._job_store().get, job_id)
+        self._start_job_workers()  # a replica that has just replaced a lost one takes up its jobs
+        if job is None:
+            raise HTTPException(status_code=404, detail=f"no job {job_id!r}")
+        return JSONResponse(job.to_json())
+
+    def _job_store(self) -> JobStore:
+        if self.jobs is None:
+            raise HTTPException(status_code=404, detail="this deployment takes no jobs (its args set no jobs_store)")
+        return self.jobs
+
+    def _start_job_workers(self) -> None:
+        if self.jobs is None:
+            return
+        self.job_workers = [t for t in self.job_workers if not t.done()]
+        while len(self.job_workers) < self.args.jobs_per_replica:
+            self.job_workers.append(asyncio.get_running_loop().create_task(self._work_jobs()))
+
+    async def _work_jobs(self) -> None:
+        """Takes up queued jobs (or ones whose replica was lost) one after another, for as long as the replica lives."""
+        while True:
+            try:
+                job = await asyncio.to_thread(self.jobs.claim, self.worker_id, self.args.jobs_lease_s)
+            except Exception:
+                logger.exception("jobs: cannot read the job store; trying again")
+                job = None
+            if job is None:
+                await asyncio.sleep(self.args.jobs_poll_s)
+                continue
+            try:
+                await self._run_job(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a lost model replica, a store outage: the lease runs out and the job is retried
+                logger.exception("jobs: job %s stopped; it is taken up again once its lease runs out", job.id)
+
+    async def _run_job(self, job: Job) -> None:
+        request = job.request
+        sample = Sample(id=request.get("id") or job.id, text=request.get("text"), audio=request.get("audio"),
+                        video=request.get("video"),
+                        meta={k: request[k] for k in ("market", "language", "content_type") if k in request})
+        progress: dict[str, float | None] = {"done_s": None, "total_s": None}
+
+        def told(done_s: float, total_s: float | None) -> None:
+            progress.update(done_s=done_s, total_s=total_s)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(min(self.args.jobs_lease_s / 4, 5.0))  # the lease, and progress to show
+                if not await asyncio.to_thread(self.jobs.renew, job.id, self.worker_id, self.args.jobs_lease_s,
+                                               progress["done_s"], progress["total_s"]):
+                    logger.warning("jobs: job %s is no longer this replica's", job.id)
+                    return
+
+        renewing = asyncio.get_running_loop().create_task(renew())
+        detected_at = time.time()
+        try:
+            result = await self.core.moderate_long(sample, None, request.get("market"), told)
+        except MediaError as exc:  # damage the header did not show, found part-way
+            self.metrics.error("jobs", exc.reason)
+            await asyncio.to_thread(self.jobs.fail, job.id, self.worker_id,
+                                    {"field": exc.field, "reason": exc.reason, "message": str(exc)})
+            return
+        finally:
+            renewing.cancel()
+        self.metrics.observe_result(result)
+        row = {"id": sample.id, "text": sample.text, "meta": dict(sample.meta),
+               **{m: request[m] for m in ("audio", "video") if m in request}}
+        if self.log_writer is not None:
+            digest = await asyncio.to_thread(content_digest_of, sample.text,
+                                             {m: getattr(sample, m) for m in ("audio", "video")}, None)
+            result = await self._logged(result, sample, detected_at, language=request.get("language"),
+                                        content=row if self.args.keep_content else None, digest=digest)
+        if self.review_queue is not None and result.action == "review":
+            self.review_queue.offer(serving_item(result, row))
+        await asyncio.to_thread(self.jobs.finish, job.id, self.worker_id, result.to_json(), progress["done_s"],
+                                progress["total_s"])
 
     async def _counted(self, endpoint: str, work) -> Any:
         self.metrics.request(endpoint)
@@ -270,7 +398,7 @@ class Ingress:
 
     async def _logged(self, result: ModerationResult, sample: Sample, detected_at: float,
                       request_id: str | None = None, language: str | None = None, content: dict | None = None,
-                      fingerprint: str | None = None) -> ModerationResult:
+                      fingerprint: str | None = None, digest: str | None = None) -> ModerationResult:
         """Logs the decision and waits for its commit (batched with concurrent requests'); returns the answer
         the log holds for this puid: this one, or the first when another replica answered the same
         ``request_id`` first (for the same request: a different one's is a RequestIdConflict)."""
@@ -279,7 +407,9 @@ class Ingress:
         decided_at = time.time()
         media = {m: getattr(sample, m) for m in ("image", "audio", "video") if getattr(sample, m) is not None}
         # Hashing inline video (tens of MB) would hold the event loop: media is hashed off it.
-        digest = await asyncio.to_thread(content_digest, sample.text, media) if media else content_digest(sample.text, {})
+        if digest is None:
+            digest = await asyncio.to_thread(content_digest, sample.text, media) if media \
+                else content_digest(sample.text, {})
         body = decision_body(result, source="serving", policy=self.core.policy, detected_at=detected_at,
                              decided_at=decided_at, content_hash=digest,
                              content_types=result.modalities, language=language, content=content,

@@ -236,6 +236,63 @@ def speak_clips(url: str, local: Moderator) -> tuple[int, list[str], list[str]]:
     return len(clips), differences, restricted
 
 
+EPISODE = SPOKEN_MEDIA / "episode.opus"  # 1 min 48 s; the threat is said at 1:11-1:16 (make_episode.py)
+EPISODE_THREAT_S = (71.0, 75.7)
+
+
+def moderate_episode(url: str, local: Moderator) -> list[str]:
+    """The few-minute episode through the asynchronous job API (``POST /v1/jobs``, then its progress), scored
+    window by window; prints the worst window of each category the speech raised, with its time and what was
+    said. The in-process core scores the same file meanwhile; returns the differences between the two."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tripwire.scan.progress import clock
+
+    if "speech" not in local.manifest.experts:
+        return []
+    sample = Sample(id="episode", audio=str(EPISODE))
+    print(f"\n[episode] {EPISODE.name} ({clock(local_seconds(EPISODE))}) -> POST /v1/jobs (long media, by URI)",
+          flush=True)
+    with ThreadPoolExecutor(1) as pool, httpx.Client(timeout=60) as client:
+        accepted = client.post(f"{url}/v1/jobs", json={"id": sample.id, "audio": f"file://{EPISODE}"})
+        accepted.raise_for_status()
+        location = f"{url}{accepted.headers['location']}"
+        expected = pool.submit(local.moderate_long_sync, sample)  # on the other core, meanwhile
+        shown = None
+        while (job := client.get(location).json())["status"] not in ("done", "failed"):
+            progress = job["progress"] or {}
+            if progress.get("done_s") and progress["done_s"] != shown:
+                shown = progress["done_s"]
+                print(f"[episode] job {job['status']}: {clock(shown)} of {clock(progress['total_s'] or 0)} scored",
+                      flush=True)
+            time.sleep(1.0)
+        if job["status"] == "failed":
+            return [f"episode: the job failed: {job['error']}"]
+        answer = ModerationResult.from_json(job["result"])
+        differences = [f"episode: {d}" for d in result_differences(answer, expected.result())]
+    windows = answer.evidence["windows"]
+    print(f"[episode] {windows['count']} windows of {windows['window_s']:g}s every {windows['hop_s']:g}s; "
+          f"decision {answer.action}; the worst window of each category the speech raised:")
+    for category, score in sorted(answer.scores.items(), key=lambda item: -item[1]):
+        if answer.attribution[category]["driven_by"] != "speech":
+            continue
+        top = windows["worst"][category][0]
+        span = top.get("span", top)
+        print(f"  {category:<24}{score:.3f}  at {clock(span['start_s'])}-{clock(span['end_s'])} "
+              f"(window {clock(top['start_s'])}-{clock(top['end_s'])}): {top.get('excerpt', '')!r}")
+    threat = windows["worst"]["harassment"][0]
+    found = threat["start_s"] <= EPISODE_THREAT_S[0] and EPISODE_THREAT_S[1] <= threat["end_s"]
+    print(f"[episode] the threat ({clock(EPISODE_THREAT_S[0])}-{clock(EPISODE_THREAT_S[1])}) is in the worst "
+          f"harassment window: {'yes' if found else 'no'}")
+    return differences
+
+
+def local_seconds(path: Path) -> float:
+    from tripwire.data.longform import WindowConfig, media_seconds
+
+    return media_seconds("audio", str(path), None, WindowConfig()) or 0.0
+
+
 def demo_store(model_dir: str) -> str:
     """The demo's one database: the review queue and the decision log."""
     return str(Path(model_dir).parent / "review.db")
@@ -326,8 +383,9 @@ def run(config: str, port: int, min_auc: float) -> int:
         print(f"\n[serve] deploying {model_dir} on http://127.0.0.1:{port}", flush=True)
         serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=SERVE_LOGGING)
         # Every answer is logged (hash chain) in the demo's store, the same database as its review queue.
-        serve.run(build_app({"checkpoint": model_dir,
-                             "decision_log": str(Path(demo_store(model_dir)).resolve())}), name="tripwire",
+        store = str(Path(demo_store(model_dir)).resolve())
+        serve.run(build_app({"checkpoint": model_dir, "decision_log": store, "jobs_store": store,
+                             "uri_allow_list": [f"file://{SPOKEN_MEDIA}/"]}), name="tripwire",
                   route_prefix="/", logging_config=SERVE_LOGGING)
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url)
@@ -368,8 +426,8 @@ def run(config: str, port: int, min_auc: float) -> int:
                 top = f"{top_name}={answer.scores[top_name]:.3f}"
                 print(f"{sample.text!r:<44}{top:<32}{action:<10}{'yes' if sample.text in seen else 'no'}")
         spoken, spoken_differences, spoken_restricted = speak_clips(url, local)
-        http_differences += spoken_differences
-        print(f"\n[serve] {len(samples) + len(everyday) + spoken} HTTP requests; whole results equal to the in-process "
+        http_differences += spoken_differences + moderate_episode(url, local)
+        print(f"\n[serve] {len(samples) + len(everyday) + spoken} HTTP requests and a job; whole results equal to the in-process "
               f"core's (scores within 1e-5): {not http_differences}")
         serve.shutdown()
         served_done = time.perf_counter()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tripwire.model.checkpoint import CheckpointManifest
 from tripwire.common.config import ConfigError, to_dict
+from tripwire.data.episodes import EpisodeRecipe
 from tripwire.data.spoken import SpeechRecipe
 from tripwire.evaluation.golden import GoldenSet, catalogue_path, register
 from tripwire.policy import Taxonomy
@@ -19,15 +20,45 @@ OLID_PROVENANCE = ("expert-adjudicated crowd annotation (OLID); OFF -> harassmen
                    "unknown (resources/mappings/olid.yaml)")
 
 
-def register_olid(olid_dir: str, catalogue: str | None = None) -> tuple[GoldenSet, bool]:
-    """Converts OLID's test tweets and gold labels with the project's adapter; registers ``olid-test``."""
-    from tripwire.data.adapters import ingest
-
+def olid_test_files(olid_dir: str) -> tuple[Path, Path]:
+    """OLID's official test tweets and their gold labels, in the release folder ``olid_dir``."""
     folder = Path(olid_dir)
     tweets, labels = folder / "testset-levela.tsv", folder / "labels-levela.csv"
     for path in (tweets, labels):
         if not path.exists():
             raise ConfigError(f"--olid: {path} does not exist (expected the OLID v1.0 release folder)")
+    return tweets, labels
+
+
+def olid_test_samples(olid_dir: str, folder: Path) -> list:
+    """OLID's test tweets as samples with the project's labels (converted by its adapter, through ``folder``)."""
+    from tripwire.data.adapters import ingest
+    from tripwire.data.sample import read_manifest
+
+    tweets, labels = olid_test_files(olid_dir)
+    text_manifest = folder / "text.jsonl"
+    ingest("olid", str(tweets), str(text_manifest), labels_file=str(labels), dedupe=False)
+    samples = list(read_manifest(str(text_manifest)))
+    text_manifest.unlink()
+    return samples
+
+
+def write_made_set(out: Path, rows: list[dict], recipe) -> tuple[Path, str]:
+    """A set the project made: its manifest, and the recipe it was made with beside it (``recipe.json``).
+    Returns the manifest's path and the recipe as JSON (for the set's description)."""
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    described = json.dumps(to_dict(recipe), sort_keys=True)
+    (out / "recipe.json").write_text(described + "\n")
+    return manifest, described
+
+
+def register_olid(olid_dir: str, catalogue: str | None = None) -> tuple[GoldenSet, bool]:
+    """Converts OLID's test tweets and gold labels with the project's adapter; registers ``olid-test``."""
+    from tripwire.data.adapters import ingest
+
+    folder = Path(olid_dir)
+    tweets, labels = olid_test_files(olid_dir)
     out = Path(catalogue_path(catalogue)).resolve().parent / "olid-test" / "manifest.jsonl"
     ingest("olid", str(tweets), str(out), labels_file=str(labels), dedupe=False)  # the official set counts every row
     licence_text = (folder / "LICENSE").read_text(errors="replace") if (folder / "LICENSE").exists() else ""
@@ -46,30 +77,43 @@ def register_spoken_olid(olid_dir: str, catalogue: str | None = None, limit: int
     """OLID's test tweets spoken (:mod:`tripwire.data.spoken`: voices, rates, pitches and noise drawn with the
     recipe's seed), registered as ``spoken-olid-test`` with the recipe beside the manifest (``recipe.json``) and
     in the set's description. ``limit``: the first N tweets only (a quicker, smaller set)."""
-    from tripwire.data.adapters import ingest
-    from tripwire.data.sample import read_manifest
     from tripwire.data.spoken import spoken_rows
 
     recipe = recipe or SpeechRecipe()
-    folder = Path(olid_dir)
-    tweets, labels = folder / "testset-levela.tsv", folder / "labels-levela.csv"
-    for path in (tweets, labels):
-        if not path.exists():
-            raise ConfigError(f"--olid: {path} does not exist (expected the OLID v1.0 release folder)")
     root = Path(catalogue_path(catalogue)).resolve().parent
     name = "spoken-olid-test" if limit is None else f"spoken-olid-test-{limit}"
     out = root / name
-    text_manifest = out / "text.jsonl"
-    ingest("olid", str(tweets), str(text_manifest), labels_file=str(labels), dedupe=False)
-    samples = list(read_manifest(str(text_manifest)))[:limit]
+    samples = olid_test_samples(olid_dir, out)[:limit]
     rows = spoken_rows(samples, out, recipe)
-    text_manifest.unlink()
-    manifest = out / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    described = json.dumps(to_dict(recipe), sort_keys=True)
-    (out / "recipe.json").write_text(described + "\n")
+    manifest, described = write_made_set(out, rows, recipe)
     return register(name, str(manifest), Taxonomy.load().names, SPOKEN_OLID_SOURCE, "CC BY 4.0 (OLID)",
                     OLID_PROVENANCE, description=f"{len(rows)} OLID test tweets spoken; recipe {described}",
+                    catalogue=catalogue)
+
+
+EPISODES_SOURCE = ("OLID v1.0 official test set, sub-task A: not-offensive tweets read out one after another by "
+                   "espeak-ng (Debian), some episodes with one offensive tweet at a recorded time "
+                   "(tripwire.data.episodes)")
+
+
+def register_episodes(olid_dir: str, catalogue: str | None = None, recipe: EpisodeRecipe | None = None,
+                      say=None) -> tuple[GoldenSet, bool]:
+    """Spoken episodes made of OLID's test tweets (:mod:`tripwire.data.episodes`), registered as
+    ``olid-episodes-<minutes>m`` with the recipe beside the manifest; each violating row's ``meta.violation`` says
+    where the offensive sentence is."""
+    from tripwire.data.episodes import episode_rows
+
+    recipe = recipe or EpisodeRecipe()
+    name = f"olid-episodes-{recipe.minutes:g}m"
+    out = Path(catalogue_path(catalogue)).resolve().parent / name
+    samples = olid_test_samples(olid_dir, out)
+    progress = (lambda done, total: say(f"[golden] {done}/{total} episodes spoken")) if say else None
+    rows = episode_rows(samples, out, recipe, progress)
+    manifest, described = write_made_set(out, rows, recipe)
+    violating = sum(r["labels"][recipe.category] for r in rows)
+    return register(name, str(manifest), Taxonomy.load().names, EPISODES_SOURCE, "CC BY 4.0 (OLID)",
+                    OLID_PROVENANCE, description=f"{len(rows)} spoken episodes of {recipe.minutes:g} min, {violating} "
+                                                 f"with an offensive tweet at a recorded time; recipe {described}",
                     catalogue=catalogue)
 
 

@@ -100,7 +100,7 @@ def trained(ray_session, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def serve_endpoint(trained, free_port):
+def serve_endpoint(trained, free_port, tmp_path_factory):
     """Serve's HTTP proxy for the session; the app itself is (re)deployed on demand by ``served``."""
     from ray import serve
 
@@ -110,9 +110,13 @@ def serve_endpoint(trained, free_port):
     serve.start(http_options={"host": "127.0.0.1", "port": free_port}, logging_config=QUIET_SERVE)
     # Requests may reference the corpus's images by file:// URI (URIs are off unless allow-listed; the
     # default is tested on the Serve config's app in test_api).
-    args = {"checkpoint": summary["model_dir"], "uri_allow_list": [f"file://{manifest_base(cfg.data.manifest)}/image/"]}
+    # Long media by URI through the job API (test_jobs.py): a job store and a folder of long files.
+    long_media = tmp_path_factory.mktemp("long-media")
+    args = {"checkpoint": summary["model_dir"],
+            "uri_allow_list": [f"file://{manifest_base(cfg.data.manifest)}/image/", f"file://{long_media}/"],
+            "jobs_store": str(long_media / "jobs.db"), "jobs_lease_s": 5.0}
     state = {"url": f"http://127.0.0.1:{free_port}", "model_dir": summary["model_dir"], "app_args": args,
-             "deployed": False}
+             "deployed": False, "long_media": long_media}
     yield state
     if state["deployed"]:
         serve.delete("tripwire")

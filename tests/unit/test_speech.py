@@ -194,3 +194,69 @@ def test_a_hard_clip_comes_back_as_the_same_words_every_time(tmp_path):
     wave = _wave(speak(hard, tmp_path / "hard.wav", voice="en-gb+f2"))
     expert = SPEECH_EXPERTS.get("faster_whisper")()
     assert len({expert.transcribe([wave])[0].text for _ in range(3)}) == 1
+
+
+@pytest.fixture(scope="module")
+def long_speech(tiny_model_config, tmp_path_factory):
+    """A checkpoint that takes at most 10 s of audio at once and scores longer audio in 15 s windows every 10 s, and
+    32 s of talk with the threat at 12 s (in the overlap of the first two windows)."""
+    from tripwire.data.longform import WindowConfig
+    from tripwire.data.media import MediaLimits
+    from tripwire.data.spoken import speak as spoken
+
+    folder = tmp_path_factory.mktemp("long-speech")
+    preprocessing = dataclasses.replace(tiny_model_config.preprocessing, limits=MediaLimits(max_audio_seconds=10.0),
+                                        windows=WindowConfig(window_s=15.0, hop_s=10.0))
+    config = dataclasses.replace(tiny_model_config, preprocessing=preprocessing,
+                                 experts={"speech": ComponentConfig("faster_whisper")})
+    checkpoint = save_tiny_checkpoint(config, folder / "ckpt")
+    speak(THREAT, folder / "probe.wav")  # skips without espeak-ng
+    wave = np.zeros(32 * 16000, np.float32)
+    for text, at in (("The weather is nice today.", 1.0), (THREAT, 12.0), ("See you at the library on Monday.", 25.0)):
+        said = spoken(text, "en-us", 160)
+        wave[int(at * 16000):int(at * 16000) + len(said)] = said
+    soundfile.write(str(folder / "talk.flac"), wave, 16000)
+    return checkpoint, str(folder / "talk.flac")
+
+
+def test_long_speech_is_scored_in_windows_and_evidenced_where_it_was_said(long_speech, tmp_path):
+    import json
+
+    from helpers import assert_same_result
+    from tripwire.common.config import to_dict
+    from tripwire.data.media import MediaError
+    from tripwire.moderation.result import ModerationResult
+    from tripwire.scan.stages import LONG, ModerateBatch, prepare_batch
+
+    checkpoint, talk = long_speech
+    moderator = Moderator.local(checkpoint, policy=Policy.load())
+    sample = Sample.from_row({"id": "talk", "audio": talk})
+    with pytest.raises(MediaError, match="too_long"):
+        moderator.moderate_sync([sample])  # over the synchronous limit
+    told = []
+    result = moderator.moderate_long_sync(sample, progress=lambda done, total: told.append((done, total)))
+    assert told[-1] == (32.0, 32.0)
+    windows = result.evidence["windows"]
+    assert (windows["count"], windows["window_s"], windows["hop_s"], windows["duration_s"]) == (3, 15.0, 10.0, 32.0)
+    # Heard in two windows, the threat is kept once, at its time.
+    segments = result.evidence["speech"]["segments"]
+    threat = [s for s in segments if "kill" in s["text"].lower()]
+    assert len(threat) == 1 and words(threat[0]["text"]) == words(THREAT)
+    assert abs(threat[0]["start_s"] - 12.0) < 1.0 and [s["start_s"] for s in segments] == sorted(s["start_s"] for s in segments)
+    # Each sentence is scored by the text model as if typed; a category's worst window holds its worst sentence.
+    typed = moderator.moderate_sync([Sample.from_row({"id": f"s{i}", "text": s["text"]}) for i, s in enumerate(segments)])
+    for category in result.scores:
+        worst_typed = max(t.scores[category] for t in typed)
+        assert result.evidence["speech"]["worst"][category]["score"] == pytest.approx(worst_typed, abs=1e-5)
+        assert result.scores[category] >= worst_typed - 1e-5
+        top = windows["worst"][category][0]
+        if "span" in top and top["score"] == pytest.approx(top["span"]["score"], abs=1e-6):
+            assert top["start_s"] <= top["span"]["start_s"] and top["span"]["end_s"] <= top["end_s"]
+    # A scan's preprocessing passes the long row on whole; its model actor streams it to the same result.
+    manifest = CheckpointManifest.read(checkpoint)
+    batch = prepare_batch({"id": np.asarray(["talk"], object), "record": np.asarray([json.dumps({"id": "talk", "audio": talk})], object)},
+                          json.dumps(to_dict(manifest.preprocessing())), tuple(manifest.modalities), str(tmp_path),
+                          str(tmp_path / "q"), None, speech=True)
+    assert json.loads(batch[LONG][0])["audio"] == talk and not batch["has_speech"][0]
+    [row] = ModerateBatch(checkpoint, None, str(tmp_path / "scan"))(batch).to_pylist()
+    assert_same_result(ModerationResult.from_row(row).replace(embedding=None), result)

@@ -61,3 +61,34 @@ def test_spoken_olid_is_registered_with_its_recipe_and_hash(tmp_path):
     assert json.loads((folder / "recipe.json").read_text())["seed"] == 0 and "recipe" in golden.description
     rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
     assert all(set(r["labels"]) == {"harassment"} and r["meta"]["spoken_text"] for r in rows)
+
+
+@needs_espeak
+def test_episodes_put_the_offensive_sentence_where_their_rows_say(tmp_path):
+    from tripwire.data.episodes import EpisodeRecipe, episode_rows
+
+    benign = [Sample(id=f"b{i}", text=f"we talked about the garden and the weather number {i} today",
+                     labels={"harassment": 0}) for i in range(6)]
+    offensive = [Sample(id="o", text="you are a stupid worthless idiot and everyone hates you", labels={"harassment": 1})]
+    recipe = EpisodeRecipe(episodes=2, minutes=0.4, seed=5)
+    rows = episode_rows(benign + offensive, tmp_path / "a", recipe)
+    assert rows == episode_rows(benign + offensive, tmp_path / "b", recipe)  # the same recipe: the same episodes
+    assert (tmp_path / "a" / rows[0]["audio"]).read_bytes() == (tmp_path / "b" / rows[0]["audio"]).read_bytes()
+    violating, clean = rows
+    assert violating["labels"] == {"harassment": 1} and clean["labels"] == {"harassment": 0}
+    assert clean["meta"]["violation"] is None
+    where = violating["meta"]["violation"]
+    assert where["text"] == offensive[0].text and 0.2 * 24 <= where["start_s"] < where["end_s"] <= violating["meta"]["duration_s"]
+    wave, rate = soundfile.read(str(tmp_path / "a" / violating["audio"]), dtype="float32")
+    assert rate == 16000 and len(wave) / rate == pytest.approx(violating["meta"]["duration_s"], abs=1e-3)
+    assert violating["meta"]["duration_s"] >= 24.0
+    # What is at the recorded time is that sentence as espeak-ng says it.
+    from tripwire.data.spoken import speak
+
+    start = int(where["start_s"] * rate)  # times are rounded to the millisecond (16 samples)
+
+    def there(said: np.ndarray) -> bool:
+        return abs(len(said) / rate - (where["end_s"] - where["start_s"])) < 0.002 and any(
+            np.allclose(wave[start + shift:start + shift + len(said)], said, atol=1e-3) for shift in range(-16, 17))
+
+    assert any(there(speak(offensive[0].text, voice, recipe.rate)) for voice in recipe.voices)

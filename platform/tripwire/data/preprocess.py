@@ -18,6 +18,7 @@ import torch
 
 from tripwire.data.sample import MODALITIES
 from tripwire.common.config import ConfigError
+from tripwire.data.longform import WindowConfig
 from tripwire.data.media import MediaError, MediaLimits, check_text, decode_audio, decode_image, decode_video
 from tripwire.data.sample import Sample, read_media
 from tripwire.data.textnorm import check_normalizers, normalize
@@ -102,6 +103,7 @@ class PreprocessingConfig:
     audio: AudioPreprocessing = field(default_factory=AudioPreprocessing)
     video: VideoPreprocessing = field(default_factory=VideoPreprocessing)
     limits: MediaLimits = field(default_factory=MediaLimits)
+    windows: WindowConfig = field(default_factory=WindowConfig)  # long media (over the limits' seconds)
 
 
 class Preprocessor:

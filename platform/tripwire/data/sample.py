@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -173,22 +174,40 @@ def read_media(field_name: str, ref: MediaRef, base_uri: str | None, max_bytes: 
     if ref.startswith("data:"):
         return decode_base64(field_name, ref, limit)
     uri = resolve_uri(ref, base_uri)
-    try:
+    with open_media(field_name, uri, limit) as handle:
+        with _read_errors(field_name, uri):
+            data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise MediaError(field_name, "too_large", f"{uri} is more than {limit} bytes (limit {limit})")
+    return data
+
+
+def open_media(field_name: str, uri: str, limit: int):
+    """A binary file object on the media at ``uri`` (opened, nothing read), refused where the store reports more
+    than ``limit`` bytes.
+
+    Raises:
+        MediaError: naming the field: ``missing_file``, ``unreadable`` or ``too_large``.
+    """
+    with _read_errors(field_name, uri):
         fs, path = fsspec.core.url_to_fs(uri)
         size = _reported_size(fs, path)
         if size is not None and size > limit:
             raise MediaError(field_name, "too_large", f"{uri} is {size} bytes > limit {limit}", size=size)
-        with fs.open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+        return fs.open(path, "rb")
+
+
+@contextlib.contextmanager
+def _read_errors(field_name: str, uri: str):
+    """A store's errors reading ``uri`` as MediaErrors naming the field."""
+    try:
+        yield
     except MediaError:
         raise
     except FileNotFoundError as exc:
         raise MediaError(field_name, "missing_file", f"{uri} does not exist") from exc
     except (OSError, ValueError) as exc:
         raise MediaError(field_name, "unreadable", f"{uri}: {exc}") from exc
-    if len(data) > limit:
-        raise MediaError(field_name, "too_large", f"{uri} is more than {limit} bytes (limit {limit})")
-    return data
 
 
 def _reported_size(fs, path: str) -> int | None:

@@ -6,6 +6,7 @@ model learns from real data and reviewers applies to speech too.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
@@ -48,6 +49,28 @@ class Transcript:
     def text(self) -> str:
         return " ".join(s.text.strip() for s in self.segments if s.text.strip())
 
+    def by_sentence(self, pause_s: float = 1.0) -> "Transcript":
+        """The same words as one segment per sentence: cut after a word ending a sentence (``.``, ``!``, ``?``) and
+        at a pause of ``pause_s`` or more. A speech model's segments can run over several sentences and pauses
+        (Whisper's: up to 30 s), too coarse to say where something was said. Segments without word times stay."""
+        out: list[Segment] = []
+        for segment in self.segments:
+            if not segment.words:
+                out.append(segment)
+                continue
+            current: list[Word] = []
+            for word in segment.words:
+                if current and word.start_s - current[-1].end_s >= pause_s:
+                    out.append(_joined(current))
+                    current = []
+                current.append(word)
+                if word.text.strip().endswith((".", "!", "?")):
+                    out.append(_joined(current))
+                    current = []
+            if current:
+                out.append(_joined(current))
+        return dataclasses.replace(self, segments=tuple(s for s in out if s.text))
+
     def to_json(self) -> dict[str, Any]:
         return {"language": self.language, "duration_s": round(self.duration_s, 3), "speech_s": self.speech_s,
                 "segments": [{"text": s.text.strip(), "start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3),
@@ -61,6 +84,10 @@ class Transcript:
                                           tuple(Word(w["text"], float(w["start_s"]), float(w["end_s"]))
                                                 for w in s.get("words", ())))
                                   for s in data.get("segments", ())))
+
+
+def _joined(words: Sequence[Word]) -> Segment:
+    return Segment("".join(w.text for w in words).strip(), words[0].start_s, words[-1].end_s, tuple(words))
 
 
 class SpeechExpert(Protocol):

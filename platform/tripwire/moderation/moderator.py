@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -27,9 +27,13 @@ from tripwire.data.sample import MODALITIES
 from tripwire.model.calibration import PlattCalibration
 from tripwire.model.checkpoint import CheckpointManifest, load_model
 from tripwire.policy import Policy
+from tripwire.data.longform import Window, audio_windows, media_seconds
+from tripwire.data.media import MediaError
 from tripwire.data.preprocess import Preprocessor
 from tripwire.data.sample import Sample
 from tripwire.moderation.result import ModerationResult
+from tripwire.moderation.scored import Scored
+from tripwire.moderation.windowed import WindowFold
 from tripwire.experts import SPEECH_EXPERTS, SpeechExpert, Transcript
 from tripwire.experts.speech import SAMPLE_RATE
 from tripwire.moderation.scoring import encode_batch, explain, fuse_batch, head_batch, top_time_window
@@ -43,11 +47,29 @@ def load_expert(spec) -> SpeechExpert:
     return SPEECH_EXPERTS.get(spec.name)(**spec.args)
 
 
-def speech_evidence(transcript: Transcript) -> dict[str, Any]:
-    """What was heard, where: the transcript's segments (and words) with their times, its language."""
+def speech_evidence(transcript: Transcript, segment_scores: Sequence[np.ndarray] | None,
+                    categories: Sequence[str]) -> dict[str, Any]:
+    """What was heard, where: the transcript's segments (and words) with their times and each segment's highest
+    category, the worst segment per category, the language.
+
+    At most ``MAX_SPEECH_SEGMENTS`` segments are listed (``segments_total`` says how many there were): for long
+    media, those that scored highest, in time order; their text is ``text``."""
     data = transcript.to_json()
-    data["text"] = transcript.text
-    data["segments"] = data["segments"][:MAX_SPEECH_SEGMENTS]
+    segments = data["segments"]
+    data["segments_total"] = len(segments)
+    if segment_scores:
+        scores = np.stack(segment_scores)  # (segments, C)
+        for segment, row in zip(segments, scores):
+            j = int(np.argmax(row))
+            segment["top"] = {"category": categories[j], "score": round(float(row[j]), 6)}
+        data["worst"] = {c: {**{k: segments[n][k] for k in ("start_s", "end_s", "text")},
+                             "score": round(float(scores[n, j]), 6)}
+                         for j, c in enumerate(categories) for n in [int(np.argmax(scores[:, j]))]}
+        if len(segments) > MAX_SPEECH_SEGMENTS:
+            keep = sorted(np.argsort(-scores.max(axis=1), kind="stable")[:MAX_SPEECH_SEGMENTS])
+            segments = [segments[n] for n in keep]
+    data["segments"] = segments[:MAX_SPEECH_SEGMENTS]
+    data["text"] = " ".join(s["text"] for s in data["segments"] if s["text"])
     return data
 
 
@@ -140,25 +162,6 @@ class ServeBackend:
         return [Transcript.from_json(t) for t in await self._chunked(self.speech, waves)]
 
 
-@dataclass
-class Scored:
-    """One request's model outputs: encoder outputs by modality, calibrated scores, attribution."""
-
-    encoded: dict[str, dict[str, np.ndarray]]
-    scores: np.ndarray
-    attribution: dict[str, np.ndarray]
-    encoders_ms: float = 0.0
-    fusion_ms: float = 0.0
-    embedding: np.ndarray | None = None  # the fusion head's fused embedding (active learning clusters by it)
-    # Scores from a subset of the present modalities (the signals evaluated on real content for some
-    # category, see Policy.trusted); an empty subset is absent (no evaluated signal: no score).
-    subset_scores: dict[frozenset[str], np.ndarray] | None = None
-    transcript: Transcript | None = None  # what the speech expert heard (None: no speech expert or no audio)
-    speech_scores: np.ndarray | None = None  # the text model's scores of the transcript (None: nothing said)
-    # The policy the subsets were chosen for: the item is decided by it, even if a live update lands meanwhile.
-    policy: Policy | None = None
-
-
 @dataclass(frozen=True)
 class StageTimes:
     """``time.perf_counter()`` marks of one request, for its ``latency_ms``."""
@@ -210,11 +213,12 @@ class Moderator:
         """Fetches, decodes and preprocesses one sample (thread-safe); raises MediaError naming the field."""
         return self.preprocessor.sample(sample, base_uri)
 
-    async def score(self, prepared: Sequence[Mapping[str, Any]]) -> list[Scored]:
+    async def score(self, prepared: Sequence[Mapping[str, Any]], policy: Policy | None = None) -> list[Scored]:
         """The model over a batch of prepared items: each encoder that some item needs, concurrently, on
-        the items that have its modality; then the fusion head over every item."""
+        the items that have its modality; then the fusion head over every item (decided later by ``policy``,
+        default: the current one)."""
         started = time.perf_counter()
-        policy = self.policy
+        policy = policy or self.policy
         calls, members = [], []
         for modality in MODALITIES:
             rows = [i for i, item in enumerate(prepared) if modality in item]
@@ -231,18 +235,21 @@ class Moderator:
                 encoded[i][modality] = output
         transcripts: list[Transcript | None] = [None] * len(prepared)
         for i, transcript in zip(spoken, outputs[len(members)] if spoken else ()):
-            transcripts[i] = transcript
-        # What was said goes through the same text encoder as typed text.
+            transcripts[i] = transcript.by_sentence()  # scored, and evidenced, a sentence at a time
+        # What was said goes through the same text encoder as typed text, a sentence at a time:
+        # a whole transcript would be cut at the text model's max_length, and one sentence in a long stretch of
+        # talk must not be diluted by the rest.
         said = [i for i, t in enumerate(transcripts) if t is not None and t.text]
+        utterances = [(i, segment.text.strip()) for i in said for segment in transcripts[i].segments]
         spoken_text = []
-        if said:
-            tokens = self.preprocessor.text([transcripts[i].text for i in said])
+        if utterances:
+            tokens = self.preprocessor.text([text for _, text in utterances])
             spoken_text = await self.backend.encode("text", [{k: v[n] for k, v in tokens.items()}
-                                                             for n in range(len(said))])
+                                                             for n in range(len(utterances))])
         encoded_at = time.perf_counter()
         requests = [{m: out["embedding"] for m, out in item.items()} for item in encoded]
-        # The evaluated signals alone, where an item also has others, and the transcripts alone: fused in the
-        # same call (one hop).
+        # The evaluated signals alone, where an item also has others, and the transcripts' segments alone: fused in
+        # the same call (one hop).
         subsets = [self.evaluated_subsets(frozenset(item) | ({"speech"} if i in said else set()), policy)
                    for i, item in enumerate(requests)]
         extra = [(i, subset) for i, wanted in enumerate(subsets) for subset in wanted]
@@ -251,12 +258,15 @@ class Moderator:
         by_item: list[dict[frozenset[str], np.ndarray]] = [{} for _ in requests]
         for (i, subset), output in zip(extra, fused[len(requests):len(requests) + len(extra)]):
             by_item[i][subset] = output["scores"]
-        speech_scores: list[np.ndarray | None] = [None] * len(prepared)
-        for i, output in zip(said, fused[len(requests) + len(extra):]):
-            speech_scores[i] = output["scores"]
+        segment_scores: list[list[np.ndarray] | None] = [None] * len(prepared)
+        for (i, _), output in zip(utterances, fused[len(requests) + len(extra):]):
+            segment_scores[i] = (segment_scores[i] or []) + [np.asarray(output["scores"])]
+        speech_scores = [np.max(np.stack(s), axis=0) if s else None for s in segment_scores]
         encoders_ms, fusion_ms = 1000 * (encoded_at - started), 1000 * (time.perf_counter() - encoded_at)
         return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms, f.get("embedding"), subset, t, s,
-                       policy) for enc, f, subset, t, s in zip(encoded, fused, by_item, transcripts, speech_scores)]
+                       per_segment, policy)
+                for enc, f, subset, t, s, per_segment in zip(encoded, fused, by_item, transcripts, speech_scores,
+                                                             segment_scores)]
 
     def evaluated_subsets(self, signals: frozenset[str], policy: Policy) -> set[frozenset[str]]:
         """The non-empty sets of encoded modalities the fusion head must score alone: for each category, the
@@ -324,7 +334,9 @@ class Moderator:
         decision = policy.decide(scores, market, trusted)
         evidence = self.evidence(prepared, scored.encoded)
         if scored.transcript is not None:
-            evidence["speech"] = speech_evidence(scored.transcript)
+            evidence["speech"] = speech_evidence(scored.transcript, scored.segment_scores, self.categories)
+        if scored.windows is not None:
+            evidence["windows"] = scored.windows
         limited = self.unevaluated(scores, trusted, decision, market, self.signals(scored), policy)
         if limited:
             evidence["unevaluated_signals"] = limited
@@ -399,6 +411,74 @@ class Moderator:
         prepared = [self.prepare(s, base_uri) for s in samples]
         return await self.moderate_prepared([s.id for s in samples], prepared,
                                             [s.meta.get("market") for s in samples])
+
+    # -- long media --------------------------------------------------------------------------------
+    def decision_scores(self, scored: Scored, policy: Policy) -> np.ndarray:
+        """Per category the score ``policy`` decides by: the evaluated signals' own where the category has them
+        and others too, else the combined score (long media's windows are ranked by it)."""
+        combined = self.combined_scores(scored)
+        trusted = self.trusted_scores(scored, policy)
+        return np.asarray([trusted[c] if trusted.get(c) is not None else combined[j]
+                           for j, c in enumerate(self.categories)])
+
+    def window_item(self, window: Window) -> dict[str, Any]:
+        """One window of long media prepared like a short clip's audio (a 16 kHz waveform)."""
+        item: dict[str, Any] = {}
+        if "audio" in self.modalities:
+            item["audio"] = self.preprocessor.audio(window.wave, SAMPLE_RATE)
+        if self.speech:
+            item["speech"] = window.wave
+        return item
+
+    async def moderate_long(self, sample: Sample, base_uri: str | None = None, market: str | None = None,
+                            progress: Callable[[float, float | None], None] | None = None,
+                            with_embedding: bool = False) -> ModerationResult:
+        """The result for one item with long audio or video: its soundtrack streamed in windows
+        (:mod:`tripwire.data.longform`), each scored like a short clip, folded into one result
+        (:mod:`tripwire.moderation.windowed`); its text and image, if any, are scored once beside them.
+
+        Memory is bounded by ``batch_windows`` windows, whatever the length. ``progress(done_s, total_s)`` is
+        called after each batch of windows (``total_s`` None where the container states no length). A long
+        video's frames are not scored (its soundtrack is).
+
+        Raises:
+            MediaError: naming the field: missing, corrupt, no audio stream, or over the windows' limits.
+        """
+        field = "audio" if sample.audio is not None else "video" if sample.video is not None else None
+        if field is None:
+            raise MediaError("item", "not_long", "long media needs an audio or video field")
+        config = self.preprocessor.config.windows
+        policy = self.policy
+        fold = WindowFold(self.categories, config, lambda s: self.decision_scores(s, policy))
+        rest = Sample(id=sample.id, text=sample.text, image=sample.image, meta=sample.meta)
+        if rest.modalities:
+            prepared = await asyncio.to_thread(self.prepare, rest, base_uri)
+            fold.add_part((await self.score([prepared], policy))[0])
+        total = await asyncio.to_thread(media_seconds, field, getattr(sample, field), base_uri, config)
+        windows = audio_windows(field, getattr(sample, field), base_uri, config, SAMPLE_RATE)
+        try:
+            following = await asyncio.to_thread(next, windows, None)
+            batch: list[tuple[Window, bool]] = []
+            while following is not None:
+                window = following
+                following = await asyncio.to_thread(next, windows, None)
+                batch.append((window, following is None))
+                if len(batch) == config.batch_windows or following is None:
+                    scored = await self.score([self.window_item(w) for w, _ in batch], policy)
+                    for (w, last), s in zip(batch, scored):
+                        fold.add(w, s, last)
+                    if progress is not None:
+                        progress(batch[-1][0].end_s, total)
+                    batch = []
+        finally:
+            windows.close()
+        return self.result(sample.id, {}, fold.scored(), market, with_embedding=with_embedding)
+
+    def moderate_long_sync(self, sample: Sample, base_uri: str | None = None, market: str | None = None,
+                           progress: Callable[[float, float | None], None] | None = None,
+                           with_embedding: bool = False) -> ModerationResult:
+        """:meth:`moderate_long` for synchronous callers (scan actors, the demo, benchmarks)."""
+        return asyncio.run(self.moderate_long(sample, base_uri, market, progress, with_embedding))
 
     def moderate_sync(self, samples: Sequence[Sample], base_uri: str | None = None) -> list[ModerationResult]:
         """:meth:`moderate` for synchronous callers (scan actors, the demo, benchmarks, tests)."""

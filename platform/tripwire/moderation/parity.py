@@ -78,18 +78,55 @@ def _attribution_differences(got: Mapping[str, Any], expected: Mapping[str, Any]
 SPEECH_TIME_ATOL = 0.05
 
 
+SCORE_ATOL = 1e-4  # evidence rounds the scores it names
+
+
+def _close_times(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return all(_close(a[k], b[k], SPEECH_TIME_ATOL) for k in ("start_s", "end_s"))
+
+
 def _same_speech(got: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
+    """What was heard: the same sentences and words, at the same times within one alignment frame, each naming the
+    same top category with its score within rounding, and the same worst sentence per category."""
     def words(data):
         return [w for s in data["segments"] for w in s["words"]]
 
-    if {k: v for k, v in got.items() if k != "segments"} != {k: v for k, v in expected.items() if k != "segments"}:
+    plain = ("segments", "worst")
+    if {k: v for k, v in got.items() if k not in plain} != {k: v for k, v in expected.items() if k not in plain}:
         return False
-    if [(s["text"], s["start_s"], s["end_s"]) for s in got["segments"]] != \
-            [(s["text"], s["start_s"], s["end_s"]) for s in expected["segments"]]:
+    mine, theirs = got["segments"], expected["segments"]
+    if [s["text"] for s in mine] != [s["text"] for s in theirs] or not all(map(_close_times, mine, theirs)):
+        return False
+    if [("top" in s, s.get("top", {}).get("category")) for s in mine] != \
+            [("top" in s, s.get("top", {}).get("category")) for s in theirs] or not all(
+            _close(a["top"]["score"], b["top"]["score"], SCORE_ATOL) for a, b in zip(mine, theirs) if "top" in b):
+        return False
+    worst, expected_worst = got.get("worst", {}), expected.get("worst", {})
+    if sorted(worst) != sorted(expected_worst) or any(
+            worst[c]["text"] != w["text"] or not _close_times(worst[c], w) or
+            not _close(worst[c]["score"], w["score"], SCORE_ATOL) for c, w in expected_worst.items()):
         return False
     mine, theirs = words(got), words(expected)
-    return [w["text"] for w in mine] == [w["text"] for w in theirs] and all(
-        _close(a[k], b[k], SPEECH_TIME_ATOL) for a, b in zip(mine, theirs) for k in ("start_s", "end_s"))
+    return [w["text"] for w in mine] == [w["text"] for w in theirs] and all(map(_close_times, mine, theirs))
+
+
+def _same_windows(got: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
+    """Long media's windows: the same settings and count, the same worst windows per category (scores within
+    rounding), each naming the same sentence at the same time."""
+    if {k: v for k, v in got.items() if k != "worst"} != {k: v for k, v in expected.items() if k != "worst"}:
+        return False
+    if sorted(got["worst"]) != sorted(expected["worst"]):
+        return False
+    for category, theirs in expected["worst"].items():
+        mine = got["worst"][category]
+        if [(w["start_s"], w["end_s"], w.get("excerpt"), "span" in w) for w in mine] != \
+                [(w["start_s"], w["end_s"], w.get("excerpt"), "span" in w) for w in theirs]:
+            return False
+        if not all(_close(a["score"], b["score"], SCORE_ATOL) and ("span" not in b or (
+                _close_times(a["span"], b["span"]) and _close(a["span"]["score"], b["span"]["score"], SCORE_ATOL)))
+                for a, b in zip(mine, theirs)):
+            return False
+    return True
 
 
 def _evidence_differences(got: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
@@ -104,6 +141,9 @@ def _evidence_differences(got: Mapping[str, Any], expected: Mapping[str, Any]) -
                 out.append(f"evidence.{kind}: {mine} != {theirs}")
         elif kind == "speech":  # what was heard: the same words, at the same times within one alignment frame
             if not _same_speech(mine, theirs):
+                out.append(f"evidence.{kind}: {mine} != {theirs}")
+        elif kind == "windows":  # long media: the same windows, the worst ones naming the same sentences
+            if not _same_windows(mine, theirs):
                 out.append(f"evidence.{kind}: {mine} != {theirs}")
         elif kind == "unevaluated_signals":  # the categories held at review: the same, scores within rounding
             if sorted(mine) != sorted(theirs) or any(

@@ -27,6 +27,7 @@ from tripwire.policy import Policy
 from tripwire.scan.config import ScanConfig, ScanJob
 from tripwire.scan.output import (QUARANTINE, ScanSummary, ScanWriter, completed_ids, count_pending, prepare_output,
                                   write_summary)
+from tripwire.scan.progress import ProgressWatch
 from tripwire.scan.stages import ModerateBatch, prepare_batch
 
 logger = logging.getLogger(__name__)
@@ -128,9 +129,25 @@ def build_dataset(job: ScanJob, checkpoint: CheckpointManifest, done: set[str]):
                    "base_uri": manifest_base(job.manifest),
                    "quarantine_dir": f"{job.out.rstrip('/')}/{QUARANTINE}", "market": job.market})
     return prepared.map_batches(
-        ModerateBatch, fn_constructor_kwargs={"checkpoint": checkpoint.uri, "policy": job.policy},
+        ModerateBatch, fn_constructor_kwargs={"checkpoint": checkpoint.uri, "policy": job.policy, "out": job.out},
         batch_size=config.batch_size, batch_format="numpy", compute=ActorPoolStrategy(size=config.actors),
         num_cpus=config.cpus_per_actor, num_gpus=gpus_per_actor(config))
+
+
+def scan_rows(tables, writer: ScanWriter, summary: ScanSummary, say: Say, job: ScanJob, total: int, already: int,
+              started: float) -> None:
+    """Writes and counts the results as they come, saying how far the scan has got every ``progress_every_s``."""
+    last_progress = time.perf_counter()
+    for table in tables:
+        rows = table.to_pylist()
+        writer.add(rows)
+        summary.add(rows)
+        now = time.perf_counter()
+        if now - last_progress >= job.scan.progress_every_s:
+            last_progress = now
+            finished = already + summary.items
+            say(f"[scan] {finished}/{total} items ({100 * finished / max(total, 1):.1f}%), "
+                f"{summary.items / (now - started):.1f} items/s")
 
 
 def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy, say: Say = logger.info) -> dict:
@@ -149,20 +166,15 @@ def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy, say: S
         f"{job.scan.actors} model actor(s), batch {job.scan.batch_size}")
     writer = ScanWriter(job.out, checkpoint.categories, job.scan.rows_per_file)
     summary = ScanSummary(checkpoint.categories)
-    last_progress = time.perf_counter()
     # Every row already done (a finished scan run again): nothing to start the pipeline and its actors for.
     tables = build_dataset(job, checkpoint, done).iter_batches(batch_size=None, batch_format="pyarrow") \
         if pending else []
-    for table in tables:
-        rows = table.to_pylist()
-        writer.add(rows)
-        summary.add(rows)
-        now = time.perf_counter()
-        if now - last_progress >= job.scan.progress_every_s:
-            last_progress = now
-            finished = already + summary.items
-            say(f"[scan] {finished}/{total} items ({100 * finished / max(total, 1):.1f}%), "
-                f"{summary.items / (now - started):.1f} items/s")
+    watch = ProgressWatch(job.out, say, job.scan.progress_every_s) if pending else None
+    try:
+        scan_rows(tables, writer, summary, say, job, total, already, started)
+    finally:
+        if watch is not None:
+            watch.close()
     writer.flush()
     wall = time.perf_counter() - started
     report = summary.report(job.out, total, already, wall, {

@@ -4,6 +4,10 @@ Preprocessing (:func:`prepare_batch`) runs as stateless tasks that scale with th
 model (:class:`ModerateBatch`) runs in long-lived actors, on GPUs when they have them. Between the two,
 rows travel as the collated, fixed-shape columns of :meth:`tripwire.data.preprocess.Preprocessor.collate`,
 plus the item's id, market and video frame timestamps.
+
+Long media (audio or video past the media limits, within the windows' limits) is not decoded by the first stage:
+its row carries the item (``long_record``, media URIs made absolute) to the model actor, which streams it window
+by window (:meth:`tripwire.moderation.moderator.Moderator.moderate_long`), so a row never holds an hour of audio.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ import pyarrow as pa
 
 from tripwire.data.sample import MODALITIES
 from tripwire.common.config import from_dict
+from tripwire.data.longform import media_seconds
+from tripwire.data.media import MediaError
 from tripwire.data.preprocess import PreprocessingConfig, Preprocessor
+from tripwire.data.sample import Sample, resolve_uri
 from tripwire.data.quarantine import write_quarantine
-from tripwire.data.rows import prepare_records
+from tripwire.data.rows import prepare_records, quarantine_row
 from tripwire.experts.speech import SAMPLE_RATE
+from tripwire.scan.progress import ItemProgress
 
 
 @functools.lru_cache(maxsize=4)
@@ -46,7 +54,7 @@ def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalit
             empty where it has none) for the moderation actors' expert.
     """
     preprocessor = _preprocessor(preprocessing_json, tuple(modalities), speech)
-    good, bad = prepare_records(batch["id"], batch["record"], lambda s: preprocessor.sample(s, base_uri))
+    good, bad = prepare_records(batch["id"], batch["record"], lambda s: _prepared_or_long(preprocessor, s, base_uri))
     write_quarantine(quarantine_dir, bad)
     items = [prepared for _, prepared in good]
     out = preprocessor.collate(items)
@@ -60,9 +68,35 @@ def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalit
             waves[i] = np.asarray(p.get("speech", np.zeros(0, np.float32)), np.float32)
         out["speech"] = waves
         out["has_speech"] = np.asarray(["speech" in p for p in items], dtype=bool)
+    out["long_record"] = np.asarray([json.dumps(p[LONG]) if LONG in p else "" for p in items], dtype=object)
     out["id"] = np.asarray([s.id for s, _ in good], dtype=object)
     out["market"] = np.asarray([market or s.meta.get("market") for s, _ in good], dtype=object)
     return out
+
+
+LONG = "long_record"
+
+
+def _prepared_or_long(preprocessor: Preprocessor, sample: Sample, base_uri: str) -> dict[str, Any]:
+    """The sample prepared, or, for long media, ``{LONG: its row}`` (its length checked against the windows'
+    limits from the header; its media URIs absolute) for the model actor to stream."""
+    try:
+        return preprocessor.sample(sample, base_uri)
+    except MediaError as exc:
+        if exc.field not in ("audio", "video") or exc.reason not in ("too_long", "too_large"):
+            raise
+    field = "audio" if sample.audio is not None else "video"
+    windows = preprocessor.config.windows
+    seconds = media_seconds(field, getattr(sample, field), base_uri, windows)  # or too_large past the windows'
+    if seconds is not None and seconds > windows.max_seconds:
+        raise MediaError(field, "too_long", f"{seconds:.1f}s > limit {windows.max_seconds}s for long media")
+    row = sample.to_row()
+    for name in ("image", "audio", "video"):
+        if isinstance(row[name], str) and not row[name].startswith("data:"):
+            row[name] = resolve_uri(row[name], base_uri)
+        elif isinstance(row[name], bytes):
+            raise MediaError(name, "too_large", "long media must be given by URI, not inline")
+    return {LONG: row}
 
 
 def rows_from_batch(batch: dict[str, Any], modalities: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -91,9 +125,12 @@ class ModerateBatch:
     Args:
         checkpoint: the model's checkpoint URI.
         policy: a policy YAML (None: the checkpoint's, :meth:`CheckpointManifest.policy`).
+        out: the scan's output folder: how far each long item has got is written there
+            (:mod:`tripwire.scan.progress`), and a long item that turns out unusable part-way (damage its header
+            did not show) goes to its quarantine.
     """
 
-    def __init__(self, checkpoint: str, policy: str | None):
+    def __init__(self, checkpoint: str, policy: str | None, out: str):
         import torch
 
         from tripwire.model.checkpoint import CheckpointManifest
@@ -103,14 +140,31 @@ class ModerateBatch:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.moderator = Moderator.local(checkpoint, CheckpointManifest.read(checkpoint).policy(policy), device)
         self.modalities = tuple(m for m in MODALITIES if m in self.moderator.modalities)
+        self.out = out
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        from tripwire.scan.output import result_rows, result_schema
+        from tripwire.scan.output import QUARANTINE, result_rows, result_schema
 
         ids = [str(i) for i in batch["id"]]
         markets = [m if isinstance(m, str) else None for m in batch["market"]]
-        results = self.moderator.moderate_prepared_sync(ids, rows_from_batch(batch, self.modalities), markets,
-                                                       with_embedding=True)
-        rows = result_rows(results, datetime.datetime.now(datetime.timezone.utc))
+        records = batch.get(LONG, np.asarray([""] * len(ids), dtype=object))
+        items = rows_from_batch(batch, self.modalities)
+        short = [i for i, record in enumerate(records) if not record]
+        results = dict(zip(short, self.moderator.moderate_prepared_sync(
+            [ids[i] for i in short], [items[i] for i in short], [markets[i] for i in short], with_embedding=True)))
+        for i, record in enumerate(records):
+            if record:
+                try:
+                    results[i] = self._long(Sample.from_row(json.loads(record)), markets[i])
+                except MediaError as exc:
+                    write_quarantine(f"{self.out.rstrip('/')}/{QUARANTINE}", [quarantine_row(ids[i], record, exc)])
+        rows = result_rows([results[i] for i in sorted(results)], datetime.datetime.now(datetime.timezone.utc))
         schema = result_schema(self.moderator.categories).append(pa.field("action", pa.string()))
         return pa.Table.from_pylist(rows, schema=schema)
+
+    def _long(self, sample: Sample, market: str | None):
+        progress = ItemProgress(self.out, sample.id)
+        try:
+            return self.moderator.moderate_long_sync(sample, None, market, progress.update, with_embedding=True)
+        finally:
+            progress.finish()
