@@ -412,7 +412,7 @@ class Ingress:
                 else content_digest(sample.text, {})
         body = decision_body(result, source="serving", policy=self.core.policy, detected_at=detected_at,
                              decided_at=decided_at, content_hash=digest,
-                             content_types=result.modalities, language=language, content=content,
+                             content_types=sample.modalities, language=language, content=content,
                              answer=result.replace(latency_ms=None).to_json())
         if request_id:
             body[REQUEST_HASH] = fingerprint  # a retry, from any replica, is checked against it

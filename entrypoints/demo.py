@@ -246,7 +246,7 @@ def moderate_episode(url: str, local: Moderator) -> list[str]:
     said. The in-process core scores the same file meanwhile; returns the differences between the two."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tripwire.scan.progress import clock
+    from tripwire.common.progress import clock
 
     if "speech" not in local.manifest.experts:
         return []

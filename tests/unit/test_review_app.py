@@ -297,3 +297,18 @@ def test_pages_forbid_other_origins():
                                         (b"hello", None)])
 def test_media_types_are_sniffed_from_the_bytes(data, kind):
     assert sniff_media_type(data) == kind
+
+
+def test_media_is_served_in_the_ranges_a_player_asks_for():
+    from tripwire.review.app import ranged_response
+
+    data = bytes(range(100))
+    whole = ranged_response(data, "audio/wav", None)
+    assert whole.status_code == 200 and whole.body == data and whole.headers["accept-ranges"] == "bytes"
+    part = ranged_response(data, "audio/wav", "bytes=10-19")
+    assert part.status_code == 206 and part.body == data[10:20] and part.headers["content-range"] == "bytes 10-19/100"
+    assert ranged_response(data, "audio/wav", "bytes=90-").body == data[90:]
+    assert ranged_response(data, "audio/wav", "bytes=-5").body == data[95:]
+    assert ranged_response(data, "audio/wav", "bytes=95-500").headers["content-range"] == "bytes 95-99/100"
+    assert ranged_response(data, "audio/wav", "bytes=100-").status_code == 416
+    assert ranged_response(data, "audio/wav", "bytes=1-2,5-6").status_code == 200  # several ranges: the whole file

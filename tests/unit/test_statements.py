@@ -412,3 +412,20 @@ def test_the_mapping_loader_rejects_unknown_values_naming_the_field(tmp_path, ed
     edit(data)
     with pytest.raises(ConfigError, match=field):
         DsaMapping.load(write(tmp_path, data))
+
+
+def test_a_statement_names_where_in_long_media_the_evidence_is(sqlite_url):
+    """Long media's worst window per category (the sentence in it that scored highest) is logged as times only, and
+    the statement says when: no words of the content."""
+    scored = result("srv-long", {"harassment": 0.9}, "DE")
+    window = {"start_s": 750.0, "end_s": 780.0, "score": 0.9, "excerpt": "what was said",
+              "span": {"start_s": 751.5, "end_s": 760.25, "score": 0.9}}
+    scored = scored.replace(evidence={"windows": {"window_s": 30.0, "hop_s": 25.0, "count": 200, "duration_s": 5000.0,
+                                                  "worst": {"harassment": [window]}}},
+                            attribution={"harassment": {"driven_by": "speech", "contributions": {"speech": 0.5}}})
+    body = decision_body(scored, source="scan", policy=POLICY, detected_at=DAY, decided_at=DAY + 1,
+                         content_hash="sha256:0", content_types=["audio"], language="en")
+    assert body["where"] == {"harassment": {"start_s": 751.5, "end_s": 760.25, "signal": "speech"}}
+    append(sqlite_url, [("decision", "srv-long", body)])
+    facts = sor.statement(one_case(sqlite_url, "srv-long"), MAPPING)["decision_facts"]
+    assert "At 12:31-12:40 the speech scored highest for harassment" in facts and "what was said" not in facts

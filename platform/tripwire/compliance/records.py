@@ -55,6 +55,25 @@ def check_puid(puid: str) -> str:
     return puid
 
 
+def evidence_times(result: ModerationResult) -> dict[str, dict[str, Any]]:
+    """Per category a reason names, where in the media the evidence is, in seconds (no content): the sentence that
+    scored highest in long media's worst window, or in a short clip's speech."""
+    out = {}
+    windows = (result.evidence.get("windows") or {}).get("worst") or {}
+    speech = (result.evidence.get("speech") or {}).get("worst") or {}
+    for reason in result.decision.reasons:
+        category = reason.category
+        top = (windows.get(category) or [None])[0]
+        if top is not None:
+            span = top.get("span") or top
+            out[category] = {"start_s": span["start_s"], "end_s": span["end_s"],
+                             "signal": "speech" if "span" in top else "audio"}
+        elif category in speech and result.attribution.get(category, {}).get("driven_by") == "speech":
+            out[category] = {"start_s": speech[category]["start_s"], "end_s": speech[category]["end_s"],
+                             "signal": "speech"}
+    return out
+
+
 def decision_body(result: ModerationResult, *, source: str, policy: Policy | None, detected_at: float,
                   decided_at: float, content_hash: str, content_types: Sequence[str], language: str | None = None,
                   content_date: str | None = None, content: Mapping[str, Any] | None = None,
@@ -95,6 +114,7 @@ def decision_body(result: ModerationResult, *, source: str, policy: Policy | Non
         "action": decision["action"],
         "reasons": decision["reasons"],
         "flagged": decision["flagged"],
+        "where": evidence_times(result),
         # Every decision here is the model's and the policy's; "review" hands the decision to people.
         "automated_detection": True,
         "automated_decision": decision["action"] != "review",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, Mapping, Sequence
 
+from tripwire.common.progress import clock
 from tripwire.compliance.cases import Case, utc_date
 from tripwire.compliance.dsa import (AUTOMATED_DECISION_FULLY, AUTOMATED_DECISION_PARTIALLY, DECISION_GROUND_ILLEGAL,
                                      EEA_COUNTRIES, MAX_DECISION_FACTS, MAX_EXPLANATION, DsaMapping, GroundMapping,
@@ -211,6 +212,9 @@ def decision_facts(case: Case, mapping: DsaMapping) -> str:
         parts.append("Category scores that reached a policy threshold: " + "; ".join(acted) + ".")
     for category, modality in _drivers(case, reasons).items():
         parts.append(f"The {modality} part of the content contributed most to the {_label(mapping, category)} score.")
+    for category, where in (body.get("where") or {}).items():
+        parts.append(f"At {clock(where['start_s'])}-{clock(where['end_s'])} the {where.get('signal', 'media')} "
+                     f"scored highest for {_label(mapping, category)}.")
     parts.append(f"Content types assessed: {', '.join(body.get('content_types') or ['unknown'])}.")
     if case.human_decided:
         parts.append(_review_facts(case, mapping, reasons))

@@ -18,6 +18,7 @@ import html
 import json
 import logging
 import mimetypes
+import re
 import statistics
 import time
 from importlib import resources
@@ -55,6 +56,24 @@ SECURITY_HEADERS = {
 # Magic numbers of the formats Tripwire decodes: media sent inline (data: URIs) carry no trustworthy type.
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
                (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"\x1aE\xdf\xa3", "video/webm"), (b"ID3", "audio/mpeg"))
+
+
+def ranged_response(data: bytes, media_type: str, range_header: str | None) -> Response:
+    """The media, or the one byte range a player asked for (``Range: bytes=a-b``, ``a-``, ``-n``): a player seeks
+    (to a flagged sentence minutes in) only where the server answers ranges. Anything else gets the whole file."""
+    headers = {"Cache-Control": "private, max-age=300", "Accept-Ranges": "bytes"}
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", (range_header or "").strip())
+    if match is None or not any(match.groups()) or not data:
+        return Response(data, media_type=media_type, headers=headers)
+    first, last = match.groups()
+    if first:
+        start, end = int(first), min(int(last), len(data) - 1) if last else len(data) - 1
+    else:
+        start, end = max(0, len(data) - int(last)), len(data) - 1
+    if start >= len(data) or start > end:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{len(data)}"})
+    return Response(data[start:end + 1], status_code=206, media_type=media_type,
+                    headers={**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"})
 
 
 def sniff_media_type(data: bytes) -> str | None:
@@ -270,7 +289,7 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None, log: Deci
         return {"item": got[0], "claim": got[1]} if got else {"item": None, "claim": None}
 
     @app.get("/api/items/{item_id:path}/media/{modality}")
-    def media(item_id: str, modality: str, who: Reviewer = Depends(reviewer)) -> Response:
+    def media(item_id: str, modality: str, request: Request, who: Reviewer = Depends(reviewer)) -> Response:
         item = store.item(item_id)
         ref = item.sample.get(modality) if modality in ("image", "audio", "video") else None
         if not ref:
@@ -280,8 +299,7 @@ def create_app(store: ReviewStore, config: ReviewConfig | None = None, log: Deci
         except MediaError as exc:
             raise ReviewError(404, "unknown_media", f"{modality} of {item_id!r}: {exc}") from exc
         kind = sniff_media_type(data) or (mimetypes.guess_type(ref)[0] if isinstance(ref, str) else None)
-        return Response(data, media_type=kind or "application/octet-stream",
-                        headers={"Cache-Control": "private, max-age=300"})
+        return ranged_response(data, kind or "application/octet-stream", request.headers.get("range"))
 
     @app.post("/api/reviews", status_code=201)
     def submit(body: dict[str, Any] = Body(...), who: Reviewer = Depends(reviewer)) -> Response:

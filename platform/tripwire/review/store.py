@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
+from tripwire.compliance.records import evidence_times
 from tripwire.storage.sql import StoreURLError, database, redacted_url
 from tripwire.review.item import ItemError, QueueItem, StoredItem
 from tripwire.review.config import MAX_RATIONALE, RATIONALE_ACTIONS, ReviewConfig
@@ -143,6 +144,18 @@ def request_digest(reviewer: str, item_id: str, labels: Mapping[str, int], actio
 
 def _loads(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
+
+
+def heard(result) -> dict[str, Any]:
+    """What a reviewer is shown of what the speech expert heard: the transcript's sentences with their times (and
+    the category each scored highest), and where each category the policy acted on was found (long media: the
+    worst window's sentence), for the player to start from."""
+    if result is None:
+        return {"transcript": [], "flagged_at": []}
+    speech = result.evidence.get("speech") or {}
+    transcript = [{k: s[k] for k in ("start_s", "end_s", "text", "top") if k in s} for s in speech.get("segments", [])]
+    flagged = [{"category": c, **where} for c, where in evidence_times(result).items()]
+    return {"transcript": transcript, "flagged_at": sorted(flagged, key=lambda f: f["start_s"])}
 
 
 class ReviewStore:
@@ -416,7 +429,7 @@ class ReviewStore:
             "reasons": [dataclasses.asdict(r) for r in result.decision.reasons] if result else [],
             "driven_by": {c: a.get("driven_by") for c, a in result.attribution.items()} if result else {},
             "model_version": row["model_version"], "policy_version": row["policy_version"], "market": row["market"],
-            "meta": sample.get("meta") or {}}
+            "meta": sample.get("meta") or {}, **heard(result)}
         if queue == "adjudication":
             view["escalation"] = stored.escalation
             view["prior_reviews"] = [

@@ -12,14 +12,9 @@ from typing import Callable
 
 import fsspec
 
+from tripwire.common.progress import clock
+
 PROGRESS = "progress"
-
-
-def clock(seconds: float) -> str:
-    """``h:mm:ss`` (``m:ss`` under an hour)."""
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def progress_line(item_id: str, done_s: float, total_s: float | None) -> str:

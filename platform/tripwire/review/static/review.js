@@ -256,6 +256,7 @@
       if (box) media.append(box);
     }
 
+    renderHeard(item);
     renderScores(item);
     renderPrior(item.prior_reviews);
     const escalation = $("escalation");
@@ -303,6 +304,42 @@
     });
     wrap.append(box);
     return wrap;
+  }
+
+  // The item's player (audio, or a video's soundtrack) starts where the first flagged category was found; each
+  // time in the transcript or the flagged list moves it there. It stays muted until the reviewer unmutes it.
+  function player() {
+    return document.querySelector("#item-media audio, #item-media video");
+  }
+
+  function seek(seconds) {
+    const media = player();
+    if (!media) return;
+    const go = () => { media.currentTime = seconds; };
+    if (media.readyState >= 1) go(); else media.addEventListener("loadedmetadata", go, { once: true });
+  }
+
+  function clock(seconds) {
+    const whole = Math.floor(Number(seconds) || 0);
+    const h = Math.floor(whole / 3600), m = Math.floor((whole % 3600) / 60), s = whole % 60;
+    const mm = h ? String(m).padStart(2, "0") : String(m);
+    return `${h ? h + ":" : ""}${mm}:${String(s).padStart(2, "0")}`;
+  }
+
+  function timeButton(start, end, label) {
+    return el("button", { type: "button", class: "seek", "data-start": String(start), onclick: () => seek(start) },
+      `${clock(start)}–${clock(end)}`, label ? ` ${label}` : "");
+  }
+
+  function renderHeard(item) {
+    const transcript = item.transcript || [];
+    const flagged = item.flagged_at || [];
+    $("item-heard").hidden = !transcript.length && !flagged.length;
+    $("flagged-at").replaceChildren(...flagged.map((f) => timeButton(f.start_s, f.end_s, f.category)));
+    $("transcript").replaceChildren(...transcript.map((segment) => el("li", {
+      class: segment.top && flagged.some((f) => f.start_s === segment.start_s) ? "flagged" : null },
+      timeButton(segment.start_s, segment.end_s), " ", el("span", { text: segment.text }))));
+    if (flagged.length) seek(flagged[0].start_s);
   }
 
   function setRevealed(revealed) {
