@@ -107,7 +107,8 @@ class Ingress:
         # media is refused over its own limit before it is decoded or, by URI, read past it.
         self.media_limits = self.manifest.spec.preprocessing.limits
         max_body = int(self.args.max_body_mb * 2**20) if self.args.max_body_mb is not None else None
-        set_body_limits(body_limits(self.media_limits, self.manifest.modalities, max_body))
+        heard = ["audio"] if "speech" in self.manifest.experts else []  # audio is heard even without an audio encoder
+        set_body_limits(body_limits(self.media_limits, [*self.manifest.modalities, *heard], max_body))
         self.review_queue = None
         if self.args.review_store:
             store = open_store(from_home(self.args.review_store), self.manifest.categories)

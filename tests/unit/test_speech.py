@@ -260,3 +260,19 @@ def test_long_speech_is_scored_in_windows_and_evidenced_where_it_was_said(long_s
     assert json.loads(batch[LONG][0])["audio"] == talk and not batch["has_speech"][0]
     [row] = ModerateBatch(checkpoint, None, str(tmp_path / "scan"))(batch).to_pylist()
     assert_same_result(ModerationResult.from_row(row).replace(embedding=None), result)
+
+
+def test_a_text_model_with_a_speech_expert_hears_audio_it_has_no_encoder_for(tiny_model_config, clips, tmp_path):
+    """A text-only checkpoint (OLID's) moderates spoken audio through its speech expert alone: the item's scores are
+    what it said, typed."""
+    config = dataclasses.replace(tiny_model_config, encoders={"text": tiny_model_config.encoders["text"]},
+                                 experts={"speech": ComponentConfig("faster_whisper")})
+    moderator = Moderator.local(save_tiny_checkpoint(config, tmp_path / "ckpt"), policy=Policy.load())
+    heard, typed, silent = moderator.moderate_sync([Sample.from_row({"id": "a", "audio": clips["threat"]}),
+                                                    Sample.from_row({"id": "t", "text": THREAT}),
+                                                    Sample.from_row({"id": "s", "audio": clips["silence"]})])
+    assert heard.modalities == ["speech"] and silent.modalities == [] and silent.action == "allow"
+    assert heard.scores == pytest.approx(typed.scores, abs=1e-5)
+    assert {a["driven_by"] for a in heard.attribution.values()} == {"speech"}
+    with pytest.raises(Exception, match="video: unsupported_modality"):
+        moderator.prepare(Sample.from_row({"id": "v", "video": clips["threat"]}))

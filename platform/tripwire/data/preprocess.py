@@ -202,7 +202,8 @@ class Preprocessor:
         present = sample.modalities
         if not present:
             raise MediaError("item", "empty", "the item has no text, image, audio or video")
-        unsupported = [m for m in present if m not in self.modalities]
+        # Audio a model has no audio encoder for is still heard by its speech expert, if it has one.
+        unsupported = [m for m in present if m not in self.modalities and not (m == "audio" and self.speech_rate)]
         if unsupported:
             raise MediaError(unsupported[0], "unsupported_modality", f"this model has no {unsupported[0]} encoder")
         out: dict[str, Any] = {}
@@ -213,7 +214,8 @@ class Preprocessor:
             out["image"] = self.image(decode_image(read_media("image", sample.image, base_uri, limits.max_image_bytes), limits))
         if sample.audio is not None:
             wave, rate = decode_audio(read_media("audio", sample.audio, base_uri, limits.max_audio_bytes), limits)
-            out["audio"] = self.audio(wave, rate)
+            if "audio" in self.modalities:
+                out["audio"] = self.audio(wave, rate)
             if self.speech_rate:
                 out["speech"] = self.speech(wave, rate)
         if sample.video is not None:

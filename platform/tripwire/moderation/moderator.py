@@ -253,19 +253,26 @@ class Moderator:
         subsets = [self.evaluated_subsets(frozenset(item) | ({"speech"} if i in said else set()), policy)
                    for i, item in enumerate(requests)]
         extra = [(i, subset) for i, wanted in enumerate(subsets) for subset in wanted]
-        fused = await self.backend.fuse(requests + [{m: requests[i][m] for m in subset} for i, subset in extra]
-                                        + [{"text": out["embedding"]} for out in spoken_text])
+        # An item only heard (audio for a model without an audio encoder) has nothing for the fusion head.
+        whole = [i for i, request in enumerate(requests) if request]
+        to_fuse = ([requests[i] for i in whole] + [{m: requests[i][m] for m in subset} for i, subset in extra]
+                   + [{"text": out["embedding"]} for out in spoken_text])
+        fused = await self.backend.fuse(to_fuse) if to_fuse else []
+        nothing = {"scores": np.zeros(len(self.categories), np.float32), "attribution": {}}
+        items: list[dict[str, Any]] = [nothing] * len(requests)
+        for i, output in zip(whole, fused):
+            items[i] = output
         by_item: list[dict[frozenset[str], np.ndarray]] = [{} for _ in requests]
-        for (i, subset), output in zip(extra, fused[len(requests):len(requests) + len(extra)]):
+        for (i, subset), output in zip(extra, fused[len(whole):len(whole) + len(extra)]):
             by_item[i][subset] = output["scores"]
         segment_scores: list[list[np.ndarray] | None] = [None] * len(prepared)
-        for (i, _), output in zip(utterances, fused[len(requests) + len(extra):]):
+        for (i, _), output in zip(utterances, fused[len(whole) + len(extra):]):
             segment_scores[i] = (segment_scores[i] or []) + [np.asarray(output["scores"])]
         speech_scores = [np.max(np.stack(s), axis=0) if s else None for s in segment_scores]
         encoders_ms, fusion_ms = 1000 * (encoded_at - started), 1000 * (time.perf_counter() - encoded_at)
         return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms, f.get("embedding"), subset, t, s,
                        per_segment, policy)
-                for enc, f, subset, t, s, per_segment in zip(encoded, fused, by_item, transcripts, speech_scores,
+                for enc, f, subset, t, s, per_segment in zip(encoded, items, by_item, transcripts, speech_scores,
                                                              segment_scores)]
 
     def evaluated_subsets(self, signals: frozenset[str], policy: Policy) -> set[frozenset[str]]:
