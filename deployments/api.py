@@ -102,6 +102,11 @@ class ModerateRequest(BaseModel):
 
 LONG_MEDIA_FIELDS = ("audio", "video")
 ASYNC_ROUTE = "/v1/jobs"
+# A job's media: a URI the deployment allow-lists, of a file that decodes (the format says so; a fuzzer draws
+# such URIs, tests/schemathesis_hooks.py).
+MEDIA_URI_FORMAT = "tripwire-media-uri"
+MediaURI = Annotated[str, AfterValidator(_unicode), WithJsonSchema({"type": "string", "format": MEDIA_URI_FORMAT,
+                                                                     "maxLength": 4096})]
 
 
 class JobRequest(BaseModel):
@@ -111,11 +116,11 @@ class JobRequest(BaseModel):
         "oneOf": [{"required": [name], "properties": {name: {"type": "string"}}} for name in LONG_MEDIA_FIELDS]})
 
     id: Key | None = Field(default=None, description="caller's item id, echoed back in the result")
-    audio: Text | None = Field(default=None, max_length=4096, description=(
+    audio: MediaURI | None = Field(default=None, max_length=4096, description=(
         "the audio file's URI (``s3://``, ``file://``, ...), under a prefix the deployment allow-lists "
         "(``uri_allow_list``; otherwise 422 ``disallowed_uri``); inline bytes are not taken here. Longer than the "
         "windows' ``max_seconds`` or larger than their ``max_bytes``: 413"))
-    video: Text | None = Field(default=None, max_length=4096, description=(
+    video: MediaURI | None = Field(default=None, max_length=4096, description=(
         "a video file's URI, as for audio: its soundtrack is scored in windows (its frames are not)"))
     text: Text | None = Field(default=None, description="the item's title or description, scored with it")
     market: Market | None = Field(default=None, description="ISO 3166-1 alpha-2 market (selects policy overrides)")

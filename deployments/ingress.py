@@ -253,6 +253,7 @@ class Ingress:
         return self.jobs
 
     def _start_job_workers(self) -> None:
+        """Starts this replica's job workers where they are not running (called on the replica's event loop)."""
         if self.jobs is None:
             return
         self.job_workers = [t for t in self.job_workers if not t.done()]

@@ -11,6 +11,7 @@ be answered 200. Video encoding is slow, so a handful of clips are made and samp
 from __future__ import annotations
 
 import base64
+import os
 
 import numpy as np
 import schemathesis
@@ -63,6 +64,8 @@ STRATEGIES = {
     "tripwire-video": _encoded(VIDEOS),
     # OpenAI image_url parts: only data: URLs are accepted (remote URLs are refused, as documented).
     "tripwire-image-data-url": _encoded(IMAGES, data_uri_only=True),
+    # The job API's media: allow-listed URIs of real files (tests/integration/test_openapi_fuzz.py writes them).
+    "tripwire-media-uri": st.sampled_from(os.environ.get("TRIPWIRE_FUZZ_MEDIA_URIS", "file:///nowhere/a.flac").split(",")),
 }
 
 for _name, _strategy in STRATEGIES.items():

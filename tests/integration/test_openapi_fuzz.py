@@ -13,15 +13,21 @@ from pathlib import Path
 
 from helpers import REPO
 
-# Per operation (6: the three scoring POSTs and the three GETs), on top of the coverage phase's own
+# Per operation (8: the three scoring POSTs, the job POST, and the four GETs), on top of the coverage phase's own
 # boundary cases: the whole run takes ~1 min against the tiny model on 2 cores.
 MAX_EXAMPLES = 40
 
 
-def test_schemathesis_finds_nothing(served, tmp_path):
+def test_schemathesis_finds_nothing(served, serve_endpoint, tmp_path):
+    import numpy as np
+    import soundfile
+
     url, _ = served
     st = Path(sys.executable).with_name("st")
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+    # The job API takes media by allow-listed URI: a short clip there for the fuzzer's jobs.
+    clip = serve_endpoint["long_media"] / "fuzz.flac"
+    soundfile.write(str(clip), (0.1 * np.sin(np.arange(32000) / 16000 * 2 * np.pi * 330)).astype(np.float32), 16000)
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks", "TRIPWIRE_FUZZ_MEDIA_URIS": f"file://{clip}",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")]))}
     command = [str(st), "--config-file", str(REPO / "tests" / "schemathesis.toml"), "run", f"{url}/openapi.json",
                "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
@@ -34,7 +40,7 @@ def test_schemathesis_finds_nothing(served, tmp_path):
     # On failure the output names each finding with a curl line to reproduce it, and the run's seed.
     assert done.returncode == 0, done.stdout[-12_000:] + done.stderr[-4_000:]
     assert "No issues found" in done.stdout, done.stdout[-4_000:]
-    # Every operation in the document was exercised (the scoring POSTs and the GETs).
+    # Every operation in the document was exercised (the scoring POSTs, the job API and the GETs).
     selected = re.search(r"Selected: (\d+)/(\d+)", done.stdout)
     tested = re.search(r"Tested: (\d+)", done.stdout)
-    assert selected and tested and int(tested[1]) == int(selected[1]) == int(selected[2]) >= 6, done.stdout[-4_000:]
+    assert selected and tested and int(tested[1]) == int(selected[1]) == int(selected[2]) >= 8, done.stdout[-4_000:]

@@ -138,3 +138,23 @@ def test_jobs_are_claimed_once_renewed_and_taken_up_again_after_a_lost_lease(job
     store.claim("replica-c", lease_s=30)
     assert store.fail(broken.id, "replica-c", {"field": "audio", "reason": "corrupt", "message": "audio: corrupt"})
     assert store.get(broken.id).to_json()["error"]["reason"] == "corrupt"
+
+
+def test_a_scan_says_how_far_each_long_item_has_got(tmp_path):
+    from tripwire.scan.progress import ItemProgress, ProgressWatch, read_progress
+
+    said = []
+    watch = ProgressWatch(str(tmp_path), said.append, every_s=0.05)
+    progress = ItemProgress(str(tmp_path), "episode/7")  # ids are not file names
+    progress.update(750.0, 3600.0)
+    deadline = time.monotonic() + 5
+    while not said and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert read_progress(str(tmp_path)) == {"episode/7": (750.0, 3600.0)}
+    progress.update(3700.0, None)
+    while len(said) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    progress.finish()
+    watch.close()
+    assert said[:2] == ["[scan] episode/7: 12:30 of 1:00:00 scored (21%)", "[scan] episode/7: 1:01:40 scored"]
+    assert read_progress(str(tmp_path)) == {}
