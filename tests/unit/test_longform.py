@@ -158,3 +158,17 @@ def test_a_scan_says_how_far_each_long_item_has_got(tmp_path):
     watch.close()
     assert said[:2] == ["[scan] episode/7: 12:30 of 1:00:00 scored (21%)", "[scan] episode/7: 1:01:40 scored"]
     assert read_progress(str(tmp_path)) == {}
+
+
+def test_sentences_are_cut_at_their_ends_and_pauses_and_read_the_same_after_json():
+    from tripwire.experts.speech import Word
+
+    words = [Word(" Good", 0.0, 0.3), Word(" morning.", 0.3, 0.8), Word(" I", 1.0, 1.1), Word(" will", 1.1, 1.3),
+             Word(" call", 1.3, 1.6), Word(" you", 3.0, 3.2), Word(" soon!", 3.2, 3.6)]
+    transcript = Transcript("en", 4.0, (Segment(" Good morning. I will call you soon!", 0.0, 3.6, tuple(words)),))
+    sentences = transcript.by_sentence()
+    assert [(s.text, s.start_s, s.end_s) for s in sentences.segments] == [
+        ("Good morning.", 0.0, 0.8), ("I will call", 1.0, 1.6), ("you soon!", 3.0, 3.6)]  # a 1.4 s pause cuts too
+    assert Transcript.from_json(transcript.to_json()).by_sentence().segments == tuple(
+        Segment(s.text, s.start_s, s.end_s, tuple(Word(w.text.strip(), w.start_s, w.end_s) for w in s.words))
+        for s in sentences.segments)

@@ -87,7 +87,10 @@ class Transcript:
 
 
 def _joined(words: Sequence[Word]) -> Segment:
-    return Segment("".join(w.text for w in words).strip(), words[0].start_s, words[-1].end_s, tuple(words))
+    # Words joined by spaces, not by their own leading spaces: those do not survive JSON (Transcript.to_json strips
+    # them), and a transcript from a Serve replica must read the same as one made in process.
+    return Segment(" ".join(w.text.strip() for w in words if w.text.strip()), words[0].start_s, words[-1].end_s,
+                   tuple(words))
 
 
 class SpeechExpert(Protocol):
