@@ -230,7 +230,8 @@ def test_long_speech_is_scored_in_windows_and_evidenced_where_it_was_said(long_s
 
     checkpoint, talk = long_speech
     moderator = Moderator.local(checkpoint, policy=Policy.load())
-    sample = Sample.from_row({"id": "talk", "audio": talk})
+    # With a title: typed text (evaluated) is one part of the item, the windows' audio and speech the others.
+    sample = Sample.from_row({"id": "talk", "audio": talk, "text": "Episode 12: our garden"})
     with pytest.raises(MediaError, match="too_long"):
         moderator.moderate_sync([sample])  # over the synchronous limit
     told = []
@@ -254,10 +255,15 @@ def test_long_speech_is_scored_in_windows_and_evidenced_where_it_was_said(long_s
             assert top["start_s"] <= top["span"]["start_s"] and top["span"]["end_s"] <= top["end_s"]
     # A scan's preprocessing passes the long row on whole; its model actor streams it to the same result.
     manifest = CheckpointManifest.read(checkpoint)
-    batch = prepare_batch({"id": np.asarray(["talk"], object), "record": np.asarray([json.dumps({"id": "talk", "audio": talk})], object)},
+    batch = prepare_batch({"id": np.asarray(["talk"], object), "record": np.asarray([json.dumps(sample.to_row())], object)},
                           json.dumps(to_dict(manifest.preprocessing())), tuple(manifest.modalities), str(tmp_path),
                           str(tmp_path / "q"), None, speech=True)
     assert json.loads(batch[LONG][0])["audio"] == talk and not batch["has_speech"][0]
+    # The title is evaluated (text): held-back categories name only the windows' signals, and its own score stands.
+    assert sorted(result.modalities) == ["audio", "speech", "text"]
+    assert all(set(held["signals"]) <= {"audio", "speech"} for held in result.evidence.get("unevaluated_signals", {}).values())
+    [title] = moderator.moderate_sync([Sample.from_row({"id": "title", "text": "Episode 12: our garden"})])
+    assert all(result.scores[c] >= title.scores[c] - 1e-5 for c in title.scores)
     [row] = ModerateBatch(checkpoint, None, str(tmp_path / "scan"))(batch).to_pylist()
     assert_same_result(ModerationResult.from_row(row).replace(embedding=None), result)
 

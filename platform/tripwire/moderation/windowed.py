@@ -60,7 +60,9 @@ class WindowFold:
         self.rank_scores = rank_scores
         self.fused: np.ndarray | None = None
         self.attribution: dict[str, np.ndarray] = {}
-        self.subsets: dict[frozenset[str], np.ndarray] = {}
+        # Per category, the highest score its evaluated encoded signals gave alone in any part (they can differ from
+        # part to part: a podcast's text is one part, its windows' audio the others).
+        self.evaluated: dict[int, float] = {}
         self.modalities: set[str] = set()
         self.embedding_sum: np.ndarray | None = None
         self.parts = 0
@@ -104,9 +106,13 @@ class WindowFold:
                 self.attribution[modality] = np.where(higher, np.asarray(values), mine)
             for modality in set(self.attribution) - set(scored.attribution):
                 self.attribution[modality] = np.where(higher, 0.0, self.attribution[modality])
-        for subset, values in (scored.subset_scores or {}).items():
-            held = self.subsets.get(subset)
-            self.subsets[subset] = np.asarray(values) if held is None else np.maximum(held, values)
+        encoded = frozenset(scored.encoded)
+        if scored.policy is not None:
+            for j, category in enumerate(self.categories):
+                alone = scored.policy.trusted(category) & encoded
+                if alone:
+                    value = float((scored.scores if alone == encoded else scored.subset_scores[alone])[j])
+                    self.evaluated[j] = max(self.evaluated.get(j, value), value)
         self.modalities |= set(scored.encoded)
         if scored.embedding is not None:
             embedding = np.asarray(scored.embedding, dtype=np.float64)
@@ -142,9 +148,20 @@ class WindowFold:
             self.segments else None
         embedding = self.embedding_sum / self.parts if self.parts else None
         return Scored({m: {} for m in sorted(self.modalities)}, self.fused, self.attribution, embedding=embedding,
-                      subset_scores=self.subsets, transcript=transcript, speech_scores=speech,
+                      subset_scores=self.subset_scores(), transcript=transcript, speech_scores=speech,
                       segment_scores=list(self.segment_scores) or None, policy=self.policy,
                       windows=self.evidence())
+
+    def subset_scores(self) -> dict[frozenset[str], np.ndarray]:
+        """The evaluated encoded signals' scores, keyed as the moderation core reads them for the whole item (the
+        evaluated signals among all the item's encoded ones, where those are fewer)."""
+        out: dict[frozenset[str], np.ndarray] = {}
+        encoded = frozenset(self.modalities)
+        for j, category in enumerate(self.categories):
+            alone = self.policy.trusted(category) & encoded if self.policy is not None else frozenset()
+            if alone and alone != encoded and j in self.evaluated:
+                out.setdefault(alone, np.zeros(len(self.categories), np.float32))[j] = self.evaluated[j]
+        return out
 
     def evidence(self) -> dict[str, Any]:
         """The windows' settings and count, and per category the worst windows with the sentence that made them."""
