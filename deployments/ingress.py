@@ -275,8 +275,16 @@ class Ingress:
                 await self._run_job(job)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a lost model replica, a store outage: the lease runs out and the job is retried
+            except (RayActorError, ActorUnavailableError, BackPressureError, OSError):
+                # A lost model replica, an overloaded one, a store outage: the lease runs out and the job is retried.
                 logger.exception("jobs: job %s stopped; it is taken up again once its lease runs out", job.id)
+            except Exception as exc:  # a fault that would recur on every retry: the job fails, saying so
+                logger.exception("jobs: job %s failed", job.id)
+                error = {"field": "job", "reason": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
+                try:
+                    await asyncio.to_thread(self.jobs.fail, job.id, self.worker_id, error)
+                except Exception:
+                    logger.exception("jobs: cannot record that job %s failed", job.id)
 
     async def _run_job(self, job: Job) -> None:
         request = job.request
