@@ -298,7 +298,7 @@ class Ingress:
 
         async def renew() -> None:
             while True:
-                await asyncio.sleep(min(self.args.jobs_lease_s / 4, 5.0))  # the lease, and progress to show
+                await asyncio.sleep(min(self.args.jobs_lease_s / 4, 2.0))  # the lease, and progress to show
                 if not await asyncio.to_thread(self.jobs.renew, job.id, self.worker_id, self.args.jobs_lease_s,
                                                progress["done_s"], progress["total_s"]):
                     logger.warning("jobs: job %s is no longer this replica's", job.id)

@@ -15,7 +15,7 @@ from helpers import REPO
 
 # Per operation (8: the three scoring POSTs, the job POST, and the four GETs), on top of the coverage phase's own
 # boundary cases: the whole run takes ~35 s against the tiny model on 2 cores.
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 25
 
 
 def test_schemathesis_finds_nothing(served, serve_endpoint, tmp_path):
