@@ -162,8 +162,8 @@ def scan_catalogue(checkpoint: str, manifest: str, out: Path, policy: Path | Non
     from tripwire.scan.output import read_results
 
     config = WORK / "scan-episodes.yaml"
-    config.write_text(yaml.safe_dump({"actors": 2, "cpus_per_actor": 0.9, "batch_size": 1, "preprocess_batch_size": 1,
-                                      "preprocess_cpus": 0.1, "progress_every_s": 30}))
+    config.write_text(yaml.safe_dump({"actors": 2, "cpus_per_actor": 0.5, "batch_size": 1, "preprocess_batch_size": 1,
+                                      "preprocess_cpus": 0.25, "progress_every_s": 30}))
     command = [sys.executable, "-m", "entrypoints.cli", "scan", "--checkpoint", checkpoint, "--manifest", manifest,
                "--out", str(out), "--config", str(config)]
     subprocess.run(command + (["--policy", str(policy)] if policy else []), cwd=REPO, check=True)
@@ -174,12 +174,12 @@ def episodes(checkpoint: str, count: int, minutes: float, evaluated_on: str) -> 
     from pipelines.golden_sets import register_episodes
     from tripwire.data.episodes import EpisodeRecipe
     from tripwire.data.sample import read_manifest
-    from tripwire.evaluation.golden import load_catalogue
+    from tripwire.evaluation.golden import manifest_uri
 
     catalogue = str(WORK / "golden" / "catalogue.yaml")
     started = time.perf_counter()
     golden, _ = register_episodes(str(OLID), catalogue, EpisodeRecipe(episodes=count, minutes=minutes), say=print)
-    manifest = load_catalogue(catalogue).get(golden.ref).manifest
+    manifest = manifest_uri(golden, catalogue)
     made_s = time.perf_counter() - started
     rows = {s.id: s for s in read_manifest(manifest)}
     figures = {"golden": golden.ref, "golden_sha256": golden.sha256, "episodes": count, "minutes": minutes,
@@ -197,13 +197,19 @@ def episodes(checkpoint: str, count: int, minutes: float, evaluated_on: str) -> 
 def summarise(results: list, rows: dict) -> dict:
     violating = [r for r in results if rows[r.id].meta.get("violation")]
     benign = [r for r in results if not rows[r.id].meta.get("violation")]
-    found = 0
+    found = in_top = 0
     misses = []
+
+    def near(span: dict, truth: dict) -> bool:
+        return abs(span["start_s"] - truth["start_s"]) <= LOCALISED_S and abs(span["end_s"] - truth["end_s"]) <= LOCALISED_S
+
     for result in violating:
         truth = rows[result.id].meta["violation"]
-        top = result.evidence["windows"]["worst"][CATEGORY][0]
+        worst = result.evidence["windows"]["worst"][CATEGORY]
+        top = worst[0]
         span = top.get("span") or top
-        if abs(span["start_s"] - truth["start_s"]) <= LOCALISED_S and abs(span["end_s"] - truth["end_s"]) <= LOCALISED_S:
+        in_top += any(near(w.get("span") or w, truth) for w in worst)
+        if near(span, truth):
             found += 1
         else:
             misses.append({"id": result.id, "truth": [truth["start_s"], truth["end_s"]],
@@ -214,6 +220,8 @@ def summarise(results: list, rows: dict) -> dict:
     detected = sum(r.action != "allow" for r in violating)
     return {"localised_within_5s": {"value": round(found / max(len(violating), 1), 4),
                                     "ci": wilson(found, len(violating)), "n": len(violating)},
+            "localised_in_the_3_worst_windows": {"value": round(in_top / max(len(violating), 1), 4),
+                                                 "ci": wilson(in_top, len(violating))},
             "violating_flagged": {"value": round(detected / max(len(violating), 1), 4),
                                   "ci": wilson(detected, len(violating))},
             "benign_hours": round(hours, 3),
@@ -242,11 +250,18 @@ def spoken(checkpoint: str, limit: int | None, replicates: int = 2000) -> dict:
     from pipelines.evaluate import make_job, run as evaluate
     from pipelines.golden_sets import register_olid, register_spoken_olid
     from tripwire.data.sample import read_manifest
-    from tripwire.evaluation.golden import load_catalogue
+    from tripwire.evaluation.golden import manifest_uri
     from tripwire.model.checkpoint import CheckpointManifest
     from tripwire.scan.output import read_results
 
+    import yaml
+
     catalogue = str(WORK / "golden" / "catalogue.yaml")
+    config = yaml.safe_load((REPO / "pipelines/configs/evaluate.yaml").read_text())
+    # Two model actors on the two cores (the whisper runs one thread each); the light preprocessing beside them.
+    config["scan"].update(actors=2, cpus_per_actor=0.5, batch_size=16, preprocess_batch_size=16, preprocess_cpus=0.25)
+    config_path = WORK / "evaluate-2-actors.yaml"
+    config_path.write_text(yaml.safe_dump(config))
     typed_set, _ = register_olid(str(OLID), catalogue)
     spoken_set, _ = register_spoken_olid(str(OLID), catalogue, limit)
     reports = {}
@@ -254,13 +269,13 @@ def spoken(checkpoint: str, limit: int | None, replicates: int = 2000) -> dict:
     try:
         for name, golden in (("typed", typed_set), ("spoken", spoken_set)):
             started = time.perf_counter()
-            report = evaluate(make_job(checkpoint, golden.ref, str(WORK / f"eval-{name}"),
-                                       config=str(REPO / "pipelines/configs/evaluate.yaml"), catalogue=catalogue))
+            report = evaluate(make_job(checkpoint, golden.ref, str(WORK / f"eval-{name}"), config=str(config_path),
+                                       catalogue=catalogue))
             reports[name] = (report, time.perf_counter() - started)
     finally:
         ray.shutdown()
     threshold = CheckpointManifest.read(checkpoint).policy().rule(CATEGORY).restrict
-    labels = {s.id: s.labels[CATEGORY] for s in read_manifest(load_catalogue(catalogue).get(typed_set.ref).manifest)}
+    labels = {s.id: s.labels[CATEGORY] for s in read_manifest(manifest_uri(typed_set, catalogue))}
     typed = {r["id"]: r for r in read_results(reports["typed"][0]["scan"])}
     said = {r["id"].removeprefix("spoken-"): r for r in read_results(reports["spoken"][0]["scan"])}
     ids = sorted(set(typed) & set(said))

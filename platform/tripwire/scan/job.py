@@ -146,8 +146,9 @@ def scan_rows(tables, writer: ScanWriter, summary: ScanSummary, say: Say, job: S
         if now - last_progress >= job.scan.progress_every_s:
             last_progress = now
             finished = already + summary.items
-            say(f"[scan] {finished}/{total} items ({100 * finished / max(total, 1):.1f}%), "
-                f"{summary.items / (now - started):.1f} items/s")
+            rate = summary.items / (now - started)
+            speed = f"{rate:.1f} items/s" if rate >= 1 else f"{60 * rate:.1f} items/min"  # long media: minutes each
+            say(f"[scan] {finished}/{total} items ({100 * finished / max(total, 1):.1f}%), {speed}")
 
 
 def execute(job: ScanJob, checkpoint: CheckpointManifest, policy: Policy, say: Say = logger.info) -> dict:
