@@ -225,10 +225,8 @@ class Ingress:
             if not uri_allowed(uri, self.uri_allow_list):
                 raise MediaError(field, "disallowed_uri",
                                  "this URI is not on the configured allow-list (URIs are off by default)")
-            windows = self.manifest.spec.preprocessing.windows
-            seconds = await asyncio.to_thread(media_seconds, field, uri, None, windows)  # the header only
-            if seconds is not None and seconds > windows.max_seconds:
-                raise MediaError(field, "too_long", f"{seconds:.1f}s > limit {windows.max_seconds}s for long media")
+            # The header only: over the windows' limits (or unreadable) is refused now, not found by the job.
+            await asyncio.to_thread(media_seconds, field, uri, None, self.manifest.spec.preprocessing.windows)
         except MediaError as exc:
             self.metrics.error("jobs", exc.reason)
             raise

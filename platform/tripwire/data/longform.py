@@ -67,6 +67,7 @@ class Window:
     start_s: float
     end_s: float
     wave: np.ndarray
+    media_s: float | None = None  # the whole media's length as its header states it (None: it states none)
 
 
 def _open(field: str, ref: MediaRef, base_uri: str | None, config: WindowConfig):
@@ -81,20 +82,39 @@ def _open(field: str, ref: MediaRef, base_uri: str | None, config: WindowConfig)
     return open_media(field, resolve_uri(ref, base_uri), config.max_bytes)
 
 
+def _header_seconds(container) -> float | None:
+    """The length its container's header states: the first audio stream's, else the container's (None: none)."""
+    stream = container.streams.audio[0] if container.streams.audio else None
+    if stream is not None and stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1e6 if container.duration else None
+
+
+def _checked_seconds(field: str, container, config: WindowConfig) -> float | None:
+    """:func:`_header_seconds`, refused (``too_long``) past ``config.max_seconds``."""
+    seconds = _header_seconds(container)
+    if seconds is not None and seconds > config.max_seconds:
+        raise MediaError(field, "too_long", f"{seconds:.1f}s > limit {config.max_seconds}s for long media")
+    return seconds
+
+
 def media_seconds(field: str, ref: MediaRef, base_uri: str | None, config: WindowConfig) -> float | None:
     """The media's length as its container's header states it (None where it states none); reads the header
-    only."""
+    only.
+
+    Raises:
+        MediaError: naming ``field``: missing, unreadable, corrupt, or over the windows' ``max_bytes`` /
+            ``max_seconds`` (long media the windows would refuse is refused here, before any decoding).
+    """
     import av
 
     with _open(field, ref, base_uri, config) as handle:
         try:
-            with av.open(handle) as container:
-                stream = container.streams.audio[0] if container.streams.audio else None
-                if stream is not None and stream.duration is not None and stream.time_base:
-                    return float(stream.duration * stream.time_base)
-                return container.duration / 1e6 if container.duration else None
+            container = av.open(handle)
         except Exception as exc:
             raise MediaError(field, "corrupt", f"cannot open container: {exc}") from exc
+        with container:
+            return _checked_seconds(field, container, config)
 
 
 def audio_windows(field: str, ref: MediaRef, base_uri: str | None, config: WindowConfig,
@@ -123,12 +143,7 @@ def audio_windows(field: str, ref: MediaRef, base_uri: str | None, config: Windo
             if not container.streams.audio:
                 raise MediaError(field, "no_audio_stream", "the container has no audio stream")
             stream = container.streams.audio[0]
-            if stream.duration is not None and stream.time_base:
-                seconds = float(stream.duration * stream.time_base)
-            else:
-                seconds = container.duration / 1e6 if container.duration else None
-            if seconds is not None and seconds > config.max_seconds:
-                raise MediaError(field, "too_long", f"{seconds:.1f}s > limit {config.max_seconds}s")
+            seconds = _checked_seconds(field, container, config)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
             pending: list[np.ndarray] = []  # decoded samples not yet in a window, joined once a window is full
             pending_n = start_n = decoded = index = 0
@@ -147,7 +162,7 @@ def audio_windows(field: str, ref: MediaRef, base_uri: str | None, config: Windo
                 pending, pending_n = [], 0
                 while len(buffer) >= window_n:
                     yield Window(index, start_n / sample_rate, (start_n + window_n) / sample_rate,
-                                 buffer[:window_n].copy())
+                                 buffer[:window_n].copy(), seconds)
                     index += 1
                     buffer = buffer[hop_n:]
                     start_n += hop_n
@@ -157,7 +172,8 @@ def audio_windows(field: str, ref: MediaRef, base_uri: str | None, config: Windo
             # The tail: what the last full window did not reach (all of it when there was none).
             covered = window_n - hop_n if index else 0
             if len(buffer) > covered:
-                yield Window(index, start_n / sample_rate, (start_n + len(buffer)) / sample_rate, buffer.copy())
+                yield Window(index, start_n / sample_rate, (start_n + len(buffer)) / sample_rate, buffer.copy(),
+                             seconds)
     finally:
         handle.close()
 

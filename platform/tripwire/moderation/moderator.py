@@ -27,7 +27,7 @@ from tripwire.data.sample import MODALITIES
 from tripwire.model.calibration import PlattCalibration
 from tripwire.model.checkpoint import CheckpointManifest, load_model
 from tripwire.policy import Policy
-from tripwire.data.longform import Window, audio_windows, media_seconds
+from tripwire.data.longform import Window, audio_windows
 from tripwire.data.media import MediaError
 from tripwire.data.preprocess import Preprocessor
 from tripwire.data.sample import Sample
@@ -461,7 +461,6 @@ class Moderator:
         if rest.modalities:
             prepared = await asyncio.to_thread(self.prepare, rest, base_uri)
             fold.add_part((await self.score([prepared], policy))[0])
-        total = await asyncio.to_thread(media_seconds, field, getattr(sample, field), base_uri, config)
         windows = audio_windows(field, getattr(sample, field), base_uri, config, SAMPLE_RATE)
         try:
             following = await asyncio.to_thread(next, windows, None)
@@ -475,7 +474,7 @@ class Moderator:
                     for (w, last), s in zip(batch, scored):
                         fold.add(w, s, last)
                     if progress is not None:
-                        progress(batch[-1][0].end_s, total)
+                        progress(batch[-1][0].end_s, batch[-1][0].media_s)
                     batch = []
         finally:
             windows.close()
