@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.deps-$(PINS_HASH)
 LINK_STAMP := $(VENV)/.link-$(PINS_HASH)-$(PATH_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration bench browser postgres speech-tools clean
+.PHONY: setup demo test test-unit test-integration bench browser postgres speech-tools ocr-tools clean
 
 setup: $(LINK_STAMP)
 
@@ -57,6 +57,10 @@ postgres:  ## Debian's PostgreSQL server, for the review store's PostgreSQL test
 speech-tools:  ## Debian's espeak-ng and sox: spoken test clips and golden sets are made with them
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q espeak-ng sox
+
+ocr-tools:  ## Debian's tesseract-ocr (English): the second OCR engine, beside the rapidocr wheel
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q tesseract-ocr tesseract-ocr-eng
 
 clean:
 	rm -rf runs data .pytest_cache

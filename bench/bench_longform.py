@@ -234,6 +234,26 @@ def summarise(results: list, rows: dict) -> dict:
 
 
 # -- spoken OLID ----------------------------------------------------------------------------------------------
+def evaluate_sets(runs: list[tuple[str, str, str]], config: Path, catalogue: str, work: Path) -> dict:
+    """Each ``(name, checkpoint, golden ref)`` through ``tripwire evaluate`` on one local Ray of the machine's two
+    cores, into ``work/eval-<name>``: name -> (its report, wall seconds)."""
+    import ray
+
+    from pipelines.evaluate import make_job, run as evaluate
+
+    reports = {}
+    ray.init(num_cpus=2, log_to_driver=False, logging_level="ERROR")
+    try:
+        for name, checkpoint, golden in runs:
+            started = time.perf_counter()
+            report = evaluate(make_job(checkpoint, golden, str(work / f"eval-{name}"), config=str(config),
+                                       catalogue=catalogue))
+            reports[name] = (report, time.perf_counter() - started)
+    finally:
+        ray.shutdown()
+    return reports
+
+
 def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
     scores = []
     for positive in (1, 0):
@@ -245,9 +265,6 @@ def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def spoken(checkpoint: str, limit: int | None, replicates: int = 2000) -> dict:
-    import ray
-
-    from pipelines.evaluate import make_job, run as evaluate
     from pipelines.golden_sets import register_olid, register_spoken_olid
     from tripwire.data.sample import read_manifest
     from tripwire.evaluation.golden import manifest_uri
@@ -264,16 +281,8 @@ def spoken(checkpoint: str, limit: int | None, replicates: int = 2000) -> dict:
     config_path.write_text(yaml.safe_dump(config))
     typed_set, _ = register_olid(str(OLID), catalogue)
     spoken_set, _ = register_spoken_olid(str(OLID), catalogue, limit)
-    reports = {}
-    ray.init(num_cpus=2, log_to_driver=False, logging_level="ERROR")
-    try:
-        for name, golden in (("typed", typed_set), ("spoken", spoken_set)):
-            started = time.perf_counter()
-            report = evaluate(make_job(checkpoint, golden.ref, str(WORK / f"eval-{name}"), config=str(config_path),
-                                       catalogue=catalogue))
-            reports[name] = (report, time.perf_counter() - started)
-    finally:
-        ray.shutdown()
+    reports = evaluate_sets([("typed", checkpoint, typed_set.ref), ("spoken", checkpoint, spoken_set.ref)],
+                            config_path, catalogue, WORK)
     threshold = CheckpointManifest.read(checkpoint).policy().rule(CATEGORY).restrict
     labels = {s.id: s.labels[CATEGORY] for s in read_manifest(manifest_uri(typed_set, catalogue))}
     typed = {r["id"]: r for r in read_results(reports["typed"][0]["scan"])}

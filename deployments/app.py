@@ -7,8 +7,9 @@ checkpoint, so replicas of one encoder scale independently of the others (edit t
 Which deployments exist follows from the checkpoint's encoders and how each declares it splits for
 serving (``Encoder.serving_upstream``): a whole encoder gets a :class:`ModalityEncoder`; a split one
 (video frames through the image encoder) gets a :class:`SplitEncoder` holding only its head, which sends
-its rows to the upstream encoder's deployment. A checkpoint that names a speech expert gets a
-:class:`SpeechExpertPart` (transcripts, scored by the text encoder's deployment). The ingress hands every request to the moderation core
+its rows to the upstream encoder's deployment. Each expert the checkpoint names gets an :class:`ExpertPart`
+(transcripts and text read in pictures, scored by the text encoder's deployment; nudity probabilities). The
+ingress hands every request to the moderation core
 (:class:`tripwire.moderation.moderator.Moderator`) over a :class:`~tripwire.moderation.moderator.ServeBackend`.
 
 This module is the builder; the arguments are in ``args.py``, the model's deployments in ``model_parts.py``,
@@ -23,14 +24,15 @@ from ray import serve
 from deployments.args import (DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_S, INTERNAL_CALL_LOGGING, MAX_QUEUED_REQUESTS,
                               AppArgs)
 from deployments.ingress import Ingress
-from deployments.model_parts import FusionHead, ModalityEncoder, SpeechExpertPart, SplitEncoder
+from deployments.model_parts import ExpertPart, FusionHead, ModalityEncoder, SplitEncoder
 from tripwire.common.config import from_dict
 from tripwire.common.home import from_home
 from tripwire.model import ENCODERS
+from tripwire.experts import EXPERT_KINDS
 from tripwire.model.checkpoint import CheckpointManifest
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BATCH_WAIT_S", "INTERNAL_CALL_LOGGING", "MAX_QUEUED_REQUESTS", "AppArgs",
-           "FusionHead", "Ingress", "ModalityEncoder", "SpeechExpertPart", "SplitEncoder", "build_app"]
+           "ExpertPart", "FusionHead", "Ingress", "ModalityEncoder", "SplitEncoder", "build_app"]
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:
@@ -62,6 +64,6 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     ingress = Ingress
     if app_args.policy is not None:  # a policy given here becomes the Ingress user_config (live-updatable)
         ingress = Ingress.options(user_config={"policy": app_args.policy})
-    speech = SpeechExpertPart.options(name="SpeechExpert").bind(checkpoint, **batching) \
-        if "speech" in manifest.experts else None
-    return ingress.bind(app_args, routed, FusionHead.bind(checkpoint, **batching), speech)
+    experts = {kind: ExpertPart.options(name=EXPERT_KINDS[kind].deployment).bind(checkpoint, kind, **batching)
+               for kind in manifest.experts}
+    return ingress.bind(app_args, routed, FusionHead.bind(checkpoint, **batching), experts)

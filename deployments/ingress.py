@@ -26,6 +26,7 @@ from deployments.api import (ASYNC_ROUTE, ERROR_RESPONSES, JOB_RESPONSES, OVERLO
                              set_body_limits)
 from deployments.args import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_S, MAX_QUEUED_REQUESTS, AppArgs
 from tripwire.serving.batching import BusyAwareBatchWait
+from tripwire.experts import picture_kinds
 from tripwire.model.checkpoint import CheckpointManifest
 from tripwire.compliance.records import DECISION, decision_body, serving_puid
 from tripwire.compliance.writer import LogWriter
@@ -83,10 +84,11 @@ class Ingress:
         args: the application's arguments, as :func:`build_app` validated them.
         encoders: modality -> the deployment that encodes it.
         fusion: the fusion head's deployment.
+        experts: expert kind -> its deployment (the checkpoint's ``experts``).
     """
 
     def __init__(self, args: AppArgs, encoders: dict[str, DeploymentHandle], fusion: DeploymentHandle,
-                 speech: DeploymentHandle | None = None):
+                 experts: dict[str, DeploymentHandle] | None = None):
         torch.set_num_threads(1)
         self.args = args  # validated once, by build_app
         # The same bound as the encoders' and fusion head's batches, so one call never exceeds theirs.
@@ -94,7 +96,7 @@ class Ingress:
         self.batch_wait = BusyAwareBatchWait(self._score, self.args.batch_wait_timeout_s)
         self.manifest = CheckpointManifest.read(self.args.checkpoint)
         # The checkpoint's policy (its recommended one, else the bundled one) until a user_config names another.
-        self.core = Moderator(self.manifest, ServeBackend(encoders, fusion, speech, self.args.max_batch_size),
+        self.core = Moderator(self.manifest, ServeBackend(encoders, fusion, experts, self.args.max_batch_size),
                               self.manifest.policy())
         openai_categories = self.args.openai_categories
         self.openai_map = OpenAICategoryMap.load(from_home(openai_categories) if openai_categories else None)
@@ -107,7 +109,9 @@ class Ingress:
         # media is refused over its own limit before it is decoded or, by URI, read past it.
         self.media_limits = self.manifest.spec.preprocessing.limits
         max_body = int(self.args.max_body_mb * 2**20) if self.args.max_body_mb is not None else None
-        heard = ["audio"] if "speech" in self.manifest.experts else []  # audio is heard even without an audio encoder
+        # Audio is heard, and pictures and frames read, by experts even without the encoder.
+        heard = ["audio"] if "speech" in self.manifest.experts else []
+        heard += ["image", "video"] if picture_kinds(self.manifest.experts) else []
         set_body_limits(body_limits(self.media_limits, [*self.manifest.modalities, *heard], max_body))
         self.review_queue = None
         if self.args.review_store:

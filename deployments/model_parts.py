@@ -16,7 +16,7 @@ from deployments.api import OVERLOADED
 from deployments.args import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_S, INTERNAL_CALL_LOGGING, MAX_QUEUED_REQUESTS
 from tripwire.serving.batching import BusyAwareBatchWait
 from tripwire.model.checkpoint import CheckpointManifest, load_encoders, load_fusion
-from tripwire.moderation.moderator import load_expert
+from tripwire.experts import load_expert, run_expert
 from tripwire.moderation.scoring import encode_batch, fuse_batch, head_batch
 
 
@@ -122,25 +122,27 @@ class FusionHead:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=16, max_queued_requests=MAX_QUEUED_REQUESTS,
                   backpressure_config=OVERLOADED, logging_config=INTERNAL_CALL_LOGGING)
-class SpeechExpertPart:
-    """The checkpoint's speech expert (``experts.speech``): 16 kHz waveforms -> transcripts (as JSON) with
-    segment and word times. One decode keeps one core busy (``cpu_threads``); reserve that in the Serve config
-    (``ray_actor_options.num_cpus``) and scale replicas, or give them a GPU and a larger Whisper's
-    ``model_dir``, like any encoder."""
+class ExpertPart:
+    """One of the checkpoint's experts (``experts.<kind>``: speech, ocr, nudity): a batch of inputs (16 kHz
+    waveforms, RGB pictures) -> its readings as JSON (transcripts with word times, text lines with boxes,
+    nudity probabilities with regions). Deployed as ``SpeechExpert``, ``OcrExpert``, ``NudityExpert``. One call
+    keeps one core busy (``cpu_threads``); reserve that in the Serve config (``ray_actor_options.num_cpus``) and
+    scale replicas, or give them a GPU and a larger model's ``model_dir``, like any encoder."""
 
-    def __init__(self, checkpoint: str, max_batch_size: int = DEFAULT_BATCH_SIZE,
+    def __init__(self, checkpoint: str, kind: str, max_batch_size: int = DEFAULT_BATCH_SIZE,
                  batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S):
-        self.expert = load_expert(CheckpointManifest.read(checkpoint).experts["speech"])
-        self.transcribe.set_max_batch_size(max_batch_size)
-        self.batch_wait = BusyAwareBatchWait(self.transcribe, batch_wait_timeout_s)
+        self.kind = kind
+        self.expert = load_expert(kind, CheckpointManifest.read(checkpoint).experts[kind])
+        self.run.set_max_batch_size(max_batch_size)
+        self.batch_wait = BusyAwareBatchWait(self.run, batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S, batch_size_fn=_count_items)
-    async def transcribe(self, calls: list[list[Any]]) -> list[list[dict]]:
-        waves = [wave for call in calls for wave in call]
+    async def run(self, calls: list[list[Any]]) -> list[list[dict]]:
+        inputs = [item for call in calls for item in call]
         with self.batch_wait.running():
-            transcripts = await asyncio.to_thread(self.expert.transcribe, waves)
-        return _split_back([t.to_json() for t in transcripts], calls)
+            readings = await asyncio.to_thread(run_expert, self.kind, self.expert, inputs)
+        return _split_back([r.to_json() for r in readings], calls)
 
-    async def __call__(self, waves: list[Any]) -> list[dict]:
-        """Several requests' waveforms -> their transcripts."""
-        return await self.transcribe(waves)
+    async def __call__(self, inputs: list[Any]) -> list[dict]:
+        """Several requests' inputs -> their readings."""
+        return await self.run(inputs)

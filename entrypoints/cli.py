@@ -169,6 +169,10 @@ def _golden(args: argparse.Namespace) -> int:
         from tripwire.data.spoken import SpeechRecipe
 
         golden, new = golden_sets.register_spoken_olid(args.olid, catalogue, args.limit, SpeechRecipe(seed=args.seed))
+    elif args.action == "rendered-olid":
+        from tripwire.data.rendered import RenderRecipe
+
+        golden, new = golden_sets.register_rendered_olid(args.olid, catalogue, args.limit, RenderRecipe(seed=args.seed))
     elif args.action == "episodes":
         from tripwire.data.episodes import EpisodeRecipe
 
@@ -281,9 +285,9 @@ COMMANDS: dict[str, Command] = {
                  "another checkpoint, policy, manifest or market)"),
     ]),
     "golden": Command(_golden, "register golden sets (versioned, content-hashed evaluation manifests) or list them", [
-        opt("action", choices=["list", "register", "olid", "spoken-olid", "episodes", "heldout"],
+        opt("action", choices=["list", "register", "olid", "spoken-olid", "rendered-olid", "episodes", "heldout"],
             help="list; register a manifest; olid: the OLID test set; spoken-olid: its tweets read out by espeak-ng "
-                 "(make speech-tools); episodes: minutes of its benign tweets spoken, some with an offensive one at a "
+                 "(make speech-tools); rendered-olid: its tweets drawn into pictures (cards, memes, captions); episodes: minutes of its benign tweets spoken, some with an offensive one at a "
                  "recorded time; heldout: a checkpoint's validation split"),
         opt("--name", help="set name (register; heldout default: <run_name>-heldout)"),
         opt("--manifest", help="the set's JSONL manifest (register)"),
@@ -293,8 +297,8 @@ COMMANDS: dict[str, Command] = {
         opt("--taxonomy", help="taxonomy the labels must belong to (register; default: the bundled one)"),
         opt("--olid", default="../shared/datasets/olid", help="OLID v1.0 folder (olid; default: %(default)s)"),
         opt("--checkpoint", help="checkpoint whose validation split to register (heldout)"),
-        opt("--limit", type=int, help="spoken-olid: the first N tweets only (default: all 860)"),
-        opt("--seed", type=int, default=0, help="spoken-olid, episodes: the seed every draw is made with"),
+        opt("--limit", type=int, help="spoken-olid, rendered-olid: the first N tweets only (default: all 860)"),
+        opt("--seed", type=int, default=0, help="spoken-olid, rendered-olid, episodes: the seed every draw is made with"),
         opt("--episodes", type=int, default=20, help="episodes: how many (half with an offensive tweet)"),
         opt("--minutes", type=float, default=3.0, help="episodes: each one's length"),
         CATALOGUE_OPTION,

@@ -25,7 +25,7 @@ import numpy as np
 
 from tripwire.common.config import load_yaml
 from tripwire.evaluation.classification import roc_auc
-from tripwire.moderation.moderator import Moderator
+from tripwire.moderation.moderator import SIGNAL_LABELS, Moderator
 from tripwire.moderation.parity import result_differences
 from tripwire.moderation.result import ModerationResult
 from tripwire.policy import Taxonomy
@@ -236,6 +236,65 @@ def speak_clips(url: str, local: Moderator) -> tuple[int, list[str], list[str]]:
     return len(clips), differences, restricted
 
 
+# Pictures with text drawn in them, made at run time over photographs that install with pinned wheels.
+PICTURES = (("meme-threat", "chelsea", "We know where you live. You will pay for this tomorrow"),
+            ("caption-benign", "coffee", "Sunday morning coffee with friends before the match"))
+
+
+def draw_pictures(folder: Path) -> list[Sample]:
+    """The demo's pictures: a meme (white outlined text over a photograph) and a captioned photograph."""
+    import random
+
+    from tripwire.data.rendered import RenderRecipe, bundled_photos, render
+
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = {p.stem: p for p in bundled_photos()}
+    samples = []
+    for name, photo, text in PICTURES:
+        layout = "meme" if name.startswith("meme") else "caption"
+        recipe = RenderRecipe(layouts=(layout,), sizes=(30,), rotations=(0.0,), jpeg_qualities=(85,),
+                              fonts=("DejaVuSans-Bold",), colours=(("#000000", "#ffffff"),))
+        picture, _ = render(text, random.Random(0), recipe, [photos[photo]])
+        picture.save(folder / f"{name}.jpg", quality=85)
+        samples.append(Sample(id=name, image=f"{name}.jpg"))
+    return samples
+
+
+def read_pictures(url: str, local: Moderator, folder: Path) -> list[str]:
+    """The pictures through the served graph: the text OCR read in each, where (its box), what the text model
+    scored it, and the nudity expert's probability. Returns the differences from the in-process core's results."""
+    if "ocr" not in local.manifest.experts:
+        print("\n[pictures] the checkpoint names no OCR expert (model.experts.ocr): pictures skipped")
+        return []
+    samples = draw_pictures(folder)
+    differences = []
+    print(f"\n{'picture':<16}{'read (box x0,y0-x1,y1)':<72}{'top score':<30}{'decision':<10}driven by")
+    with httpx.Client(timeout=120) as client:
+        for sample, expected in zip(samples, local.moderate_sync(samples, str(folder))):
+            response = client.post(f"{url}/v1/moderate", json=request_body(sample, str(folder)))
+            response.raise_for_status()
+            answer = ModerationResult.from_json(response.json())
+            differences += [f"{sample.id}: {d}" for d in result_differences(answer, expected)]
+            blocks = answer.evidence.get("image_text", {}).get("blocks") or [{"text": "(nothing)", "box": [0, 0, 0, 0]}]
+            top_name = max(answer.scores, key=answer.scores.get)
+            for i, block in enumerate(blocks):
+                x0, y0, x1, y1 = block["box"]
+                read = f"{block['text'][:50]} ({x0},{y0}-{x1},{y1})"
+                if i == 0:
+                    driver = answer.attribution[top_name]["driven_by"]
+                    print(f"{sample.id:<16}{read:<72}{top_name + '=' + format(answer.scores[top_name], '.3f'):<30}"
+                          f"{answer.action:<10}{SIGNAL_LABELS.get(driver, driver)}")
+                else:
+                    print(f"{'':<16}{read}")
+            if "nudity" in answer.evidence:
+                print(f"{'':<16}nudity expert: {answer.evidence['nudity']['score']:.4f}")
+            held = answer.evidence.get("unevaluated_signals", {})
+            if held:
+                print(f"{'':<16}held at review (no real evaluation): "
+                      + ", ".join(f"{c} by {'+'.join(w['signals'])}" for c, w in held.items()))
+    return differences
+
+
 EPISODE = SPOKEN_MEDIA / "episode.opus"  # 1 min 48 s; the threat is said at 1:11-1:16 (make_episode.py)
 EPISODE_THREAT_S = (71.0, 75.7)
 
@@ -426,8 +485,9 @@ def run(config: str, port: int, min_auc: float) -> int:
                 top = f"{top_name}={answer.scores[top_name]:.3f}"
                 print(f"{sample.text!r:<44}{top:<32}{action:<10}{'yes' if sample.text in seen else 'no'}")
         spoken, spoken_differences, spoken_restricted = speak_clips(url, local)
+        http_differences += read_pictures(url, local, Path(model_dir).parent / "pictures")
         http_differences += spoken_differences + moderate_episode(url, local)
-        print(f"\n[serve] {len(samples) + len(everyday) + spoken} HTTP requests and a job; whole results equal to the in-process "
+        print(f"\n[serve] {len(samples) + len(everyday) + spoken + len(PICTURES)} HTTP requests and a job; whole results equal to the in-process "
               f"core's (scores within 1e-5): {not http_differences}")
         serve.shutdown()
         served_done = time.perf_counter()

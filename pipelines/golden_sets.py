@@ -1,4 +1,4 @@
-"""Building and registering golden sets: the OLID official test set (typed, or spoken), a training run's held-out
+"""Building and registering golden sets: the OLID official test set (typed, spoken, or drawn into pictures), a training run's held-out
 split, or any manifest the user names (``tripwire golden ...``). Registration itself is :mod:`tripwire.evaluation.golden`."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 from tripwire.model.checkpoint import CheckpointManifest
 from tripwire.common.config import ConfigError, to_dict
 from tripwire.data.episodes import EpisodeRecipe
+from tripwire.data.rendered import RenderRecipe
 from tripwire.data.spoken import SpeechRecipe
 from tripwire.evaluation.golden import GoldenSet, catalogue_path, register
 from tripwire.policy import Taxonomy
@@ -88,6 +89,29 @@ def register_spoken_olid(olid_dir: str, catalogue: str | None = None, limit: int
     manifest, described = write_made_set(out, rows, recipe)
     return register(name, str(manifest), Taxonomy.load().names, SPOKEN_OLID_SOURCE, "CC BY 4.0 (OLID)",
                     OLID_PROVENANCE, description=f"{len(rows)} OLID test tweets spoken; recipe {described}",
+                    catalogue=catalogue)
+
+
+RENDERED_OLID_SOURCE = ("OLID v1.0 official test set, sub-task A, drawn into pictures by tripwire "
+                        "(tripwire.data.rendered: cards, memes over real photographs, captions; several fonts, sizes, "
+                        "colours, rotations and JPEG qualities)")
+
+
+def register_rendered_olid(olid_dir: str, catalogue: str | None = None, limit: int | None = None,
+                           recipe: RenderRecipe | None = None) -> tuple[GoldenSet, bool]:
+    """OLID's test tweets drawn into pictures (:mod:`tripwire.data.rendered`, every draw made with the recipe's
+    seed), registered as ``rendered-olid-test`` with the recipe beside the manifest. ``limit``: the first N only."""
+    from tripwire.data.rendered import PHOTOS_SOURCE, rendered_rows
+
+    recipe = recipe or RenderRecipe()
+    name = "rendered-olid-test" if limit is None else f"rendered-olid-test-{limit}"
+    out = Path(catalogue_path(catalogue)).resolve().parent / name
+    samples = olid_test_samples(olid_dir, out)[:limit]
+    rows = rendered_rows(samples, out, recipe)
+    manifest, described = write_made_set(out, rows, recipe)
+    return register(name, str(manifest), Taxonomy.load().names, f"{RENDERED_OLID_SOURCE}; backgrounds: {PHOTOS_SOURCE}",
+                    "CC BY 4.0 (OLID); photographs under their packages' licences", OLID_PROVENANCE,
+                    description=f"{len(rows)} OLID test tweets drawn into pictures; recipe {described}",
                     catalogue=catalogue)
 
 

@@ -73,9 +73,18 @@ def _items(root: Path) -> list[dict]:
         "windows": {"window_s": 15.0, "hop_s": 10.0, "count": 2, "duration_s": 20.0, "worst": {"hate": [
             {"start_s": 10.0, "end_s": 20.0, "score": 0.93, "excerpt": UNTRUSTED,
              "span": {"start_s": 12.0, "end_s": 15.5, "score": 0.93}}]}}}
+    # Where the nudity expert scored the picture high (across the red block's and the disc's edges, so the blur
+    # shows), and the text OCR read in it (the caption).
+    second = item("item-2", {"text": "A picture from the beach.", "image": "photo.png"}, {"sexual": 0.72}, "image", 0.8)
+    second["result"]["evidence"] = {
+        "nudity": {"score": 0.72, "pictures": [{"score": 0.72, "width": 480, "height": 300,
+                                                "regions": [{"box": [160, 60, 340, 220], "score": 0.81}]}]},
+        "image_text": {"blocks": [{"text": "TRIPWIRE TEST IMAGE", "box": [38, 278, 170, 292], "size": [480, 300],
+                                   "top": {"category": "hate", "score": 0.01}}], "blocks_total": 1, "worst": {},
+                       "text": "TRIPWIRE TEST IMAGE"}}
     return [
         first,
-        item("item-2", {"text": "A picture from the beach.", "image": "photo.png"}, {"sexual": 0.72}, "image", 0.8),
+        second,
         item("item-3", {"text": "Just text, nothing else."}, {"illicit": 0.41}, "text", 0.7),
         # Hidden golden item: claimed as every reviewer's third item (golden_every=3).
         {**item("item-4", {"text": "Two men fighting outside a bar.", "image": "photo.png"}, {"violence": 0.8}, "image", 0.1),
@@ -284,6 +293,15 @@ def test_a_reviewer_reviews_two_items_with_the_keyboard(watched, app_server, art
     # The rationale submitted with Ctrl+Enter does not keep the focus: the next keys are shortcuts again.
     assert page.evaluate("() => document.activeElement.id") != "rationale"
 
+    # Item 2: the nudity expert's region stays blurred when the picture is revealed; the text read is outlined.
+    page.keyboard.press("r")
+    assert _filter(page, "#item-media img", settled="none") == "none"
+    region = page.eval_on_selector("#item-media .region.nudity", "e => ({blur: getComputedStyle(e).backdropFilter, "
+                                   "left: e.style.left, width: e.style.width, title: e.title})")
+    assert "blur" in region["blur"] and region["left"] == "33.3333%" and region["width"] == "37.5%", region
+    assert page.get_attribute("#item-media .region.text", "title") == "read: TRIPWIRE TEST IMAGE"
+    page.screenshot(path=str(artifacts / "review-picture-regions.png"), full_page=True)
+    page.keyboard.press("r")
     # Item 2: sexual (4), restrict (S), a rationale, Esc out of the text box, Enter.
     for key in ("4", "s", "t"):
         page.keyboard.press(key)
@@ -345,6 +363,7 @@ def test_restrict_without_a_rationale_is_refused_and_a_retry_keeps_its_key(watch
 
     # A submission lost on the network is retried with the same idempotency key, and lands once.
     page.route("**/api/reviews", lambda route: route.abort())
+    page.evaluate("document.getElementById('error').hidden = true")  # else the last error's banner would answer
     page.keyboard.press("Enter")
     assert "Network error" in _banner(page)
     page.unroute("**/api/reviews")

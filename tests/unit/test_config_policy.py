@@ -95,7 +95,8 @@ def test_omitted_action_is_never_taken():
 
 def test_a_signal_not_evaluated_for_a_category_can_at_most_send_to_review():
     policy = Policy.load()
-    assert policy.trusted("sexual") == {"text"}  # the bundled policy: image, audio, video and speech are not evaluated
+    # The bundled policy: text, and text read in pictures, are evaluated; image, audio, video, speech and nudity not.
+    assert policy.trusted("sexual") == {"text", "image_text"}
     full = {"sexual": 0.99, "hate": 0.1}
     held = policy.decide(full, None, {"sexual": 0.1})  # the evaluated signals alone say nothing
     assert held.action == "review" and held.reasons[0].score == 0.99 and held.reasons[0].threshold == 0.50

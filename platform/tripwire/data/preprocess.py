@@ -117,16 +117,20 @@ class Preprocessor:
         modalities: the modalities the model has encoders for; others are rejected.
         speech_rate: keep each audio's (and video soundtrack's) waveform at this rate as ``speech`` for a
             speech expert (None: the model has none).
+        picture_side: keep each image, and each sampled video frame, as RGB scaled to at most this long side
+            (``pictures``, with ``picture_times``: None for an image, seconds for a frame) for picture experts
+            (OCR, nudity); None: the model has none.
     """
 
     def __init__(self, config: PreprocessingConfig, modalities: Sequence[str] = MODALITIES,
-                 speech_rate: int | None = None):
+                 speech_rate: int | None = None, picture_side: int | None = None):
         import torchaudio
         from transformers import AutoTokenizer
 
         self.config = config
         self.modalities = tuple(modalities)
         self.speech_rate = speech_rate
+        self.picture_side = picture_side
         self.tokenizer = AutoTokenizer.from_pretrained(config.text.tokenizer) if "text" in self.modalities else None
         self._tokenizer_lock = threading.Lock()
         audio = config.audio
@@ -182,6 +186,18 @@ class Preprocessor:
         """Mono waveform at any rate -> float32 at ``speech_rate`` (what a speech expert takes)."""
         return resampled(waveform, sample_rate, self.speech_rate).numpy()
 
+    def picture(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 -> the same picture with its long side at most ``picture_side`` (what picture experts
+        read: large enough for text, bounded in memory)."""
+        from PIL import Image
+
+        side = self.picture_side or max(rgb.shape[:2])
+        scale = side / max(rgb.shape[:2])
+        if scale >= 1:
+            return np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
+        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        return np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., :3])).resize(size, Image.BILINEAR))
+
     def video(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """K RGB frames -> (K, 3, S, S) float32."""
         return np.stack([self.image(f) for f in frames])
@@ -202,8 +218,11 @@ class Preprocessor:
         present = sample.modalities
         if not present:
             raise MediaError("item", "empty", "the item has no text, image, audio or video")
-        # Audio a model has no audio encoder for is still heard by its speech expert, if it has one.
-        unsupported = [m for m in present if m not in self.modalities and not (m == "audio" and self.speech_rate)]
+        # Audio a model has no audio encoder for is still heard by its speech expert, if it has one; pictures and
+        # frames are still read by its picture experts.
+        heard = {"audio"} if self.speech_rate else set()
+        seen = {"image", "video"} if self.picture_side else set()
+        unsupported = [m for m in present if m not in self.modalities and m not in heard | seen]
         if unsupported:
             raise MediaError(unsupported[0], "unsupported_modality", f"this model has no {unsupported[0]} encoder")
         out: dict[str, Any] = {}
@@ -211,7 +230,11 @@ class Preprocessor:
             check_text(sample.text, limits)
             out["text"] = {k: v[0] for k, v in self.text([sample.text]).items()}
         if sample.image is not None:
-            out["image"] = self.image(decode_image(read_media("image", sample.image, base_uri, limits.max_image_bytes), limits))
+            rgb = decode_image(read_media("image", sample.image, base_uri, limits.max_image_bytes), limits)
+            if "image" in self.modalities:
+                out["image"] = self.image(rgb)
+            if self.picture_side:
+                out["pictures"], out["picture_times"] = [self.picture(rgb)], [None]
         if sample.audio is not None:
             wave, rate = decode_audio(read_media("audio", sample.audio, base_uri, limits.max_audio_bytes), limits)
             if "audio" in self.modalities:
@@ -225,8 +248,12 @@ class Preprocessor:
             speech = bool(self.speech_rate) and "speech" not in out
             clip = decode_video(read_media("video", sample.video, base_uri, limits.max_video_bytes),
                                 self.config.video.num_frames, limits, with_audio=soundtrack or speech)
-            out["video"] = self.video(clip.frames)
-            out["video_timestamps"] = clip.timestamps
+            if "video" in self.modalities:
+                out["video"] = self.video(clip.frames)
+                out["video_timestamps"] = clip.timestamps
+            if self.picture_side:
+                out.setdefault("pictures", []).extend(self.picture(f) for f in clip.frames)
+                out.setdefault("picture_times", []).extend(round(float(t), 3) for t in clip.timestamps)
             if clip.audio is not None:
                 if soundtrack:
                     out["audio"] = self.audio(clip.audio, clip.sample_rate)

@@ -29,7 +29,7 @@ from tripwire.data.sample import MODALITIES
 from tripwire.model.calibration import PlattCalibration
 from tripwire.common.config import ConfigError, from_dict, to_dict
 from tripwire.model.encoders import ENCODERS, Encoder, local_path
-from tripwire.experts import SPEECH_EXPERTS
+from tripwire.experts import expert_class
 from tripwire.model.fusion import FUSION_HEADS
 from tripwire.model.safety_model import SafetyModel, build_encoders
 from tripwire.policy import Policy, Taxonomy
@@ -101,7 +101,7 @@ class ManifestSpec:
     training: TrainingInfo = dataclasses.field(default_factory=TrainingInfo)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)  # category -> metric -> value
     calibration: dict[str, Any] | None = None  # PlattCalibration.to_dict() plus its report; None = raw sigmoids
-    experts: dict[str, ExpertSpec] = dataclasses.field(default_factory=dict)  # kind ("speech") -> expert
+    experts: dict[str, ExpertSpec] = dataclasses.field(default_factory=dict)  # kind ("speech", "ocr", ...) -> expert
 
     def __post_init__(self):
         if self.format != FORMAT:
@@ -119,8 +119,7 @@ class ManifestSpec:
         if self.fusion.name not in FUSION_HEADS:
             raise ConfigError(f"fusion.name: unknown fusion head {self.fusion.name!r}; registered: {FUSION_HEADS.names()}")
         for kind, expert in self.experts.items():
-            if kind != "speech" or expert.name not in SPEECH_EXPERTS:
-                raise ConfigError(f"experts.{kind}: unknown expert {expert.name!r}; speech experts: {SPEECH_EXPERTS.names()}")
+            expert_class(kind, expert.name)
 
 
 def expert_specs(experts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -128,7 +127,7 @@ def expert_specs(experts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     weights they run with (read from disk, not loaded)."""
     out = {}
     for kind, component in experts.items():
-        cls = SPEECH_EXPERTS.get(component.name)
+        cls = expert_class(kind, component.name)
         out[kind] = {"name": component.name, "args": dict(component.args),
                      "weights": to_dict(cls.weights_record(**component.args))}
     return out
@@ -192,6 +191,31 @@ def save_checkpoint(model: SafetyModel, out_dir: str | Path, preprocessing: Prep
     except ConfigError as exc:
         raise CheckpointError(f"{out / MANIFEST}: {exc}") from None
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return out
+
+
+def with_experts(checkpoint: str | Path, out_dir: str | Path, experts: Mapping[str, Any]) -> Path:
+    """A copy of a local checkpoint that also names ``experts`` (kind -> ComponentConfig): a new checkpoint
+    (its own creation time, so its own version) whose weights are the original's.
+
+    An expert whose findings the trained model scores (speech, OCR: text through the text encoder) or that scores
+    a category itself (nudity) needs no retraining to be added; its weights are recorded like any expert's.
+    ``out_dir`` must not exist yet.
+    """
+    import shutil
+
+    source, out = Path(checkpoint), Path(out_dir)
+    data = json.loads((source / MANIFEST).read_text())
+    added = expert_specs(experts)
+    shutil.copytree(source, out)
+    data["experts"] = {**data.get("experts", {}), **added}
+    data["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    try:
+        from_dict(ManifestSpec, json.loads(json.dumps(data)), "")
+    except ConfigError as exc:
+        shutil.rmtree(out)
+        raise CheckpointError(f"{out / MANIFEST}: {exc}") from None
+    (out / MANIFEST).write_text(json.dumps(data, indent=2, sort_keys=True))
     return out
 
 

@@ -15,7 +15,7 @@ from tripwire.data.sample import MODALITIES
 from tripwire.common.config import ConfigError, check_value
 from tripwire.model.encoders import ENCODERS, Encoder
 from tripwire.model.fusion import FUSION_HEADS
-from tripwire.experts import SPEECH_EXPERTS
+from tripwire.experts import expert_class, expert_kind
 from tripwire.data.preprocess import PreprocessingConfig
 
 
@@ -103,7 +103,8 @@ class ModelConfig:
     })
     fusion: ComponentConfig = field(default_factory=lambda: ComponentConfig("attention"))
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
-    # Pretrained experts whose output the model scores (``speech``: transcripts through the text encoder).
+    # Pretrained experts (``speech``, ``ocr``: text found in audio and pictures, scored by the text encoder;
+    # ``nudity``: a probability for ``sexual``), recorded in the checkpoint with their weights' hashes.
     experts: dict[str, ComponentConfig] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -126,14 +127,10 @@ class ModelConfig:
         fusion_cls = FUSION_HEADS.get(self.fusion.name)
         check_component_args(fusion_cls, self.fusion.args, "fusion.args", injected_args("fusion", fusion_cls))
         for kind, component in self.experts.items():
-            if kind != "speech":
-                raise ConfigError(f"experts.{kind}: unknown expert kind; allowed: ['speech']")
-            if "text" not in self.encoders:
-                raise ConfigError("experts.speech: transcripts are scored by the text encoder; configure encoders.text")
-            if component.name not in SPEECH_EXPERTS:
-                raise ConfigError(f"experts.speech.name: unknown speech expert {component.name!r}; "
-                                  f"registered: {SPEECH_EXPERTS.names()}")
-            check_component_args(SPEECH_EXPERTS.get(component.name), component.args, "experts.speech.args")
+            if expert_kind(kind).needs_text_encoder and "text" not in self.encoders:
+                raise ConfigError(f"experts.{kind}: what it finds is text, scored by the text encoder; "
+                                  "configure encoders.text")
+            check_component_args(expert_class(kind, component.name), component.args, f"experts.{kind}.args")
 
 
 def build_encoder(name: str, args: Mapping[str, Any], built: Mapping[str, Encoder]) -> Encoder:

@@ -32,19 +32,17 @@ from tripwire.data.media import MediaError
 from tripwire.data.preprocess import Preprocessor
 from tripwire.data.sample import Sample
 from tripwire.moderation.result import ModerationResult
-from tripwire.moderation.scored import Scored
+from tripwire.moderation.scored import SIDE_SIGNALS, ReadText, Scored, SeenPicture
 from tripwire.moderation.windowed import WindowFold
-from tripwire.experts import SPEECH_EXPERTS, SpeechExpert, Transcript
+from tripwire.experts import (EXPERT_KINDS, PICTURE_SIDE, ImageText, Transcript, load_expert, picture_kinds,
+                              reading_from_json, run_expert)
 from tripwire.experts.speech import SAMPLE_RATE
 from tripwire.moderation.scoring import encode_batch, explain, fuse_batch, head_batch, top_time_window
 
 TOP_FRAMES = 3  # video evidence: the frames with the most attention weight
 MAX_SPEECH_SEGMENTS = 50  # speech evidence: the first segments of a transcript, with their words
-
-
-def load_expert(spec) -> SpeechExpert:
-    """The speech expert a checkpoint names (:class:`tripwire.model.checkpoint.ExpertSpec`)."""
-    return SPEECH_EXPERTS.get(spec.name)(**spec.args)
+MAX_TEXT_BLOCKS = 50  # text-in-picture evidence: the blocks that scored highest
+SIGNAL_LABELS = {"image_text": "text in image", "nudity": "nudity detector"}  # how a person reads a signal's name
 
 
 def speech_evidence(transcript: Transcript, segment_scores: Sequence[np.ndarray] | None,
@@ -73,16 +71,41 @@ def speech_evidence(transcript: Transcript, segment_scores: Sequence[np.ndarray]
     return data
 
 
-def speech_attribution(categories: Sequence[str], attribution: dict[str, dict], fused: np.ndarray,
-                       speech: np.ndarray) -> dict[str, dict]:
-    """Adds speech to each category's contributions (how far the transcript's score rose above the fused
-    inputs'); speech drives a category where it did."""
+def text_evidence(read: Sequence[ReadText], categories: Sequence[str]) -> dict[str, Any]:
+    """What was read in the item's pictures, where: each block's text, box (pixels of the picture it was read in)
+    and, for a video frame, its time, with the block's highest category; and the worst block per category.
+    At most ``MAX_TEXT_BLOCKS`` blocks are listed, those that scored highest (``blocks_total`` says how many)."""
+    def where(block: ReadText) -> dict[str, Any]:
+        return {"text": block.text, "box": list(block.box), "size": list(block.size),
+                **({"frame_s": block.frame_s} if block.frame_s is not None else {})}
+
+    scores = np.stack([np.asarray(b.scores) for b in read])  # (blocks, C)
+    keep = sorted(np.argsort(-scores.max(axis=1), kind="stable")[:MAX_TEXT_BLOCKS])
+    blocks = [{**where(read[n]), "top": {"category": categories[int(np.argmax(scores[n]))],
+                                         "score": round(float(scores[n].max()), 6)}} for n in keep]
+    worst = {c: {**where(read[n]), "score": round(float(scores[n, j]), 6)}
+             for j, c in enumerate(categories) for n in [int(np.argmax(scores[:, j]))]}
+    return {"blocks": blocks, "blocks_total": len(read), "worst": worst,
+            "text": " ".join(b["text"] for b in blocks)}
+
+
+def nudity_evidence(seen: Sequence[SeenPicture]) -> dict[str, Any]:
+    """The nudity expert's probability per picture (and frame time), with the regions that scored highest: a
+    reviewer's app shows them blurred."""
+    pictures = [{**({"frame_s": p.frame_s} if p.frame_s is not None else {}), **p.reading.to_json()} for p in seen]
+    return {"score": max(p["score"] for p in pictures), "pictures": pictures}
+
+
+def side_attribution(categories: Sequence[str], attribution: dict[str, dict], fused: np.ndarray,
+                     side: Mapping[str, np.ndarray]) -> dict[str, dict]:
+    """Adds the side signals (speech, text in pictures, nudity) to each category's contributions: how far each
+    one's score rose above the fused inputs'. The one that rose highest drives the category, if any did."""
     out = {}
     for j, category in enumerate(categories):
-        lift = round(max(0.0, float(speech[j] - fused[j])), 6)
-        contributions = {**attribution[category]["contributions"], "speech": lift}
-        out[category] = {"driven_by": "speech" if lift > 0 else attribution[category]["driven_by"],
-                         "contributions": contributions}
+        lifts = {signal: round(max(0.0, float(scores[j] - fused[j])), 6) for signal, scores in side.items()}
+        top = max(lifts, key=lambda signal: lifts[signal], default=None)
+        driven = top if top is not None and lifts[top] > 0 else attribution[category]["driven_by"]
+        out[category] = {"driven_by": driven, "contributions": {**attribution[category]["contributions"], **lifts}}
     return out
 
 
@@ -95,8 +118,9 @@ class Backend(Protocol):
     async def fuse(self, embeddings: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
         """The fusion head with calibration: per request ``{"scores": (C,), "attribution": {m: (C,)}}``."""
 
-    async def transcribe(self, waves: list[np.ndarray]) -> list[Transcript]:
-        """The speech expert over 16 kHz mono waveforms (only called when the checkpoint names one)."""
+    async def run_expert(self, kind: str, inputs: list[Any]) -> list[Any]:
+        """The checkpoint's expert of ``kind`` over a batch of inputs (16 kHz waveforms for speech, RGB pictures for
+        OCR and nudity): one reading per input (only called for experts the checkpoint names)."""
 
 
 class LocalBackend:
@@ -111,12 +135,12 @@ class LocalBackend:
     """
 
     def __init__(self, model: torch.nn.Module, calibration: PlattCalibration, device: torch.device | str = "cpu",
-                 follow_serving_split: bool = False, speech: SpeechExpert | None = None):
+                 follow_serving_split: bool = False, experts: Mapping[str, Any] | None = None):
         self.model = model
         self.calibration = calibration
         self.device = device
         self.follow_serving_split = follow_serving_split
-        self.speech = speech
+        self.experts = dict(experts or {})  # kind -> a loaded engine
 
     async def encode(self, modality: str, items: list[Any]) -> list[dict[str, np.ndarray]]:
         encoder = self.model.encoders[modality]
@@ -129,22 +153,24 @@ class LocalBackend:
     async def fuse(self, embeddings: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
         return fuse_batch(self.model.fusion, embeddings, self.calibration)
 
-    async def transcribe(self, waves: list[np.ndarray]) -> list[Transcript]:
-        return await asyncio.to_thread(self.speech.transcribe, waves)
+    async def run_expert(self, kind: str, inputs: list[Any]) -> list[Any]:
+        return await asyncio.to_thread(run_expert, kind, self.experts[kind], inputs)
 
 
 class ServeBackend:
-    """Ray Serve deployment handles: ``encoders`` (modality -> handle) and the ``fusion`` head's handle.
+    """Ray Serve deployment handles: ``encoders`` (modality -> handle), the ``fusion`` head's, and ``experts``
+    (kind -> handle; their readings cross as JSON).
 
     Each call carries a whole batch of requests' inputs (one Serve hop per part, not per request), in chunks of
     at most ``max_batch_size`` (the parts' own batch bound: the fusion head also scores the evaluated signals
     alone and the transcripts, so one batch of requests can ask it for more than that).
     """
 
-    def __init__(self, encoders: Mapping[str, Any], fusion: Any, speech: Any = None, max_batch_size: int = 16):
+    def __init__(self, encoders: Mapping[str, Any], fusion: Any, experts: Mapping[str, Any] | None = None,
+                 max_batch_size: int = 16):
         self.encoders = dict(encoders)
         self.fusion = fusion
-        self.speech = speech
+        self.experts = dict(experts or {})
         self.max_batch_size = max_batch_size
 
     async def _chunked(self, handle: Any, items: list[Any]) -> list[Any]:
@@ -158,8 +184,8 @@ class ServeBackend:
     async def fuse(self, embeddings: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
         return await self._chunked(self.fusion, embeddings)
 
-    async def transcribe(self, waves: list[np.ndarray]) -> list[Transcript]:
-        return [Transcript.from_json(t) for t in await self._chunked(self.speech, waves)]
+    async def run_expert(self, kind: str, inputs: list[Any]) -> list[Any]:
+        return [reading_from_json(kind, r) for r in await self._chunked(self.experts[kind], inputs)]
 
 
 @dataclass(frozen=True)
@@ -189,7 +215,13 @@ class Moderator:
         self.model_version = manifest.version
         preprocessing = manifest.preprocessing()
         self.speech = manifest.experts.get("speech")
-        self.preprocessor = Preprocessor(preprocessing, self.modalities, SAMPLE_RATE if self.speech else None)
+        self.picture_kinds = picture_kinds(manifest.experts)
+        self.preprocessor = Preprocessor(preprocessing, self.modalities, SAMPLE_RATE if self.speech else None,
+                                         PICTURE_SIDE if self.picture_kinds else None)
+        # The categories the nudity signal speaks to: its kind's, and their subcategories.
+        spoken_for = EXPERT_KINDS["nudity"].categories
+        self.nudity_categories = [j for j, c in enumerate(self.categories)
+                                  if c in spoken_for or c.split("/")[0] in spoken_for]
         self.audio = preprocessing.audio  # maps audio evidence back to seconds
         self.policy = None
         self.set_policy(policy or manifest.policy())
@@ -200,8 +232,8 @@ class Moderator:
         """The whole model in this process (the reference that every other path must match)."""
         manifest = CheckpointManifest.read(checkpoint)
         model = load_model(checkpoint).to(device)
-        speech = load_expert(manifest.experts["speech"]) if "speech" in manifest.experts else None
-        return cls(manifest, LocalBackend(model, manifest.calibration, device, follow_serving_split, speech), policy)
+        experts = {kind: load_expert(kind, spec) for kind, spec in manifest.experts.items()}
+        return cls(manifest, LocalBackend(model, manifest.calibration, device, follow_serving_split, experts), policy)
 
     def set_policy(self, policy: Policy) -> None:
         """Applies ``policy`` from the next decision on (it must target the model's taxonomy)."""
@@ -225,38 +257,53 @@ class Moderator:
             if rows:
                 calls.append(self.backend.encode(modality, [prepared[i][modality] for i in rows]))
                 members.append((modality, rows))
+        named: dict[str, int] = {}  # expert kind -> its call's place in ``calls``
         spoken = [i for i, item in enumerate(prepared) if "speech" in item] if self.speech else []
         if spoken:  # beside the encoders: the speech expert takes longest
-            calls.append(self.backend.transcribe([prepared[i]["speech"] for i in spoken]))
+            named["speech"] = len(calls)
+            calls.append(self.backend.run_expert("speech", [prepared[i]["speech"] for i in spoken]))
+        # Every picture (an image, or a sampled video frame at its time) of every item, for the picture experts.
+        pictures = [(i, when, picture) for i, item in enumerate(prepared)
+                    for picture, when in zip(item.get("pictures", ()), item.get("picture_times", ()))]
+        for kind in self.picture_kinds if pictures else ():
+            named[kind] = len(calls)
+            calls.append(self.backend.run_expert(kind, [picture for *_, picture in pictures]))
         outputs = await asyncio.gather(*calls)
         encoded: list[dict[str, dict[str, np.ndarray]]] = [{} for _ in prepared]
         for (modality, rows), results in zip(members, outputs):
             for i, output in zip(rows, results):
                 encoded[i][modality] = output
         transcripts: list[Transcript | None] = [None] * len(prepared)
-        for i, transcript in zip(spoken, outputs[len(members)] if spoken else ()):
+        for i, transcript in zip(spoken, outputs[named["speech"]] if spoken else ()):
             transcripts[i] = transcript.by_sentence()  # scored, and evidenced, a sentence at a time
-        # What was said goes through the same text encoder as typed text, a sentence at a time:
-        # a whole transcript would be cut at the text model's max_length, and one sentence in a long stretch of
-        # talk must not be diluted by the rest.
+        # What was said and what was read go through the same text encoder as typed text, a sentence (a block of
+        # lines) at a time: a whole transcript would be cut at the text model's max_length, and one sentence in a
+        # long stretch of talk must not be diluted by the rest.
         said = [i for i, t in enumerate(transcripts) if t is not None and t.text]
-        utterances = [(i, segment.text.strip()) for i in said for segment in transcripts[i].segments]
-        spoken_text = []
-        if utterances:
-            tokens = self.preprocessor.text([text for _, text in utterances])
-            spoken_text = await self.backend.encode("text", [{k: v[n] for k, v in tokens.items()}
-                                                             for n in range(len(utterances))])
+        texts = [(i, segment.text.strip()) for i in said for segment in transcripts[i].segments]
+        n_said = len(texts)
+        blocks = self.text_blocks(pictures, outputs[named["ocr"]]) if "ocr" in named else []
+        texts += [(i, block[0]) for i, block in blocks]
+        text_out = []
+        if texts:
+            tokens = self.preprocessor.text([text for _, text in texts])
+            text_out = await self.backend.encode("text", [{k: v[n] for k, v in tokens.items()}
+                                                          for n in range(len(texts))])
         encoded_at = time.perf_counter()
         requests = [{m: out["embedding"] for m, out in item.items()} for item in encoded]
-        # The evaluated signals alone, where an item also has others, and the transcripts' segments alone: fused in
-        # the same call (one hop).
-        subsets = [self.evaluated_subsets(frozenset(item) | ({"speech"} if i in said else set()), policy)
+        read_by = {i for i, _ in blocks}
+        # The evaluated signals alone, where an item also has others, and the texts found alone: fused in the same
+        # call (one hop).
+        subsets = [self.evaluated_subsets(frozenset(item) | ({"speech"} if i in said else set())
+                                          | ({"image_text"} if i in read_by else set())
+                                          | ({"nudity"} if "nudity" in named and any(p[0] == i for p in pictures)
+                                             else set()), policy)
                    for i, item in enumerate(requests)]
         extra = [(i, subset) for i, wanted in enumerate(subsets) for subset in wanted]
-        # An item only heard (audio for a model without an audio encoder) has nothing for the fusion head.
+        # An item only heard or seen by experts (a model without the encoder) has nothing for the fusion head.
         whole = [i for i, request in enumerate(requests) if request]
         to_fuse = ([requests[i] for i in whole] + [{m: requests[i][m] for m in subset} for i, subset in extra]
-                   + [{"text": out["embedding"]} for out in spoken_text])
+                   + [{"text": out["embedding"]} for out in text_out])
         fused = await self.backend.fuse(to_fuse) if to_fuse else []
         nothing = {"scores": np.zeros(len(self.categories), np.float32), "attribution": {}}
         items: list[dict[str, Any]] = [nothing] * len(requests)
@@ -265,55 +312,95 @@ class Moderator:
         by_item: list[dict[frozenset[str], np.ndarray]] = [{} for _ in requests]
         for (i, subset), output in zip(extra, fused[len(whole):len(whole) + len(extra)]):
             by_item[i][subset] = output["scores"]
+        text_scores = [np.asarray(output["scores"]) for output in fused[len(whole) + len(extra):]]
         segment_scores: list[list[np.ndarray] | None] = [None] * len(prepared)
-        for (i, _), output in zip(utterances, fused[len(whole) + len(extra):]):
-            segment_scores[i] = (segment_scores[i] or []) + [np.asarray(output["scores"])]
+        for (i, _), scores in zip(texts[:n_said], text_scores[:n_said]):
+            segment_scores[i] = (segment_scores[i] or []) + [scores]
         speech_scores = [np.max(np.stack(s), axis=0) if s else None for s in segment_scores]
+        read: list[list[ReadText] | None] = [[] if "ocr" in named and any(p[0] == i for p in pictures) else None
+                                             for i in range(len(prepared))]
+        for (i, (text, box, when, size)), scores in zip(blocks, text_scores[n_said:]):
+            read[i].append(ReadText(text, box, when, scores, size))
+        seen: list[list[SeenPicture] | None] = [None] * len(prepared)
+        if "nudity" in named:
+            for (i, when, _), reading in zip(pictures, outputs[named["nudity"]]):
+                seen[i] = (seen[i] or []) + [SeenPicture(when, reading)]
         encoders_ms, fusion_ms = 1000 * (encoded_at - started), 1000 * (time.perf_counter() - encoded_at)
         return [Scored(enc, f["scores"], f["attribution"], encoders_ms, fusion_ms, f.get("embedding"), subset, t, s,
-                       per_segment, policy)
-                for enc, f, subset, t, s, per_segment in zip(encoded, items, by_item, transcripts, speech_scores,
-                                                             segment_scores)]
+                       per_segment, policy, read_texts=r, pictures_seen=v, expert_scores=self.picture_scores(r, v))
+                for enc, f, subset, t, s, per_segment, r, v in zip(encoded, items, by_item, transcripts, speech_scores,
+                                                                   segment_scores, read, seen)]
+
+    @staticmethod
+    def text_blocks(pictures: Sequence[tuple[int, float | None, Any]], readings: Sequence[ImageText]
+                    ) -> list[tuple[int, tuple[str, tuple[int, int, int, int], float | None, tuple[int, int]]]]:
+        """The texts to score from what OCR read: each picture's blocks, and where a picture has several (a meme's
+        top and bottom lines), also all its text as one, read in order and boxed by their union."""
+        out = []
+        for (i, when, _), reading in zip(pictures, readings):
+            found = reading.blocks()
+            size = (reading.width, reading.height)
+            out += [(i, (block.text, block.box, when, size)) for block in found]
+            if len(found) > 1:
+                boxes = [block.box for block in found]
+                union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                         max(b[3] for b in boxes))
+                out.append((i, (" ".join(block.text for block in found), union, when, size)))
+        return out
+
+    def picture_scores(self, read: list[ReadText] | None, seen: list[SeenPicture] | None) -> dict[str, np.ndarray]:
+        """The picture experts' (C,) scores for one item: the text read (its worst block's per category) and the
+        nudity probability (its highest picture's, for the categories it speaks to; 0 for the others)."""
+        out = {}
+        if read:
+            out["image_text"] = np.max(np.stack([block.scores for block in read]), axis=0)
+        if seen:
+            nudity = np.zeros(len(self.categories), np.float32)
+            nudity[self.nudity_categories] = max(p.reading.score for p in seen)
+            out["nudity"] = nudity
+        return out
 
     def evaluated_subsets(self, signals: frozenset[str], policy: Policy) -> set[frozenset[str]]:
         """The non-empty sets of encoded modalities the fusion head must score alone: for each category, the
-        signals evaluated for it among ``signals`` (less speech, scored apart), where those are fewer than all."""
-        encoded = signals - {"speech"}
+        signals evaluated for it among ``signals`` (less the side signals, scored apart), where those are fewer
+        than all."""
+        side = frozenset(SIDE_SIGNALS)
+        encoded = signals - side
         wanted = set()
         for category in self.categories:
             trusted = signals & policy.trusted(category)
             if trusted != signals:
-                wanted.add(trusted - {"speech"})
+                wanted.add(trusted - side)
         return wanted - {encoded, frozenset()}
 
     @staticmethod
     def signals(scored: Scored) -> frozenset[str]:
-        """The signals an item's scores rest on: its encoded modalities, and speech when a transcript was scored."""
-        return frozenset(scored.encoded) | ({"speech"} if scored.speech_scores is not None else set())
+        """The signals an item's scores rest on: its encoded modalities, and the side signals that spoke (speech
+        when a transcript was scored, text in pictures when some was read, nudity when pictures were seen)."""
+        return frozenset(scored.encoded) | frozenset(scored.side_scores())
 
     @staticmethod
     def combined_scores(scored: Scored) -> np.ndarray:
-        """The item's scores: per category the higher of the fused inputs and what was said."""
-        if scored.speech_scores is None:
-            return scored.scores
-        return np.maximum(scored.scores, scored.speech_scores)
+        """The item's scores: per category the highest of the fused inputs and the side signals."""
+        side = list(scored.side_scores().values())
+        return np.max(np.stack([scored.scores, *side]), axis=0) if side else scored.scores
 
     def trusted_scores(self, scored: Scored, policy: Policy) -> dict[str, float | None]:
         """Per category whose score rests partly on signals not evaluated for it: the evaluated signals' score
         (None when the item has none of them)."""
         signals = self.signals(scored)
         encoded = frozenset(scored.encoded)
+        side = scored.side_scores()
         out = {}
         for j, category in enumerate(self.categories):
             trusted = signals & policy.trusted(category)
             if trusted == signals:
                 continue
             parts = []
-            fused = trusted - {"speech"}
+            fused = trusted - frozenset(SIDE_SIGNALS)
             if fused:
                 parts.append(float((scored.scores if fused == encoded else scored.subset_scores[fused])[j]))
-            if "speech" in trusted:
-                parts.append(float(scored.speech_scores[j]))
+            parts += [float(side[signal][j]) for signal in trusted & frozenset(side)]
             out[category] = max(parts) if parts else None
         return out
 
@@ -342,26 +429,38 @@ class Moderator:
         evidence = self.evidence(prepared, scored.encoded)
         if scored.transcript is not None:
             evidence["speech"] = speech_evidence(scored.transcript, scored.segment_scores, self.categories)
+        if scored.read_texts:
+            evidence["image_text"] = text_evidence(scored.read_texts, self.categories)
+        if scored.pictures_seen:
+            evidence["nudity"] = nudity_evidence(scored.pictures_seen)
         if scored.windows is not None:
             evidence["windows"] = scored.windows
-        limited = self.unevaluated(scores, trusted, decision, market, self.signals(scored), policy)
+        limited = self.unevaluated(scores, trusted, decision, market, self.signals(scored), policy,
+                                   self.silent_signals())
         if limited:
             evidence["unevaluated_signals"] = limited
         attribution = explain(self.categories, scored.scores, scored.attribution)
-        if scored.speech_scores is not None:
-            attribution = speech_attribution(self.categories, attribution, scored.scores, scored.speech_scores)
-        modalities = list(scored.encoded) + (["speech"] if scored.speech_scores is not None else [])
+        side = scored.side_scores()
+        if side:
+            attribution = side_attribution(self.categories, attribution, scored.scores, side)
+        modalities = list(scored.encoded) + [signal for signal in SIDE_SIGNALS if signal in side]
         return ModerationResult(
             id=item_id, scores=scores, decision=decision, attribution=attribution,
             evidence=evidence, modalities=modalities,
             model_version=self.model_version, embedding=embedding, latency_ms=latency)
 
+    def silent_signals(self) -> dict[str, frozenset[str]]:
+        """Category -> the side signals that give it no score (nudity speaks to ``sexual`` only)."""
+        return {c: frozenset({"nudity"}) for j, c in enumerate(self.categories) if j not in self.nudity_categories}
+
     @staticmethod
     def unevaluated(scores: Mapping[str, float], trusted: Mapping[str, float | None], decision, market: str | None,
-                    present: frozenset[str], policy: Policy) -> dict[str, dict[str, Any]]:
+                    present: frozenset[str], policy: Policy,
+                    silent: Mapping[str, frozenset[str]] | None = None) -> dict[str, dict[str, Any]]:
         """The categories whose action differs from what their score alone would take, because part of that score
         rests on signals not evaluated on real content for them: held at review (or below), or decided by the
-        evaluated signals' own score. What the evidence says about each."""
+        evaluated signals' own score. What the evidence says about each (``silent``: per category, signals that
+        give it no score and so are not named)."""
         reasons = {r.category: r for r in decision.reasons}
         out = {}
         for category, evaluated_score in trusted.items():
@@ -374,7 +473,7 @@ class Moderator:
             by_evaluated = reason is not None and reason.score != scores[category]
             if took == would and not by_evaluated:
                 continue
-            signals = sorted(present - policy.trusted(category))
+            signals = sorted(present - policy.trusted(category) - (silent or {}).get(category, frozenset()))
             out[category] = {
                 "signals": signals, "score": scores[category], "evaluated_score": evaluated_score,
                 "would_have": would, "took": took,

@@ -129,6 +129,32 @@ def _same_windows(got: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
     return True
 
 
+def _same_image_text(got: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
+    """Text read in pictures: the same blocks (text, box, frame time) with the same top category, and the same
+    worst block per category, scores within rounding."""
+    def where(block: Mapping[str, Any]) -> tuple:
+        return block["text"], tuple(block["box"]), tuple(block.get("size", ())), block.get("frame_s")
+
+    mine, theirs = got["blocks"], expected["blocks"]
+    if [(where(b), b["top"]["category"]) for b in mine] != [(where(b), b["top"]["category"]) for b in theirs] or \
+            got["blocks_total"] != expected["blocks_total"] or sorted(got["worst"]) != sorted(expected["worst"]):
+        return False
+    return all(_close(a["top"]["score"], b["top"]["score"], SCORE_ATOL) for a, b in zip(mine, theirs)) and all(
+        where(got["worst"][c]) == where(w) and _close(got["worst"][c]["score"], w["score"], SCORE_ATOL)
+        for c, w in expected["worst"].items())
+
+
+def _same_nudity(got: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
+    """The nudity expert's readings: the same pictures and regions, probabilities within rounding."""
+    def shape(picture: Mapping[str, Any]) -> tuple:
+        return (picture.get("frame_s"), picture["width"], picture["height"],
+                [tuple(r["box"]) for r in picture["regions"]])
+
+    mine, theirs = got["pictures"], expected["pictures"]
+    return [shape(p) for p in mine] == [shape(p) for p in theirs] and _close(got["score"], expected["score"], 1e-4) \
+        and all(_close(a["score"], b["score"], 1e-4) for a, b in zip(mine, theirs))
+
+
 def _evidence_differences(got: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
     if sorted(got) != sorted(expected):
         return [f"evidence: {sorted(got)} != {sorted(expected)}"]
@@ -141,6 +167,12 @@ def _evidence_differences(got: Mapping[str, Any], expected: Mapping[str, Any]) -
                 out.append(f"evidence.{kind}: {mine} != {theirs}")
         elif kind == "speech":  # what was heard: the same words, at the same times within one alignment frame
             if not _same_speech(mine, theirs):
+                out.append(f"evidence.{kind}: {mine} != {theirs}")
+        elif kind == "image_text":  # text read in pictures: the same blocks where they were read
+            if not _same_image_text(mine, theirs):
+                out.append(f"evidence.{kind}: {mine} != {theirs}")
+        elif kind == "nudity":
+            if not _same_nudity(mine, theirs):
                 out.append(f"evidence.{kind}: {mine} != {theirs}")
         elif kind == "windows":  # long media: the same windows, the worst ones naming the same sentences
             if not _same_windows(mine, theirs):

@@ -74,6 +74,7 @@ class WindowFold:
         self.speech_s: float | None = None
         self.duration_s = 0.0
         self.policy = None
+        self.pictured: Scored | None = None  # the part with pictures (the item's image), read and seen once
 
     def add(self, window: Window, scored: Scored, last: bool) -> None:
         """One window's scores (``last``: no window follows; its segments may run to its end)."""
@@ -119,6 +120,8 @@ class WindowFold:
             self.embedding_sum = embedding if self.embedding_sum is None else self.embedding_sum + embedding
             self.parts += 1
         self.policy = self.policy or scored.policy
+        if scored.read_texts is not None or scored.pictures_seen is not None:
+            self.pictured = scored
 
     def _keep_segments(self, window: Window, scored: Scored, last: bool) -> list[int]:
         """The window's segments heard whole and not kept before, appended to the item's; their indices."""
@@ -150,7 +153,9 @@ class WindowFold:
         return Scored({m: {} for m in sorted(self.modalities)}, self.fused, self.attribution, embedding=embedding,
                       subset_scores=self.subset_scores(), transcript=transcript, speech_scores=speech,
                       segment_scores=list(self.segment_scores) or None, policy=self.policy,
-                      windows=self.evidence())
+                      windows=self.evidence(), read_texts=self.pictured.read_texts if self.pictured else None,
+                      pictures_seen=self.pictured.pictures_seen if self.pictured else None,
+                      expert_scores=dict(self.pictured.expert_scores) if self.pictured else {})
 
     def subset_scores(self) -> dict[frozenset[str], np.ndarray]:
         """The evaluated encoded signals' scores, keyed as the moderation core reads them for the whole item (the

@@ -114,9 +114,9 @@ class Decision:
         return dataclasses.asdict(self)
 
 
-# The signals a result can rest on: each input modality's encoder, and ``speech`` (transcripts scored by the
-# text model).
-SIGNALS = ("text", "speech", "image", "audio", "video")
+# The signals a result can rest on: each input modality's encoder, ``speech`` and ``image_text`` (transcripts and
+# text read in pictures, scored by the text model), and ``nudity`` (the nudity expert's probability).
+SIGNALS = ("text", "speech", "image_text", "nudity", "image", "audio", "video")
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,20 @@ def _loads(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
 
 
+def seen(result) -> dict[str, Any]:
+    """What a reviewer is shown over an item's image: the regions the nudity expert scored high (shown blurred even
+    when the image is revealed) and the text OCR read, each box with the size of the picture it is in (so it is
+    drawn over the picture at any size). Video frames' findings are not drawn (they belong to a time)."""
+    if result is None:
+        return {"picture_regions": [], "picture_text": []}
+    nudity = result.evidence.get("nudity") or {}
+    regions = [{"box": r["box"], "size": [p["width"], p["height"]], "score": r["score"]}
+               for p in nudity.get("pictures", []) if "frame_s" not in p for r in p.get("regions", [])]
+    read = (result.evidence.get("image_text") or {}).get("blocks", [])
+    text = [{"box": b["box"], "size": b["size"], "text": b["text"]} for b in read if "frame_s" not in b and "size" in b]
+    return {"picture_regions": regions, "picture_text": text}
+
+
 def heard(result) -> dict[str, Any]:
     """What a reviewer is shown of what the speech expert heard: the transcript's sentences with their times (and
     the category each scored highest), and where each category the policy acted on was found (long media: the
@@ -429,7 +443,7 @@ class ReviewStore:
             "reasons": [dataclasses.asdict(r) for r in result.decision.reasons] if result else [],
             "driven_by": {c: a.get("driven_by") for c, a in result.attribution.items()} if result else {},
             "model_version": row["model_version"], "policy_version": row["policy_version"], "market": row["market"],
-            "meta": sample.get("meta") or {}, **heard(result)}
+            "meta": sample.get("meta") or {}, **heard(result), **seen(result)}
         if queue == "adjudication":
             view["escalation"] = stored.escalation
             view["prior_reviews"] = [

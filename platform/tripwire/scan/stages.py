@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import pickle
 from typing import Any
 
 import numpy as np
@@ -33,14 +34,16 @@ from tripwire.scan.progress import ItemProgress
 
 
 @functools.lru_cache(maxsize=4)
-def _preprocessor(preprocessing_json: str, modalities: tuple[str, ...], speech: bool = False) -> Preprocessor:
+def _preprocessor(preprocessing_json: str, modalities: tuple[str, ...], speech: bool = False,
+                  picture_side: int | None = None) -> Preprocessor:
     """One Preprocessor per worker process and setting (the tokenizer and mel filters take a while to build)."""
     return Preprocessor(from_dict(PreprocessingConfig, json.loads(preprocessing_json)), modalities,
-                        SAMPLE_RATE if speech else None)
+                        SAMPLE_RATE if speech else None, picture_side)
 
 
 def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalities: tuple[str, ...],
-                  base_uri: str, quarantine_dir: str, market: str | None, speech: bool = False) -> dict[str, np.ndarray]:
+                  base_uri: str, quarantine_dir: str, market: str | None, speech: bool = False,
+                  picture_side: int | None = None) -> dict[str, np.ndarray]:
     """Manifest records -> collated model inputs (bad rows to the quarantine, with their reason).
 
     Args:
@@ -52,8 +55,10 @@ def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalit
         market: the market every item is decided for (None: each item's ``meta.market``).
         speech: the checkpoint names a speech expert: each row keeps its audio's 16 kHz waveform (``speech``,
             empty where it has none) for the moderation actors' expert.
+        picture_side: the checkpoint names picture experts (OCR, nudity): each row keeps its image and video
+            frames as RGB scaled to this long side (``pictures``, pickled; empty where it has none).
     """
-    preprocessor = _preprocessor(preprocessing_json, tuple(modalities), speech)
+    preprocessor = _preprocessor(preprocessing_json, tuple(modalities), speech, picture_side)
     good, bad = prepare_records(batch["id"], batch["record"], lambda s: _prepared_or_long(preprocessor, s, base_uri))
     write_quarantine(quarantine_dir, bad)
     items = [prepared for _, prepared in good]
@@ -68,6 +73,9 @@ def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalit
             waves[i] = np.asarray(p.get("speech", np.zeros(0, np.float32)), np.float32)
         out["speech"] = waves
         out["has_speech"] = np.asarray(["speech" in p for p in items], dtype=bool)
+    if picture_side:  # ragged and of several shapes per row: one pickled list of arrays per row
+        out["pictures"] = np.asarray([pickle.dumps((p.get("pictures", []), p.get("picture_times", [])),
+                                                   protocol=5) for p in items], dtype=object)
     out["long_record"] = np.asarray([json.dumps(p[LONG]) if LONG in p else "" for p in items], dtype=object)
     out["id"] = np.asarray([s.id for s, _ in good], dtype=object)
     out["market"] = np.asarray([market or s.meta.get("market") for s, _ in good], dtype=object)
@@ -113,6 +121,10 @@ def rows_from_batch(batch: dict[str, Any], modalities: tuple[str, ...]) -> list[
             item["video_timestamps"] = list(batch["video_timestamps"][i])
         if "has_speech" in batch and batch["has_speech"][i]:
             item["speech"] = np.asarray(batch["speech"][i], np.float32)
+        if "pictures" in batch:
+            pictures, times = pickle.loads(batch["pictures"][i])  # written by prepare_batch, in this scan
+            if pictures:
+                item["pictures"], item["picture_times"] = pictures, times
         items.append(item)
     return items
 

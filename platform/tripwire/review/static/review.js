@@ -252,7 +252,7 @@
     const media = $("item-media");
     media.replaceChildren();
     for (const [modality, url] of Object.entries(item.media || {})) {
-      const box = mediaBox(modality, url);
+      const box = mediaBox(modality, url, item);
       if (box) media.append(box);
     }
 
@@ -277,7 +277,17 @@
     try { return new URL(url, location.href).origin === location.origin; } catch (_) { return false; }
   }
 
-  function mediaBox(modality, url) {
+  // Boxes over the picture, placed in percent of the picture they were found in: nudity regions stay blurred
+  // after the picture is revealed; the text OCR read is outlined, its words in the tooltip.
+  function overlay(box, size, kind, title) {
+    const [x0, y0, x1, y1] = box, [w, h] = size;
+    const node = el("div", { class: `region ${kind}`, title });
+    Object.assign(node.style, { left: `${100 * x0 / w}%`, top: `${100 * y0 / h}%`,
+      width: `${100 * (x1 - x0) / w}%`, height: `${100 * (y1 - y0) / h}%` });
+    return node;
+  }
+
+  function mediaBox(modality, url, item) {
     if (!sameOrigin(url)) return el("p", { class: "no-text", text: `${modality}: not shown (not served by this site)` });
     const wrap = el("div", { class: "media-item", "data-modality": modality });
     wrap.append(el("p", { class: "media-label", text: modality }));
@@ -289,7 +299,13 @@
       return wrap;
     }
     let node;
-    if (modality === "image") node = el("img", { src: url, alt: "Item image (blurred until revealed)", class: "sensitive" });
+    if (modality === "image") {
+      const img = el("img", { src: url, alt: "Item image (blurred until revealed)", class: "sensitive" });
+      const regions = ((item && item.picture_regions) || []).map((r) =>
+        overlay(r.box, r.size, "nudity", `nudity ${Number(r.score).toFixed(2)}: stays blurred`));
+      const read = ((item && item.picture_text) || []).map((t) => overlay(t.box, t.size, "text", `read: ${t.text}`));
+      node = el("span", { class: "picture" }, img, ...regions, ...read);
+    }
     else if (modality === "video") {
       node = el("video", { controls: true, preload: "metadata", src: url, class: "sensitive" });
       node.muted = true;
