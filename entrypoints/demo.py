@@ -268,7 +268,7 @@ def read_pictures(url: str, local: Moderator, folder: Path) -> list[str]:
         return []
     samples = draw_pictures(folder)
     differences = []
-    print(f"\n{'picture':<16}{'read (box x0,y0-x1,y1)':<72}{'top score':<30}{'decision':<10}driven by")
+    print(f"\n{'picture':<16}{'read (box x0,y0-x1,y1)':<72}{'decided on':<30}{'decision':<10}driven by")
     with httpx.Client(timeout=120) as client:
         for sample, expected in zip(samples, local.moderate_sync(samples, str(folder))):
             response = client.post(f"{url}/v1/moderate", json=request_body(sample, str(folder)))
@@ -276,13 +276,16 @@ def read_pictures(url: str, local: Moderator, folder: Path) -> list[str]:
             answer = ModerationResult.from_json(response.json())
             differences += [f"{sample.id}: {d}" for d in result_differences(answer, expected)]
             blocks = answer.evidence.get("image_text", {}).get("blocks") or [{"text": "(nothing)", "box": [0, 0, 0, 0]}]
-            top_name = max(answer.scores, key=answer.scores.get)
+            # The category the decision acted on (else the top score), and the signal that drove it.
+            acted = [r for r in answer.decision.reasons if r.action == answer.action]
+            name = acted[0].category if acted else max(answer.scores, key=answer.scores.get)
+            score = acted[0].score if acted else answer.scores[name]
             for i, block in enumerate(blocks):
                 x0, y0, x1, y1 = block["box"]
                 read = f"{block['text'][:50]} ({x0},{y0}-{x1},{y1})"
                 if i == 0:
-                    driver = answer.attribution[top_name]["driven_by"]
-                    print(f"{sample.id:<16}{read:<72}{top_name + '=' + format(answer.scores[top_name], '.3f'):<30}"
+                    driver = answer.attribution[name]["driven_by"]
+                    print(f"{sample.id:<16}{read:<72}{name + '=' + format(score, '.3f'):<30}"
                           f"{answer.action:<10}{SIGNAL_LABELS.get(driver, driver)}")
                 else:
                     print(f"{'':<16}{read}")

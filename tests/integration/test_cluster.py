@@ -27,12 +27,11 @@ def submit(address: str, env: dict, command: list[str]) -> str:
 
 
 def test_training_submitted_to_another_cluster_is_reproducible_and_resumes(separate_cluster, trained, tmp_path):
-    """``ray job submit`` of ``tripwire train`` with the session's config, data and seed, for its first two
-    epochs, on a cluster of two nodes: the same split, and each epoch's validation metrics within 1e-6 of the
-    session's own run, whose epochs after its first were trained by a group restarted after a worker was
-    killed (a resumed run is the run it would have been). Run again under the same run name with one more
-    epoch (in process, on the session's Ray), it resumes after the last epoch instead of starting over, and
-    that epoch too equals the session's."""
+    """``ray job submit`` of ``tripwire train`` with the session's config, data and seed, for its first epoch, on
+    a cluster of two nodes: the same split, and the epoch's validation metrics within 1e-6 of the session's own
+    run. Run again under the same run name with one more epoch (in process, on the session's Ray), it resumes
+    after the last epoch instead of starting over, and that epoch equals the session's second, which was trained
+    by a group restarted after a worker was killed (a resumed run is the run it would have been)."""
     import dataclasses
     import sys
 
@@ -47,7 +46,7 @@ def test_training_submitted_to_another_cluster_is_reproducible_and_resumes(separ
     config = yaml.safe_load((REPO / "pipelines/configs/tiny.yaml").read_text())
     config.update(run_name="submitted", storage_path=str(tmp_path / "ray"), export_dir=str(tmp_path / "model"))
     config["data"]["manifest"] = cfg.data.manifest  # the session's corpus, its broken rows included
-    config["fit"].update(epochs=2, num_to_keep=10)
+    config["fit"].update(epochs=1, num_to_keep=10)
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(config))
 
@@ -65,15 +64,15 @@ def test_training_submitted_to_another_cluster_is_reproducible_and_resumes(separ
 
     run_dir = tmp_path / "ray" / "submitted"
     before = epochs_in(run_dir)
-    assert [r["epoch"] for r in before] == [0, 1] and all(r["resumed_from_epoch"] is None for r in before)
+    assert [r["epoch"] for r in before] == [0] and before[0]["resumed_from_epoch"] is None
     for record in before:
         assert_as_in_session(record)
 
     again = load_yaml(TrainConfig, job).resolved(tmp_path)
-    run(dataclasses.replace(again, fit=dataclasses.replace(again.fit, epochs=3)))
+    run(dataclasses.replace(again, fit=dataclasses.replace(again.fit, epochs=2)))
     after = epochs_in(run_dir)
-    assert [r["epoch"] for r in after] == [0, 1, 2]
-    assert after[-1]["resumed_from_epoch"] == 1
+    assert [r["epoch"] for r in after] == [0, 1]
+    assert after[-1]["resumed_from_epoch"] == 0
     assert after[:-1] == before  # earlier epochs were not retrained
     assert_as_in_session(after[-1])
 

@@ -173,7 +173,6 @@ def test_a_scans_stages_carry_the_pictures_to_the_same_result(picture_checkpoint
     from PIL import Image
 
     from helpers import assert_same_result
-    from tripwire.experts import PICTURE_SIDE
     from tripwire.moderation.result import ModerationResult
     from tripwire.scan.stages import ModerateBatch, prepare_batch
 
@@ -184,9 +183,38 @@ def test_a_scans_stages_carry_the_pictures_to_the_same_result(picture_checkpoint
     batch = prepare_batch({"id": np.asarray([s.id for s in samples], object),
                            "record": np.asarray([json.dumps(s.to_row()) for s in samples], object)},
                           json.dumps(to_dict(manifest.preprocessing())), tuple(manifest.modalities), str(tmp_path),
-                          str(tmp_path / "q"), None, picture_side=PICTURE_SIDE)
+                          str(tmp_path / "q"), None, pictures=True)
     rows = ModerateBatch(picture_checkpoint, None, str(tmp_path / "scan"))(batch).to_pylist()
     expected = Moderator.local(picture_checkpoint).moderate_sync(samples)
     for row, want in zip(rows, expected):
         assert_same_result(ModerationResult.from_row(row).replace(embedding=None), want)
     assert "image_text" in expected[0].evidence and "image_text" not in expected[1].evidence
+
+
+def test_a_gpu_this_onnxruntime_cannot_use_is_refused_naming_the_field():
+    import onnxruntime
+
+    from tripwire.common.config import ConfigError
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(ConfigError, match="ocr.args.use_gpu: use_gpu needs onnxruntime with CUDA"):
+        OCR_EXPERTS.get("rapidocr")(use_gpu=True)
+    with pytest.raises(ConfigError, match="nudity.args.use_gpu"):
+        NUDITY_EXPERTS.get("opennsfw")(use_gpu=True)
+
+
+def test_pictures_too_small_for_text_are_not_given_to_picture_experts(tiny_model_config, tmp_path):
+    from PIL import Image
+
+    from tripwire.data.preprocess import Preprocessor
+
+    config = dataclasses.replace(tiny_model_config.preprocessing, text=dataclasses.replace(
+        tiny_model_config.preprocessing.text))
+    preprocessor = Preprocessor(config, ("text", "image"), pictures=True)
+    Image.new("RGB", (24, 24), "white").save(tmp_path / "thumb.png")
+    Image.new("RGB", (2000, 400), "white").save(tmp_path / "banner.png")
+    thumb = preprocessor.sample(Sample.from_row({"id": "t", "image": str(tmp_path / "thumb.png")}))
+    banner = preprocessor.sample(Sample.from_row({"id": "b", "image": str(tmp_path / "banner.png")}))
+    assert "pictures" not in thumb and "image" in thumb  # under min_side (32): the encoder still sees it
+    assert banner["pictures"][0].shape == (256, 1280, 3) and banner["picture_times"] == [None]  # max_side 1280

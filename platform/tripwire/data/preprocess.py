@@ -95,6 +95,20 @@ class VideoPreprocessing:
 
 
 @dataclass(frozen=True)
+class PicturePreprocessing:
+    """What picture experts (OCR, nudity) are given of each image and sampled video frame: the RGB picture scaled
+    to at most ``max_side`` on its long side (large enough for text, bounded in memory); pictures whose short side
+    is under ``min_side`` are not given them (no text is legible there, and a thumbnail is no evidence)."""
+
+    max_side: int = 1280
+    min_side: int = 32
+
+    def __post_init__(self):
+        if not 1 <= self.min_side <= self.max_side:
+            raise ConfigError(f"min_side, max_side: need 1 <= min_side <= max_side, got {self.min_side}, {self.max_side}")
+
+
+@dataclass(frozen=True)
 class PreprocessingConfig:
     """All preprocessing settings; saved in every checkpoint manifest."""
 
@@ -104,6 +118,7 @@ class PreprocessingConfig:
     video: VideoPreprocessing = field(default_factory=VideoPreprocessing)
     limits: MediaLimits = field(default_factory=MediaLimits)
     windows: WindowConfig = field(default_factory=WindowConfig)  # long media (over the limits' seconds)
+    pictures: PicturePreprocessing = field(default_factory=PicturePreprocessing)  # for picture experts
 
 
 class Preprocessor:
@@ -117,20 +132,19 @@ class Preprocessor:
         modalities: the modalities the model has encoders for; others are rejected.
         speech_rate: keep each audio's (and video soundtrack's) waveform at this rate as ``speech`` for a
             speech expert (None: the model has none).
-        picture_side: keep each image, and each sampled video frame, as RGB scaled to at most this long side
-            (``pictures``, with ``picture_times``: None for an image, seconds for a frame) for picture experts
-            (OCR, nudity); None: the model has none.
+        pictures: keep each image, and each sampled video frame, as RGB (``config.pictures``) for picture
+            experts (OCR, nudity): ``pictures``, with ``picture_times`` (None for an image, seconds for a frame).
     """
 
     def __init__(self, config: PreprocessingConfig, modalities: Sequence[str] = MODALITIES,
-                 speech_rate: int | None = None, picture_side: int | None = None):
+                 speech_rate: int | None = None, pictures: bool = False):
         import torchaudio
         from transformers import AutoTokenizer
 
         self.config = config
         self.modalities = tuple(modalities)
         self.speech_rate = speech_rate
-        self.picture_side = picture_side
+        self.pictures = pictures
         self.tokenizer = AutoTokenizer.from_pretrained(config.text.tokenizer) if "text" in self.modalities else None
         self._tokenizer_lock = threading.Lock()
         audio = config.audio
@@ -187,12 +201,11 @@ class Preprocessor:
         return resampled(waveform, sample_rate, self.speech_rate).numpy()
 
     def picture(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> the same picture with its long side at most ``picture_side`` (what picture experts
-        read: large enough for text, bounded in memory)."""
+        """(H, W, 3) uint8 -> the same picture with its long side at most ``config.pictures.max_side`` (what
+        picture experts read: large enough for text, bounded in memory)."""
         from PIL import Image
 
-        side = self.picture_side or max(rgb.shape[:2])
-        scale = side / max(rgb.shape[:2])
+        scale = self.config.pictures.max_side / max(rgb.shape[:2])
         if scale >= 1:
             return np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
         size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
@@ -221,7 +234,7 @@ class Preprocessor:
         # Audio a model has no audio encoder for is still heard by its speech expert, if it has one; pictures and
         # frames are still read by its picture experts.
         heard = {"audio"} if self.speech_rate else set()
-        seen = {"image", "video"} if self.picture_side else set()
+        seen = {"image", "video"} if self.pictures else set()
         unsupported = [m for m in present if m not in self.modalities and m not in heard | seen]
         if unsupported:
             raise MediaError(unsupported[0], "unsupported_modality", f"this model has no {unsupported[0]} encoder")
@@ -233,7 +246,7 @@ class Preprocessor:
             rgb = decode_image(read_media("image", sample.image, base_uri, limits.max_image_bytes), limits)
             if "image" in self.modalities:
                 out["image"] = self.image(rgb)
-            if self.picture_side:
+            if self.pictures and min(rgb.shape[:2]) >= self.config.pictures.min_side:
                 out["pictures"], out["picture_times"] = [self.picture(rgb)], [None]
         if sample.audio is not None:
             wave, rate = decode_audio(read_media("audio", sample.audio, base_uri, limits.max_audio_bytes), limits)
@@ -251,9 +264,11 @@ class Preprocessor:
             if "video" in self.modalities:
                 out["video"] = self.video(clip.frames)
                 out["video_timestamps"] = clip.timestamps
-            if self.picture_side:
-                out.setdefault("pictures", []).extend(self.picture(f) for f in clip.frames)
-                out.setdefault("picture_times", []).extend(round(float(t), 3) for t in clip.timestamps)
+            if self.pictures:
+                kept = [(f, t) for f, t in zip(clip.frames, clip.timestamps)
+                        if min(f.shape[:2]) >= self.config.pictures.min_side]
+                out.setdefault("pictures", []).extend(self.picture(f) for f, _ in kept)
+                out.setdefault("picture_times", []).extend(round(float(t), 3) for _, t in kept)
             if clip.audio is not None:
                 if soundtrack:
                     out["audio"] = self.audio(clip.audio, clip.sample_rate)

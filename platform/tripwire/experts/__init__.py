@@ -7,11 +7,11 @@ from tripwire.experts.nudity import NUDITY_EXPERTS, NudityExpert, NudityReading,
 from tripwire.experts.ocr import OCR_EXPERTS, ImageText, OcrExpert, TextBlock, TextLine, has_text
 from tripwire.experts.speech import SPEECH_EXPERTS, SpeechExpert, Segment, Transcript, Word
 from tripwire.experts.weights import WeightsRecord
-from tripwire.experts.kinds import (EXPERT_KINDS, PICTURE_SIDE, ExpertKind, expert_class, expert_kind, load_expert,
+from tripwire.experts.kinds import (EXPERT_KINDS, ExpertKind, expert_class, expert_kind, load_expert,
                                     picture_kinds, reading_from_json, run_expert)
 from tripwire.experts import opennsfw, rapid, tesseract, whisper  # noqa: F401  (register their engines)
 
-__all__ = ["EXPERT_KINDS", "PICTURE_SIDE", "ExpertKind", "ImageText", "NUDITY_EXPERTS", "NudityExpert", "NudityReading", "OCR_EXPERTS",
+__all__ = ["EXPERT_KINDS", "ExpertKind", "ImageText", "NUDITY_EXPERTS", "NudityExpert", "NudityReading", "OCR_EXPERTS",
            "OcrExpert", "Region", "SPEECH_EXPERTS", "Segment", "SpeechExpert", "TextBlock", "TextLine",
            "Transcript", "WeightsRecord", "Word", "expert_class", "expert_kind", "has_text", "load_expert",
            "picture_kinds", "reading_from_json", "run_expert"]

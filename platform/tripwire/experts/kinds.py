@@ -44,12 +44,22 @@ EXPERT_KINDS: dict[str, ExpertKind] = {
 }
 
 
-PICTURE_SIDE = 1280  # pictures and video frames reach picture experts scaled to at most this long side
-
-
 def picture_kinds(kinds: Iterable[str]) -> list[str]:
     """Those of ``kinds`` (a checkpoint's experts) that read pictures."""
     return [kind for kind in kinds if expert_kind(kind).takes == "pictures"]
+
+
+def onnx_providers(use_gpu: bool, field: str) -> list[str]:
+    """onnxruntime's execution providers for an expert: CUDA first where ``use_gpu`` asks for it (a ConfigError
+    naming ``field`` where the installed onnxruntime has no CUDA: the pinned wheel is the CPU build)."""
+    import onnxruntime
+
+    if not use_gpu:
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        raise ConfigError(f"{field}: use_gpu needs onnxruntime with CUDA (onnxruntime-gpu); this one has "
+                          f"{onnxruntime.get_available_providers()}")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def expert_kind(kind: str) -> ExpertKind:

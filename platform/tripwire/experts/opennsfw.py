@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from tripwire.common.config import ConfigError
+from tripwire.experts.kinds import onnx_providers
 from tripwire.experts.nudity import NUDITY_EXPERTS, NudityReading, Region, grid_crops
 from tripwire.experts.weights import WeightsRecord
 
@@ -53,8 +54,8 @@ class OpenNsfw:
         options.intra_op_num_threads = cpu_threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        providers = (["CUDAExecutionProvider"] if use_gpu else []) + ["CPUExecutionProvider"]
-        self.session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), options, providers=providers)
+        self.session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), options,
+                                                    providers=onnx_providers(use_gpu, "nudity.args.use_gpu"))
         self._input = self.session.get_inputs()[0].name
         self._weights = self.weights_record(model_dir)
         self.localise_at = localise_at

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tripwire.common.config import ConfigError
+from tripwire.experts.kinds import onnx_providers
 from tripwire.experts.ocr import OCR_EXPERTS, ImageText, TextLine, read_pictures, reading_order
 from tripwire.experts.weights import WeightsRecord
 
@@ -51,13 +52,14 @@ class RapidOcr:
 
         if detect_limit not in ("min", "max"):
             raise ConfigError(f"ocr.args.detect_limit: {detect_limit!r} is not 'min' or 'max'")
+        onnx_providers(use_gpu, "ocr.args.use_gpu")  # refuses a GPU this onnxruntime cannot use
         folder = Path(model_dir) if model_dir else bundled_model_dir()
         missing = [name for name in MODEL_FILES.values() if not (folder / name).is_file()]
         if missing:
             raise ConfigError(f"ocr.model_dir: {folder} lacks {missing}")
-        logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+        logging.getLogger("RapidOCR").setLevel(logging.ERROR)  # it warns of every picture it finds no text in
         params: dict[str, Any] = {
-            "Global.log_level": "warning", "Global.text_score": min_confidence, "Global.max_side_len": max_side,
+            "Global.log_level": "error", "Global.text_score": min_confidence, "Global.max_side_len": max_side,
             "Det.model_path": str(folder / MODEL_FILES["det"]), "Rec.model_path": str(folder / MODEL_FILES["rec"]),
             "Cls.model_path": str(folder / MODEL_FILES["cls"]),
             "Det.limit_side_len": detect_side, "Det.limit_type": detect_limit,
@@ -65,7 +67,7 @@ class RapidOcr:
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
             "EngineConfig.onnxruntime.use_cuda": use_gpu}
         self.engine = RapidOCR(params=params)
-        logging.getLogger("RapidOCR").setLevel(logging.WARNING)  # its constructor resets the level
+        logging.getLogger("RapidOCR").setLevel(logging.ERROR)  # its constructor resets the level
         self._weights = self.weights_record(model_dir)
         self.min_confidence = min_confidence
         self.check_text = check_text

@@ -34,7 +34,7 @@ from tripwire.data.sample import Sample
 from tripwire.moderation.result import ModerationResult
 from tripwire.moderation.scored import SIDE_SIGNALS, ReadText, Scored, SeenPicture
 from tripwire.moderation.windowed import WindowFold
-from tripwire.experts import (EXPERT_KINDS, PICTURE_SIDE, ImageText, Transcript, load_expert, picture_kinds,
+from tripwire.experts import (EXPERT_KINDS, ImageText, Transcript, load_expert, picture_kinds,
                               reading_from_json, run_expert)
 from tripwire.experts.speech import SAMPLE_RATE
 from tripwire.moderation.scoring import encode_batch, explain, fuse_batch, head_batch, top_time_window
@@ -79,14 +79,17 @@ def text_evidence(read: Sequence[ReadText], categories: Sequence[str]) -> dict[s
         return {"text": block.text, "box": list(block.box), "size": list(block.size),
                 **({"frame_s": block.frame_s} if block.frame_s is not None else {})}
 
-    scores = np.stack([np.asarray(b.scores) for b in read])  # (blocks, C)
+    # Rounded: a text read in several frames scores the same within float noise, and the first must win everywhere.
+    scores = np.round(np.stack([np.asarray(b.scores) for b in read]), 5)  # (blocks, C)
     keep = sorted(np.argsort(-scores.max(axis=1), kind="stable")[:MAX_TEXT_BLOCKS])
     blocks = [{**where(read[n]), "top": {"category": categories[int(np.argmax(scores[n]))],
                                          "score": round(float(scores[n].max()), 6)}} for n in keep]
     worst = {c: {**where(read[n]), "score": round(float(scores[n, j]), 6)}
              for j, c in enumerate(categories) for n in [int(np.argmax(scores[:, j]))]}
-    return {"blocks": blocks, "blocks_total": len(read), "worst": worst,
-            "text": " ".join(b["text"] for b in blocks)}
+    # A picture with several blocks also has them all as one (the last): its text is said once.
+    texts = [b["text"] for b in blocks]
+    said = [t for n, t in enumerate(texts) if not any(t in other for m, other in enumerate(texts) if m != n and other != t)]
+    return {"blocks": blocks, "blocks_total": len(read), "worst": worst, "text": " ".join(dict.fromkeys(said))}
 
 
 def nudity_evidence(seen: Sequence[SeenPicture]) -> dict[str, Any]:
@@ -217,7 +220,7 @@ class Moderator:
         self.speech = manifest.experts.get("speech")
         self.picture_kinds = picture_kinds(manifest.experts)
         self.preprocessor = Preprocessor(preprocessing, self.modalities, SAMPLE_RATE if self.speech else None,
-                                         PICTURE_SIDE if self.picture_kinds else None)
+                                         bool(self.picture_kinds))
         # The categories the nudity signal speaks to: its kind's, and their subcategories.
         spoken_for = EXPERT_KINDS["nudity"].categories
         self.nudity_categories = [j for j, c in enumerate(self.categories)

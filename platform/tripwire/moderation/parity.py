@@ -139,8 +139,9 @@ def _same_image_text(got: Mapping[str, Any], expected: Mapping[str, Any]) -> boo
     if [(where(b), b["top"]["category"]) for b in mine] != [(where(b), b["top"]["category"]) for b in theirs] or \
             got["blocks_total"] != expected["blocks_total"] or sorted(got["worst"]) != sorted(expected["worst"]):
         return False
+    # The worst block by its text and score: the same text read in several frames ties within float noise.
     return all(_close(a["top"]["score"], b["top"]["score"], SCORE_ATOL) for a, b in zip(mine, theirs)) and all(
-        where(got["worst"][c]) == where(w) and _close(got["worst"][c]["score"], w["score"], SCORE_ATOL)
+        got["worst"][c]["text"] == w["text"] and _close(got["worst"][c]["score"], w["score"], SCORE_ATOL)
         for c, w in expected["worst"].items())
 
 

@@ -25,8 +25,6 @@ class ScanConfig:
         gpus_per_actor: GPUs each model actor reserves; null means one when the cluster has GPUs, else none.
         preprocess_batch_size: items per decode + preprocess task.
         preprocess_cpus: CPUs each decode + preprocess task reserves.
-        preprocess_memory_mb: memory each decode + preprocess task reserves (its tokenizer, mel filters and
-            decoders: about 700 MB measured), so Ray runs no more of them than the memory holds.
         rows_per_file: results per output Parquet file; also bounds the rows the driver buffers.
         progress_every_s: how often the console shows progress.
     """
@@ -37,12 +35,11 @@ class ScanConfig:
     gpus_per_actor: float | None = None
     preprocess_batch_size: int = 32
     preprocess_cpus: float = 0.5
-    preprocess_memory_mb: int = 1024
     rows_per_file: int = 4096
     progress_every_s: float = 10.0
 
     def __post_init__(self):
-        for name in ("batch_size", "actors", "preprocess_batch_size", "rows_per_file", "preprocess_memory_mb"):
+        for name in ("batch_size", "actors", "preprocess_batch_size", "rows_per_file"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if self.cpus_per_actor < 0 or self.preprocess_cpus <= 0:

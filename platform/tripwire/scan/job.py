@@ -22,7 +22,7 @@ from tripwire.common.progress import Say
 from tripwire.data.dataset import LIGHT_TASK_CPUS, quiet_data_progress, read_manifest_dataset
 from tripwire.data.sample import manifest_base
 from tripwire.data.splits import id_keys, in_split
-from tripwire.experts import PICTURE_SIDE, picture_kinds
+from tripwire.experts import picture_kinds
 from tripwire.model.checkpoint import CheckpointManifest
 from tripwire.policy import Policy
 from tripwire.scan.config import ScanConfig, ScanJob
@@ -125,10 +125,9 @@ def build_dataset(job: ScanJob, checkpoint: CheckpointManifest, done: set[str]):
         drop_done, fn_kwargs={"done_ref": done_ref}, batch_format="numpy", num_cpus=LIGHT_TASK_CPUS)
     prepared = rows.map_batches(
         prepare_batch, batch_size=config.preprocess_batch_size, batch_format="numpy", num_cpus=config.preprocess_cpus,
-        memory=config.preprocess_memory_mb * 2**20,
         fn_kwargs={"preprocessing_json": json.dumps(to_dict(checkpoint.preprocessing())),
                    "modalities": tuple(checkpoint.modalities), "speech": "speech" in checkpoint.experts,
-                   "picture_side": PICTURE_SIDE if picture_kinds(checkpoint.experts) else None,
+                   "pictures": bool(picture_kinds(checkpoint.experts)),
                    "base_uri": manifest_base(job.manifest),
                    "quarantine_dir": f"{job.out.rstrip('/')}/{QUARANTINE}", "market": job.market})
     return prepared.map_batches(

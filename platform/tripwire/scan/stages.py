@@ -35,15 +35,15 @@ from tripwire.scan.progress import ItemProgress
 
 @functools.lru_cache(maxsize=4)
 def _preprocessor(preprocessing_json: str, modalities: tuple[str, ...], speech: bool = False,
-                  picture_side: int | None = None) -> Preprocessor:
+                  pictures: bool = False) -> Preprocessor:
     """One Preprocessor per worker process and setting (the tokenizer and mel filters take a while to build)."""
     return Preprocessor(from_dict(PreprocessingConfig, json.loads(preprocessing_json)), modalities,
-                        SAMPLE_RATE if speech else None, picture_side)
+                        SAMPLE_RATE if speech else None, pictures)
 
 
 def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalities: tuple[str, ...],
                   base_uri: str, quarantine_dir: str, market: str | None, speech: bool = False,
-                  picture_side: int | None = None) -> dict[str, np.ndarray]:
+                  pictures: bool = False) -> dict[str, np.ndarray]:
     """Manifest records -> collated model inputs (bad rows to the quarantine, with their reason).
 
     Args:
@@ -55,10 +55,10 @@ def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalit
         market: the market every item is decided for (None: each item's ``meta.market``).
         speech: the checkpoint names a speech expert: each row keeps its audio's 16 kHz waveform (``speech``,
             empty where it has none) for the moderation actors' expert.
-        picture_side: the checkpoint names picture experts (OCR, nudity): each row keeps its image and video
-            frames as RGB scaled to this long side (``pictures``, pickled; empty where it has none).
+        pictures: the checkpoint names picture experts (OCR, nudity): each row keeps its image and video
+            frames as RGB (``pictures``, pickled; empty where it has none).
     """
-    preprocessor = _preprocessor(preprocessing_json, tuple(modalities), speech, picture_side)
+    preprocessor = _preprocessor(preprocessing_json, tuple(modalities), speech, pictures)
     good, bad = prepare_records(batch["id"], batch["record"], lambda s: _prepared_or_long(preprocessor, s, base_uri))
     write_quarantine(quarantine_dir, bad)
     items = [prepared for _, prepared in good]
@@ -73,7 +73,7 @@ def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalit
             waves[i] = np.asarray(p.get("speech", np.zeros(0, np.float32)), np.float32)
         out["speech"] = waves
         out["has_speech"] = np.asarray(["speech" in p for p in items], dtype=bool)
-    if picture_side:  # ragged and of several shapes per row: one pickled list of arrays per row
+    if pictures:  # ragged and of several shapes per row: one pickled list of arrays per row
         out["pictures"] = np.asarray([pickle.dumps((p.get("pictures", []), p.get("picture_times", [])),
                                                    protocol=5) for p in items], dtype=object)
     out["long_record"] = np.asarray([json.dumps(p[LONG]) if LONG in p else "" for p in items], dtype=object)
