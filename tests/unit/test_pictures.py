@@ -209,9 +209,7 @@ def test_pictures_too_small_for_text_are_not_given_to_picture_experts(tiny_model
 
     from tripwire.data.preprocess import Preprocessor
 
-    config = dataclasses.replace(tiny_model_config.preprocessing, text=dataclasses.replace(
-        tiny_model_config.preprocessing.text))
-    preprocessor = Preprocessor(config, ("text", "image"), pictures=True)
+    preprocessor = Preprocessor(tiny_model_config.preprocessing, ("text", "image"), pictures=True)
     Image.new("RGB", (24, 24), "white").save(tmp_path / "thumb.png")
     Image.new("RGB", (2000, 400), "white").save(tmp_path / "banner.png")
     thumb = preprocessor.sample(Sample.from_row({"id": "t", "image": str(tmp_path / "thumb.png")}))
