@@ -222,3 +222,20 @@ def test_cache_setting_is_validated():
         decide_cache("sometimes", 1, 1, 1)
     with pytest.raises(ConfigError, match="cache_budget_mb"):
         DataConfig(cache_budget_mb=-1)
+
+
+def test_an_evaluated_score_within_float_noise_of_the_items_is_not_called_its_own_decision():
+    """A served and an in-process result differ in the 7th decimal place: both must tell the same story."""
+    from tripwire.moderation.moderator import Moderator
+
+    policy = Policy.load()
+    scores = {c: 0.01 for c in policy.categories}
+    scores["harassment"] = 0.9
+    trusted = {"harassment": 0.9 - 1e-7}
+    decision = policy.decide(scores, None, trusted)
+    assert decision.action == "restrict"
+    assert Moderator.unevaluated(scores, trusted, decision, None, frozenset({"text", "image"}), policy) == {}
+    apart = {"harassment": 0.85}  # the evaluated signals' own score decides: said so
+    decided = policy.decide(scores, None, apart)
+    why = Moderator.unevaluated(scores, apart, decided, None, frozenset({"text", "image"}), policy)
+    assert why["harassment"]["why"] == "decided by the evaluated signals' own score"
