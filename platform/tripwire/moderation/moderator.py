@@ -269,6 +269,7 @@ class Moderator:
         # Every picture (an image, or a sampled video frame at its time) of every item, for the picture experts.
         pictures = [(i, when, picture) for i, item in enumerate(prepared)
                     for picture, when in zip(item.get("pictures", ()), item.get("picture_times", ()))]
+        pictured = {i for i, *_ in pictures}  # the items with at least one picture
         for kind in self.picture_kinds if pictures else ():
             named[kind] = len(calls)
             calls.append(self.backend.run_expert(kind, [picture for *_, picture in pictures]))
@@ -300,7 +301,7 @@ class Moderator:
         # call (one hop).
         subsets = [self.evaluated_subsets(frozenset(item) | ({"speech"} if i in said else set())
                                           | ({"image_text"} if i in read_by else set())
-                                          | ({"nudity"} if "nudity" in named and any(p[0] == i for p in pictures)
+                                          | ({"nudity"} if "nudity" in named and i in pictured
                                              else set()), policy)
                    for i, item in enumerate(requests)]
         extra = [(i, subset) for i, wanted in enumerate(subsets) for subset in wanted]
@@ -321,7 +322,7 @@ class Moderator:
         for (i, _), scores in zip(texts[:n_said], text_scores[:n_said]):
             segment_scores[i] = (segment_scores[i] or []) + [scores]
         speech_scores = [np.max(np.stack(s), axis=0) if s else None for s in segment_scores]
-        read: list[list[ReadText] | None] = [[] if "ocr" in named and any(p[0] == i for p in pictures) else None
+        read: list[list[ReadText] | None] = [[] if "ocr" in named and i in pictured else None
                                              for i in range(len(prepared))]
         for (i, (text, box, when, size)), scores in zip(blocks, text_scores[n_said:]):
             read[i].append(ReadText(text, box, when, scores, size))
