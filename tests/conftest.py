@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from helpers import TINY_TEXT, on_session_ray
+from helpers import TINY_TEXT, on_own_cluster, on_session_ray
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -42,17 +42,31 @@ def tiny_model_config():
 
 # -- ``make test`` runs two pytest-xdist workers (``-n 2``): every test on the session's Ray goes to one of them,
 # in the order tests/integration/conftest.py gives; the other takes the unit tests and the integration tests
-# that need no Ray meanwhile. (xdist's own ``--dist loadgroup`` groups nothing under pytest 9.2, marks or not.)
+# that need no Ray meanwhile, then the tests on a cluster of their own (they wait for the session's model).
+# (xdist's own ``--dist loadgroup`` groups nothing under pytest 9.2, marks or not.)
+SESSION_RAY, OWN_CLUSTER_SCOPE = "session-ray", "own-cluster"
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class SessionRayOnOneWorker(LoadScopeScheduling):
-        """One scope for the tests on the session's Ray (in their collection order), one per other file (a
-        module's tests may share a module-scoped server, as the reviewer app's browser tests do)."""
+        """One scope for the tests on the session's Ray (in their collection order), given out first; one for
+        the tests on a cluster of their own, given out last; one per other file (a module's tests may share a
+        module-scoped server, as the reviewer app's browser tests do)."""
 
         def _split_scope(self, nodeid: str) -> str:
-            return "session-ray" if on_session_ray(nodeid) else nodeid.split("::", 1)[0]
+            if on_session_ray(nodeid):
+                return SESSION_RAY
+            return OWN_CLUSTER_SCOPE if on_own_cluster(nodeid) else nodeid.split("::", 1)[0]
+
+        def _assign_work_unit(self, node) -> None:
+            scopes = list(self.workqueue)
+            first = SESSION_RAY if SESSION_RAY in scopes else next(
+                (scope for scope in scopes if scope != OWN_CLUSTER_SCOPE), scopes[0])
+            self.workqueue.move_to_end(first, last=False)
+            super()._assign_work_unit(node)
 
     return SessionRayOnOneWorker(config, log)
 

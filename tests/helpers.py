@@ -11,6 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 # beside the tests on the session's Ray, not after them.
 WITHOUT_RAY = frozenset({"test_review_browser.py", "test_review_reliability.py",
                          "test_transparency_browser.py"})
+# Integration test files that start a Ray cluster of their own and read the session's model from disk
+# (``session_model`` in tests/integration/conftest.py): under ``make test`` they run on the other worker too,
+# after its other tests, while the session's Ray goes on with its own.
+OWN_CLUSTER = frozenset({"test_cluster.py"})
 
 
 def result_json(item_id: str, scores: dict[str, float], driven_by: str = "text", market: str | None = None,
@@ -38,9 +42,15 @@ def resolved_item(item_id: str, action: str, labels: dict[str, int], resolved_at
 
 
 def on_session_ray(nodeid: str) -> bool:
-    """Whether a test (by node id) runs on the session's Ray: every integration test outside WITHOUT_RAY."""
+    """Whether a test (by node id) runs on the session's Ray: every integration test outside WITHOUT_RAY and
+    OWN_CLUSTER."""
     path = nodeid.split("::", 1)[0]
-    return path.startswith("tests/integration/") and path.rsplit("/", 1)[-1] not in WITHOUT_RAY
+    return path.startswith("tests/integration/") and path.rsplit("/", 1)[-1] not in WITHOUT_RAY | OWN_CLUSTER
+
+
+def on_own_cluster(nodeid: str) -> bool:
+    path = nodeid.split("::", 1)[0]
+    return path.startswith("tests/integration/") and path.rsplit("/", 1)[-1] in OWN_CLUSTER
 
 
 TINY_TEXT = {"hf_config": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,

@@ -4,13 +4,16 @@ and served per session and shared by the integration tests."""
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import socket
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import QUIET_SERVE, WITHOUT_RAY, deploy, free_session_app
+from helpers import OWN_CLUSTER, QUIET_SERVE, WITHOUT_RAY, deploy, free_session_app
 from tripwire.common.config import load_yaml
 from tripwire.training.config import TrainConfig
 
@@ -22,12 +25,13 @@ def pytest_collection_modifyitems(items):
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
             # Under ``make test`` these files run on the worker without the session's Ray (tests/helpers.py).
-            if Path(str(item.fspath)).name in WITHOUT_RAY and "ray_session" in getattr(item, "fixturenames", ()):
+            name = Path(str(item.fspath)).name
+            if name in WITHOUT_RAY | OWN_CLUSTER and "ray_session" in getattr(item, "fixturenames", ()):
                 raise pytest.UsageError(f"{item.nodeid} uses the session's Ray: take its file out of "
-                                        "tests/helpers.py WITHOUT_RAY")
+                                        "tests/helpers.py WITHOUT_RAY and OWN_CLUSTER")
     # Tests that take the session app's cores (training runs) go last, so the app is deployed once for all
     # the tests that call it, not redeployed after each of them (~30 s a time); the separate cluster's tests
-    # after them, so it is started once and nothing redeploys the app while it runs.
+    # (on the other worker under ``make test``) after them when one process runs everything.
     # Tests that replace the session app (another policy, a decision log, a review store) go after every test
     # that calls the default app, so it is deployed once, not again after each of them.
     def order(item) -> int:
@@ -73,6 +77,18 @@ def free_port():
         return sock.getsockname()[1]
 
 
+# The session's model is trained once, on the worker with the session's Ray, and shared through files with
+# the other worker (``session_model``): a claim when training starts, then the result or the failure.
+SHARED_MODEL = {"claim": "session-model.claim", "result": "session-model.pkl", "failed": "session-model.failed"}
+CLAIM_WAIT_S, MODEL_WAIT_S = 120.0, 1800.0
+
+
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder every xdist worker of this run sees (each has its own base temp folder under it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def trained(ray_session, tmp_path_factory):
     """The session's model: ``pipelines/configs/tiny.yaml`` on two workers, with one worker killed right
@@ -84,19 +100,51 @@ def trained(ray_session, tmp_path_factory):
     from pipelines.train import ensure_corpus, run
     from tripwire.policy import Taxonomy
 
-    root = tmp_path_factory.mktemp("e2e")
-    cfg = load_yaml(TrainConfig, REPO / "pipelines/configs/tiny.yaml").resolved(root)
-    cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, max_failures=1, num_to_keep=cfg.fit.epochs))
-    ensure_corpus(cfg, Taxonomy.load())
-    # One broken row and one corrupt file: quarantined with reasons, the job still finishes.
-    manifest = Path(cfg.data.manifest)
-    (manifest.parent / "image" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with manifest.open("a") as handle:
-        handle.write(json.dumps({"id": "bad-image", "image": "image/broken.png", "labels": {"hate": 1}}) + "\n")
-        handle.write(json.dumps({"id": "bad-label", "text": "hello", "labels": {"not_a_category": 1}}) + "\n")
-        handle.write("{this is not json\n")
-    summary = run(cfg, callbacks=[KillOneWorkerAfterFirstCheckpoint()])
+    shared = shared_dir(tmp_path_factory)
+    (shared / SHARED_MODEL["claim"]).write_text(os.environ.get("PYTEST_XDIST_WORKER", "main"))
+    try:
+        root = tmp_path_factory.mktemp("e2e")
+        cfg = load_yaml(TrainConfig, REPO / "pipelines/configs/tiny.yaml").resolved(root)
+        cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, max_failures=1, num_to_keep=cfg.fit.epochs))
+        ensure_corpus(cfg, Taxonomy.load())
+        # One broken row and one corrupt file: quarantined with reasons, the job still finishes.
+        manifest = Path(cfg.data.manifest)
+        (manifest.parent / "image" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        with manifest.open("a") as handle:
+            handle.write(json.dumps({"id": "bad-image", "image": "image/broken.png", "labels": {"hate": 1}}) + "\n")
+            handle.write(json.dumps({"id": "bad-label", "text": "hello", "labels": {"not_a_category": 1}}) + "\n")
+            handle.write("{this is not json\n")
+        summary = run(cfg, callbacks=[KillOneWorkerAfterFirstCheckpoint()])
+    except BaseException as error:
+        (shared / SHARED_MODEL["failed"]).write_text(repr(error))
+        raise
+    partial = shared / f"{SHARED_MODEL['result']}.partial"
+    partial.write_bytes(pickle.dumps((cfg, summary)))
+    partial.rename(shared / SHARED_MODEL["result"])
     return cfg, summary
+
+
+@pytest.fixture(scope="session")
+def session_model(request, tmp_path_factory):
+    """The session's model, ``(cfg, summary)``, for tests on a cluster of their own (they need no session Ray):
+    read from the worker that trains it, or trained here where no other worker claims it within
+    ``CLAIM_WAIT_S`` (a run of these tests alone)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return request.getfixturevalue("trained")
+    shared = shared_dir(tmp_path_factory)
+    claim, result, failed = (shared / SHARED_MODEL[k] for k in ("claim", "result", "failed"))
+    started = time.monotonic()
+    while not claim.exists():
+        if time.monotonic() - started > CLAIM_WAIT_S:
+            return request.getfixturevalue("trained")
+        time.sleep(1.0)
+    while not result.exists():
+        if failed.exists():
+            pytest.fail(f"the session's model failed to train on worker {claim.read_text()}: {failed.read_text()}")
+        if time.monotonic() - started > MODEL_WAIT_S:
+            pytest.fail(f"the session's model was not trained in {MODEL_WAIT_S:.0f}s")
+        time.sleep(1.0)
+    return pickle.loads(result.read_bytes())
 
 
 @pytest.fixture(scope="session")
@@ -140,13 +188,11 @@ def cores_for_training(serve_endpoint):
 
 
 @pytest.fixture(scope="session")
-def separate_cluster(serve_endpoint, tmp_path_factory):
+def separate_cluster(tmp_path_factory):
     """A cluster of its own (``ray start``: a head and a worker node, one CPU each) beside the session's Ray,
-    shared by the ``ray job submit`` tests (tests/integration/test_cluster.py): ``(dashboard_url, env)``.
-    The session's Serve app yields its cores first."""
+    shared by the ``ray job submit`` tests (tests/integration/test_cluster.py): ``(dashboard_url, env)``."""
     from ray_nodes import local_cluster
 
-    free_session_app(serve_endpoint)
     with local_cluster(tmp_path_factory.mktemp("cluster"), head_cpus=1, worker_cpus=(1,)) as (address, _, env):
         yield address, env
 

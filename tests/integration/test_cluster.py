@@ -1,7 +1,8 @@
 """Jobs on a separately started cluster (``ray start`` head and worker nodes, tests/ray_nodes.py) through
 ``ray job submit``, as a team runs them: training (reproducible against the session's own run, and resumable
 by run name) and a scan whose model actors spread over two nodes. They share one two-node cluster (starting
-one costs about half a minute on 2 cores)."""
+one costs about half a minute on 2 cores) and need no session Ray: the session's model is read from disk
+(``session_model``), so under ``make test`` they run beside the tests on the session's Ray."""
 
 from __future__ import annotations
 
@@ -26,22 +27,18 @@ def submit(address: str, env: dict, command: list[str]) -> str:
     return logs
 
 
-def test_training_submitted_to_another_cluster_is_reproducible_and_resumes(separate_cluster, trained, tmp_path):
+def test_training_submitted_to_another_cluster_is_reproducible_and_resumes(separate_cluster, session_model, tmp_path):
     """``ray job submit`` of ``tripwire train`` with the session's config, data and seed, for its first epoch, on
     a cluster of two nodes: the same split, and the epoch's validation metrics within 1e-6 of the session's own
-    run. Run again under the same run name with one more epoch (in process, on the session's Ray), it resumes
-    after the last epoch instead of starting over, and that epoch equals the session's second, which was trained
-    by a group restarted after a worker was killed (a resumed run is the run it would have been)."""
-    import dataclasses
+    run. Submitted again under the same run name with one more epoch, it resumes after the last epoch instead
+    of starting over, and that epoch equals the session's second, which was trained by a group restarted after
+    a worker was killed (a resumed run is the run it would have been)."""
     import sys
 
-    from pipelines.train import run
-    from tripwire.common.config import load_yaml
     from tripwire.data.splits import read_splits
-    from tripwire.training.config import TrainConfig
 
     address, env = separate_cluster
-    cfg, first = trained
+    cfg, first = session_model
     session = {r["epoch"]: r for r in epochs_in(Path(cfg.storage_path) / cfg.run_name)}
     config = yaml.safe_load((REPO / "pipelines/configs/tiny.yaml").read_text())
     config.update(run_name="submitted", storage_path=str(tmp_path / "ray"), export_dir=str(tmp_path / "model"))
@@ -68,8 +65,10 @@ def test_training_submitted_to_another_cluster_is_reproducible_and_resumes(separ
     for record in before:
         assert_as_in_session(record)
 
-    again = load_yaml(TrainConfig, job).resolved(tmp_path)
-    run(dataclasses.replace(again, fit=dataclasses.replace(again.fit, epochs=2)))
+    config["fit"]["epochs"] = 2
+    job.write_text(yaml.safe_dump(config))
+    logs = submit(address, env, [sys.executable, "-m", "entrypoints.cli", "train", "--config", str(job)])
+    assert "succeeded" in logs and "[train] best epoch" in logs
     after = epochs_in(run_dir)
     assert [r["epoch"] for r in after] == [0, 1]
     assert after[-1]["resumed_from_epoch"] == 0
@@ -77,10 +76,10 @@ def test_training_submitted_to_another_cluster_is_reproducible_and_resumes(separ
     assert_as_in_session(after[-1])
 
 
-def test_scan_spreads_its_actors_over_a_two_node_cluster(separate_cluster, trained, tmp_path):
+def test_scan_spreads_its_actors_over_a_two_node_cluster(separate_cluster, session_model, tmp_path):
     """The scan's two model actors run on different nodes and the output is complete."""
     address, env = separate_cluster
-    cfg, summary = trained
+    cfg, summary = session_model
     small = ScanConfig(batch_size=8, actors=2, cpus_per_actor=0.5, preprocess_batch_size=16, preprocess_cpus=0.25,
                        rows_per_file=64, progress_every_s=1.0)
     config = tmp_path / "scan.yaml"
