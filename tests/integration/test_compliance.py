@@ -303,3 +303,44 @@ def test_round_trip_decisions_reviews_appeals_statements_and_report_reconcile(lo
     assert (report_out / "index.html").exists()
     log.close()
     store.close()
+
+
+def test_review_band_decisions_of_the_served_graph_enter_the_queue(logged_app):
+    """With ``review_store`` set, answers whose action is ``review`` are queued (with their whole result) and
+    others are not; the answer itself does not wait for the store. (After the round trip, whose counts are
+    exact: these items are added to the same store after it.)"""
+    from tripwire.policy import Taxonomy
+    from tripwire.review.store import open_store
+
+    url = logged_app["url"]
+    # FR sends harassment to review (at 0.0: everything); a request in no market is allowed.
+    answers = {f"band-{i}": _post(url, {"id": f"band-{i}", "text": f"message {i}", **({"market": "FR"} if i % 2 == 0 else {})})
+               for i in range(6)}
+    image = _post(url, {"id": "band-img", "image": _png_b64(), "market": "FR"})
+    expected = {"band-0", "band-2", "band-4", "band-img"}
+    assert {i for i, a in answers.items() if a["decision"]["action"] == "review"} | {"band-img"} == expected
+    assert image["decision"]["action"] == "review"
+    store = open_store(logged_app["db"], Taxonomy.load().names)
+    try:
+        wait_for(lambda: len([i for i in store.items() if i.item_id.startswith("band-")]) >= len(expected), timeout_s=30)
+        queued = {i.item_id: i for i in store.items() if i.item_id.startswith("band-")}
+        assert set(queued) == expected
+        first = queued["band-0"]
+        assert first.source == "serving" and first.sample["text"] == "message 0" and first.item.market == "FR"
+        assert first.result.scores == answers["band-0"]["scores"] and first.result.policy_version == "compliance-test"
+        # Inline media is kept as a data: URI, so a reviewer sees what was sent.
+        assert queued["band-img"].sample["image"].startswith("data:")
+    finally:
+        store.close()
+
+
+def _png_b64() -> str:
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()

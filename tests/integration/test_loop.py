@@ -1,21 +1,20 @@
 """The improvement loop end to end on real Ray: scan -> sample -> queue -> reviews over HTTP -> export ->
 retrain from the session model -> evaluate -> gate, with scripted reviewers answering from the ground truth.
 
-The round first stops for its reviews (``reviews: stop``) and resumes where it stopped. Also: review-band
-decisions of the served graph enter the review queue.
+The round first stops for its reviews (``reviews: stop``) and resumes where it stopped. (Review-band decisions
+of the served graph entering the queue: test_compliance.py, on its app with a review store.)
 """
 
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
 import yaml
 
 from bench.reviewers import ScriptedReviewers, review_app_server
-from helpers import REPO, deploy, result_json
+from helpers import REPO, result_json
 from tripwire.policy import Taxonomy
 
 pytestmark = pytest.mark.integration
@@ -101,58 +100,6 @@ def test_one_round_stopped_for_reviews_then_finished_by_scripted_reviewers_over_
     assert summary["promoted"] is gate["passed"]  # the loop reports the gate's own verdict
     assert "macro" in summary and summary["macro"]
     store.close()
-
-
-@pytest.mark.replaces_session_app
-def test_review_band_decisions_of_the_served_graph_enter_the_queue(serve_endpoint, tmp_path):
-    """With ``review_store`` set, answers whose action is ``review`` are queued (with their whole result) and
-    others are not; the answer itself does not wait for the store."""
-    from tripwire.policy import Policy
-    from tripwire.review.store import open_store
-    from tripwire.evaluation.thresholds import policy_yaml
-
-    url = serve_endpoint["url"]  # the session's app is replaced, not deployed first
-    base = Policy.load()
-    # Nothing acts, except hate in DE where everything goes to review: requests from DE are queued, others not.
-    policy = yaml.safe_load(policy_yaml(base))
-    policy.update({"version": "review-band-test", "categories": {c: {} for c in base.categories},
-                   "markets": {"DE": {"hate": {"review": 0.0}}}})
-    store_path = tmp_path / "served-review.db"
-    try:
-        deploy({**serve_endpoint["app_args"], "policy": policy, "review_store": str(store_path)})
-        answers = {f"req-{i}": httpx.post(f"{url}/v1/moderate", timeout=60, json={
-            "id": f"req-{i}", "text": f"message {i}", **({"market": "DE"} if i % 2 == 0 else {})}).json() for i in range(6)}
-        image = httpx.post(f"{url}/v1/moderate", json={"id": "img", "image": _png_b64(), "market": "DE"}, timeout=60).json()
-    finally:
-        serve_endpoint["deployed"] = False  # the next test that needs the session app redeploys the default
-    expected = {"req-0", "req-2", "req-4", "img"}
-    assert {i for i, a in answers.items() if a["decision"]["action"] == "review"} | {"img"} == expected
-    assert image["decision"]["action"] == "review"
-    store = open_store(str(store_path), CATEGORIES)
-    for _ in range(100):  # the replica writes in the background
-        if len(store.items()) >= len(expected):
-            break
-        time.sleep(0.1)
-    queued = {i.item_id: i for i in store.items()}
-    assert set(queued) == expected
-    first = queued["req-0"]
-    assert first.source == "serving" and first.sample["text"] == "message 0" and first.item.market == "DE"
-    assert first.result.scores == answers["req-0"]["scores"] and first.result.policy_version == "review-band-test"
-    # Inline media is kept as a data: URI, so a reviewer sees what was sent.
-    assert queued["img"].sample["image"].startswith("data:")
-    store.close()
-
-
-def _png_b64() -> str:
-    import base64
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def test_the_reviewer_app_runs_as_a_serve_app_under_a_route_prefix(serve_endpoint, tmp_path):

@@ -1,12 +1,14 @@
-"""The Ray Data ``map_batches`` UDF that turns manifest rows into model-ready columns."""
+"""The Ray Data ``map_batches`` UDF that turns manifest rows into model-ready columns.
+
+torch and the preprocessor are imported when an actor builds the UDF, not with this module: Ray Data's
+coordinating actors (a training run's split coordinator and dataset manager) load the module to read the
+plan, and would each pay seconds of imports for nothing."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from tripwire.common.config import from_dict
-from tripwire.data.preprocess import PreprocessingConfig, Preprocessor
 from tripwire.data.quarantine import write_quarantine
 from tripwire.data.rows import prepare_records
 from tripwire.data.sample import Sample
@@ -29,6 +31,10 @@ class PreprocessBatch:
 
     def __init__(self, preprocessing: dict, modalities: list[str], categories: list[str], base_uri: str,
                  quarantine_dir: str | None = None):
+        import torch
+
+        from tripwire.data.preprocess import PreprocessingConfig, Preprocessor
+
         torch.set_num_threads(1)
         self.preprocessor = Preprocessor(from_dict(PreprocessingConfig, preprocessing), modalities)
         self.categories = list(categories)
