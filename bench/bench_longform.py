@@ -234,6 +234,19 @@ def summarise(results: list, rows: dict) -> dict:
 
 
 # -- spoken OLID ----------------------------------------------------------------------------------------------
+def two_actor_config(path: Path, batch_size: int, preprocess_batch_size: int) -> Path:
+    """``pipelines/configs/evaluate.yaml`` with two model actors on the two cores (the experts run one thread each)
+    and the light preprocessing beside them, written to ``path``."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "pipelines/configs/evaluate.yaml").read_text())
+    config["scan"].update(actors=2, cpus_per_actor=0.5, batch_size=batch_size,
+                          preprocess_batch_size=preprocess_batch_size, preprocess_cpus=0.25)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def evaluate_sets(runs: list[tuple[str, str, str]], config: Path, catalogue: str, work: Path) -> dict:
     """Each ``(name, checkpoint, golden ref)`` through ``tripwire evaluate`` on one local Ray of the machine's two
     cores, into ``work/eval-<name>``: name -> (its report, wall seconds)."""
@@ -271,14 +284,8 @@ def spoken(checkpoint: str, limit: int | None, replicates: int = 2000) -> dict:
     from tripwire.model.checkpoint import CheckpointManifest
     from tripwire.scan.output import read_results
 
-    import yaml
-
     catalogue = str(WORK / "golden" / "catalogue.yaml")
-    config = yaml.safe_load((REPO / "pipelines/configs/evaluate.yaml").read_text())
-    # Two model actors on the two cores (the whisper runs one thread each); the light preprocessing beside them.
-    config["scan"].update(actors=2, cpus_per_actor=0.5, batch_size=16, preprocess_batch_size=16, preprocess_cpus=0.25)
-    config_path = WORK / "evaluate-2-actors.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = two_actor_config(WORK / "evaluate-2-actors.yaml", batch_size=16, preprocess_batch_size=16)
     typed_set, _ = register_olid(str(OLID), catalogue)
     spoken_set, _ = register_spoken_olid(str(OLID), catalogue, limit)
     reports = evaluate_sets([("typed", checkpoint, typed_set.ref), ("spoken", checkpoint, spoken_set.ref)],

@@ -5,6 +5,7 @@ text in video is found, and what the nudity signal does to benign photographs.
     .venv/bin/python -m bench.bench_pictures cost     [--items 40]
     .venv/bin/python -m bench.bench_pictures video    [--videos 12]
     .venv/bin/python -m bench.bench_pictures benign
+    .venv/bin/python -m bench.bench_pictures train    [--tweets 1500] [--seed 0] [--epochs 2]
 
 * ``rendered``: OLID's test set typed (``olid-test``) and drawn into pictures (``rendered-olid-test``: cards, memes
   over real photographs, captions; fonts, sizes, colours, rotations, JPEG) through ``tripwire evaluate`` with the
@@ -15,6 +16,10 @@ text in video is found, and what the nudity signal does to benign photographs.
 * ``video``: short videos of a photograph with an offensive tweet shown for one second at a random time, 4 frames a
   second, through the moderation core (the checkpoint's video sampling): the share whose worst text block is
   read in a frame within one sampled frame's spacing of the time the text was shown (Wilson 95 % interval).
+* ``train``: OLID training tweets drawn into pictures (the rendered recipe) train a text model through the training
+  job's OCR stage (``data.text_in_pictures``), and the same tweets typed train another (same split, config, seed):
+  macro-F1 of each on OLID's typed test set at its own restrict threshold and ROC-AUC, their ratios with paired
+  bootstrap intervals, and the OCR stage's rows per second inside the job.
 * ``benign``: every bundled picture (scikit-image, scikit-learn, matplotlib: nobody made them for Tripwire)
   through the nudity expert: its scores, and the actions the bundled policy's ``sexual`` thresholds would take on
   them were the nudity signal evaluated (the shipped policy holds it at review).
@@ -33,7 +38,7 @@ import time
 
 import numpy as np
 
-from bench.bench_longform import OLID, REPO, RESULTS, evaluate_sets, machine, macro_f1, wilson
+from bench.bench_longform import OLID, REPO, RESULTS, evaluate_sets, machine, macro_f1, two_actor_config, wilson
 
 WORK = REPO / "runs" / "bench" / "pictures"
 CATEGORY = "harassment"  # OLID's offensive
@@ -66,8 +71,6 @@ def _words(text: str) -> list[str]:
 def rendered(checkpoint: str, engine: str, limit: int | None, replicates: int = 2000) -> dict:
     import difflib
 
-    import yaml
-
     from pipelines.golden_sets import register_olid, register_rendered_olid
     from tripwire.data.sample import read_manifest
     from tripwire.evaluation.golden import manifest_uri
@@ -75,12 +78,7 @@ def rendered(checkpoint: str, engine: str, limit: int | None, replicates: int = 
     from tripwire.scan.output import read_results
 
     catalogue = str(WORK / "golden" / "catalogue.yaml")
-    config = yaml.safe_load((REPO / "pipelines/configs/evaluate.yaml").read_text())
-    # Two model actors on the two cores (OCR runs one thread each); the light preprocessing beside them.
-    config["scan"].update(actors=2, cpus_per_actor=0.5, batch_size=8, preprocess_batch_size=16, preprocess_cpus=0.25)
-    WORK.mkdir(parents=True, exist_ok=True)
-    config_path = WORK / "evaluate-2-actors.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = two_actor_config(WORK / "evaluate-2-actors.yaml", batch_size=8, preprocess_batch_size=16)
     reading = with_ocr(checkpoint, engine)
     typed_set, _ = register_olid(str(OLID), catalogue)
     drawn_set, _ = register_rendered_olid(str(OLID), catalogue, limit)
@@ -228,6 +226,100 @@ def benign() -> dict:
         "max_score": round(max(r.score for r in readings), 4), "machine": machine()})
 
 
+def train_from_pictures(tweets: int, seed: int, epochs: int, replicates: int = 2000) -> dict:
+    """``tweets`` of OLID's training tweets drawn into pictures train a text model through the training job's OCR
+    stage (``data.text_in_pictures``); the same tweets typed train another, with the same split, config and seed.
+    Both are measured on OLID's typed test set (860 tweets neither saw) at their own restrict thresholds."""
+    import dataclasses
+
+    from pipelines.golden_sets import register_olid
+    from pipelines.train import run as train
+    from tripwire.common.config import load_yaml
+    from tripwire.data.adapters import ingest
+    from tripwire.data.rendered import RenderRecipe, rendered_rows
+    from tripwire.data.sample import read_manifest, write_manifest
+    from tripwire.evaluation.classification import roc_auc
+    from tripwire.evaluation.golden import manifest_uri
+    from tripwire.model.checkpoint import CheckpointManifest
+    from tripwire.model.safety_model import ComponentConfig
+    from tripwire.scan.output import read_results
+    from tripwire.training.config import TextInPicturesConfig, TrainConfig
+
+    folder = WORK / "train"
+    ingest("olid", str(OLID / "olid-training-v1.0.tsv"), str(folder / "olid-train.jsonl"))
+    rng = random.Random(seed)
+    chosen = rng.sample(list(read_manifest(str(folder / "olid-train.jsonl"))), tweets)
+    # One split for both runs (15 % validation), by tweet.
+    split = {s.id: "val" if rng.random() < 0.15 else "train" for s in chosen}
+    started = time.perf_counter()
+    drawn_rows = rendered_rows(chosen, folder / "drawn", RenderRecipe(seed=seed))
+    render_s = time.perf_counter() - started
+    for row in drawn_rows:
+        row["meta"]["split"] = split[row["id"].removeprefix("rendered-")]
+    kept = {row["id"].removeprefix("rendered-") for row in drawn_rows}  # tweets with printable text
+    write_manifest([dataclasses.replace(s, meta={**s.meta, "split": split[s.id]}) for s in chosen if s.id in kept],
+                   str(folder / "typed.jsonl"))
+    (folder / "drawn" / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in drawn_rows))
+    base = load_yaml(TrainConfig, REPO / "pipelines/configs/olid.yaml")
+    base = dataclasses.replace(base, storage_path=str(WORK / "ray"),
+                               data=dataclasses.replace(base.data, split_by="meta.split"),
+                               model=dataclasses.replace(base.model, experts={}),
+                               fit=dataclasses.replace(base.fit, epochs=epochs))
+    runs = {
+        "typed": dataclasses.replace(base, run_name="from-typed", export_dir=str(folder / "model-typed"),
+                                     data=dataclasses.replace(base.data, manifest=str(folder / "typed.jsonl"))),
+        "drawn": dataclasses.replace(
+            base, run_name="from-pictures", export_dir=str(folder / "model-drawn"),
+            data=dataclasses.replace(base.data, manifest=str(folder / "drawn" / "manifest.jsonl"),
+                                     text_in_pictures=TextInPicturesConfig(rows="all", actors=2, cpus_per_actor=1.0)),
+            model=dataclasses.replace(base.model, experts={"ocr": ComponentConfig("rapidocr")})),
+    }
+    import ray
+
+    summaries = {name: train(cfg.resolved(REPO)) for name, cfg in runs.items()}
+    ray.shutdown()  # the evaluations start their own
+
+    catalogue = str(WORK / "golden" / "catalogue.yaml")
+    config_path = two_actor_config(WORK / "evaluate-train.yaml", batch_size=32, preprocess_batch_size=64)
+    typed_set, _ = register_olid(str(OLID), catalogue)
+    reports = evaluate_sets([(f"trained-{name}", summaries[name]["model_dir"], typed_set.ref) for name in runs],
+                            config_path, catalogue, WORK)
+    labels = {s.id: s.labels[CATEGORY] for s in read_manifest(manifest_uri(typed_set, catalogue))}
+    scores = {name: {r["id"]: _score(r) for r in read_results(reports[f"trained-{name}"][0]["scan"])} for name in runs}
+    ids = sorted(set(labels) & set(scores["typed"]) & set(scores["drawn"]))
+    truth = np.asarray([labels[i] for i in ids])
+    thresholds = {name: CheckpointManifest.read(summaries[name]["model_dir"]).policy().rule(CATEGORY).restrict
+                  for name in runs}
+    decided = {name: np.asarray([scores[name][i] for i in ids]) >= thresholds[name] for name in runs}
+    f1 = {name: macro_f1(truth, decided[name]) for name in runs}
+    ranked = {name: np.asarray([scores[name][i] for i in ids]) for name in runs}
+    auc = {name: roc_auc(truth, ranked[name]) for name in runs}
+    pick_rng = np.random.default_rng(0)
+    ratios, auc_ratios = [], []
+    for _ in range(replicates):
+        pick = pick_rng.integers(0, len(ids), len(ids))
+        ratios.append(macro_f1(truth[pick], decided["drawn"][pick]) / max(macro_f1(truth[pick], decided["typed"][pick]), 1e-9))
+        auc_ratios.append(roc_auc(truth[pick], ranked["drawn"][pick]) / roc_auc(truth[pick], ranked["typed"][pick]))
+    read = summaries["drawn"]["read_from_pictures"]
+    return save("train", {
+        "tweets_drawn": len(drawn_rows), "seed": seed, "epochs": epochs, "test": typed_set.ref, "test_tweets": len(ids),
+        "restrict_threshold": {name: round(t, 4) for name, t in thresholds.items()},
+        "macro_f1": {name: round(v, 4) for name, v in f1.items()},
+        "ratio_drawn_over_typed": {"value": round(f1["drawn"] / f1["typed"], 4),
+                                   "ci": [round(float(np.percentile(ratios, 2.5)), 4),
+                                          round(float(np.percentile(ratios, 97.5)), 4)], "replicates": replicates},
+        "same_decision": round(float(np.mean(decided["drawn"] == decided["typed"])), 4),
+        "roc_auc": {name: round(v, 4) for name, v in auc.items()},
+        "roc_auc_ratio_drawn_over_typed": {"value": round(auc["drawn"] / auc["typed"], 4),
+                                           "ci": [round(float(np.percentile(auc_ratios, 2.5)), 4),
+                                                  round(float(np.percentile(auc_ratios, 97.5)), 4)]},
+        "ocr_stage": {**read, "rows_per_s": round(read["rows"] / max(read["seconds"], 1e-9), 3), "actors": 2},
+        "quarantined": {name: summaries[name]["quarantine_reasons"] for name in runs},
+        "val_macro_roc_auc": {name: round(summaries[name]["val_metrics"]["macro"]["roc_auc"], 4) for name in runs},
+        "train_wall_s": {name: summaries[name]["wall_seconds"] for name in runs},
+        "render_s": round(render_s, 1), "machine": machine()})
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parts = parser.add_subparsers(dest="part", required=True)
@@ -241,6 +333,10 @@ def main(argv: list[str] | None = None) -> dict:
     part.add_argument("--checkpoint", default="runs/olid/model")
     part.add_argument("--videos", type=int, default=12)
     parts.add_parser("benign")
+    part = parts.add_parser("train")
+    part.add_argument("--tweets", type=int, default=1500)
+    part.add_argument("--seed", type=int, default=0)
+    part.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     if args.part == "rendered":
@@ -249,6 +345,8 @@ def main(argv: list[str] | None = None) -> dict:
         return cost(args.items)
     if args.part == "video":
         return video(args.checkpoint, args.videos)
+    if args.part == "train":
+        return train_from_pictures(args.tweets, args.seed, args.epochs)
     return benign()
 
 

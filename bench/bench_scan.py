@@ -14,7 +14,7 @@ Then the cost growth: wall time and peak memory of whole scans of 1k, 10k and 50
 (each in a fresh process; a tiny text model, so the pipeline, not MiniLM, is what grows), to show the scan
 is linear in time and flat in memory.
 
-    .venv/bin/python -m bench.bench_scan [--items 384] [--growth 1000 10000 50000] [--skip-growth]
+    .venv/bin/python -m bench.bench_scan [--items 384] [--mixes text image ...] [--growth 1000 10000 50000] [--skip-growth]
 
 The model is the demo architecture with untrained weights: speed does not depend on the weights.
 Writes ``bench/results/scan.json``.
@@ -38,15 +38,16 @@ MIXES = {"text": ["text"], "image": ["image"], "text+image": ["text", "image"], 
 BATCH = 32
 
 
-def mix_manifests(directory: Path, items: int) -> dict[str, Path]:
-    """One manifest per modality mix, ``items`` rows each (corpus items repeated with new ids)."""
+def mix_manifests(directory: Path, items: int, mixes: list[str]) -> dict[str, Path]:
+    """One manifest per modality mix in ``mixes``, ``items`` rows each (corpus items repeated with new ids)."""
     from tripwire.data.sample import read_manifest, write_manifest
     from tripwire.data.synthetic import CorpusSpec, generate_corpus
 
     manifest = generate_corpus(directory / "corpus", CorpusSpec(num_items=1200, seed=21))
-    by_mix: dict[str, list] = {name: [] for name in MIXES}
+    by_mix: dict[str, list] = {name: [] for name in mixes}
     for sample in read_manifest(str(manifest)):
-        for name, modalities in MIXES.items():
+        for name in mixes:
+            modalities = MIXES[name]
             if sample.modalities == modalities:
                 by_mix[name].append(sample)
     out = {}
@@ -113,13 +114,13 @@ def scan_rate(checkpoint: str, manifest: Path, out: Path) -> dict:
             "end_to_end_items_per_s": round(report["scored"] / wall, 2), "wall_s": round(wall, 2)}
 
 
-def throughput(items: int, directory: Path) -> dict:
+def throughput(items: int, directory: Path, mixes: list[str]) -> dict:
     import ray
 
     from bench.bench_serving import build_checkpoint
 
     checkpoint = build_checkpoint(directory)
-    manifests = mix_manifests(directory, items)
+    manifests = mix_manifests(directory, items, mixes)
     limits = {name: limit_rate(checkpoint, path) for name, path in manifests.items()}
     naive = {name: naive_rate(checkpoint, path) for name, path in manifests.items()}
     ray.init(num_cpus=2, log_to_driver=False, logging_level="WARNING")
@@ -223,6 +224,7 @@ def growth(sizes: list[int]) -> list[dict]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=384, help="items per modality mix")
+    parser.add_argument("--mixes", nargs="+", choices=sorted(MIXES), default=list(MIXES))
     parser.add_argument("--growth", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--skip-growth", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
@@ -237,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"machine": "2 CPU cores (CI kind)", "batch_size": BATCH}
     if not args.skip_throughput:
         with tempfile.TemporaryDirectory() as tmp:
-            report["throughput"] = throughput(args.items, Path(tmp))
+            report["throughput"] = throughput(args.items, Path(tmp), args.mixes)
         print(f"\n{'mix':<12}{'limit/s':>10}{'naive/s':>10}{'scan/s':>10}{'vs limit':>10}{'vs naive':>10}")
         for name, row in report["throughput"].items():
             print(f"{name:<12}{row['limit_items_per_s']:>10}{row['naive_items_per_s']:>10}"

@@ -325,6 +325,25 @@ def test_a_batch_without_a_modality_still_reaches_its_encoder_in_training(tiny_m
     assert torch.equal(model.fusion(tied, present), plain)
 
 
+def test_a_training_batch_with_one_item_of_a_modality_trains_its_batch_norm_encoder(tiny_model_config):
+    """test_resnet has batch norm, which has no batch statistics for one row: that row is normalised with the
+    running statistics, the encoder still learns from it, and the layers are back in training mode after."""
+    model = build_model(tiny_model_config, Taxonomy.load().names).train()
+    n = 3
+    inputs = {m: example_input(m, n) for m in MODALITIES}
+    present = {"text": torch.ones(n, dtype=torch.bool), "image": torch.tensor([False, True, False]),
+               "audio": torch.zeros(n, dtype=torch.bool), "video": torch.zeros(n, dtype=torch.bool)}
+    norms = [m for m in model.encoders["image"].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.training for m in norms)
+    before = norms[0].running_mean.clone()
+    model(inputs, present).sum().backward()
+    assert all(m.training for m in norms) and torch.equal(norms[0].running_mean, before)  # not updated by one row
+    assert float(next(model.encoders["image"].parameters()).grad.abs().sum()) > 0
+    present["image"] = torch.tensor([True, True, False])  # two rows: batch statistics, running ones updated
+    model(inputs, present).sum().backward()
+    assert not torch.equal(norms[0].running_mean, before)
+
+
 def test_ddp_without_find_unused_parameters_trains_on_batches_lacking_a_modality(tiny_model_config, tmp_path):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel

@@ -80,11 +80,19 @@ def test_reading_order_and_blocks():
 
 
 def test_the_text_check_passes_text_and_spares_flat_pictures():
+    from PIL import Image
+
     picture, _ = _card("Some words drawn on a plain card for the check")
     assert has_text(picture)
     assert not has_text(np.zeros((200, 300, 3), np.uint8))
     gradient = np.repeat(np.linspace(0, 255, 300, dtype=np.uint8)[None, :, None], 200, axis=0).repeat(3, axis=2)
     assert not has_text(gradient)
+    # A short line over a large photograph: a few percent of the picture, but a line of strokes.
+    photos = bundled_photos()
+    recipe = RenderRecipe(layouts=("meme",), sizes=(28,), rotations=(3.0,), jpeg_qualities=(None,))
+    assert all(has_text(np.asarray(render("Go for it!", random.Random(seed), recipe, photos)[0])) for seed in range(4))
+    # Most photographs cost no OCR (3 of these 15 pass: texture that lines its strokes up).
+    assert sum(has_text(np.asarray(Image.open(p).convert("RGB"))) for p in photos) <= 3
 
 
 @pytest.mark.parametrize("name", NUDITY_EXPERTS.names())

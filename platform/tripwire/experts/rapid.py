@@ -37,7 +37,7 @@ class RapidOcr:
         min_confidence: lines read with less confidence are dropped.
         cpu_threads: onnxruntime threads per call (one per replica keeps replicas from fighting over cores).
         check_text: run the cheap text-presence check first (:func:`tripwire.experts.ocr.has_text`).
-        min_strokes: that check's threshold.
+        min_run: that check's threshold (cells of strokes in a row).
         max_side: pictures are scaled down to this long side first (the boxes are mapped back).
         detect_side, detect_limit: the detector sees the picture with its ``min`` or ``max`` side at
             ``detect_side`` (``min``, the engine's default, scales a wide banner up: slow, and no better on
@@ -46,7 +46,7 @@ class RapidOcr:
     """
 
     def __init__(self, model_dir: str | None = None, min_confidence: float = 0.6, cpu_threads: int = 1,
-                 check_text: bool = True, min_strokes: float = 0.04, max_side: int = 1280, detect_side: int = 960,
+                 check_text: bool = True, min_run: int = 6, max_side: int = 1280, detect_side: int = 960,
                  detect_limit: str = "max", use_gpu: bool = False):
         from rapidocr import RapidOCR
 
@@ -71,7 +71,7 @@ class RapidOcr:
         self._weights = self.weights_record(model_dir)
         self.min_confidence = min_confidence
         self.check_text = check_text
-        self.min_strokes = min_strokes
+        self.min_run = min_run
         self._lock = threading.Lock()
 
     @property
@@ -84,7 +84,7 @@ class RapidOcr:
         return WeightsRecord.of_directory(cls.registry_name, folder, None if model_dir else BUNDLED_PACKAGE)
 
     def read(self, pictures: Sequence[np.ndarray]) -> list[ImageText]:
-        return read_pictures(pictures, self.check_text, self.min_strokes, self._one)
+        return read_pictures(pictures, self.check_text, self.min_run, self._one)
 
     def _one(self, rgb: np.ndarray) -> ImageText:
         height, width = rgb.shape[:2]

@@ -45,12 +45,12 @@ class TesseractOcr:
         page_mode: Tesseract's page segmentation mode (6: one block of text, which reads text over noise that
             the automatic mode 3 misses; 11: sparse text).
         min_confidence: lines whose words average less confidence (0-1) are dropped.
-        check_text, min_strokes: the cheap text-presence check first (:func:`tripwire.experts.ocr.has_text`).
+        check_text, min_run: the cheap text-presence check first (:func:`tripwire.experts.ocr.has_text`).
         timeout_s: the longest one picture may take.
     """
 
     def __init__(self, language: str = "eng", tessdata_dir: str | None = None, page_mode: int = 6,
-                 min_confidence: float = 0.6, check_text: bool = True, min_strokes: float = 0.04,
+                 min_confidence: float = 0.6, check_text: bool = True, min_run: int = 6,
                  timeout_s: float = 60.0):
         self.binary = tesseract_binary()
         self.tessdata = _tessdata(tessdata_dir, language)
@@ -58,7 +58,7 @@ class TesseractOcr:
         self.page_mode = page_mode
         self.min_confidence = min_confidence
         self.check_text = check_text
-        self.min_strokes = min_strokes
+        self.min_run = min_run
         self.timeout_s = timeout_s
         self._weights = self.weights_record(language=language, tessdata_dir=tessdata_dir)
 
@@ -74,7 +74,7 @@ class TesseractOcr:
                              {name: sha for name, sha in record.files.items() if name == f"{language}.traineddata"})
 
     def read(self, pictures: Sequence[np.ndarray]) -> list[ImageText]:
-        return read_pictures(pictures, self.check_text, self.min_strokes, self._one)
+        return read_pictures(pictures, self.check_text, self.min_run, self._one)
 
     def _one(self, rgb: np.ndarray) -> ImageText:
         from PIL import Image

@@ -5,8 +5,9 @@ from __future__ import annotations
 import inspect
 import types
 import typing
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -156,6 +157,23 @@ def build_encoders(specs: Mapping[str, ComponentConfig | tuple[str, Mapping[str,
     return built
 
 
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+@contextmanager
+def _running_norm_statistics(encoder: nn.Module, lone_row: bool) -> Iterator[None]:
+    """Batch norm has no batch statistics for one row: where a training batch holds a single item of a modality,
+    its encoder's batch-norm layers normalise it with their running statistics (their weights still learn)."""
+    norms = [m for m in encoder.modules() if isinstance(m, _BATCH_NORMS) and m.training] if lone_row else []
+    for norm in norms:
+        norm.eval()
+    try:
+        yield
+    finally:
+        for norm in norms:
+            norm.train()
+
+
 class SafetyModel(nn.Module):
     """Encoders + fusion head: preprocessed inputs -> one logit per policy category.
 
@@ -191,7 +209,8 @@ class SafetyModel(nn.Module):
                 continue
             x = inputs[modality]
             x = {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
-            out = encoder(x)
+            with _running_norm_statistics(encoder, self.training and rows.numel() == 1):
+                out = encoder(x)
             full = torch.zeros(n, encoder.out_dim, device=device, dtype=out.dtype)
             embeddings[modality] = full.index_copy(0, rows, out)
         return embeddings

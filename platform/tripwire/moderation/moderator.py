@@ -35,7 +35,7 @@ from tripwire.moderation.result import ModerationResult
 from tripwire.moderation.scored import SIDE_SIGNALS, ReadText, Scored, SeenPicture
 from tripwire.moderation.windowed import WindowFold
 from tripwire.experts import (EXPERT_KINDS, ImageText, Transcript, load_expert, picture_kinds,
-                              reading_from_json, run_expert)
+                              reading_from_json, run_expert, whole_text)
 from tripwire.experts.speech import SAMPLE_RATE
 from tripwire.moderation.scoring import encode_batch, explain, fuse_batch, head_batch, top_time_window
 
@@ -350,7 +350,7 @@ class Moderator:
                 boxes = [block.box for block in found]
                 union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
                          max(b[3] for b in boxes))
-                out.append((i, (" ".join(block.text for block in found), union, when, size)))
+                out.append((i, (whole_text(found), union, when, size)))
         return out
 
     def picture_scores(self, read: list[ReadText] | None, seen: list[SeenPicture] | None) -> dict[str, np.ndarray]:

@@ -29,6 +29,33 @@ class SyntheticSpec:
 
 
 @dataclass(frozen=True)
+class TextInPicturesConfig:
+    """``data.text_in_pictures``: rows whose labels are about the words drawn in their pictures (screenshots of
+    comments, captioned memes, rendered text) train the text model on the text the model's OCR expert reads in
+    them, in a Ray Data actor pool before preprocessing (:mod:`tripwire.training.pictures`).
+
+    Attributes:
+        rows: which rows: ``all`` (every row with an image or a video) or ``meta.<field>`` (those whose field is
+            true; the others train as they are).
+        actors: OCR actors, each running the model's OCR engine (``model.experts.ocr``).
+        cpus_per_actor: CPUs each reserves (match the engine's ``cpu_threads``).
+        batch_size: rows per OCR batch.
+    """
+
+    rows: str = "all"
+    actors: int = 1
+    cpus_per_actor: float = 1.0
+    batch_size: int = 8
+
+    def __post_init__(self):
+        if self.rows != "all" and not (self.rows.startswith("meta.") and len(self.rows) > 5):
+            raise ConfigError(f"text_in_pictures.rows: {self.rows!r} must be 'all' or 'meta.<field>'")
+        if self.actors < 1 or self.batch_size < 1 or self.cpus_per_actor <= 0:
+            raise ConfigError(f"text_in_pictures: actors and batch_size must be at least 1 and cpus_per_actor "
+                              f"positive, got {self.actors}, {self.batch_size}, {self.cpus_per_actor}")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the corpus is and how it is split and preprocessed."""
 
@@ -54,6 +81,7 @@ class DataConfig:
     # true/false force it either way.
     cache_preprocessed: bool | Literal["auto"] = "auto"
     cache_budget_mb: int = 4096
+    text_in_pictures: TextInPicturesConfig | None = None  # null: pictures train the image/video encoders only
 
     def __post_init__(self):
         if not 0.0 < self.validation_fraction < 1.0:
@@ -155,6 +183,10 @@ class TrainConfig:
     def __post_init__(self):
         if not self.run_name or "/" in self.run_name:
             raise ConfigError(f"run_name: {self.run_name!r} must be a non-empty name without '/'")
+        if self.data.text_in_pictures is not None and "ocr" not in self.model.experts:
+            # (The model's own config refuses an OCR expert without a text encoder to score what it reads.)
+            raise ConfigError("data.text_in_pictures: needs model.experts.ocr (the engine that reads the pictures "
+                              "for the text model to learn from)")
 
     def resolved(self, base_dir: str | Path = ".") -> "TrainConfig":
         """Makes local paths absolute (Ray workers run elsewhere) and fills the default tokenizer."""

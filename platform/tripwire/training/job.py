@@ -28,6 +28,7 @@ from tripwire.training.cache import bytes_per_row, decide_cache
 from tripwire.training.config import TrainConfig, TrainLoopConfig
 from tripwire.training.ingest import PreprocessBatch
 from tripwire.training.loop import label_pos_weight, train_loop_per_worker
+from tripwire.training.pictures import read_text_in_pictures
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,10 @@ def run(cfg: TrainConfig, callbacks: Sequence[Any] = (), say: Say = logger.info)
     counts = {name: sum(1 for s in assignment.values() if s == name) for name in ("train", "val", "test")}
     say(f"[data] {num_rows} rows -> {counts} (group_by={cfg.data.group_by}"
         + (f", split_by={cfg.data.split_by}" if cfg.data.split_by else "") + f"); split -> {splits_uri}")
+    read_from_pictures = None
+    if cfg.data.text_in_pictures is not None:  # OCR once, before the splits are preprocessed (every epoch)
+        raw, read_from_pictures = read_text_in_pictures(raw, cfg, manifest_base(cfg.data.manifest), quarantine_dir,
+                                                        say)
     train_ds, val_ds = build_datasets(raw, cfg, taxonomy, assignment, quarantine_dir)
     cache = decide_cache(cfg.data.cache_preprocessed, counts["train"] + counts["val"], bytes_per_row(cfg.model),
                          cfg.data.cache_budget_mb)
@@ -225,6 +230,7 @@ def run(cfg: TrainConfig, callbacks: Sequence[Any] = (), say: Say = logger.info)
         "quarantined": len(quarantined),
         "quarantine_reasons": quarantine_reasons(quarantined),
         "quarantine_dir": quarantine_dir,
+        **({"read_from_pictures": read_from_pictures} if read_from_pictures is not None else {}),
     }
     (export / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
