@@ -100,21 +100,23 @@ def naive_rate(checkpoint: str, manifest: Path, limit: int = 128) -> float:
     return len(samples) / (time.perf_counter() - started)
 
 
-def scan_rate(checkpoint: str, manifest: Path, out: Path) -> dict:
-    """The scan job over ``manifest`` in this process's Ray: steady and end-to-end items/s."""
+def scan_rate(checkpoint: str, manifest: Path, out: Path, preprocess_batch_size: int | None = None) -> dict:
+    """The scan job over ``manifest`` in this process's Ray: steady and end-to-end items/s (the scan config's
+    default ``preprocess_batch_size`` unless given)."""
     from pipelines.scan import run
     from tripwire.scan.config import ScanConfig, ScanJob
 
+    preprocess = {"preprocess_batch_size": preprocess_batch_size} if preprocess_batch_size else {}
     started = time.perf_counter()
     report = run(ScanJob(checkpoint=checkpoint, manifest=str(manifest), out=str(out),
                          scan=ScanConfig(batch_size=BATCH, actors=1, cpus_per_actor=1.0, preprocess_cpus=0.5,
-                                         progress_every_s=30.0)))
+                                         progress_every_s=30.0, **preprocess)))
     wall = time.perf_counter() - started
     return {"items": report["scored"], "steady_items_per_s": report["steady_items_per_s"],
             "end_to_end_items_per_s": round(report["scored"] / wall, 2), "wall_s": round(wall, 2)}
 
 
-def throughput(items: int, directory: Path, mixes: list[str]) -> dict:
+def throughput(items: int, directory: Path, mixes: list[str], preprocess_batch_size: int | None = None) -> dict:
     import ray
 
     from bench.bench_serving import build_checkpoint
@@ -125,7 +127,7 @@ def throughput(items: int, directory: Path, mixes: list[str]) -> dict:
     naive = {name: naive_rate(checkpoint, path) for name, path in manifests.items()}
     ray.init(num_cpus=2, log_to_driver=False, logging_level="WARNING")
     try:
-        scans = {name: scan_rate(checkpoint, path, directory / f"out-{name.replace('+', '_')}")
+        scans = {name: scan_rate(checkpoint, path, directory / f"out-{name.replace('+', '_')}", preprocess_batch_size)
                  for name, path in manifests.items()}
     finally:
         ray.shutdown()
@@ -225,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=384, help="items per modality mix")
     parser.add_argument("--mixes", nargs="+", choices=sorted(MIXES), default=list(MIXES))
+    parser.add_argument("--preprocess-batch-size", type=int, help="the scan's (default: its config's default)")
     parser.add_argument("--growth", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--skip-growth", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"machine": "2 CPU cores (CI kind)", "batch_size": BATCH}
     if not args.skip_throughput:
         with tempfile.TemporaryDirectory() as tmp:
-            report["throughput"] = throughput(args.items, Path(tmp), args.mixes)
+            report["throughput"] = throughput(args.items, Path(tmp), args.mixes, args.preprocess_batch_size)
         print(f"\n{'mix':<12}{'limit/s':>10}{'naive/s':>10}{'scan/s':>10}{'vs limit':>10}{'vs naive':>10}")
         for name, row in report["throughput"].items():
             print(f"{name:<12}{row['limit_items_per_s']:>10}{row['naive_items_per_s']:>10}"
