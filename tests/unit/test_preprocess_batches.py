@@ -99,3 +99,32 @@ def test_text_only_model_trains_on_text_only_batches(text_model_config):
     assert logits.shape == (6, 2)
     logits.sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoders["text"].parameters())
+
+
+def test_a_scans_rows_carry_only_the_media_they_have(tiny_model_config, tiny_corpus):
+    """The scan's hop to its model actors: a text row carries no image, audio or video of zeros, and every row comes
+    back as the item it was prepared as (the same arrays, bit for bit)."""
+    from tripwire.scan.stages import rows_from_batch, scan_columns
+
+    pre = Preprocessor(tiny_model_config.preprocessing)
+    samples = list(read_manifest(str(tiny_corpus)))[:24]
+    items = [pre.sample(s, str(tiny_corpus.parent)) for s in samples]
+    columns = scan_columns(pre, items)
+    collated = pre.collate(items)
+    for modality in ("image", "audio", "video"):
+        has = columns[f"present_{modality}"]
+        assert has.tolist() == collated[f"present_{modality}"].tolist() and 0 < has.sum() < len(items)
+        assert all(columns[modality][i].size == 0 and columns[modality][i].ndim == collated[modality].ndim - 1
+                   for i in np.flatnonzero(~has))
+    ragged = sum(a.nbytes for m in ("image", "audio", "video") for a in columns[m])
+    assert ragged < sum(collated[m].nbytes for m in ("image", "audio", "video")) / 2
+    back = rows_from_batch({"id": np.asarray([s.id for s in samples], object), **columns,
+                            "video_timestamps": np.zeros((len(items), 4))}, ("text", "image", "audio", "video"))
+    for item, again in zip(items, back):
+        assert set(again) - {"video_timestamps"} == set(item) - {"video_timestamps"}
+        for key in set(item) - {"video_timestamps"}:
+            if key == "text":
+                assert all(np.array_equal(item["text"][k], again["text"][k]) for k in item["text"])
+            else:
+                assert np.array_equal(item[key], again[key]) and again[key].dtype == item[key].dtype
+    assert scan_columns(pre, [])["video"].shape == (0,) and scan_columns(pre, [])["text_input_ids"].shape == (0, 16)

@@ -2,8 +2,8 @@
 
 Preprocessing (:func:`prepare_batch`) runs as stateless tasks that scale with the cluster's CPUs; the
 model (:class:`ModerateBatch`) runs in long-lived actors, on GPUs when they have them. Between the two,
-rows travel as the collated, fixed-shape columns of :meth:`tripwire.data.preprocess.Preprocessor.collate`,
-plus the item's id, market and video frame timestamps.
+rows travel as :func:`scan_columns` (the text's tokens, and each media modality only where the row has it), plus
+the item's id, market and video frame timestamps.
 
 Long media (audio or video past the media limits, within the windows' limits) is not decoded by the first stage:
 its row carries the item (``long_record``, media URIs made absolute) to the model actor, which streams it window
@@ -62,7 +62,7 @@ def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalit
     good, bad = prepare_records(batch["id"], batch["record"], lambda s: _prepared_or_long(preprocessor, s, base_uri))
     write_quarantine(quarantine_dir, bad)
     items = [prepared for _, prepared in good]
-    out = preprocessor.collate(items)
+    out = scan_columns(preprocessor, items)
     if "video" in modalities:  # the frames' times, for the evidence
         frames = preprocessor.config.video.num_frames
         out["video_timestamps"] = np.asarray([np.asarray(p.get("video_timestamps", np.zeros(frames)), np.float64)
@@ -83,6 +83,32 @@ def prepare_batch(batch: dict[str, np.ndarray], preprocessing_json: str, modalit
 
 
 LONG = "long_record"
+
+
+def scan_columns(preprocessor: Preprocessor, items: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Prepared items -> the columns that go to the model actors: ``present_<modality>`` flags, the text's token
+    columns (fixed shape, a few hundred bytes), and each media modality as one array per row, empty where the row
+    lacks it. Training's :meth:`Preprocessor.collate` gives an absent modality its zero placeholder instead; here,
+    where a catalogue mixes text, pictures and video, an image row would carry a video's worth of zeros (221 KB
+    with the demo's settings, eight times its own image) through the object store."""
+    out: dict[str, np.ndarray] = {}
+    placeholders = preprocessor.empty_item()
+    for modality in preprocessor.modalities:
+        out[f"present_{modality}"] = np.asarray([modality in item for item in items], dtype=bool)
+        if modality == "text":
+            no_text = np.zeros(preprocessor.config.text.max_length, np.int64)
+            for key in ("input_ids", "attention_mask"):
+                rows = [item["text"][key] if "text" in item else no_text for item in items]
+                out[f"text_{key}"] = np.stack(rows) if rows else no_text[None][:0]
+            continue
+        # Ragged, so Ray Data carries it as a variable-shaped tensor: of one dtype and number of dimensions.
+        placeholder = placeholders[modality]
+        absent = np.zeros((0,) * placeholder.ndim, placeholder.dtype)
+        column = np.empty(len(items), dtype=object)
+        for i, item in enumerate(items):
+            column[i] = item.get(modality, absent)
+        out[modality] = column
+    return out
 
 
 def _prepared_or_long(preprocessor: Preprocessor, sample: Sample, base_uri: str) -> dict[str, Any]:
@@ -106,7 +132,7 @@ def _prepared_or_long(preprocessor: Preprocessor, sample: Sample, base_uri: str)
 
 
 def rows_from_batch(batch: dict[str, Any], modalities: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Collated columns -> one prepared item per row (what :meth:`Preprocessor.sample` returned)."""
+    """:func:`prepare_batch`'s columns -> one prepared item per row (what :meth:`Preprocessor.sample` returned)."""
     items = []
     for i in range(len(batch["id"])):
         item: dict[str, Any] = {}
