@@ -15,7 +15,7 @@ import pytest
 from tripwire.common.config import ConfigError, to_dict
 from tripwire.data.rendered import RenderRecipe, bundled_photos, render, video_with_text
 from tripwire.model.safety_model import ComponentConfig
-from tripwire.training.pictures import READ_FROM, ReadTextInPictures, pictures_text
+from tripwire.training.pictures import READ_FROM, ReadTextInPictures, pictures_text, progress_line
 
 THREAT = "We will kill you tomorrow"
 CAPTION = "Lovely evening by the lake"
@@ -43,7 +43,7 @@ def read_stage(tiny_model_config, tmp_path_factory):
     """The stage's UDF as a training job's actor builds it, over a folder of media, with its quarantine."""
     folder = tmp_path_factory.mktemp("pictures")
     udf = ReadTextInPictures(to_dict(ComponentConfig("rapidocr")), to_dict(tiny_model_config.preprocessing),
-                             "meta.text_labelled", str(folder), str(folder / "quarantine"))
+                             "meta.text_labelled", str(folder), str(folder / "quarantine"), str(folder / "progress"))
     return udf, folder
 
 
@@ -82,6 +82,10 @@ def test_selected_rows_train_on_the_text_read_and_the_others_pass_as_they_are(re
     assert reasons["blank"] == ("no_text_read", "the OCR engine read no text in its 1 picture(s)")
     assert reasons["thumb"][0] == "no_text_read" and "pictures.min_side (32 px)" in reasons["thumb"][1]
     assert reasons["broken"][0] == "corrupt" and set(reasons) == {"blank", "thumb", "broken"}
+    # How far the actor has got, for the driver's progress lines (this fixture's UDF may have read other batches).
+    assert udf.seen >= 7 and udf.read >= 2
+    assert progress_line(str(folder / "progress"), 1000) == \
+        f"[data] text in pictures: {udf.seen}/1000 rows looked at ({udf.seen / 10:.0f}%), {udf.read} read"
 
 
 def test_the_text_trained_on_is_the_text_serving_scores(read_stage):

@@ -173,7 +173,7 @@ def run(cfg: TrainConfig, callbacks: Sequence[Any] = (), say: Say = logger.info)
     read_from_pictures = None
     if cfg.data.text_in_pictures is not None:  # OCR once, before the splits are preprocessed (every epoch)
         raw, read_from_pictures = read_text_in_pictures(raw, cfg, manifest_base(cfg.data.manifest), quarantine_dir,
-                                                        say)
+                                                        num_rows, say)
     train_ds, val_ds = build_datasets(raw, cfg, taxonomy, assignment, quarantine_dir)
     cache = decide_cache(cfg.data.cache_preprocessed, counts["train"] + counts["val"], bytes_per_row(cfg.model),
                          cfg.data.cache_budget_mb)

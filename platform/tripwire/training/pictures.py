@@ -11,7 +11,9 @@ labels are about its text. A selected row where nothing is read is quarantined (
 quarantined with its reason, as preprocessing does.
 
 The stage runs once per job, before the splits are filtered and preprocessed, and its output (manifest records,
-text only where read) is kept in Ray's object store: OCR costs seconds a picture, so it must not run every epoch.
+text only where read) is kept in Ray's object store: OCR costs a third of a second a picture, so it must not run
+every epoch. Thousands of pictures take many minutes, so each actor writes how far it has got to the run's folder
+after every batch (``text_in_pictures/progress/``) and the driver says the total every ``PROGRESS_EVERY_S``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
+import uuid
 from typing import Any, Sequence
 
 import numpy as np
@@ -35,6 +39,7 @@ from tripwire.experts import ImageText, whole_text
 logger = logging.getLogger(__name__)
 
 READ_FROM = "text_read_from"  # the meta field a rewritten row names its source in: "image" or "video"
+PROGRESS_EVERY_S = 30.0
 
 
 def pictures_text(readings: Sequence[ImageText]) -> str:
@@ -63,9 +68,12 @@ class ReadTextInPictures:
         rows: ``data.text_in_pictures.rows``.
         base_uri: the manifest's folder, for relative media URIs.
         quarantine_dir: where unusable selected rows go; None to only drop them.
+        progress_dir: where this actor writes how many rows it has seen and read (:func:`progress_line`); None
+            to write nothing.
     """
 
-    def __init__(self, expert: dict, preprocessing: dict, rows: str, base_uri: str, quarantine_dir: str | None):
+    def __init__(self, expert: dict, preprocessing: dict, rows: str, base_uri: str, quarantine_dir: str | None,
+                 progress_dir: str | None = None):
         from tripwire.data.preprocess import PreprocessingConfig, Preprocessor
         from tripwire.experts import load_expert
         from tripwire.model.safety_model import ComponentConfig
@@ -76,6 +84,8 @@ class ReadTextInPictures:
         self.rows = rows
         self.base_uri = base_uri
         self.quarantine_dir = quarantine_dir
+        self.progress = f"{progress_dir.rstrip('/')}/{uuid.uuid4().hex}.json" if progress_dir else None
+        self.seen, self.read = 0, 0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from tripwire.experts import run_expert
@@ -117,9 +127,49 @@ class ReadTextInPictures:
         if bad and self.quarantine_dir:
             write_quarantine(self.quarantine_dir, bad)
         kept = [row for row in out if row[1] is not None]
+        self.seen += len(batch["id"])
+        self.read += sum(1 for row in kept if row[2])
+        if self.progress:
+            _write_json(self.progress, {"seen": self.seen, "read": self.read})
         return {"id": np.asarray([row[0] for row in kept], dtype=object),
                 "record": np.asarray([row[1] for row in kept], dtype=object),
                 "read_from_pictures": np.asarray([row[2] for row in kept], dtype=bool)}
+
+
+def _write_json(path: str, data: dict) -> None:
+    import fsspec
+
+    fs, local = fsspec.core.url_to_fs(path)
+    fs.makedirs(local.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(local, "w") as handle:
+        json.dump(data, handle)
+
+
+def progress_line(progress_dir: str, total: int) -> str | None:
+    """The stage's progress over all its actors, from what each wrote to ``progress_dir`` (None before any has)."""
+    import fsspec
+
+    fs, folder = fsspec.core.url_to_fs(progress_dir)
+    seen = read = 0
+    for path in fs.glob(f"{folder}/*.json") if fs.exists(folder) else []:
+        try:
+            with fs.open(path, "r") as handle:
+                data = json.load(handle)
+            seen, read = seen + int(data["seen"]), read + int(data["read"])
+        except (OSError, ValueError, KeyError):
+            continue  # being written
+    if not seen:
+        return None
+    return f"[data] text in pictures: {seen}/{total} rows looked at ({100 * seen / max(total, 1):.0f}%), {read} read"
+
+
+def _say_progress(progress_dir: str, total: int, say: Say, stop: threading.Event) -> None:
+    last = None
+    while not stop.wait(PROGRESS_EVERY_S):
+        line = progress_line(progress_dir, total)
+        if line and line != last:
+            say(line)
+            last = line
 
 
 def _parsed(record: Any) -> Sample | None:
@@ -129,7 +179,7 @@ def _parsed(record: Any) -> Sample | None:
         return None
 
 
-def read_text_in_pictures(raw, cfg, base_uri: str, quarantine_dir: str, say: Say = logger.info):
+def read_text_in_pictures(raw, cfg, base_uri: str, quarantine_dir: str, num_rows: int, say: Say = logger.info):
     """The manifest's rows with ``cfg.data.text_in_pictures`` applied, read once into Ray's object store.
 
     Args:
@@ -137,22 +187,36 @@ def read_text_in_pictures(raw, cfg, base_uri: str, quarantine_dir: str, say: Say
         cfg: the job's :class:`~tripwire.training.config.TrainConfig`.
         base_uri: the manifest's folder.
         quarantine_dir: the job's quarantine.
+        num_rows: the manifest's rows (for the progress lines).
 
     Returns:
         The rows (the same columns, ``read_from_pictures`` added), materialised, and ``{"rows": how many were read,
         "seconds": the stage's wall time}`` (for the job's summary).
     """
+    import fsspec
     from ray.data import ActorPoolStrategy
 
     setting = cfg.data.text_in_pictures
     raw.context.execution_options.preserve_order = cfg.data.ordered
+    progress_dir = f"{cfg.storage_path}/{cfg.run_name}/text_in_pictures/progress"
+    fs, folder = fsspec.core.url_to_fs(progress_dir)
+    if fs.exists(folder):  # an earlier attempt's counts
+        fs.rm(folder, recursive=True)
+    stop = threading.Event()
+    watch = threading.Thread(target=_say_progress, args=(progress_dir, num_rows, say, stop), daemon=True)
     started = time.perf_counter()
-    read = raw.map_batches(
-        ReadTextInPictures, batch_size=setting.batch_size, batch_format="numpy", num_cpus=setting.cpus_per_actor,
-        fn_constructor_kwargs={"expert": to_dict(cfg.model.experts["ocr"]),
-                               "preprocessing": to_dict(cfg.model.preprocessing), "rows": setting.rows,
-                               "base_uri": base_uri, "quarantine_dir": quarantine_dir},
-        compute=ActorPoolStrategy(min_size=1, max_size=setting.actors)).materialize()
+    watch.start()
+    try:
+        read = raw.map_batches(
+            ReadTextInPictures, batch_size=setting.batch_size, batch_format="numpy", num_cpus=setting.cpus_per_actor,
+            fn_constructor_kwargs={"expert": to_dict(cfg.model.experts["ocr"]),
+                                   "preprocessing": to_dict(cfg.model.preprocessing), "rows": setting.rows,
+                                   "base_uri": base_uri, "quarantine_dir": quarantine_dir,
+                                   "progress_dir": progress_dir},
+            compute=ActorPoolStrategy(min_size=1, max_size=setting.actors)).materialize()
+    finally:
+        stop.set()
+        watch.join(timeout=5)
     count = int(read.sum("read_from_pictures") or 0) if read.count() else 0
     wall = time.perf_counter() - started
     say(f"[data] read the text in the pictures of {count} rows (text_in_pictures.rows: {setting.rows}) with "
