@@ -38,7 +38,8 @@ import time
 
 import numpy as np
 
-from bench.bench_longform import OLID, REPO, RESULTS, evaluate_sets, machine, macro_f1, two_actor_config, wilson
+from bench.bench_longform import (OLID, REPO, RESULTS, evaluate_sets, machine, macro_f1, paired_ratio,
+                                  two_actor_config, wilson)
 
 WORK = REPO / "runs" / "bench" / "pictures"
 CATEGORY = "harassment"  # OLID's offensive
@@ -94,12 +95,6 @@ def rendered(checkpoint: str, engine: str, limit: int | None, replicates: int = 
     truth = np.asarray([labels[i] for i in ids])
     by_typed = np.asarray([_score(typed[i]) for i in ids]) >= threshold
     by_drawn = np.asarray([_score(drawn[i]) for i in ids]) >= threshold
-    point = macro_f1(truth, by_drawn) / macro_f1(truth, by_typed)
-    rng = np.random.default_rng(0)
-    ratios = []
-    for _ in range(replicates):
-        pick = rng.integers(0, len(ids), len(ids))
-        ratios.append(macro_f1(truth[pick], by_drawn[pick]) / max(macro_f1(truth[pick], by_typed[pick]), 1e-9))
     # How exactly the words came back (the text drawn against the text read, all blocks in order).
     similarity, exact, by_layout = [], 0, {}
     for i in ids:
@@ -115,9 +110,8 @@ def rendered(checkpoint: str, engine: str, limit: int | None, replicates: int = 
         "checkpoint": checkpoint, "engine": engine, "typed": typed_set.ref, "drawn": drawn_set.ref,
         "tweets_in_both": len(ids), "restrict_threshold": threshold,
         "typed_macro_f1": round(macro_f1(truth, by_typed), 4), "drawn_macro_f1": round(macro_f1(truth, by_drawn), 4),
-        "ratio": {"value": round(point, 4), "ci": [round(float(np.percentile(ratios, 2.5)), 4),
-                                                  round(float(np.percentile(ratios, 97.5)), 4)],
-                  "replicates": replicates, "goal": ">= 0.95"},
+        "ratio": {**paired_ratio(macro_f1, truth, by_drawn, by_typed, replicates), "replicates": replicates,
+                  "goal": ">= 0.95"},
         "same_decision": round(float(np.mean(by_typed == by_drawn)), 4),
         "words_read": {"mean_similarity": round(float(np.mean(similarity)), 4), "exact": exact,
                        "by_layout": {k: round(float(np.mean(v)), 4) for k, v in sorted(by_layout.items())}},
@@ -294,25 +288,16 @@ def train_from_pictures(tweets: int, seed: int, epochs: int, replicates: int = 2
     f1 = {name: macro_f1(truth, decided[name]) for name in runs}
     ranked = {name: np.asarray([scores[name][i] for i in ids]) for name in runs}
     auc = {name: roc_auc(truth, ranked[name]) for name in runs}
-    pick_rng = np.random.default_rng(0)
-    ratios, auc_ratios = [], []
-    for _ in range(replicates):
-        pick = pick_rng.integers(0, len(ids), len(ids))
-        ratios.append(macro_f1(truth[pick], decided["drawn"][pick]) / max(macro_f1(truth[pick], decided["typed"][pick]), 1e-9))
-        auc_ratios.append(roc_auc(truth[pick], ranked["drawn"][pick]) / roc_auc(truth[pick], ranked["typed"][pick]))
     read = summaries["drawn"]["read_from_pictures"]
     return save("train", {
         "tweets_drawn": len(drawn_rows), "seed": seed, "epochs": epochs, "test": typed_set.ref, "test_tweets": len(ids),
         "restrict_threshold": {name: round(t, 4) for name, t in thresholds.items()},
         "macro_f1": {name: round(v, 4) for name, v in f1.items()},
-        "ratio_drawn_over_typed": {"value": round(f1["drawn"] / f1["typed"], 4),
-                                   "ci": [round(float(np.percentile(ratios, 2.5)), 4),
-                                          round(float(np.percentile(ratios, 97.5)), 4)], "replicates": replicates},
+        "ratio_drawn_over_typed": {**paired_ratio(macro_f1, truth, decided["drawn"], decided["typed"], replicates),
+                                   "replicates": replicates},
         "same_decision": round(float(np.mean(decided["drawn"] == decided["typed"])), 4),
         "roc_auc": {name: round(v, 4) for name, v in auc.items()},
-        "roc_auc_ratio_drawn_over_typed": {"value": round(auc["drawn"] / auc["typed"], 4),
-                                           "ci": [round(float(np.percentile(auc_ratios, 2.5)), 4),
-                                                  round(float(np.percentile(auc_ratios, 97.5)), 4)]},
+        "roc_auc_ratio_drawn_over_typed": paired_ratio(roc_auc, truth, ranked["drawn"], ranked["typed"], replicates),
         "ocr_stage": {**read, "rows_per_s": round(read["rows"] / max(read["seconds"], 1e-9), 3), "actors": 2},
         "quarantined": {name: summaries[name]["quarantine_reasons"] for name in runs},
         "val_macro_roc_auc": {name: round(summaries[name]["val_metrics"]["macro"]["roc_auc"], 4) for name in runs},

@@ -41,16 +41,40 @@ def resolved_item(item_id: str, action: str, labels: dict[str, int], resolved_at
                       resolved_at=resolved_at)
 
 
+def _integration_file(nodeid: str) -> str | None:
+    """The file name of an integration test (by node id); None for any other test."""
+    path = nodeid.split("::", 1)[0]
+    return path.rsplit("/", 1)[-1] if path.startswith("tests/integration/") else None
+
+
 def on_session_ray(nodeid: str) -> bool:
     """Whether a test (by node id) runs on the session's Ray: every integration test outside WITHOUT_RAY and
     OWN_CLUSTER."""
-    path = nodeid.split("::", 1)[0]
-    return path.startswith("tests/integration/") and path.rsplit("/", 1)[-1] not in WITHOUT_RAY | OWN_CLUSTER
+    name = _integration_file(nodeid)
+    return name is not None and name not in WITHOUT_RAY | OWN_CLUSTER
 
 
 def on_own_cluster(nodeid: str) -> bool:
-    path = nodeid.split("::", 1)[0]
-    return path.startswith("tests/integration/") and path.rsplit("/", 1)[-1] in OWN_CLUSTER
+    return _integration_file(nodeid) in OWN_CLUSTER
+
+
+def drawn_card(text: str, rotation: float = 0.0, size: int = 28):
+    """``text`` drawn black on a white card (DejaVuSans, no JPEG), always the same: ``(RGB array, what was drawn)``."""
+    import random
+
+    import numpy as np
+
+    from tripwire.data.rendered import RenderRecipe, render
+
+    recipe = RenderRecipe(layouts=("card",), sizes=(size,), rotations=(rotation,), jpeg_qualities=(None,),
+                          colours=(("#000000", "#ffffff"),), fonts=("DejaVuSans",))
+    picture, drawn = render(text, random.Random(0), recipe, [])
+    return np.asarray(picture), drawn
+
+
+def read_words(text: str) -> list[str]:
+    """The words of a text, lower case, punctuation dropped: what OCR must give back of a drawn text."""
+    return "".join(c.lower() if c.isalnum() else " " for c in text).split()
 
 
 TINY_TEXT = {"hf_config": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,

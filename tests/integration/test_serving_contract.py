@@ -15,7 +15,7 @@ import httpx
 
 from PIL import Image
 
-from helpers import QUIET_SERVE, assert_same_result, save_tiny_checkpoint, speak
+from helpers import QUIET_SERVE, assert_same_result, drawn_card, save_tiny_checkpoint, speak
 from tripwire.model import ENCODERS
 from tripwire.model.safety_model import ComponentConfig
 from tripwire.moderation.moderator import Moderator
@@ -44,7 +44,7 @@ def test_a_whole_video_encoder_serves_the_same_results_as_in_process(serve_endpo
         base = str(tiny_corpus.parent)
         samples = [s for s in read_manifest(str(tiny_corpus)) if "video" in s.modalities][:2]
         samples += [s for s in read_manifest(str(tiny_corpus)) if s.modalities == ["text", "image"]][:1]
-        Image.fromarray(_card("We will kill you tomorrow")).save(tmp_path / "drawn.png")
+        Image.fromarray(drawn_card("We will kill you tomorrow")[0]).save(tmp_path / "drawn.png")
         samples.append(Sample.from_row({"id": "drawn", "image": str(tmp_path / "drawn.png")}))
         samples.append(Sample.from_row({"id": "spoken", "audio": speak("I will kill you tomorrow.", tmp_path / "spoken.wav")}))
         reference = Moderator.local(checkpoint).moderate_sync(samples, base)
@@ -61,15 +61,3 @@ def test_a_whole_video_encoder_serves_the_same_results_as_in_process(serve_endpo
                     assert response.json()["evidence"]["video_top_frames"]
     finally:
         serve.delete("contract")
-
-
-def _card(text: str):
-    import random
-
-    import numpy as np
-
-    from tripwire.data.rendered import RenderRecipe, render
-
-    recipe = RenderRecipe(layouts=("card",), sizes=(28,), rotations=(0.0,), jpeg_qualities=(None,), fonts=("DejaVuSans",),
-                          colours=(("#000000", "#ffffff"),))
-    return np.asarray(render(text, random.Random(0), recipe, [])[0])

@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from helpers import save_tiny_checkpoint
+from helpers import drawn_card, read_words, save_tiny_checkpoint
 from tripwire.common.config import from_dict, read_yaml, to_dict
 from tripwire.data.rendered import RenderRecipe, bundled_photos, render, video_with_text
 from tripwire.data.sample import Sample
@@ -33,25 +33,14 @@ def _engine(name):
     return OCR_EXPERTS.get(name)()
 
 
-def _card(text: str, rotation: float = 0.0, size: int = 28):
-    recipe = RenderRecipe(layouts=("card",), sizes=(size,), rotations=(rotation,), jpeg_qualities=(None,),
-                          colours=(("#000000", "#ffffff"),), fonts=("DejaVuSans",))
-    picture, drawn = render(text, random.Random(0), recipe, [])
-    return np.asarray(picture), drawn
-
-
-def _words(text: str) -> list[str]:
-    return "".join(c.lower() if c.isalnum() else " " for c in text).split()
-
-
 @pytest.mark.parametrize("name", OCR_EXPERTS.names())
 def test_every_ocr_engine_reads_lines_with_boxes_in_reading_order(name):
     engine = _engine(name)
     text = "Go back where you came from, nobody wants you here and everyone knows it"
-    picture, drawn = _card(text)
+    picture, drawn = drawn_card(text)
     flat = np.full((300, 400, 3), 200, np.uint8)
     read, blank = engine.read([picture, flat])
-    assert _words(" ".join(b.text for b in read.blocks())) == _words(text)
+    assert read_words(" ".join(b.text for b in read.blocks())) == read_words(text)
     assert len(read.blocks()) == 1 and len(read.lines) == len(drawn["boxes"]) > 1  # wrapped lines: one text
     for line, truth in zip(read.lines, drawn["boxes"]):
         x0, y0, x1, y1 = line.box
@@ -64,9 +53,9 @@ def test_every_ocr_engine_reads_lines_with_boxes_in_reading_order(name):
 
 def test_a_tilted_picture_is_read_along_its_lines():
     text = "The weather was lovely today and the whole family went down to the beach"
-    picture, _ = _card(text, rotation=-4.0, size=36)
+    picture, _ = drawn_card(text, rotation=-4.0, size=36)
     [read] = _engine("rapidocr").read([picture])
-    assert _words(" ".join(b.text for b in read.blocks())) == _words(text) and read.angle > 0.03
+    assert read_words(" ".join(b.text for b in read.blocks())) == read_words(text) and read.angle > 0.03
 
 
 def test_reading_order_and_blocks():
@@ -82,7 +71,7 @@ def test_reading_order_and_blocks():
 def test_the_text_check_passes_text_and_spares_flat_pictures():
     from PIL import Image
 
-    picture, _ = _card("Some words drawn on a plain card for the check")
+    picture, _ = drawn_card("Some words drawn on a plain card for the check")
     assert has_text(picture)
     assert not has_text(np.zeros((200, 300, 3), np.uint8))
     gradient = np.repeat(np.linspace(0, 255, 300, dtype=np.uint8)[None, :, None], 200, axis=0).repeat(3, axis=2)
@@ -125,14 +114,14 @@ def test_text_in_a_picture_is_scored_as_typed_and_evidenced_with_its_box(picture
 
     manifest = CheckpointManifest.read(picture_checkpoint)
     assert set(manifest.experts) == {"ocr", "nudity"} and manifest.experts["ocr"].weights["package"] == "rapidocr"
-    picture, drawn = _card(THREAT, size=36)
+    picture, drawn = drawn_card(THREAT, size=36)
     Image.fromarray(picture).save(tmp_path / "threat.png")
     moderator = Moderator.local(picture_checkpoint, policy=Policy.load())
     seen, typed = moderator.moderate_sync([Sample.from_row({"id": "p", "image": str(tmp_path / "threat.png")}),
                                            Sample.from_row({"id": "t", "text": THREAT})])
     assert seen.modalities == ["image", "image_text", "nudity"]
     evidence = seen.evidence["image_text"]
-    assert _words(evidence["text"]) == _words(THREAT) and "frame_s" not in evidence["blocks"][0]
+    assert read_words(evidence["text"]) == read_words(THREAT) and "frame_s" not in evidence["blocks"][0]
     x0, y0, x1, y1 = evidence["blocks"][0]["box"]
     assert abs(y0 - drawn["boxes"][0][1]) <= 12 and x1 > x0
     [read] = moderator.moderate_sync([Sample.from_row({"id": "r", "text": evidence["blocks"][0]["text"]})])
@@ -149,7 +138,7 @@ def test_text_in_a_picture_is_scored_as_typed_and_evidenced_with_its_box(picture
 def test_picture_signals_are_held_at_review_until_the_policy_names_them(picture_checkpoint, tmp_path):
     from PIL import Image
 
-    Image.fromarray(_card(THREAT, size=36)[0]).save(tmp_path / "threat.png")
+    Image.fromarray(drawn_card(THREAT, size=36)[0]).save(tmp_path / "threat.png")
     raw = read_yaml(default_resource("policy.yaml"))
     evaluated = raw["signals"].pop("image_text")  # the bundled policy names it (bench.bench_pictures rendered)
     raw.update(version="block-all", markets={}, categories={c: {"review": 0.0, "block": 0.0} for c in raw["categories"]})
@@ -184,7 +173,7 @@ def test_a_scans_stages_carry_the_pictures_to_the_same_result(picture_checkpoint
     from tripwire.moderation.result import ModerationResult
     from tripwire.scan.stages import ModerateBatch, prepare_batch
 
-    Image.fromarray(_card(THREAT, size=36)[0]).save(tmp_path / "threat.png")
+    Image.fromarray(drawn_card(THREAT, size=36)[0]).save(tmp_path / "threat.png")
     samples = [Sample.from_row({"id": "p", "image": str(tmp_path / "threat.png"), "text": "look at this"}),
                Sample.from_row({"id": "t", "text": "nothing drawn"})]
     manifest = CheckpointManifest.read(picture_checkpoint)

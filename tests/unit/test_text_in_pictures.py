@@ -7,31 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 
 import numpy as np
 import pytest
 
+from helpers import drawn_card, read_words
 from tripwire.common.config import ConfigError, to_dict
-from tripwire.data.rendered import RenderRecipe, bundled_photos, render, video_with_text
+from tripwire.data.rendered import bundled_photos, video_with_text
 from tripwire.model.safety_model import ComponentConfig
 from tripwire.training.pictures import READ_FROM, ReadTextInPictures, pictures_text, progress_line
 
 THREAT = "We will kill you tomorrow"
 CAPTION = "Lovely evening by the lake"
-
-
-def _words(text: str) -> list[str]:
-    return "".join(c.lower() if c.isalnum() else " " for c in text).split()
-
-
-def _card(text: str, path):
-    from PIL import Image
-
-    recipe = RenderRecipe(layouts=("card",), sizes=(32,), rotations=(0.0,), jpeg_qualities=(None,),
-                          colours=(("#000000", "#ffffff"),), fonts=("DejaVuSans",))
-    Image.fromarray(np.asarray(render(text, random.Random(0), recipe, [])[0])).save(path)
-    return str(path)
 
 
 def _batch(rows: list[dict]) -> dict[str, np.ndarray]:
@@ -53,7 +40,7 @@ def test_selected_rows_train_on_the_text_read_and_the_others_pass_as_they_are(re
     from tripwire.data.quarantine import read_quarantine
 
     udf, folder = read_stage
-    _card(THREAT, folder / "threat.png")
+    Image.fromarray(drawn_card(THREAT, size=32)[0]).save(folder / "threat.png")
     Image.new("RGB", (240, 160), "white").save(folder / "blank.png")
     Image.new("RGB", (20, 20), "white").save(folder / "thumb.png")
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
@@ -72,12 +59,12 @@ def test_selected_rows_train_on_the_text_read_and_the_others_pass_as_they_are(re
     assert list(out["id"]) == ["threat", "photo", "typed", "clip"]
     assert list(out["read_from_pictures"]) == [True, False, False, True]
     threat, photo, typed, clip = (json.loads(r) for r in out["record"])
-    assert _words(threat["text"]) == _words(THREAT)  # the typed "look" is not what the labels are about
+    assert read_words(threat["text"]) == read_words(THREAT)  # the typed "look" is not what the labels are about
     assert threat["image"] is None and threat["labels"] == {"harassment": 1}
     assert threat["meta"] == {"text_labelled": True, "source": "screenshots", READ_FROM: "image"}
     assert (photo, typed) == (rows[1], rows[2])  # their records untouched
     # The caption is shown in all 4 sampled frames and trained on once.
-    assert _words(clip["text"]) == _words(CAPTION) and clip["video"] is None and clip["meta"][READ_FROM] == "video"
+    assert read_words(clip["text"]) == read_words(CAPTION) and clip["video"] is None and clip["meta"][READ_FROM] == "video"
     reasons = {row["id"]: (row["reason"], row["detail"]) for row in read_quarantine(str(folder / "quarantine"))}
     assert reasons["blank"] == ("no_text_read", "the OCR engine read no text in its 1 picture(s)")
     assert reasons["thumb"][0] == "no_text_read" and "pictures.min_side (32 px)" in reasons["thumb"][1]
@@ -109,7 +96,7 @@ def test_the_text_trained_on_is_the_text_serving_scores(read_stage):
     assert len(served) == 3  # each block, then both as one
     [row] = [json.loads(r) for r in udf(_batch([{"id": "m", "image": "meme.png", "meta": {"text_labelled": True}}]))["record"]]
     assert row["text"] == served[-1][1][0] == pictures_text(readings)
-    assert _words(row["text"]) == _words("when they say we will find you")
+    assert read_words(row["text"]) == read_words("when they say we will find you")
 
 
 def test_a_job_that_reads_pictures_needs_an_ocr_engine(tiny_model_config):

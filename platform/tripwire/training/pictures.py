@@ -217,7 +217,7 @@ def read_text_in_pictures(raw, cfg, base_uri: str, quarantine_dir: str, num_rows
     finally:
         stop.set()
         watch.join(timeout=5)
-    count = int(read.sum("read_from_pictures") or 0) if read.count() else 0
+    count = int(read.sum("read_from_pictures") or 0)  # None for no rows
     wall = time.perf_counter() - started
     say(f"[data] read the text in the pictures of {count} rows (text_in_pictures.rows: {setting.rows}) with "
         f"{cfg.model.experts['ocr'].name} in {wall:.1f}s ({count / max(wall, 1e-9):.2f} rows/s); the text model "
